@@ -1,0 +1,44 @@
+"""The `gdexp` command: Hydra's app, with `report` and `rerun` dispatched first."""
+from __future__ import annotations
+
+import sys
+
+from gdexp.errors import ConfigError
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    _run_hydra()
+
+
+def task(cfg) -> dict:
+    """Hydra's task function: a config error is one readable line, exit status 2."""
+    from gdexp.app import run_one
+
+    try:
+        return run_one(cfg)
+    except ConfigError as exc:
+        print(f"gdexp: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+def _run_hydra() -> None:
+    import hydra
+
+    from gdexp.callbacks import close_dangling_parent
+    from gdexp.config import register_configs
+    from gdexp.paths import conf_dir
+    from gdexp.sweeps import register_sweeps
+
+    register_configs()
+    register_sweeps()
+    app = hydra.main(config_path=str(conf_dir()), config_name="config", version_base=None)(task)
+    try:
+        app()
+    except KeyboardInterrupt:
+        close_dangling_parent("KILLED")
+        sys.exit(130)
+    except SystemExit as exc:
+        if exc.code not in (0, None):
+            close_dangling_parent("FAILED")
+        raise

@@ -1,0 +1,194 @@
+"""Structured configs: the typed schema behind every key in conf/.
+
+Each dataclass is registered in Hydra's ConfigStore under `schema/<group>/`,
+and each YAML file in conf/<group>/ starts from its schema, so a misspelt key
+or a string where a number belongs fails when Hydra composes the config.
+Semantic checks (lr > 0, files that exist, ...) live in gdexp.plan.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, List, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+
+# --- loss group: one dataclass per file in conf/loss/, keys = factory kwargs
+@dataclass
+class QuadraticConf:
+    name: str = "quadratic"
+    eigenvalues: List[float] = field(default_factory=lambda: [1.0, 10.0, 100.0])
+    center: Optional[List[float]] = None
+    rotate: bool = False
+    seed: int = 0
+
+
+@dataclass
+class RosenbrockConf:
+    name: str = "rosenbrock"
+    a: float = 1.0
+    b: float = 100.0
+    dim: int = 2
+
+
+@dataclass
+class HimmelblauConf:
+    name: str = "himmelblau"
+
+
+@dataclass
+class BealeConf:
+    name: str = "beale"
+
+
+@dataclass
+class BoothConf:
+    name: str = "booth"
+
+
+@dataclass
+class RastriginConf:
+    name: str = "rastrigin"
+    A: float = 10.0
+    dim: int = 2
+
+
+@dataclass
+class LinearRegressionConf:
+    name: str = "linear_regression"
+    data: Optional[str] = None
+    x: Any = "x"  # one column name, or a list of names for a multivariate fit
+    y: str = "y"
+    slope: float = 2.0
+    intercept: float = -1.0
+    noise: float = 0.1
+    n: int = 100
+    seed: int = 0
+
+
+@dataclass
+class LogisticRegressionConf:
+    name: str = "logistic_regression"
+    data: Optional[str] = None
+    x: Any = field(default_factory=lambda: ["x1", "x2"])
+    y: str = "y"
+    n: int = 200
+    separation: float = 2.0
+    seed: int = 0
+
+
+# --- optimizer group: keys = gdexp.optimizers factory kwargs
+@dataclass
+class GdConf:
+    name: str = "gd"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+
+
+@dataclass
+class MomentumConf:
+    name: str = "momentum"
+    lr: float = 1e-3
+    momentum: float = 0.9
+    dampening: float = 0.0
+    weight_decay: float = 0.0
+
+
+@dataclass
+class NesterovConf:
+    name: str = "nesterov"
+    lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+
+
+@dataclass
+class AdagradConf:
+    name: str = "adagrad"
+    lr: float = 1e-2
+    lr_decay: float = 0.0
+    initial_accumulator_value: float = 0.0
+    eps: float = 1e-10
+    weight_decay: float = 0.0
+
+
+@dataclass
+class RmspropConf:
+    name: str = "rmsprop"
+    lr: float = 1e-2
+    alpha: float = 0.99
+    eps: float = 1e-8
+    momentum: float = 0.0
+    centered: bool = False
+    weight_decay: float = 0.0
+
+
+@dataclass
+class AdamConf:
+    name: str = "adam"
+    lr: float = 1e-3
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+    amsgrad: bool = False
+    weight_decay: float = 0.0
+
+
+@dataclass
+class BudgetConf:
+    max_iters: int = 1000
+    tol: float = 1e-8
+    patience: int = 0
+    min_delta: float = 0.0
+    divergence_factor: float = 1e4
+
+
+@dataclass
+class TrackingConf:
+    uri: Optional[str] = None
+    experiment: str = "gdexp"
+    curve_points: int = 1000
+
+
+@dataclass
+class Config:
+    loss: Any = MISSING
+    optimizer: Any = MISSING
+    budget: BudgetConf = field(default_factory=BudgetConf)
+    tracking: TrackingConf = field(default_factory=TrackingConf)
+    init: Optional[List[float]] = None
+    seed: int = 0
+
+
+SCHEMAS = {
+    "loss": {
+        "quadratic": QuadraticConf,
+        "rosenbrock": RosenbrockConf,
+        "himmelblau": HimmelblauConf,
+        "beale": BealeConf,
+        "booth": BoothConf,
+        "rastrigin": RastriginConf,
+        "linear_regression": LinearRegressionConf,
+        "logistic_regression": LogisticRegressionConf,
+    },
+    "optimizer": {
+        "gd": GdConf,
+        "momentum": MomentumConf,
+        "nesterov": NesterovConf,
+        "adagrad": AdagradConf,
+        "rmsprop": RmspropConf,
+        "adam": AdamConf,
+    },
+    "budget": {"default": BudgetConf},
+    "tracking": {"local": TrackingConf},
+}
+
+
+def register_configs() -> None:
+    """Put every schema into Hydra's ConfigStore; conf/ files build on them."""
+    cs = ConfigStore.instance()
+    cs.store(name="config_schema", node=Config)
+    for group, options in SCHEMAS.items():
+        for option, node in options.items():
+            cs.store(group=f"schema/{group}", name=option, node=node)

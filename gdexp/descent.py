@@ -1,0 +1,191 @@
+"""The descent loop: a batch of runs, one row each, every row stopping on its own.
+
+numpy only. A row's arithmetic never mixes with other rows (the losses and
+optimizers promise that too), so a run gives bit-identical curves alone or
+inside any batch.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+# The fixed vocabulary of outcomes; reports and MLflow tags use these verbatim.
+CONVERGED, DIVERGED, MAX_ITERS = "converged", "diverged", "max_iters"
+STATUSES = (CONVERGED, DIVERGED, MAX_ITERS)
+
+# Why a row stopped, in priority order when several rules fire at one step:
+# a non-finite value beats the threshold, divergence beats convergence.
+_RUNNING = 0
+STOP_REASONS = ("running", "nan", "inf", "threshold", "grad_tol", "patience", "max_iters")
+_STATUS_OF = {"nan": DIVERGED, "inf": DIVERGED, "threshold": DIVERGED,
+              "grad_tol": CONVERGED, "patience": CONVERGED, "max_iters": MAX_ITERS}
+
+# Parameters are kept at every step only while they are few enough to plot.
+MAX_TRACKED_DIM = 10
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Per-row stopping rules, each an array of shape (B,).
+
+    max_iters: gradient steps at most.
+    tol: converged once the gradient norm is below it (0 = off).
+    patience, min_delta: converged once the best loss has not improved by more
+        than min_delta for `patience` consecutive steps (0 = off).
+    divergence_factor: diverged once loss > factor * |initial loss|.
+    """
+
+    max_iters: np.ndarray
+    tol: np.ndarray
+    patience: np.ndarray
+    min_delta: np.ndarray
+    divergence_factor: np.ndarray
+
+    @classmethod
+    def of(cls, rows: list[dict]) -> "Budget":
+        """Stack one budget dict per row (keys as in conf/budget)."""
+        col = lambda k, t: np.array([r[k] for r in rows], dtype=t)  # noqa: E731
+        return cls(col("max_iters", np.int64), col("tol", float), col("patience", np.int64),
+                   col("min_delta", float), col("divergence_factor", float))
+
+
+@dataclass(frozen=True)
+class Trajectory:
+    """One run's outcome: its status and its curves at every step (0 = start)."""
+
+    status: str
+    stop_reason: str
+    iterations: int
+    loss: np.ndarray              # (iterations + 1,)
+    grad_norm: np.ndarray         # (iterations + 1,)
+    params: np.ndarray | None     # (iterations + 1, dim), None above MAX_TRACKED_DIM
+    final_x: np.ndarray           # (dim,)
+
+    @property
+    def diverged(self) -> bool:
+        return self.status == DIVERGED
+
+    @property
+    def diverged_step(self) -> int | None:
+        return self.iterations if self.diverged else None
+
+    @property
+    def divergence(self) -> str | None:
+        """'nan', 'inf' or 'threshold' for a diverged run."""
+        return self.stop_reason if self.diverged else None
+
+    @property
+    def best_step(self) -> int:
+        finite = np.where(np.isfinite(self.loss), self.loss, np.inf)
+        return int(np.argmin(finite))
+
+    @property
+    def best_loss(self) -> float:
+        return float(self.loss[self.best_step])
+
+    @property
+    def final_loss(self) -> float:
+        """The loss at the last step; for a run that blew up, its last finite value."""
+        finite = np.flatnonzero(np.isfinite(self.loss))
+        return float(self.loss[finite[-1]]) if finite.size else float("nan")
+
+
+def descend(loss, optimizer, x0: np.ndarray, budget: Budget) -> list[Trajectory]:
+    """Run gradient descent on every row of x0 until each row stops.
+
+    Args:
+        loss: a gdexp.losses Loss (value_and_grad over (B, dim) points).
+        optimizer: a gdexp.optimizers Optimizer, its hyper-parameters per row.
+        x0: (B, dim) start points.
+        budget: per-row stopping rules.
+
+    Returns:
+        One Trajectory per row, in row order.
+    """
+    x = np.array(x0, dtype=float)
+    B, dim = x.shape
+    steps = int(budget.max_iters.max())
+    losses = np.full((steps + 1, B), np.nan)
+    gnorms = np.full((steps + 1, B), np.nan)
+    params = np.full((steps + 1, B, dim), np.nan) if dim <= MAX_TRACKED_DIM else None
+    final_x = np.full((B, dim), np.nan)
+    reason = np.zeros(B, dtype=np.int8)
+    stop_step = np.zeros(B, dtype=np.int64)
+
+    # Diverged rows produce inf/nan on purpose: that is data, not a warning.
+    with np.errstate(all="ignore"):
+        state = optimizer.init(x)
+        f, g = loss.value_and_grad(x)
+        gn = _row_norm(g)
+        # Work arrays hold only the rows still running; `rows` maps them back.
+        live = {
+            "rows": np.arange(B),
+            "threshold": budget.divergence_factor * np.abs(f),
+            "best": f.copy(),
+            "wait": np.zeros(B, dtype=np.int64),
+            "tol": budget.tol, "patience": budget.patience,
+            "min_delta": budget.min_delta, "max_iters": budget.max_iters,
+        }
+        for t in range(steps + 1):
+            if t:
+                updates, state = optimizer.update(g, state, x)
+                x = x + updates
+                f, g = loss.value_and_grad(x)
+                gn = _row_norm(g)
+            rows = live["rows"]
+            losses[t, rows] = f
+            gnorms[t, rows] = gn
+            if params is not None:
+                params[t, rows] = x
+            why = _stop_reasons(t, f, gn, x, live)
+            done = why != _RUNNING
+            if done.any():
+                reason[rows[done]] = why[done]
+                stop_step[rows[done]] = t
+                final_x[rows[done]] = x[done]
+                keep = ~done
+                if not keep.any():
+                    break
+                x, f, g, gn = x[keep], f[keep], g[keep], gn[keep]
+                state = {k: v[keep] for k, v in state.items()}
+                live = {k: v[keep] for k, v in live.items()}
+
+    return [
+        _trajectory(i, int(stop_step[i]), STOP_REASONS[reason[i]], losses, gnorms, params, final_x[i])
+        for i in range(B)
+    ]
+
+
+def _row_norm(g: np.ndarray) -> np.ndarray:
+    return np.sqrt(np.sum(g * g, axis=1))
+
+
+def _stop_reasons(t: int, f, gn, x, live) -> np.ndarray:
+    """Each running row's reason to stop at step t (0 = keep going)."""
+    why = np.zeros(f.shape, dtype=np.int8)
+    # Lowest priority first, so a more serious reason overwrites it.
+    why[t >= live["max_iters"]] = STOP_REASONS.index("max_iters")
+    if t:  # the start is the first best, not a step without improvement
+        improved = f < live["best"] - live["min_delta"]
+        live["best"] = np.where(improved, f, live["best"])
+        live["wait"] = np.where(improved, 0, live["wait"] + 1)
+    why[(live["patience"] > 0) & (live["wait"] >= live["patience"])] = STOP_REASONS.index("patience")
+    why[gn < live["tol"]] = STOP_REASONS.index("grad_tol")
+    why[f > live["threshold"]] = STOP_REASONS.index("threshold")
+    values = np.column_stack([f, gn, x])
+    why[np.isinf(values).any(axis=1)] = STOP_REASONS.index("inf")
+    why[np.isnan(values).any(axis=1)] = STOP_REASONS.index("nan")
+    return why
+
+
+def _trajectory(i, last, stop_reason, losses, gnorms, params, final_x) -> Trajectory:
+    return Trajectory(
+        status=_STATUS_OF[stop_reason],
+        stop_reason=stop_reason,
+        iterations=last,
+        loss=losses[: last + 1, i].copy(),
+        grad_norm=gnorms[: last + 1, i].copy(),
+        params=None if params is None else params[: last + 1, i].copy(),
+        final_x=final_x,
+    )

@@ -1,0 +1,210 @@
+"""Everything gdexp writes to MLflow: run params, curves, tags, artifacts.
+
+`import mlflow` costs most of a second, so it happens here only, lazily.
+Runs are written through MlflowClient, never the fluent API: no process-wide
+"active run" to collide with, and a parent run can be made in the launching
+process while its jobs run in the same one.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from gdexp.curves import sample_steps
+from gdexp.descent import Trajectory
+
+PARENT_ENV = "GDEXP_PARENT_RUN_ID"   # a sweep's parent run, handed to its jobs
+TAG = "gdexp."                       # prefix of every tag gdexp owns
+
+
+def resolve_uri(configured: str | None, cwd: str | os.PathLike | None = None) -> str:
+    """The tracking URI a run uses: MLFLOW_TRACKING_URI, then the config, then ./mlflow.db.
+
+    A relative sqlite path is made absolute against `cwd` (default: the
+    current folder) so every job of a sweep, whatever its working folder,
+    writes to one store.
+
+    >>> resolve_uri("sqlite:///runs/m.db", cwd="/data")
+    'sqlite:////data/runs/m.db'
+    """
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or configured
+    base = Path(cwd or os.getcwd())
+    if not uri:
+        return f"sqlite:///{(base / 'mlflow.db').resolve()}"
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        return f"sqlite:///{(base / uri[len('sqlite:///'):]).resolve()}"
+    return uri
+
+
+def client(uri: str):
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def experiment_id(cl, name: str) -> str:
+    """The id of experiment `name`, created on first use.
+
+    On a SQLite store its artifacts go beside the database file
+    (<db folder>/mlartifacts/<name>), not into ./mlruns of whatever folder
+    the first run happened to start in.
+    """
+    found = cl.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    location = None
+    uri = cl.tracking_uri
+    if uri.startswith("sqlite:///"):
+        slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+        location = (Path(uri[len("sqlite:///"):]).parent / "mlartifacts" / slug).as_uri()
+    try:
+        return cl.create_experiment(name, artifact_location=location)
+    except Exception:
+        # Another process created it between our look-up and create.
+        found = cl.get_experiment_by_name(name)
+        if found is None:
+            raise
+        return found.experiment_id
+
+
+def flatten(config: dict, prefix: str = "") -> dict[str, str]:
+    """Dotted keys for MLflow params: {'optimizer': {'lr': 0.1}} -> {'optimizer.lr': '0.1'}.
+
+    >>> flatten({"loss": {"name": "booth"}, "init": None, "x": [1.0, 2]})
+    {'loss.name': 'booth', 'init': 'null', 'x': '[1.0, 2]'}
+    """
+    out: dict[str, str] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{name}."))
+        elif isinstance(value, (list, tuple)) or value is None:
+            out[name] = json.dumps(value)
+        else:
+            out[name] = str(value)
+    return out
+
+
+def start_run(cl, exp_id: str, spec, parent_id: str | None = None) -> str:
+    """Create a run holding the spec's params and identity tags; returns its id."""
+    from mlflow.entities import Param, RunTag
+
+    from gdexp import __version__
+
+    tags = {f"{TAG}config_hash": spec.config_hash, f"{TAG}version": __version__}
+    if spec.loss.data_sha256():
+        tags[f"{TAG}data_sha256"] = spec.loss.data_sha256()
+    if parent_id:
+        tags["mlflow.parentRunId"] = parent_id
+    run = cl.create_run(exp_id, run_name=spec.run_name, tags=tags)
+    params = [Param(k, v) for k, v in flatten(spec.config).items()]
+    cl.log_batch(run.info.run_id, params=params)
+    return run.info.run_id
+
+
+@contextmanager
+def terminating(cl, run_id: str):
+    """Close the run FINISHED, FAILED (error kept as a tag) or KILLED (Ctrl-C)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        cl.set_terminated(run_id, status="KILLED")
+        raise
+    except BaseException as exc:
+        cl.set_tag(run_id, f"{TAG}error", f"{type(exc).__name__}: {exc}"[:7000])
+        cl.set_terminated(run_id, status="FAILED")
+        raise
+    else:
+        cl.set_terminated(run_id, status="FINISHED")
+
+
+def record(cl, run_id: str, spec, traj: Trajectory, curve_points: int) -> None:
+    """Log a finished descent: curves, summary metrics, status tags, artifacts."""
+    from mlflow.entities import Metric, RunTag
+
+    now = int(time.time() * 1000)
+    keep = [traj.best_step] + ([traj.iterations] if traj.diverged else [])
+    steps = sample_steps(traj.loss, curve_points, keep)
+    metrics = [Metric(name, _finite_or_nan(curve[s]), now, int(s))
+               for name, curve in (("loss", traj.loss), ("grad_norm", traj.grad_norm))
+               for s in steps]
+    for name, value in summary_metrics(spec, traj).items():
+        metrics.append(Metric(name, value, now, 0))
+    tags = [RunTag(k, v) for k, v in status_tags(traj).items()]
+    cl.log_batch(run_id, metrics=metrics, tags=tags)
+    with tempfile.TemporaryDirectory(prefix="gdexp-") as tmp:
+        write_artifacts(Path(tmp), spec, traj)
+        cl.log_artifacts(run_id, tmp)
+
+
+def summary_metrics(spec, traj: Trajectory) -> dict[str, float]:
+    """final_loss, best_loss, iterations, and the closed-form lr limits where known.
+
+    All finite, so sorting and filtering in the UI work: a run that blew up
+    reports its last finite loss (its tags say it diverged).
+    """
+    out = {"final_loss": traj.final_loss, "best_loss": traj.best_loss,
+           "iterations": float(traj.iterations)}
+    extremes = spec.loss.hessian_extremes()
+    if extremes is not None:
+        lo, hi = extremes
+        out["lr_max_stable"] = 2.0 / hi
+        out["lr_optimal"] = 2.0 / (lo + hi)
+    return {k: v for k, v in out.items() if np.isfinite(v)}
+
+
+def status_tags(traj: Trajectory) -> dict[str, str]:
+    tags = {f"{TAG}status": traj.status, f"{TAG}diverged": str(traj.diverged).lower(),
+            f"{TAG}stop_reason": traj.stop_reason}
+    if traj.diverged:
+        tags[f"{TAG}diverged_step"] = str(traj.diverged_step)
+        tags[f"{TAG}divergence"] = traj.divergence
+    return tags
+
+
+def result_dict(spec, traj: Trajectory) -> dict:
+    """The content of result.json (non-finite numbers become null: strict JSON)."""
+    return {
+        "status": traj.status,
+        "stop_reason": traj.stop_reason,
+        "iterations": traj.iterations,
+        "final_loss": _json_number(traj.final_loss),
+        "best_loss": _json_number(traj.best_loss),
+        "best_step": traj.best_step,
+        "diverged_step": traj.diverged_step,
+        "divergence": traj.divergence,
+        "x0": [_json_number(v) for v in spec.x0],
+        "final_params": [_json_number(v) for v in traj.final_x],
+        "config_hash": spec.config_hash,
+    }
+
+
+def write_artifacts(folder: Path, spec, traj: Trajectory) -> None:
+    """config.yaml, result.json and curve.parquet (every step) into `folder`."""
+    import pandas as pd
+    import yaml
+
+    (folder / "config.yaml").write_text(yaml.safe_dump(spec.config, sort_keys=False))
+    (folder / "result.json").write_text(json.dumps(result_dict(spec, traj), indent=2) + "\n")
+    curve = {"step": np.arange(traj.iterations + 1), "loss": traj.loss, "grad_norm": traj.grad_norm}
+    if traj.params is not None:
+        curve.update({f"x{j}": traj.params[:, j] for j in range(traj.params.shape[1])})
+    pd.DataFrame(curve).to_parquet(folder / "curve.parquet", index=False)
+
+
+def _finite_or_nan(v: float) -> float:
+    # MLflow stores +/-inf as +/-1.8e308 without a word; nan round-trips as nan.
+    v = float(v)
+    return v if np.isfinite(v) else float("nan")
+
+
+def _json_number(v):
+    v = float(v)
+    return v if np.isfinite(v) else None
