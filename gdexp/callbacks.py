@@ -11,6 +11,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from gdexp import tracking
+from gdexp.provenance import provenance
 from gdexp.summary import format_table, sweep_counts, sweep_table
 
 
@@ -34,6 +35,7 @@ class ParentRun(Callback):
             f"{tracking.TAG}sweep_name": name,
             f"{tracking.TAG}command": shlex.join(["gdexp", *sys.argv[1:]]),
             f"{tracking.TAG}sweep_dir": str(Path(config.hydra.sweep.dir).resolve()),
+            **{f"{tracking.TAG}{k}": v for k, v in provenance().items()},
         }
         parent = cl.create_run(exp, run_name=name, tags=tags)
         self._saved = {k: os.environ.get(k) for k in (tracking.PARENT_ENV, "MLFLOW_TRACKING_URI")}

@@ -7,7 +7,17 @@ from gdexp.errors import ConfigError
 
 
 def main(argv: list[str] | None = None) -> None:
+    """`gdexp report ...` and `gdexp rerun ...` have their own parsers; the rest is Hydra's."""
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["report"]:
+        from gdexp.report import main as report_main
+
+        sys.exit(report_main(argv[1:]))
+    if argv[:1] == ["rerun"]:
+        from gdexp.rerun import main as rerun_main
+
+        sys.exit(rerun_main(argv[1:]))
+    sys.argv = [sys.argv[0], *argv]  # Hydra reads sys.argv itself
     _run_hydra()
 
 
