@@ -1,0 +1,49 @@
+"""Loss functions, by the name a config's `loss.name` gives them."""
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+
+from gdexp.errors import ConfigError
+from gdexp.losses.base import Loss
+from gdexp.losses.classic import Beale, Booth, Himmelblau, Rastrigin, Rosenbrock
+from gdexp.losses.quadratic import Quadratic
+from gdexp.losses.regression import (LinearRegression, LogisticRegression, linear_regression,
+                                     logistic_regression)
+
+__all__ = [
+    "LOSSES", "Beale", "Booth", "Himmelblau", "LinearRegression", "LogisticRegression", "Loss",
+    "Quadratic", "Rastrigin", "Rosenbrock", "linear_regression", "logistic_regression", "make_loss",
+]
+
+# Each factory's keyword arguments are the config keys under `loss.`.
+LOSSES: dict[str, Callable[..., Loss]] = {
+    "quadratic": Quadratic,
+    "rosenbrock": Rosenbrock,
+    "himmelblau": Himmelblau,
+    "beale": Beale,
+    "booth": Booth,
+    "rastrigin": Rastrigin,
+    "linear_regression": linear_regression,
+    "logistic_regression": logistic_regression,
+}
+
+
+def make_loss(name: str, **params) -> Loss:
+    """The loss registered as `name`, built from its config keys.
+
+    Raises:
+        ConfigError: for an unknown name, an unknown key, or a bad value.
+
+    >>> make_loss("rosenbrock", dim=3).default_init()
+    array([-1.5,  2. , -1.5])
+    """
+    factory = LOSSES.get(name) if isinstance(name, str) else None
+    if factory is None:
+        raise ConfigError("loss.name", name, f"unknown loss; choose one of: {', '.join(LOSSES)}")
+    known = inspect.signature(factory).parameters
+    for key, value in params.items():
+        if key not in known:
+            settings = ", ".join(known) or "none"
+            raise ConfigError(f"loss.{key}", value, f"not a setting of loss {name!r}; its settings are: {settings}")
+    return factory(**params)

@@ -1,0 +1,258 @@
+"""Linear and logistic regression on a CSV file or on seeded synthetic data.
+
+The parameters are (w_1, ..., w_k, b) for the prediction X w + b, so a batch
+of B parameter vectors gives B independent fits of the same data.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+import numbers
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+from gdexp.errors import ConfigError
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class _LinearModel:
+    """Data shared by both regressions: the design matrix [X 1] and the targets."""
+
+    features: np.ndarray
+    targets: np.ndarray
+    sha256: str | None = None
+    # [X 1] transposed, one row per parameter: both einsums below then run their
+    # inner loop along the n data points, which is what makes them fast.
+    _columns: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self):
+        features = np.array(self.features, dtype=np.float64)
+        targets = np.array(self.targets, dtype=np.float64)
+        if features.ndim == 1:
+            features = features[:, None]
+        if features.ndim != 2 or targets.shape != (len(features),) or len(targets) < 2:
+            raise ValueError(f"need features (n, k) and targets (n,) with n >= 2, "
+                             f"got {features.shape} and {targets.shape}")
+        columns = np.ascontiguousarray(np.vstack([features.T, np.ones(len(features))]))
+        for name, array in (("features", features), ("targets", targets), ("_columns", columns)):
+            array.flags.writeable = False
+            object.__setattr__(self, name, array)
+
+    @property
+    def dim(self) -> int:
+        return len(self._columns)
+
+    def __repr__(self) -> str:  # the data itself would flood logs
+        return f"{type(self).__name__}(n={len(self.targets)}, dim={self.dim}, sha256={self.sha256!r})"
+
+    def _predict(self, w: np.ndarray) -> np.ndarray:
+        """(B, dim) parameters -> (B, n) linear predictions X w + b."""
+        # einsum without `optimize` never calls BLAS, and on a C-contiguous batch it
+        # sums each row in the same order whatever B is: rows stay bit-identical.
+        return np.einsum("ji,bj->bi", self._columns, np.ascontiguousarray(w, dtype=np.float64))
+
+    def _mean_over_data(self, per_point: np.ndarray) -> np.ndarray:
+        """(B, n) -> (B, dim): mean over the data of per_point * [X 1]."""
+        return np.einsum("ij,bj->bi", self._columns, per_point) / len(self.targets)
+
+    def default_init(self) -> np.ndarray:
+        return np.zeros(self.dim)
+
+    def data_sha256(self) -> str | None:
+        return self.sha256
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class LinearRegression(_LinearModel):
+    """Mean squared error mean((X w + b - y)^2), without the conventional 1/2.
+
+    Its Hessian is the constant (2/n) [X 1]^T [X 1], so the stability limit of
+    gradient descent is known exactly.
+    """
+
+    name: ClassVar[str] = "linear_regression"
+    _minimum: np.ndarray = field(init=False, repr=False)
+    _extremes: tuple[float, float] = field(init=False, repr=False)
+
+    def __post_init__(self):
+        super().__post_init__()
+        design = self._columns.T
+        eig = np.linalg.eigvalsh(2.0 / len(design) * (design.T @ design))
+        object.__setattr__(self, "_extremes", (float(eig[0]), float(eig[-1])))
+        object.__setattr__(self, "_minimum", np.linalg.lstsq(design, self.targets, rcond=None)[0])
+
+    def value(self, x: np.ndarray) -> np.ndarray:
+        return self._value(self._residuals(x))
+
+    def grad(self, x: np.ndarray) -> np.ndarray:
+        return 2.0 * self._mean_over_data(self._residuals(x))
+
+    def value_and_grad(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        r = self._residuals(x)
+        return self._value(r), 2.0 * self._mean_over_data(r)
+
+    def _residuals(self, x: np.ndarray) -> np.ndarray:
+        r = self._predict(x)
+        r -= self.targets  # in place: a (B, n) temporary costs more than the arithmetic
+        return r
+
+    def _value(self, r: np.ndarray) -> np.ndarray:
+        return np.einsum("bi,bi->b", r, r) / len(self.targets)
+
+    def minima(self) -> np.ndarray:
+        return self._minimum[None, :].copy()
+
+    def hessian_extremes(self) -> tuple[float, float]:
+        return self._extremes
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class LogisticRegression(_LinearModel):
+    """Mean binary cross-entropy of labels y in {0, 1} under p = sigmoid(X w + b)."""
+
+    name: ClassVar[str] = "logistic_regression"
+
+    def value(self, x: np.ndarray) -> np.ndarray:
+        return self._value(*self._logits(x))
+
+    def grad(self, x: np.ndarray) -> np.ndarray:
+        return self._grad(*self._logits(x))
+
+    def value_and_grad(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        z, tail = self._logits(x)
+        return self._value(z, tail), self._grad(z, tail)
+
+    def _logits(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Logits z and exp(-|z|), which never overflows and serves both value and grad."""
+        z = self._predict(x)
+        tail = np.abs(z)
+        return z, np.exp(np.negative(tail, out=tail), out=tail)
+
+    def _value(self, z: np.ndarray, tail: np.ndarray) -> np.ndarray:
+        # log(1 + e^z) = max(z, 0) + log1p(e^-|z|): np.logaddexp(0, z)'s stable form,
+        # which costs about eight times as much.
+        softplus = np.log1p(tail)
+        softplus += np.maximum(z, 0.0)
+        return (np.sum(softplus, axis=-1) - np.einsum("bi,i->b", z, self.targets)) / len(self.targets)
+
+    def _grad(self, z: np.ndarray, tail: np.ndarray) -> np.ndarray:
+        sigmoid = np.where(z >= 0.0, 1.0, tail)
+        sigmoid /= 1.0 + tail
+        sigmoid -= self.targets
+        return self._mean_over_data(sigmoid)
+
+    def minima(self) -> None:
+        return None  # separable data has none; otherwise only a numerical solve finds it
+
+    def hessian_extremes(self) -> None:
+        return None
+
+
+def linear_regression(data: str | None = None, x: str | Sequence[str] = "x", y: str = "y",
+                      slope: float = 2.0, intercept: float = -1.0, noise: float = 0.1,
+                      n: int = 100, seed: int = 0) -> LinearRegression:
+    """Linear regression on the CSV file `data`, or on synthetic data when it is None.
+
+    Args:
+        data: Path of a CSV file with a header row; None draws synthetic data.
+        x: The feature column, or a list of them (one weight each).
+        y: The target column.
+        slope, intercept, noise: Synthetic data only: y = slope x + intercept + noise N(0, 1).
+        n: Synthetic data only: number of points, >= 2.
+        seed: Synthetic data only: seed of np.random.default_rng.
+
+    >>> linear_regression(n=10).dim
+    2
+    """
+    if data is not None:
+        return LinearRegression(*_read_csv(data, x, y))
+    _check_count(n)
+    _check_number("loss.slope", slope)
+    _check_number("loss.intercept", intercept)
+    _check_number("loss.noise", noise, at_least=0.0)
+    rng = np.random.default_rng(seed)
+    features = rng.standard_normal(n)
+    targets = slope * features + intercept + noise * rng.standard_normal(n)
+    return LinearRegression(features[:, None], targets)
+
+
+def logistic_regression(data: str | None = None, x: str | Sequence[str] = ("x1", "x2"),
+                        y: str = "y", n: int = 200, separation: float = 2.0,
+                        seed: int = 0) -> LogisticRegression:
+    """Logistic regression on the CSV file `data`, or on two synthetic Gaussian classes.
+
+    Args:
+        data: Path of a CSV file with a header row; None draws synthetic data.
+        x: The feature column, or a list of them (one weight each).
+        y: The label column; every value must be 0 or 1.
+        n: Synthetic data only: number of points, >= 2, half of them in each class.
+        separation: Synthetic data only: distance between the two class means,
+            which sit at -+separation/2 along (1, 1)/sqrt(2) with unit variance.
+        seed: Synthetic data only: seed of np.random.default_rng.
+    """
+    if data is not None:
+        features, labels, sha256 = _read_csv(data, x, y)
+        if not np.all((labels == 0) | (labels == 1)):
+            found = ", ".join(f"{v:g}" for v in np.unique(labels)[:10])
+            raise ConfigError("loss.y", y, f"labels must be 0 or 1; column {y!r} holds {found}")
+        return LogisticRegression(features, labels, sha256)
+    _check_count(n)
+    _check_number("loss.separation", separation, at_least=0.0)
+    rng = np.random.default_rng(seed)
+    labels = np.repeat([0.0, 1.0], [n // 2, n - n // 2])
+    offsets = (labels - 0.5) * separation / math.sqrt(2.0)
+    features = rng.standard_normal((n, 2)) + offsets[:, None]
+    return LogisticRegression(features, labels)
+
+
+def _read_csv(path, x, y) -> tuple[np.ndarray, np.ndarray, str]:
+    """(features (n, k), targets (n,), sha256 of the file) from the named columns."""
+    names = (x,) if isinstance(x, str) else tuple(x) if isinstance(x, Sequence) else ()
+    if not names or not all(isinstance(name, str) for name in names) or len(set(names)) < len(names):
+        raise ConfigError("loss.x", x, "must be a column name or a list of distinct column names")
+    if not isinstance(y, str):
+        raise ConfigError("loss.y", y, "must be one column name")
+    if y in names:
+        raise ConfigError("loss.y", y, "is also a feature column in loss.x")
+    try:
+        raw = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise ConfigError("loss.data", path, "file not found") from None
+    except OSError as error:
+        raise ConfigError("loss.data", path, f"cannot read: {error.strerror}") from None
+    import pandas as pd  # only here: the numpy core should not pay its import time
+
+    try:
+        # Parse the very bytes that are hashed, so the checksum names what was fitted.
+        frame = pd.read_csv(io.BytesIO(raw))
+    except ValueError as error:  # pandas' ParserError and EmptyDataError, UnicodeDecodeError
+        raise ConfigError("loss.data", path, f"not a readable CSV file: {error}") from None
+    used = [("loss.x", x, name) for name in names] + [("loss.y", y, y)]
+    for key, value, column in used:
+        if column not in frame.columns:
+            existing = ", ".join(map(str, frame.columns))
+            raise ConfigError(key, value, f"no column {column!r} in {path}; its columns are: {existing}")
+    if len(frame) < 2:
+        raise ConfigError("loss.data", path, f"has {len(frame)} data rows; need at least 2")
+    for key, value, column in used:
+        if not pd.api.types.is_numeric_dtype(frame[column]):
+            raise ConfigError(key, value, f"column {column!r} in {path} is not numeric")
+        if not np.all(np.isfinite(frame[column].to_numpy(np.float64))):
+            raise ConfigError(key, value, f"column {column!r} in {path} has missing or infinite values")
+    return frame[list(names)].to_numpy(np.float64), frame[y].to_numpy(np.float64), hashlib.sha256(raw).hexdigest()
+
+
+def _check_count(n) -> None:
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 2:
+        raise ConfigError("loss.n", n, "must be an integer >= 2")
+
+
+def _check_number(key: str, value, at_least: float | None = None) -> None:
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or (at_least is not None and value < at_least):
+        raise ConfigError(key, value, "must be a finite number" + (f" >= {at_least:g}" if at_least is not None else ""))
