@@ -133,7 +133,7 @@ def _check_budget(b: dict) -> None:
     _require(b, "tol", lambda v: math.isfinite(v) and v >= 0, "must be finite and >= 0 (0 = off)", prefix="budget")
     _require(b, "patience", lambda v: v >= 0, "must be >= 0 (0 = off)", prefix="budget")
     _require(b, "min_delta", lambda v: math.isfinite(v) and v >= 0, "must be finite and >= 0", prefix="budget")
-    _require(b, "divergence_factor", lambda v: v > 1, "must be > 1 (.inf = only nan/inf count)", prefix="budget")
+    _require(b, "divergence_factor", lambda v: v > 1, "must be > 1 (inf: only nan or inf count)", prefix="budget")
 
 
 def _check_tracking(t: dict) -> None:

@@ -1,0 +1,126 @@
+"""What a run leaves in a real SQLite MLflow store, read back through MLflow's client."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from gdexp.plan import config_hash, plan
+from gdexp.tracking import resolve_uri
+
+
+def only_run(uri):
+    cl = MlflowClient(uri)
+    runs = cl.search_runs([e.experiment_id for e in cl.search_experiments()])
+    assert len(runs) == 1
+    return cl, runs[0]
+
+
+def artifact_path(cl, run, name):
+    return cl.download_artifacts(run.info.run_id, name)
+
+
+def test_a_run_records_params_curves_tags_and_artifacts(gdexp, store):
+    code, _, err = gdexp("loss=quadratic", "loss.eigenvalues=[1,10,100]", "optimizer=gd",
+                         "optimizer.lr=0.015", "budget.max_iters=500")
+    assert code == 0, err
+    cl, run = only_run(store)
+    p, m, t = run.data.params, run.data.metrics, run.data.tags
+    assert run.info.status == "FINISHED" and run.info.run_name == "quadratic-gd-lr=0.015"
+    assert p["loss.name"] == "quadratic" and p["optimizer.name"] == "gd"
+    assert p["optimizer.lr"] == "0.015" and p["budget.max_iters"] == "500"
+    assert json.loads(p["loss.eigenvalues"]) == [1.0, 10.0, 100.0]
+    assert t["gdexp.status"] == "max_iters" and t["gdexp.diverged"] == "false"
+    assert "gdexp.diverged_step" not in t
+    assert m["iterations"] == 500
+    assert m["lr_max_stable"] == pytest.approx(2 / 100) and m["lr_optimal"] == pytest.approx(2 / 101)
+    history = cl.get_metric_history(run.info.run_id, "loss")
+    assert sorted(h.step for h in history) == list(range(501))  # every step: 501 <= curve_points
+    curve = pd.read_parquet(artifact_path(cl, run, "curve.parquet"))
+    assert list(curve.columns) == ["step", "loss", "grad_norm", "x0", "x1", "x2"] and len(curve) == 501
+    by_step = {h.step: h.value for h in history}
+    np.testing.assert_array_equal(curve["loss"].to_numpy(), [by_step[s] for s in range(501)])
+    # The logged numbers are the theory's: GD on a diagonal quadratic from (1,1,1).
+    lam, lr = np.array([1.0, 10.0, 100.0]), 0.015
+    expected = 0.5 * np.sum(lam * (1 - lr * lam) ** (2 * 500))
+    assert m["final_loss"] == pytest.approx(expected, rel=1e-9)
+    result = json.loads(open(artifact_path(cl, run, "result.json")).read())
+    assert result["status"] == "max_iters" and result["iterations"] == 500
+    assert result["final_params"] == pytest.approx(list(curve.iloc[-1][["x0", "x1", "x2"]]))
+    assert t["gdexp.config_hash"] == result["config_hash"]
+
+
+def test_a_diverged_run_is_flagged_and_stores_nothing_infinite(gdexp, store):
+    code, _, err = gdexp("loss=quadratic", "optimizer.lr=0.03", "budget.max_iters=500")
+    assert code == 0, err
+    cl, run = only_run(store)
+    t, m = run.data.tags, run.data.metrics
+    assert t["gdexp.status"] == "diverged" and t["gdexp.diverged"] == "true"
+    assert t["gdexp.divergence"] == "threshold"
+    step = int(t["gdexp.diverged_step"])
+    assert 0 < step < 500 and m["iterations"] == step
+    for name in ("loss", "grad_norm"):
+        values = [h.value for h in cl.get_metric_history(run.info.run_id, name)]
+        assert max(values) < 1e300
+    assert all(np.isfinite(v) for v in m.values())
+    # |1 - 0.03 * 100| = 2: the loss grows 4x a step past the 1e4 threshold.
+    assert step == int(np.ceil(np.log(1e4 * 50.55 / 50) / np.log(4)))
+
+
+def test_nan_divergence_keeps_metrics_finite(gdexp, store):
+    code, _, err = gdexp("loss=rosenbrock", "optimizer.lr=1.0", "budget.divergence_factor=inf",
+                         "budget.max_iters=200")
+    assert code == 0, err
+    cl, run = only_run(store)
+    t = run.data.tags
+    assert t["gdexp.status"] == "diverged" and t["gdexp.divergence"] in ("nan", "inf")
+    summary = {k: v for k, v in run.data.metrics.items() if k not in ("loss", "grad_norm")}
+    assert set(summary) == {"final_loss", "best_loss", "iterations"}
+    assert all(np.isfinite(v) for v in summary.values())
+    # The blow-up step is on the curve as NaN (MLflow keeps NaN; it would turn
+    # inf into 1.8e308 silently); every other point is an honest finite value.
+    history = sorted(cl.get_metric_history(run.info.run_id, "loss"), key=lambda h: h.step)
+    assert history[-1].step == int(t["gdexp.diverged_step"]) and np.isnan(history[-1].value)
+    assert all(np.isfinite(h.value) and abs(h.value) < 1.7e308 for h in history[:-1])
+
+
+def test_long_curves_are_sampled_to_curve_points_keeping_key_steps(gdexp, store):
+    code, _, err = gdexp("loss=rosenbrock", "optimizer.lr=0.001", "budget.max_iters=5000",
+                         "budget.tol=0", "tracking.curve_points=200")
+    assert code == 0, err
+    cl, run = only_run(store)
+    steps = sorted(h.step for h in cl.get_metric_history(run.info.run_id, "loss"))
+    curve = pd.read_parquet(artifact_path(cl, run, "curve.parquet"))
+    assert len(curve) == 5001 and len(steps) == 200 and len(set(steps)) == 200
+    assert steps[0] == 0 and steps[-1] == 5000
+    assert int(curve["loss"].idxmin()) in steps
+
+
+def test_config_hash_is_stable_and_ignores_where_runs_are_stored(compose):
+    a = compose("optimizer.lr=0.01")
+    b = compose("optimizer.lr=0.01", "tracking.experiment=elsewhere", "tracking.curve_points=50")
+    c = compose("optimizer.lr=0.02")
+    assert plan(a).config_hash == plan(b).config_hash != plan(c).config_hash
+    assert config_hash(a) == config_hash(compose("optimizer.lr=0.01"))
+
+
+def test_tracking_uri_defaults_to_an_absolute_sqlite_file_and_env_wins(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert resolve_uri(None) == f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert resolve_uri("sqlite:///sub/x.db") == f"sqlite:///{tmp_path / 'sub' / 'x.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
+    assert resolve_uri("sqlite:///x.db") == "http://127.0.0.1:5000"
+
+
+def test_config_uri_is_used_when_no_env(gdexp, store, tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    code, _, err = gdexp("loss=booth", "tracking.uri=sqlite:///stores/booth.db", "budget.max_iters=5")
+    assert code == 0, err
+    assert (tmp_path / "stores" / "booth.db").exists()
+    assert not (tmp_path / "mlflow.db").exists()
+    cl, run = only_run(f"sqlite:///{tmp_path / 'stores' / 'booth.db'}")
+    assert run.info.artifact_uri.startswith((tmp_path / "stores" / "mlartifacts").as_uri())
