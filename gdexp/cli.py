@@ -17,7 +17,12 @@ def main(argv: list[str] | None = None) -> None:
         from gdexp.rerun import main as rerun_main
 
         sys.exit(rerun_main(argv[1:]))
-    sys.argv = [sys.argv[0], *argv]  # Hydra reads sys.argv itself
+    from gdexp.grids import expand
+    from gdexp.sweeprun import remember_command
+
+    remember_command(argv)  # as typed, before the grids are expanded
+    # Hydra reads sys.argv itself, and its grammar has no logspace/linspace.
+    sys.argv = [sys.argv[0], *(expand(a) for a in argv)]
     _run_hydra()
 
 
@@ -35,7 +40,6 @@ def task(cfg) -> dict:
 def _run_hydra() -> None:
     import hydra
 
-    from gdexp.callbacks import close_dangling_parent
     from gdexp.config import register_configs
     from gdexp.paths import conf_dir
     from gdexp.sweeps import register_sweeps
@@ -46,9 +50,5 @@ def _run_hydra() -> None:
     try:
         app()
     except KeyboardInterrupt:
-        close_dangling_parent("KILLED")
+        # The run in flight and its sweep's parent are already marked KILLED.
         sys.exit(130)
-    except SystemExit as exc:
-        if exc.code not in (0, None):
-            close_dangling_parent("FAILED")
-        raise

@@ -8,7 +8,7 @@ Semantic checks (lr > 0, files that exist, ...) live in gdexp.plan.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
@@ -161,6 +161,19 @@ class Config:
     seed: int = 0
 
 
+# Hydra plugins of gdexp, selected in conf/config.yaml (gdexp/sweeper.py, gdexp/launcher.py).
+@dataclass
+class GridSweeperConf:
+    _target_: str = "hydra_plugins.gdexp_plugins.GridSweeper"
+    max_batch_size: Optional[int] = None
+    params: Optional[Dict[str, str]] = None
+
+
+@dataclass
+class BatchedLauncherConf:
+    _target_: str = "hydra_plugins.gdexp_plugins.BatchedLauncher"
+
+
 SCHEMAS = {
     "loss": {
         "quadratic": QuadraticConf,
@@ -192,3 +205,5 @@ def register_configs() -> None:
     for group, options in SCHEMAS.items():
         for option, node in options.items():
             cs.store(group=f"schema/{group}", name=option, node=node)
+    cs.store(group="hydra/sweeper", name="gdexp", node=GridSweeperConf)
+    cs.store(group="hydra/launcher", name="gdexp", node=BatchedLauncherConf)

@@ -65,14 +65,27 @@ def plan(config: dict) -> RunSpec:
 
 def execute(specs: list[RunSpec]) -> list[Trajectory]:
     """Descend every run, batching runs that share a loss and an optimizer."""
+    out = execute_isolated(specs)
+    for outcome in out:
+        if isinstance(outcome, Exception):
+            raise outcome
+    return out
+
+
+def execute_isolated(specs: list[RunSpec]) -> list[Trajectory | Exception]:
+    """Like execute, but a batch that raises yields its error for each of its runs,
+    and the other batches still run."""
     groups: dict[str, list[int]] = {}
     for i, spec in enumerate(specs):
         groups.setdefault(spec.batch_key, []).append(i)
-    out: list[Trajectory | None] = [None] * len(specs)
+    out: list[Trajectory | Exception | None] = [None] * len(specs)
     for rows in groups.values():
-        batch = [specs[i] for i in rows]
-        for i, traj in zip(rows, _descend_batch(batch)):
-            out[i] = traj
+        try:
+            results = _descend_batch([specs[i] for i in rows])
+        except Exception as exc:
+            results = [exc] * len(rows)
+        for i, outcome in zip(rows, results):
+            out[i] = outcome
     return out
 
 

@@ -104,17 +104,22 @@ def test_a_failing_run_is_marked_failed_and_the_sweep_goes_on(gdexp, store, monk
 
 
 def test_ctrl_c_marks_the_run_and_its_sweep_killed(gdexp, store, monkeypatch):
-    import gdexp.plan as plan_module
+    import gdexp.tracking as tracking
 
-    def interrupted(specs):
-        raise KeyboardInterrupt
+    real, calls = tracking.write_artifacts, []
 
-    monkeypatch.setattr(plan_module, "execute", interrupted)
-    monkeypatch.setattr("gdexp.app.execute", interrupted)
-    code, _, _ = gdexp("-m", "loss=booth", "optimizer.lr=0.001,0.01")
+    def interrupted_on_second(folder, spec, traj):
+        calls.append(spec.lr)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        real(folder, spec, traj)
+
+    monkeypatch.setattr(tracking, "write_artifacts", interrupted_on_second)
+    code, _, _ = gdexp("-m", "loss=booth", "optimizer.lr=0.001,0.01,0.1")
     assert code == 130
     _, runs = all_runs(store)
-    assert runs and {r.info.status for r in runs} == {"KILLED"}
+    status = {r.info.run_name: r.info.status for r in runs}
+    assert status == {"booth-gd-lr=0.001": "FINISHED", "booth-gd-lr=0.01": "KILLED", "multirun": "KILLED"}
     assert "GDEXP_PARENT_RUN_ID" not in os.environ
 
 
