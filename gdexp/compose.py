@@ -61,7 +61,7 @@ class JobComposer:
             overrides=task, kv_sep=dirname_conf["kv_sep"], item_sep=dirname_conf["item_sep"],
             exclude_keys=list(dirname_conf["exclude_keys"]))
         hydra["overrides"]["task"] = [o.input_line for o in task]
-        hydra["job"]["id"] = num
+        hydra["job"]["id"] = str(num)  # typed str in Hydra's schema
         hydra["job"]["num"] = num
         return Job(num, list(overrides), self.task_config(overrides), hydra)
 
@@ -85,7 +85,7 @@ class JobComposer:
 
     def _hydra_container(self, structural: tuple[str, ...]) -> dict:
         if structural not in self._hydra_nodes:
-            node = OmegaConf.to_container(self._template(structural).hydra, resolve=False)
+            node = OmegaConf.to_container(self._template(structural).hydra, resolve=False, enum_to_str=True)
             self._hydra_nodes[structural] = node
         return self._hydra_nodes[structural]
 

@@ -1,0 +1,186 @@
+"""Sweeps: clean grids, named sweeps from anywhere, batched == one at a time, joblib."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from mlflow import MlflowClient
+
+from gdexp.compose import JobComposer
+from gdexp.sweeps import available, describe
+
+
+def runs_of(uri):
+    cl = MlflowClient(uri)
+    runs = cl.search_runs([e.experiment_id for e in cl.search_experiments()], max_results=10000)
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    parents = [r for r in runs if r.data.tags.get("gdexp.sweep") == "true"]
+    return cl, children, parents
+
+
+def test_logspace_on_the_command_line_gives_clean_values(gdexp, store):
+    code, out, err = gdexp("-m", "loss=booth", "optimizer.lr=logspace(1e-4,1,13)", "budget.max_iters=20")
+    assert code == 0, err
+    _, children, parents = runs_of(store)
+    lrs = sorted(r.data.params["optimizer.lr"] for r in children)
+    assert len(lrs) == 13 and len(parents) == 1
+    assert "0.001" in lrs and "0.01" in lrs and "1.0" in lrs
+    assert all(len(v.replace("e-0", "")) <= 17 for v in lrs)  # no 0.0010000000000000002
+    names = {r.info.run_name for r in children}
+    assert "booth-gd-lr=0.001" in names and "booth-gd-lr=0.000215443" in names
+    assert parents[0].data.tags["gdexp.command"] == "gdexp -m loss=booth 'optimizer.lr=logspace(1e-4,1,13)' budget.max_iters=20"
+
+
+def test_float_range_excludes_its_stop_and_has_no_float_noise(gdexp, store):
+    code, _, err = gdexp("-m", "loss=booth", "optimizer.lr=range(0.01,0.04,0.01)", "budget.max_iters=5")
+    assert code == 0, err
+    _, children, _ = runs_of(store)
+    assert sorted(r.data.params["optimizer.lr"] for r in children) == ["0.01", "0.02", "0.03"]
+
+
+def test_every_named_sweep_is_listed_and_composes(compose):
+    names = available()
+    assert {"lr_grid", "lr_by_optimizer", "conditioning"} <= set(names)
+    for name, line in describe():
+        assert line and not line.startswith("@")
+        cfg = compose(f"+sweep={name}", raw=True)
+        assert cfg.hydra.mode.name == "MULTIRUN" and cfg.hydra.sweeper.params, name
+    lr_grid = compose("+sweep=lr_grid", raw=True).hydra.sweeper.params
+    assert lr_grid["optimizer.lr"] == "logspace(1e-4,1,13)"
+    assert lr_grid["loss"] == "quadratic,rosenbrock,linear_regression"
+
+
+def test_unknown_sweep_is_an_error_listing_the_sweeps(gdexp, store, tmp_path):
+    code, out, err = gdexp("+sweep=nope")
+    assert code != 0
+    assert "nope" in err and "lr_grid" in err and "conditioning" in err
+    assert not (tmp_path / "mlflow.db").exists() or runs_of(store)[1] == []
+
+
+def test_a_bad_value_anywhere_in_the_grid_fails_before_any_run(gdexp, store, tmp_path):
+    code, out, err = gdexp("-m", "loss=booth", "optimizer.lr=0.01,-0.1,0.1")
+    assert code != 0 and "optimizer.lr=-0.1" in err and "job #1" in err
+    if (tmp_path / "mlflow.db").exists():
+        cl = MlflowClient(store)
+        assert cl.search_runs([e.experiment_id for e in cl.search_experiments()]) == []
+
+
+def test_fast_composition_equals_hydra_full_compose(compose):
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from gdexp.paths import conf_dir
+
+    master = compose("+sweep=lr_grid", raw=True)
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base=None):
+        loader = GlobalHydra.instance().config_loader()
+        composer = JobComposer(loader, master)
+        jobs = [["loss=quadratic", "optimizer.lr=0.001", "loss.eigenvalues=[1,2]"],
+                ["loss=quadratic", "optimizer.lr=0.1", "budget.max_iters=7"],
+                ["loss=linear_regression", "optimizer.lr=1e-05", "init=[1.0,2.0]"],
+                ["loss=rosenbrock", "optimizer=adam", "optimizer.lr=0.5", "optimizer.amsgrad=true"]]
+        for num, overrides in enumerate(jobs):
+            full = composer.full_config(num, overrides)
+            fast = composer.job(num, overrides)
+            expected = {k: v for k, v in __import__("omegaconf").OmegaConf.to_container(full, resolve=False).items() if k != "hydra"}
+            assert fast.config == expected
+            assert fast.hydra["overrides"]["task"] == list(full.hydra.overrides.task)
+            assert fast.hydra["job"]["override_dirname"] == full.hydra.job.override_dirname
+        with pytest.raises(Exception, match="optimizer.lr"):
+            composer.task_config(["optimizer.lr=abc"])
+
+
+def _store_contents(uri):
+    cl, children, parents = runs_of(uri)
+    out = {}
+    for r in children:
+        rid = r.info.run_id
+        art = Path(cl.download_artifacts(rid, ""))
+        out[r.info.run_name] = {
+            "status": r.info.status,
+            "params": r.data.params,
+            "tags": {k: v for k, v in r.data.tags.items() if k not in ("mlflow.parentRunId", "mlflow.log-model.history")},
+            "metrics": r.data.metrics,
+            "histories": {m: [(h.step, h.value) for h in sorted(cl.get_metric_history(rid, m), key=lambda h: h.step)]
+                          for m in ("loss", "grad_norm")},
+            "config.yaml": (art / "config.yaml").read_text(),
+            "result.json": json.loads((art / "result.json").read_text()),
+            "curve": pd.read_parquet(art / "curve.parquet"),
+        }
+    return out, [p.data.metrics for p in parents]
+
+
+def _job_folders(root: Path):
+    out = {}
+    for job in sorted(p for p in root.rglob(".hydra")):
+        hydra = yaml.safe_load((job / "hydra.yaml").read_text())["hydra"]
+        for volatile in ("launcher", "sweep"):
+            hydra.pop(volatile)
+        hydra["runtime"].pop("output_dir")
+        hydra["runtime"]["choices"].pop("hydra/launcher")
+        hydra["overrides"]["hydra"] = [o for o in hydra["overrides"]["hydra"] if "launcher" not in o]
+        out[job.parent.name] = {
+            "config.yaml": (job / "config.yaml").read_text(),
+            "overrides.yaml": (job / "overrides.yaml").read_text(),
+            "hydra": hydra,
+            "log": sorted(p.name for p in job.parent.glob("*.log")),
+        }
+    return out
+
+
+def test_batched_launcher_records_exactly_what_one_at_a_time_jobs_do(gdexp, tmp_path, monkeypatch):
+    args = ["-m", "loss=quadratic,rosenbrock", "optimizer=adam", "optimizer.lr=0.001,0.03,0.3",
+            "budget.max_iters=300", "tracking.curve_points=50"]
+    stores = {}
+    for launcher in ("basic", "gdexp"):
+        uri = f"sqlite:///{tmp_path / launcher / 'mlflow.db'}"
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+        code, out, err = gdexp(*args, f"hydra/launcher={launcher}", f"hydra.sweep.dir={tmp_path / launcher / 'jobs'}")
+        assert code == 0, err
+        stores[launcher] = (_store_contents(uri), _job_folders(tmp_path / launcher / "jobs"))
+    (basic, basic_parent), basic_jobs = stores["basic"]
+    (batched, batched_parent), batched_jobs = stores["gdexp"]
+    assert sorted(basic) == sorted(batched) and len(basic) == 6
+    assert basic_parent == batched_parent
+    for name in basic:
+        a, b = basic[name], batched[name]
+        for key in ("status", "params", "tags", "metrics", "histories", "config.yaml", "result.json"):
+            assert a[key] == b[key], (name, key)
+        pd.testing.assert_frame_equal(a["curve"], b["curve"])
+    assert sorted(basic_jobs) == sorted(batched_jobs) == [str(i) for i in range(6)]
+    assert basic_jobs == batched_jobs
+
+
+def test_joblib_launcher_on_a_fresh_store_loses_and_duplicates_nothing(gdexp, store, tmp_path):
+    lrs = [f"{v:g}" for v in np.logspace(-4, -1, 6)]
+    code, out, err = gdexp("-m", "loss=booth", f"optimizer.lr={','.join(lrs)}", "budget.max_iters=100",
+                           "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
+    assert code == 0, err
+    _, children, parents = runs_of(store)
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert sorted(r.data.params["optimizer.lr"] for r in children) == sorted(str(float(v)) for v in lrs)
+    assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parents[0].info.run_id}
+    assert {r.info.status for r in children} == {"FINISHED"}
+    assert parents[0].data.metrics["runs"] == 6
+
+
+def test_named_sweep_from_another_folder_with_the_installed_command(tmp_path):
+    exe = Path(sys.executable).with_name("gdexp")
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    done = subprocess.run([str(exe), "+sweep=conditioning", "optimizer.lr=0.5,2.5", "budget.max_iters=3000"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    _, children, parents = runs_of(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert len(children) == 10 and parents[0].data.tags["gdexp.sweep_name"] == "conditioning"
+    statuses = {(json.loads(r.data.params["loss.eigenvalues"])[0], r.data.params["optimizer.lr"]): r.data.tags["gdexp.status"]
+                for r in children}
+    assert all(s == "diverged" for (k, lr), s in statuses.items() if lr == "2.5")
+    assert statuses[(1.0, "0.5")] == "converged"
