@@ -32,10 +32,7 @@ def run_one(cfg: DictConfig) -> dict:
     still run and the sweep's end counts the failures.
     """
     spec = plan(to_config(cfg))
-    tracking_cfg = spec.config["tracking"]
-    store = open_store(tracking.resolve_uri(tracking_cfg["uri"]), tracking_cfg["experiment"])
-    run_id = store.start(spec)
-    return store.finish(spec, run_id, lambda: execute([spec])[0], swallow=_in_multirun())
+    return store_for(spec).run(spec, lambda: execute([spec])[0], swallow=_in_multirun())
 
 
 class Store:
@@ -45,27 +42,35 @@ class Store:
         self.client = tracking.client(uri)
         self.experiment_id = tracking.experiment_id(self.client, experiment)
 
-    def start(self, spec: RunSpec) -> str:
-        return tracking.start_run(self.client, self.experiment_id, spec,
-                                  parent_id=os.environ.get(tracking.PARENT_ENV))
+    def run(self, spec: RunSpec, descent, swallow: bool, done: bool = False) -> dict:
+        """Create the run, get its Trajectory from `descent()`, record it, close it.
 
-    def finish(self, spec: RunSpec, run_id: str, descent, swallow: bool) -> dict:
-        """Run `descent()` (-> Trajectory), record it and close the run.
-
-        With swallow, an error is printed and returned as a failed summary
-        instead of raised (the run is FAILED in MLflow either way).
+        done: the descent already happened (a batched sweep), so params go to
+        MLflow with the curves in one request; otherwise they are logged
+        first, and kept if the descent fails. With swallow, an error is
+        printed and returned as a failed summary instead of raised (the run is
+        FAILED in MLflow either way).
         """
+        info = tracking.start_run(self.client, self.experiment_id, spec,
+                                  parent_id=os.environ.get(tracking.PARENT_ENV), log_params=not done)
         try:
-            with tracking.terminating(self.client, run_id):
+            with tracking.terminating(self.client, info.run_id):
                 traj = descent()
-                tracking.record(self.client, run_id, spec, traj, spec.config["tracking"]["curve_points"])
+                tracking.record(self.client, info, spec, traj,
+                                spec.config["tracking"]["curve_points"], log_params=done)
         except Exception as exc:
             if not swallow:
                 raise
-            print(f"gdexp: run {spec.run_name} ({run_id}) FAILED:", file=sys.stderr)
+            print(f"gdexp: run {spec.run_name} ({info.run_id}) FAILED:", file=sys.stderr)
             traceback.print_exception(exc, file=sys.stderr)
-            return {"run_id": run_id, "run_name": spec.run_name, "status": FAILED, "error": str(exc)}
-        return summary(spec, run_id, traj)
+            return {"run_id": info.run_id, "run_name": spec.run_name, "status": FAILED, "error": str(exc)}
+        return summary(spec, info.run_id, traj)
+
+
+def store_for(spec: RunSpec) -> Store:
+    """The store a spec's runs go to (one client per store and process)."""
+    tracking_cfg = spec.config["tracking"]
+    return open_store(tracking.resolve_uri(tracking_cfg["uri"]), tracking_cfg["experiment"])
 
 
 @lru_cache(maxsize=8)

@@ -22,8 +22,7 @@ from hydra.plugins.launcher import Launcher
 from omegaconf import OmegaConf
 from omegaconf._utils import get_omega_conf_dumper
 
-from gdexp import tracking
-from gdexp.app import open_store
+from gdexp.app import store_for
 from gdexp.compose import Job, shared_composer
 from gdexp.plan import RunSpec, execute_isolated, plan
 from gdexp.progress import progress
@@ -53,10 +52,7 @@ class BatchedLauncher(Launcher):
 
     def _record(self, composer, job: Job, spec: RunSpec, outcome) -> JobReturn:
         def task(_cfg=None) -> dict:
-            uri = tracking.resolve_uri(spec.config["tracking"]["uri"])
-            store = open_store(uri, spec.config["tracking"]["experiment"])
-            run_id = store.start(spec)
-            return store.finish(spec, run_id, lambda: _unwrap(outcome), swallow=True)
+            return store_for(spec).run(spec, lambda: _unwrap(outcome), swallow=True, done=True)
 
         if _wants_job_events(self.hydra_context.callbacks):
             return run_job(hydra_context=self.hydra_context, task_function=task,
