@@ -1,0 +1,209 @@
+"""Runs and curves read back from MLflow as typed pandas tables.
+
+MLflow hands params back as strings and a run's curve as a metric history
+sampled to `tracking.curve_points` steps; these functions turn the params
+back into numbers and read the full curve from the run's `curve.parquet`.
+"""
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+from urllib.request import url2pathname
+
+import numpy as np
+import pandas as pd
+
+from gdexp import tracking
+
+# Summary metrics every finished run has (the last two only for losses with a closed form).
+SUMMARY_METRICS = ("final_loss", "best_loss", "iterations", "lr_max_stable", "lr_optimal")
+
+# The first columns of load_runs, in this order; every param follows under its dotted key.
+COLUMNS = ["run_id", "run_name", "experiment", "sweep_id", "loss", "optimizer", "lr", "status",
+           "diverged", "diverged_step", "divergence", "stop_reason", *SUMMARY_METRICS,
+           "mlflow_status", "error", "config_hash", "data_sha256", "version", "start_time",
+           "artifact_uri"]
+
+_T = tracking.TAG
+
+
+def load_runs(experiment: str | None = None, sweep: str | None = None,
+              tracking_uri: str | None = None) -> pd.DataFrame:
+    """One row per gdexp run, with typed columns.
+
+    Args:
+        experiment: Every run of this experiment (sweep parents left out).
+        sweep: The child runs of this sweep's parent run id.
+        tracking_uri: The store; MLFLOW_TRACKING_URI wins, then this, then ./mlflow.db.
+            With neither `experiment` nor `sweep`: the latest sweep in the store.
+
+    Returns:
+        Columns COLUMNS, then every param under its dotted key (`optimizer.lr`,
+        `budget.max_iters`, ...) as a number where every value is one, bool
+        where every value is true/false, else the logged string (lists stay
+        JSON); a logged null is missing. `lr` is float, `diverged` bool,
+        `diverged_step` and `iterations` nullable integers; `status` is
+        converged, diverged, max_iters, or the MLflow status (failed, killed,
+        running) of a run that did not finish. Sorted by loss, optimizer, lr,
+        run name, run id.
+
+    Raises:
+        LookupError: no such experiment, or no sweep in the store.
+        mlflow.exceptions.MlflowException: no run with the id `sweep`.
+    """
+    if experiment is not None and sweep is not None:
+        raise ValueError("pass experiment or sweep, not both")
+    cl = tracking.client(tracking.resolve_uri(tracking_uri))
+    if experiment is not None:
+        found = cl.get_experiment_by_name(experiment)
+        if found is None:
+            raise LookupError(f"no experiment named {experiment!r} in {cl.tracking_uri}")
+        runs = [r for r in _search(cl, [found.experiment_id], "")
+                if r.data.tags.get(f"{_T}sweep") != "true"]
+    else:
+        parent = cl.get_run(sweep) if sweep is not None else latest_sweep(cl)
+        runs = _search(cl, [parent.info.experiment_id],
+                       f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    names = {e.experiment_id: e.name for e in cl.search_experiments()}
+    return _frame([_row(r, names) for r in runs])
+
+
+def load_curve(run_id: str, tracking_uri: str | None = None,
+               artifact_uri: str | None = None) -> pd.DataFrame:
+    """A run's curve at every step, from its `curve.parquet` artifact.
+
+    Args:
+        run_id: The run.
+        tracking_uri: As for load_runs.
+        artifact_uri: The run's artifact URI (load_runs' `artifact_uri` column);
+            saves a look-up per run when reading many curves.
+
+    Returns:
+        Columns step, loss, grad_norm, and x0..x{d-1} when the loss has at
+        most 10 parameters. A diverged run's last row is its divergence step.
+    """
+    with artifact_file(run_id, "curve.parquet", tracking_uri, artifact_uri) as path:
+        return pd.read_parquet(path)
+
+
+def latest_sweep(cl):
+    """The sweep parent run started last, over every experiment of the store."""
+    ids = [e.experiment_id for e in cl.search_experiments()]
+    found = cl.search_runs(ids, f"tags.{_T}sweep = 'true'", max_results=1,
+                           order_by=["attributes.start_time DESC"]) if ids else []
+    if not found:
+        raise LookupError(f"no sweep in {cl.tracking_uri}; run one with `gdexp -m ...`")
+    return found[0]
+
+
+@contextmanager
+def artifact_file(run_id: str, name: str, tracking_uri: str | None = None,
+                  artifact_uri: str | None = None) -> Iterator[Path]:
+    """`with artifact_file(run_id, name) as path`: a run's artifact as a local file.
+
+    A local store's file is read where it lies (reading 1,000 curves through
+    download_artifacts is many times slower); a remote one is downloaded into
+    a temporary folder, removed on exit.
+    """
+    uri = tracking.resolve_uri(tracking_uri)
+    if artifact_uri is None:
+        artifact_uri = tracking.client(uri).get_run(run_id).info.artifact_uri
+    local = local_path(artifact_uri)
+    if local is not None:
+        path = local / name
+        if not path.is_file():
+            raise FileNotFoundError(f"run {run_id} has no artifact {name} ({path})")
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="gdexp-") as tmp:
+        yield Path(tracking.client(uri).download_artifacts(run_id, name, tmp))
+
+
+def local_path(uri: str) -> Path | None:
+    """The folder a `file:` URI or plain path names; None for a remote store.
+
+    >>> str(local_path("file:///data/mlartifacts/1/abc/artifacts"))
+    '/data/mlartifacts/1/abc/artifacts'
+    >>> local_path("s3://bucket/abc") is None
+    True
+    """
+    parsed = urlparse(uri)
+    if parsed.scheme == "file" and parsed.netloc in ("", "localhost"):
+        return Path(url2pathname(unquote(parsed.path)))
+    if parsed.scheme == "" or (len(parsed.scheme) == 1 and uri[1:2] == ":"):  # C:\... on Windows
+        return Path(uri)
+    return None
+
+
+def _search(cl, experiment_ids: list[str], filter_string: str) -> list:
+    runs, token = [], None
+    while True:
+        page = cl.search_runs(experiment_ids, filter_string, max_results=50000, page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def _row(run, experiment_names: dict[str, str]) -> dict:
+    info, p, m, t = run.info, run.data.params, run.data.metrics, run.data.tags
+    finished = info.status == "FINISHED"
+    row = {
+        "run_id": info.run_id,
+        "run_name": info.run_name,
+        "experiment": experiment_names.get(info.experiment_id, info.experiment_id),
+        "sweep_id": t.get("mlflow.parentRunId"),
+        "loss": p.get("loss.name"),
+        "optimizer": p.get("optimizer.name"),
+        "lr": p.get("optimizer.lr"),
+        "status": t.get(f"{_T}status") if finished else info.status.lower(),
+        "diverged": t.get(f"{_T}diverged") == "true",
+        "diverged_step": t.get(f"{_T}diverged_step"),
+        "divergence": t.get(f"{_T}divergence"),
+        "stop_reason": t.get(f"{_T}stop_reason"),
+        **{name: m.get(name, np.nan) for name in SUMMARY_METRICS},
+        "mlflow_status": info.status,
+        "error": t.get(f"{_T}error"),
+        "config_hash": t.get(f"{_T}config_hash"),
+        "data_sha256": t.get(f"{_T}data_sha256"),
+        "version": t.get(f"{_T}version"),
+        "start_time": info.start_time,
+        "artifact_uri": info.artifact_uri,
+    }
+    row.update({key: value for key, value in p.items() if key not in row})
+    return row
+
+
+def _frame(rows: list[dict]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=COLUMNS) if not rows else pd.DataFrame(rows)
+    params = sorted(c for c in frame.columns if c not in COLUMNS)
+    frame = frame[COLUMNS + params]
+    frame["lr"] = pd.to_numeric(frame["lr"], errors="coerce").astype(float)
+    frame["diverged"] = frame["diverged"].astype(bool)
+    for name in ("diverged_step", "iterations"):
+        frame[name] = pd.to_numeric(frame[name], errors="coerce").round().astype("Int64")
+    frame["start_time"] = pd.to_datetime(frame["start_time"], unit="ms", utc=True)
+    for name in params:
+        frame[name] = _typed(frame[name])
+    order = ["loss", "optimizer", "lr", "run_name", "run_id"]
+    return frame.sort_values(order, kind="stable", na_position="last").reset_index(drop=True)
+
+
+def _typed(column: pd.Series) -> pd.Series:
+    """A param column as numbers or bools where every logged value is one ('null' = missing)."""
+    column = column.where(column != "null", None)
+    present = column.dropna()
+    if present.empty:
+        return column
+    if present.isin(["True", "False", "true", "false"]).all():
+        return column.map({"True": True, "true": True, "False": False, "false": False})
+    numbers = pd.to_numeric(present, errors="coerce")
+    if numbers.isna().any():
+        return column  # a name, a list: the logged string (JSON for a list) is its value
+    out = pd.to_numeric(column, errors="coerce")
+    if out.notna().all() and (out == out.round()).all() and not present.str.contains(r"[.eE]").any():
+        return out.astype("int64")
+    return out.astype(float)
