@@ -10,8 +10,6 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import unquote, urlparse
-from urllib.request import url2pathname
 
 import numpy as np
 import pandas as pd
@@ -111,7 +109,7 @@ def artifact_file(run_id: str, name: str, tracking_uri: str | None = None,
     uri = tracking.resolve_uri(tracking_uri)
     if artifact_uri is None:
         artifact_uri = tracking.client(uri).get_run(run_id).info.artifact_uri
-    local = local_path(artifact_uri)
+    local = tracking._local_dir(artifact_uri)  # noqa: SLF001 - one rule for 'local store', the writer's
     if local is not None:
         path = local / name
         if not path.is_file():
@@ -120,22 +118,6 @@ def artifact_file(run_id: str, name: str, tracking_uri: str | None = None,
         return
     with tempfile.TemporaryDirectory(prefix="gdexp-") as tmp:
         yield Path(tracking.client(uri).download_artifacts(run_id, name, tmp))
-
-
-def local_path(uri: str) -> Path | None:
-    """The folder a `file:` URI or plain path names; None for a remote store.
-
-    >>> str(local_path("file:///data/mlartifacts/1/abc/artifacts"))
-    '/data/mlartifacts/1/abc/artifacts'
-    >>> local_path("s3://bucket/abc") is None
-    True
-    """
-    parsed = urlparse(uri)
-    if parsed.scheme == "file" and parsed.netloc in ("", "localhost"):
-        return Path(url2pathname(unquote(parsed.path)))
-    if parsed.scheme == "" or (len(parsed.scheme) == 1 and uri[1:2] == ":"):  # C:\... on Windows
-        return Path(uri)
-    return None
 
 
 def _search(cl, experiment_ids: list[str], filter_string: str) -> list:

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-import gdexp.analysis as analysis
+from gdexp import tracking
 from gdexp.analysis import load_curve, load_runs
 
 QUADRATIC = ("-m", "loss=quadratic", "loss.eigenvalues=[1.0,10.0]", "optimizer.lr=0.05,0.25",
@@ -107,7 +107,7 @@ def test_load_curve_downloads_from_a_store_that_is_not_local(sweeps, monkeypatch
     _, quadratic, _ = sweeps
     run = load_runs(sweep=quadratic).iloc[0]
     local = load_curve(run["run_id"], artifact_uri=run["artifact_uri"])
-    monkeypatch.setattr(analysis, "local_path", lambda uri: None)  # as for s3:// or mlflow-artifacts:
+    monkeypatch.setattr(tracking, "_local_dir", lambda uri: None)  # as for s3:// or mlflow-artifacts:
     pd.testing.assert_frame_equal(load_curve(run["run_id"]), local)
 
 
