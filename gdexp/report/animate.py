@@ -1,0 +1,72 @@
+"""Animated GIFs of one run descending on the loss contours, as the seeds show them."""
+from __future__ import annotations
+
+import numpy as np
+from matplotlib.animation import PillowWriter
+
+from gdexp.report.figures import draw_contours, new_figure
+
+FRAMES = 40     # at most; with a small figure this keeps a GIF well under 1 MB
+FPS = 8
+GIF_DPI = 64
+
+
+def frame_steps(last_step: int, frames: int = FRAMES) -> np.ndarray:
+    """The steps shown: every step of a short run, log-spaced ones of a long run.
+
+    Log spacing shows the fast first moves and still reaches the end.
+
+    >>> frame_steps(5).tolist()
+    [0, 1, 2, 3, 4, 5]
+    >>> s = frame_steps(10_000); int(s[0]), int(s[-1]), len(s) <= 40
+    (0, 10000, True)
+    """
+    if last_step + 1 <= frames:
+        return np.arange(last_step + 1)
+    steps = np.unique(np.r_[0, np.geomspace(1, last_step, frames - 1)].round().astype(np.int64))
+    return np.unique(np.r_[steps, last_step])
+
+
+def descent_gif(caption: str, loss, xy: np.ndarray, curve_loss: np.ndarray, color, box, path) -> None:
+    """A GIF of `xy` (the run's path, every step) drawn step by step on the contours of `loss`.
+
+    The view is `box`, widened whenever the path so far leaves it: a diverging
+    run is followed as its bounces grow instead of vanishing off the edge.
+    Call it inside figures.style().
+    """
+    # Fixed margins: constrained layout would be solved again for every frame.
+    fig = new_figure((4.2, 3.7), dpi=GIF_DPI, layout=None)
+    ax = fig.add_subplot()
+    fig.subplots_adjust(left=0.15, right=0.97, bottom=0.13, top=0.87)
+    writer = PillowWriter(fps=FPS)
+    view = None
+    with writer.saving(fig, str(path), dpi=GIF_DPI):
+        for step in frame_steps(len(xy) - 1):
+            shown = xy[: step + 1]
+            shown = shown[np.isfinite(shown).all(axis=1)]
+            wider = _cover(box, shown)
+            if wider != view:
+                view = wider
+                ax.clear()
+                draw_contours(ax, loss, view)
+                ax.plot(*xy[0], marker="o", color="black", markersize=4, zorder=4)
+                (trail,) = ax.plot([], [], color=color, linewidth=1.6, zorder=5)
+                (head,) = ax.plot([], [], marker="o", color=color, markeredgecolor="black",
+                                  markersize=6, zorder=6)
+            trail.set_data(shown[:, 0], shown[:, 1])
+            head.set_data(shown[-1:, 0], shown[-1:, 1])
+            ax.set_title(f"{caption}\nstep {step}, loss {curve_loss[step]:.4g}", fontsize=8)
+            writer.grab_frame()
+
+
+def _cover(box, xy: np.ndarray) -> tuple[float, float, float, float]:
+    """`box`, grown (with a margin) to hold every point of xy."""
+    x_lo, x_hi, y_lo, y_hi = box
+    if not len(xy):
+        return box
+    lo, hi = xy.min(axis=0), xy.max(axis=0)
+    if lo[0] >= x_lo and hi[0] <= x_hi and lo[1] >= y_lo and hi[1] <= y_hi:
+        return box
+    lo, hi = np.minimum(lo, (x_lo, y_lo)), np.maximum(hi, (x_hi, y_hi))
+    pad = 0.1 * (hi - lo)
+    return (float(lo[0] - pad[0]), float(hi[0] + pad[0]), float(lo[1] - pad[1]), float(hi[1] + pad[1]))

@@ -1,0 +1,249 @@
+"""The report's still figures: loss curves, final loss against lr, descent paths on contours.
+
+Figures are built on matplotlib's object API with the Agg canvas (no pyplot,
+no global figure state), and saved without a Software stamp; built inside
+`style()`, a user's matplotlibrc cannot change them: the same runs give the
+same PNG bytes.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import matplotlib as mpl
+import matplotlib.cm  # noqa: F401 - mpl.cm, mpl.style below
+import matplotlib.style  # noqa: F401
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.collections import LineCollection
+from matplotlib.colors import LogNorm
+from matplotlib.figure import Figure
+
+DPI = 100
+CMAP = "viridis"
+DIVERGED_STYLE = (0, (4, 2))      # dashed: a diverged run, in every figure
+CONTOUR_GRID = 160                # points per axis of the contour grid
+# A fixed salt for SVG ids, should a figure ever be saved as SVG (else they are random);
+# long paths drawn in chunks, so Agg takes 10,000-step curves in one piece.
+_RC = {"svg.hashsalt": "gdexp", "path.simplify": True, "agg.path.chunksize": 20000,
+       "font.size": 9, "axes.titlesize": 10}
+
+
+@contextmanager
+def style():
+    """matplotlib's defaults plus gdexp's few settings, whatever the user's rc says."""
+    with mpl.style.context("default"), mpl.rc_context(_RC):
+        yield
+
+
+def new_figure(size: tuple[float, float], dpi: float = DPI, layout: str | None = "constrained") -> Figure:
+    fig = Figure(figsize=size, dpi=dpi, layout=layout)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def save_png(fig: Figure, path) -> None:
+    fig.savefig(path, format="png", dpi=fig.dpi, metadata={"Software": None})
+
+
+def lr_norm(lrs) -> LogNorm:
+    """Log colour scale over the learning rates (widened a little when they are all equal)."""
+    lrs = np.asarray(lrs, dtype=float)
+    lo, hi = float(np.nanmin(lrs)), float(np.nanmax(lrs))
+    return LogNorm(lo, hi) if hi > lo else LogNorm(lo / 1.5, hi * 1.5)
+
+
+def lr_colorbar(fig: Figure, ax, norm: LogNorm) -> None:
+    sm = mpl.cm.ScalarMappable(norm=norm, cmap=CMAP)
+    fig.colorbar(sm, ax=ax, label="learning rate")
+
+
+def loss_curves(title: str, runs, losses: dict[str, np.ndarray], path) -> Figure:
+    """Every run's loss at every step on a log axis, coloured by lr.
+
+    Args:
+        runs: load_runs rows of one group (run_id, lr, diverged).
+        losses: run_id -> the full loss curve (from curve.parquet). A diverged
+            run's curve ends at its divergence step; its last finite point
+            is marked with an x.
+    """
+    norm, cmap = lr_norm(runs["lr"]), mpl.colormaps[CMAP]
+    fig = new_figure((7.0, 4.2))
+    ax = fig.add_subplot()
+    ends = []
+    for diverged in (False, True):
+        segments, colors = [], []
+        for run in runs[runs["diverged"] == diverged].itertuples():
+            loss = losses.get(run.run_id)
+            if loss is None:
+                continue
+            y = np.where(np.isfinite(loss) & (loss > 0), loss, np.nan)
+            segments.append(np.column_stack([np.arange(len(y)), y]))
+            colors.append(cmap(norm(run.lr)))
+            finite = np.flatnonzero(~np.isnan(y))
+            if diverged and finite.size:
+                ends.append((finite[-1], y[finite[-1]]))
+        if segments:
+            ax.add_collection(LineCollection(segments, colors=colors, linewidths=1.1,
+                                             linestyles=DIVERGED_STYLE if diverged else "solid"),
+                              autolim=False)
+    if ends:
+        xs, ys = zip(*ends)
+        ax.scatter(xs, ys, color="tab:red", marker="x", s=30, zorder=3, label="diverged (last finite loss)")
+        ax.legend(loc="upper right")
+    ax.set_yscale("log")
+    _set_limits(ax, losses)
+    ax.set(xlabel="step", ylabel="loss", title=f"{title}: loss at every step")
+    ax.grid(True, which="major", alpha=0.3)
+    lr_colorbar(fig, ax, norm)
+    save_png(fig, path)
+    return fig
+
+
+def _set_limits(ax, losses: dict[str, np.ndarray]) -> None:
+    # Set from the data, not autoscaled from a collection: NaN-holed, log-scaled
+    # collections autoscale unreliably, and explicit limits are reproducible.
+    steps = max((len(v) for v in losses.values()), default=1) - 1
+    lo, hi = np.inf, -np.inf
+    for loss in losses.values():
+        with np.errstate(invalid="ignore"):
+            y = loss[np.isfinite(loss) & (loss > 0)]
+        if y.size:
+            lo, hi = min(lo, y.min()), max(hi, y.max())
+    if not np.isfinite(lo):
+        lo, hi = 1e-3, 1.0
+    if hi <= lo:
+        lo, hi = lo / 2, hi * 2
+    span = np.log10(hi) - np.log10(lo)
+    ax.set_xlim(0, max(steps, 1))
+    ax.set_ylim(10 ** (np.log10(lo) - 0.04 * span), 10 ** (np.log10(hi) + 0.04 * span))
+
+
+def final_vs_lr(title: str, runs, bounds: dict[str, list[float]], path) -> Figure:
+    """Final loss against lr, log-log; diverged runs as red x; the closed-form lr bounds as lines.
+
+    Args:
+        bounds: {"lr_max_stable": [...], "lr_optimal": [...]} the distinct
+            values of the runs' metrics (empty lists where the loss has none).
+    """
+    fig = new_figure((6.0, 4.2))
+    ax = fig.add_subplot()
+    done = runs[runs["final_loss"].notna() & (runs["final_loss"] > 0)]
+    for diverged, kw in ((False, dict(marker="o", color="tab:blue", label="did not diverge")),
+                         (True, dict(marker="x", color="tab:red", s=40,
+                                     label="diverged (last finite loss)"))):
+        part = done[done["diverged"] == diverged]
+        if len(part):
+            ax.scatter(part["lr"], part["final_loss"], zorder=3, **kw)
+    lines = {"lr_max_stable": ("2/\u03bb_max", "tab:red", "--"),
+             "lr_optimal": ("2/(\u03bb_min+\u03bb_max)", "tab:green", ":")}
+    for name, values in bounds.items():
+        formula, color, dash = lines[name]
+        for value in values:
+            ax.axvline(value, color=color, linestyle=dash, linewidth=1.2,
+                       label=f"{name} = {formula} = {value:.6g}")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set(xlabel="learning rate", ylabel="final loss", title=f"{title}: final loss against learning rate")
+    ax.grid(True, which="major", alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="best")
+    save_png(fig, path)
+    return fig
+
+
+def plot_box(paths: list[np.ndarray], diverged: list[bool], minima) -> tuple[float, float, float, float]:
+    """(x_lo, x_hi, y_lo, y_hi) around the starts, the minima and the paths that stayed bounded.
+
+    Diverged paths are left out (they would stretch the box to infinity)
+    and get clipped at its edge instead.
+    """
+    points = [p[:1] for p in paths] + [p for p, d in zip(paths, diverged) if not d]
+    if minima is not None:
+        points.append(np.asarray(minima, dtype=float))
+    xy = np.concatenate([p for p in points if len(p)])
+    xy = xy[np.isfinite(xy).all(axis=1)]
+    lo, hi = xy.min(axis=0), xy.max(axis=0)
+    span = np.maximum(hi - lo, 0.1 * np.maximum(np.abs(hi), 1.0))
+    lo, hi = lo - 0.15 * span, hi + 0.15 * span
+    return float(lo[0]), float(hi[0]), float(lo[1]), float(hi[1])
+
+
+def clip_path(xy: np.ndarray, box) -> tuple[np.ndarray, bool]:
+    """The path up to where it first leaves the box, ending on the box's edge; (path, left)."""
+    x_lo, x_hi, y_lo, y_hi = box
+    with np.errstate(invalid="ignore"):
+        inside = (np.isfinite(xy).all(axis=1) & (xy[:, 0] >= x_lo) & (xy[:, 0] <= x_hi)
+                  & (xy[:, 1] >= y_lo) & (xy[:, 1] <= y_hi))
+    out = np.flatnonzero(~inside)
+    if not out.size:
+        return xy, False
+    i = int(out[0])
+    if i == 0 or not np.isfinite(xy[i]).all():
+        return xy[:i], True
+    a, b = xy[i - 1], xy[i]
+    # The largest t in [0, 1] keeping a + t (b - a) inside the box, axis by axis.
+    d = b - a
+    t = 1.0
+    for k, (lo, hi) in enumerate(((x_lo, x_hi), (y_lo, y_hi))):
+        if d[k] > 0:
+            t = min(t, (hi - a[k]) / d[k])
+        elif d[k] < 0:
+            t = min(t, (lo - a[k]) / d[k])
+    return np.vstack([xy[:i], a + t * d]), True
+
+
+def draw_contours(ax, loss, box) -> None:
+    """Filled contours of a 2-D loss over the box, levels at quantiles of its values."""
+    x_lo, x_hi, y_lo, y_hi = box
+    gx, gy = np.meshgrid(np.linspace(x_lo, x_hi, CONTOUR_GRID), np.linspace(y_lo, y_hi, CONTOUR_GRID))
+    with np.errstate(all="ignore"):
+        z = loss.value(np.column_stack([gx.ravel(), gy.ravel()])).reshape(gx.shape)
+    finite = z[np.isfinite(z)]
+    # Quantile levels follow the landscape's shape, a narrow valley or a wide bowl alike.
+    levels = np.unique(np.quantile(finite, np.linspace(0, 1, 16) ** 2)) if finite.size else []
+    if len(levels) >= 2:
+        ax.contourf(gx, gy, z, levels=levels, cmap="Greys_r", alpha=0.35)
+        ax.contour(gx, gy, z, levels=levels, colors="0.45", linewidths=0.5)
+    minima = loss.minima()
+    if minima is not None:
+        ax.plot(minima[:, 0], minima[:, 1], linestyle="none", marker="*", markersize=11,
+                color="gold", markeredgecolor="black", zorder=4, label="minimum")
+    ax.set_xlim(x_lo, x_hi)
+    ax.set_ylim(y_lo, y_hi)
+    ax.set(xlabel="x0", ylabel="x1")
+
+
+def descent_paths(title: str, loss, runs, paths: dict[str, np.ndarray], box, path) -> Figure:
+    """Each run's path on the loss contours; diverged paths dashed, clipped at the edge with an x."""
+    norm, cmap = lr_norm(runs["lr"]), mpl.colormaps[CMAP]
+    fig = new_figure((6.0, 5.0))
+    ax = fig.add_subplot()
+    draw_contours(ax, loss, box)
+    exits = []
+    for diverged in (False, True):
+        segments, colors = [], []
+        for run in runs[runs["diverged"] == diverged].itertuples():
+            xy = paths.get(run.run_id)
+            if xy is None:
+                continue
+            shown, left = clip_path(xy, box)
+            segments.append(shown)
+            colors.append(cmap(norm(run.lr)))
+            if left and len(shown):
+                exits.append(shown[-1])
+        if segments:
+            ax.add_collection(LineCollection(segments, colors=colors, linewidths=1.3,
+                                             linestyles=DIVERGED_STYLE if diverged else "solid"),
+                              autolim=False)
+    starts = np.array([p[0] for p in paths.values()])
+    if starts.size:
+        ax.plot(*np.unique(starts, axis=0).T, linestyle="none", marker="o", color="black",
+                markersize=5, zorder=4, label="start")
+    if exits:
+        xs, ys = zip(*exits)
+        ax.scatter(xs, ys, color="tab:red", marker="x", s=40, zorder=5, label="diverged: left the plot")
+    ax.set_title(f"{title}: descent paths")
+    fig.legend(loc="outside lower center", ncols=3)
+    lr_colorbar(fig, ax, norm)
+    save_png(fig, path)
+    return fig
