@@ -182,3 +182,17 @@ def test_configs_run_as_one_batch_give_bit_identical_curves(compose, overrides):
         np.testing.assert_array_equal(run.loss, alone.loss)
         np.testing.assert_array_equal(run.grad_norm, alone.grad_norm)
         np.testing.assert_array_equal(run.final_x, alone.final_x)
+
+
+@pytest.mark.parametrize("name", sorted(__import__("gdexp.losses", fromlist=["LOSSES"]).LOSSES))
+@pytest.mark.parametrize("bad", [np.inf, -np.inf, np.nan])
+def test_a_non_finite_parameter_makes_every_loss_non_finite(name, bad):
+    # The loop's cheap per-step screen looks at loss and gradient norm only;
+    # this is what makes that enough (its exact check also looks at x).
+    loss = make_loss(name)
+    x = np.tile(loss.default_init() + 0.3, (loss.dim, 1))
+    np.fill_diagonal(x, bad)
+    with np.errstate(all="ignore"):
+        f, g = loss.value_and_grad(x)
+    assert not np.isfinite(f).any() or not np.isfinite(np.einsum("ij,ij->i", g, g)).all()
+    assert all(not np.isfinite(f[i]) or not np.isfinite(g[i]).all() for i in range(loss.dim))

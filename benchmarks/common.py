@@ -1,0 +1,72 @@
+"""Shared pieces of the benchmarks: timing, fresh stores, the MLflow floor."""
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from contextlib import contextmanager
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+
+@contextmanager
+def timed(out: dict, key: str):
+    t0 = time.perf_counter()
+    yield
+    out.setdefault(key, []).append(time.perf_counter() - t0)
+
+
+def median(values) -> float:
+    return statistics.median(values)
+
+
+def floor_write(uri: str, specs, trajectories, curve_points: int = 1000, with_store: bool = True) -> float:
+    """The cheapest plain-MLflow way to store the same runs: seconds taken.
+
+    Per run: create_run, one log_batch of the same params, the same curve
+    points and summary metrics, the same tags, set_terminated. No Hydra, no
+    descent, no artifacts: the floor MLflow itself sets. With with_store the
+    store is created inside the timing (gdexp end to end pays for it too).
+    """
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric, Param, RunTag
+
+    from gdexp import tracking
+    from gdexp.curves import sample_steps
+
+    t0 = time.perf_counter()
+    cl = MlflowClient(uri)
+    exp = cl.create_experiment("floor")
+    if not with_store:
+        t0 = time.perf_counter()
+    for spec, traj in zip(specs, trajectories):
+        run = cl.create_run(exp, run_name=spec.run_name)
+        keep = [traj.best_step] + ([traj.iterations] if traj.diverged else [])
+        steps = sample_steps(traj.loss, curve_points, keep)
+        metrics = [Metric(n, float(c[s]), 0, int(s)) for n, c in (("loss", traj.loss), ("grad_norm", traj.grad_norm))
+                   for s in steps]
+        metrics += [Metric(k, v, 0, 0) for k, v in tracking.summary_metrics(spec, traj).items()]
+        cl.log_batch(run.info.run_id, metrics=metrics,
+                     params=[Param(k, v) for k, v in tracking.flatten(spec.config).items()],
+                     tags=[RunTag(k, v) for k, v in tracking.status_tags(traj).items()])
+        cl.set_terminated(run.info.run_id)
+    return time.perf_counter() - t0
+
+
+def compose_specs(overrides_per_run: list[list[str]]):
+    """RunSpecs for these override lists, composed in-process (not timed by callers)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from gdexp.app import to_config
+    from gdexp.compose import JobComposer
+    from gdexp.config import register_configs
+    from gdexp.paths import conf_dir
+    from gdexp.plan import plan
+
+    register_configs()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base=None):
+        master = compose("config", return_hydra_config=True)
+        composer = JobComposer(GlobalHydra.instance().config_loader(), master)
+        return [plan(composer.task_config(o)) for o in overrides_per_run]
