@@ -186,6 +186,7 @@ def _typed(column: pd.Series) -> pd.Series:
     if numbers.isna().any():
         return column  # a name, a list: the logged string (JSON for a list) is its value
     out = pd.to_numeric(column, errors="coerce")
-    if out.notna().all() and (out == out.round()).all() and not present.str.contains(r"[.eE]").any():
+    integral = np.isfinite(out).all() and (out == out.round()).all()
+    if integral and not present.str.contains(r"[.eE]").any():
         return out.astype("int64")
     return out.astype(float)

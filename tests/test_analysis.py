@@ -11,7 +11,8 @@ from gdexp.analysis import load_curve, load_runs
 
 QUADRATIC = ("-m", "loss=quadratic", "loss.eigenvalues=[1.0,10.0]", "optimizer.lr=0.05,0.25",
              "budget.max_iters=200", "tracking.curve_points=20")
-BOOTH = ("-m", "loss=booth", "optimizer.lr=0.01,0.05", "budget.max_iters=100")
+BOOTH = ("-m", "loss=booth", "optimizer.lr=0.01,0.05", "budget.max_iters=100",
+         "budget.divergence_factor=inf")
 
 
 def _cli(*args: str) -> int:
@@ -79,6 +80,8 @@ def test_without_arguments_the_latest_sweep_is_read(sweeps):
     _, _, booth = sweeps
     runs = load_runs()
     assert set(runs["sweep_id"]) == {booth} and list(runs["loss"]) == ["booth", "booth"]
+    assert runs["budget.divergence_factor"].dtype == np.float64
+    assert np.isinf(runs["budget.divergence_factor"]).all()
 
 
 def test_an_experiment_gives_every_run_and_no_sweep_parent(sweeps):
