@@ -4,9 +4,10 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.animation import PillowWriter
 
-from gdexp.report.figures import draw_contours, new_figure
+from gdexp.report.figures import clip_path, draw_contours, new_figure
 
 FRAMES = 40     # at most; with a small figure this keeps a GIF well under 1 MB
+ZOOM_OUT = 30   # the view widens at most this many times the still figure's box
 FPS = 8
 GIF_DPI = 64
 
@@ -31,9 +32,11 @@ def descent_gif(caption: str, loss, xy: np.ndarray, curve_loss: np.ndarray, colo
     """A GIF of `xy` (the run's path, every step) drawn step by step on the contours of `loss`.
 
     The view is `box`, widened whenever the path so far leaves it: a diverging
-    run is followed as its bounces grow instead of vanishing off the edge.
+    run is followed as its bounces grow instead of vanishing off the edge, up
+    to ZOOM_OUT times the box; beyond, the path is clipped at the edge (an X).
     Call it inside figures.style().
     """
+    limit = _scaled(box, ZOOM_OUT)
     # Fixed margins: constrained layout would be solved again for every frame.
     fig = new_figure((4.2, 3.7), dpi=GIF_DPI, layout=None)
     ax = fig.add_subplot()
@@ -42,8 +45,7 @@ def descent_gif(caption: str, loss, xy: np.ndarray, curve_loss: np.ndarray, colo
     view = None
     with writer.saving(fig, str(path), dpi=GIF_DPI):
         for step in frame_steps(len(xy) - 1):
-            shown = xy[: step + 1]
-            shown = shown[np.isfinite(shown).all(axis=1)]
+            shown, left = clip_path(xy[: step + 1], limit)
             wider = _cover(box, shown)
             if wider != view:
                 view = wider
@@ -55,8 +57,15 @@ def descent_gif(caption: str, loss, xy: np.ndarray, curve_loss: np.ndarray, colo
                                   markersize=6, zorder=6)
             trail.set_data(shown[:, 0], shown[:, 1])
             head.set_data(shown[-1:, 0], shown[-1:, 1])
+            head.set_marker("X" if left else "o")
             ax.set_title(f"{caption}\nstep {step}, loss {curve_loss[step]:.4g}", fontsize=8)
             writer.grab_frame()
+
+
+def _scaled(box, factor: float) -> tuple[float, float, float, float]:
+    x_lo, x_hi, y_lo, y_hi = box
+    cx, cy, rx, ry = (x_lo + x_hi) / 2, (y_lo + y_hi) / 2, (x_hi - x_lo) / 2, (y_hi - y_lo) / 2
+    return cx - factor * rx, cx + factor * rx, cy - factor * ry, cy + factor * ry
 
 
 def _cover(box, xy: np.ndarray) -> tuple[float, float, float, float]:

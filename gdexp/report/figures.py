@@ -22,6 +22,10 @@ DPI = 100
 CMAP = "viridis"
 DIVERGED_STYLE = (0, (4, 2))      # dashed: a diverged run, in every figure
 CONTOUR_GRID = 160                # points per axis of the contour grid
+# How far above the bounded runs (and every start) the loss axis reaches: the default
+# divergence threshold's factor, so a threshold divergence shows whole and an overflow to
+# 1e300 does not flatten every other curve.
+HEADROOM = 1e4
 # A fixed salt for SVG ids, should a figure ever be saved as SVG (else they are random);
 # long paths drawn in chunks, so Agg takes 10,000-step curves in one piece.
 _RC = {"svg.hashsalt": "gdexp", "path.simplify": True, "agg.path.chunksize": 20000,
@@ -64,11 +68,13 @@ def loss_curves(title: str, runs, losses: dict[str, np.ndarray], path) -> Figure
         runs: load_runs rows of one group (run_id, lr, diverged).
         losses: run_id -> the full loss curve (from curve.parquet). A diverged
             run's curve ends at its divergence step; its last finite point
-            is marked with an x.
+            is marked with an x (on the top edge when it lies above it).
     """
     norm, cmap = lr_norm(runs["lr"]), mpl.colormaps[CMAP]
     fig = new_figure((7.0, 4.2))
     ax = fig.add_subplot()
+    ax.set_yscale("log")
+    lo, hi = _y_limits(losses, set(runs.loc[runs["diverged"], "run_id"]))
     ends = []
     for diverged in (False, True):
         segments, colors = [], []
@@ -81,17 +87,18 @@ def loss_curves(title: str, runs, losses: dict[str, np.ndarray], path) -> Figure
             colors.append(cmap(norm(run.lr)))
             finite = np.flatnonzero(~np.isnan(y))
             if diverged and finite.size:
-                ends.append((finite[-1], y[finite[-1]]))
+                ends.append((finite[-1], min(y[finite[-1]], hi)))
         if segments:
             ax.add_collection(LineCollection(segments, colors=colors, linewidths=1.1,
                                              linestyles=DIVERGED_STYLE if diverged else "solid"),
                               autolim=False)
     if ends:
         xs, ys = zip(*ends)
-        ax.scatter(xs, ys, color="tab:red", marker="x", s=30, zorder=3, label="diverged (last finite loss)")
+        ax.scatter(xs, ys, color="tab:red", marker="x", s=30, zorder=3, clip_on=False,
+                   label="diverged (last finite loss)")
         ax.legend(loc="upper right")
-    ax.set_yscale("log")
-    _set_limits(ax, losses)
+    ax.set_xlim(0, max((len(v) for v in losses.values()), default=2) - 1 or 1)
+    ax.set_ylim(lo, hi)
     ax.set(xlabel="step", ylabel="loss", title=f"{title}: loss at every step")
     ax.grid(True, which="major", alpha=0.3)
     lr_colorbar(fig, ax, norm)
@@ -99,23 +106,27 @@ def loss_curves(title: str, runs, losses: dict[str, np.ndarray], path) -> Figure
     return fig
 
 
-def _set_limits(ax, losses: dict[str, np.ndarray]) -> None:
-    # Set from the data, not autoscaled from a collection: NaN-holed, log-scaled
-    # collections autoscale unreliably, and explicit limits are reproducible.
-    steps = max((len(v) for v in losses.values()), default=1) - 1
-    lo, hi = np.inf, -np.inf
-    for loss in losses.values():
+def _y_limits(losses: dict[str, np.ndarray], diverged: set[str]) -> tuple[float, float]:
+    """Log-axis limits holding every curve, but at most HEADROOM above the runs that stayed bounded.
+
+    Set from the data, not autoscaled: NaN-holed log-scaled collections
+    autoscale unreliably, and explicit limits are reproducible.
+    """
+    lo, hi, bounded = np.inf, -np.inf, -np.inf
+    for run_id, loss in losses.items():
         with np.errstate(invalid="ignore"):
             y = loss[np.isfinite(loss) & (loss > 0)]
         if y.size:
             lo, hi = min(lo, y.min()), max(hi, y.max())
+            bounded = max(bounded, y[0] if run_id in diverged else y.max())
     if not np.isfinite(lo):
-        lo, hi = 1e-3, 1.0
+        return 1e-3, 1.0
+    if np.isfinite(bounded):
+        hi = min(hi, bounded * HEADROOM)
     if hi <= lo:
         lo, hi = lo / 2, hi * 2
-    span = np.log10(hi) - np.log10(lo)
-    ax.set_xlim(0, max(steps, 1))
-    ax.set_ylim(10 ** (np.log10(lo) - 0.04 * span), 10 ** (np.log10(hi) + 0.04 * span))
+    pad = 0.04 * (np.log10(hi) - np.log10(lo))
+    return 10 ** (np.log10(lo) - pad), 10 ** (np.log10(hi) + pad)
 
 
 def final_vs_lr(title: str, runs, bounds: dict[str, list[float]], path) -> Figure:
