@@ -8,8 +8,10 @@ import pandas as pd
 
 from gdexp.report.select import Selection
 from gdexp.summary import sweep_counts
+from gdexp.tracking import TAG as _T
 
-_T = "gdexp."
+# The report's row order: by loss, then learning rate (the rest only breaks ties).
+ORDER = ["loss", "lr", "optimizer", "run_name", "run_id"]
 RUN_COLUMNS = ["loss", "optimizer", "lr", "status", "final loss", "best loss", "iterations",
                "diverged at step"]
 
@@ -31,7 +33,7 @@ def overview(sel: Selection) -> list[tuple]:
 def runs_table(runs: pd.DataFrame) -> list[tuple]:
     """One row per run, sorted by loss then learning rate; failed runs' errors listed below."""
     rows = []
-    ordered = runs.sort_values(["loss", "lr", "optimizer", "run_name", "run_id"], kind="stable")
+    ordered = runs.sort_values(ORDER, kind="stable")
     for r in ordered.itertuples():
         rows.append([r.loss or "", r.optimizer or "", _num(r.lr), r.status or "",
                      _num(r.final_loss), _num(r.best_loss), _num(r.iterations), _num(r.diverged_step)])
@@ -64,7 +66,7 @@ def provenance(sel: Selection) -> list[tuple]:
         ]))
     if not sel.parents:
         blocks.append(("p", "These runs belong to no sweep: no command line or environment was recorded."))
-    ordered = sel.runs.sort_values(["loss", "lr", "optimizer", "run_name", "run_id"], kind="stable")
+    ordered = sel.runs.sort_values(ORDER, kind="stable")
     has_data = ordered["data_sha256"].notna().any()
     header = ["run", "run id", "config hash"] + (["data sha256"] if has_data else [])
     rows = [[r.run_name, f"`{r.run_id}`", f"`{r.config_hash or ''}`"]
