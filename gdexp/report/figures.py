@@ -70,28 +70,22 @@ def loss_curves(title: str, runs, losses: dict[str, np.ndarray], path) -> Figure
             run's curve ends at its divergence step; its last finite point
             is marked with an x (on the top edge when it lies above it).
     """
-    norm, cmap = lr_norm(runs["lr"]), mpl.colormaps[CMAP]
+    norm = lr_norm(runs["lr"])
     fig = new_figure((7.0, 4.2))
     ax = fig.add_subplot()
     ax.set_yscale("log")
     lo, hi = _y_limits(losses, set(runs.loc[runs["diverged"], "run_id"]))
-    ends = []
-    for diverged in (False, True):
-        segments, colors = [], []
-        for run in runs[runs["diverged"] == diverged].itertuples():
-            loss = losses.get(run.run_id)
-            if loss is None:
-                continue
-            y = np.where(np.isfinite(loss) & (loss > 0), loss, np.nan)
-            segments.append(np.column_stack([np.arange(len(y)), y]))
-            colors.append(cmap(norm(run.lr)))
-            finite = np.flatnonzero(~np.isnan(y))
-            if diverged and finite.size:
-                ends.append((finite[-1], min(y[finite[-1]], hi)))
-        if segments:
-            ax.add_collection(LineCollection(segments, colors=colors, linewidths=1.1,
-                                             linestyles=DIVERGED_STYLE if diverged else "solid"),
-                              autolim=False)
+
+    def curve(run):
+        loss = losses.get(run.run_id)
+        if loss is None:
+            return None, None
+        y = np.where(np.isfinite(loss) & (loss > 0), loss, np.nan)
+        finite = np.flatnonzero(~np.isnan(y))
+        end = (finite[-1], min(y[finite[-1]], hi)) if run.diverged and finite.size else None
+        return np.column_stack([np.arange(len(y)), y]), end
+
+    ends = _draw_runs(ax, runs, norm, curve, width=1.1)
     if ends:
         xs, ys = zip(*ends)
         ax.scatter(xs, ys, color="tab:red", marker="x", s=30, zorder=3, clip_on=False,
@@ -104,6 +98,33 @@ def loss_curves(title: str, runs, losses: dict[str, np.ndarray], path) -> Figure
     lr_colorbar(fig, ax, norm)
     save_png(fig, path)
     return fig
+
+
+def _draw_runs(ax, runs, norm: LogNorm, line_of, width: float) -> list:
+    """Each run's line coloured by its lr: one solid collection, one dashed for the diverged.
+
+    Args:
+        line_of: run -> (xy (n, 2) or None to skip the run, a point to mark or None).
+
+    Returns:
+        The points to mark, in run order.
+    """
+    cmap, marks = mpl.colormaps[CMAP], []
+    for diverged in (False, True):
+        segments, colors = [], []
+        for run in runs[runs["diverged"] == diverged].itertuples():
+            xy, mark = line_of(run)
+            if xy is None:
+                continue
+            segments.append(xy)
+            colors.append(cmap(norm(run.lr)))
+            if mark is not None:
+                marks.append(mark)
+        if segments:
+            ax.add_collection(LineCollection(segments, colors=colors, linewidths=width,
+                                             linestyles=DIVERGED_STYLE if diverged else "solid"),
+                              autolim=False)
+    return marks
 
 
 def _y_limits(losses: dict[str, np.ndarray], diverged: set[str]) -> tuple[float, float]:
@@ -229,26 +250,19 @@ def draw_contours(ax, loss, box) -> None:
 
 def descent_paths(title: str, loss, runs, paths: dict[str, np.ndarray], box, path) -> Figure:
     """Each run's path on the loss contours; diverged paths dashed, clipped at the edge with an x."""
-    norm, cmap = lr_norm(runs["lr"]), mpl.colormaps[CMAP]
+    norm = lr_norm(runs["lr"])
     fig = new_figure((6.0, 5.0))
     ax = fig.add_subplot()
     draw_contours(ax, loss, box)
-    exits = []
-    for diverged in (False, True):
-        segments, colors = [], []
-        for run in runs[runs["diverged"] == diverged].itertuples():
-            xy = paths.get(run.run_id)
-            if xy is None:
-                continue
-            shown, left = clip_path(xy, box)
-            segments.append(shown)
-            colors.append(cmap(norm(run.lr)))
-            if left and len(shown):
-                exits.append(shown[-1])
-        if segments:
-            ax.add_collection(LineCollection(segments, colors=colors, linewidths=1.3,
-                                             linestyles=DIVERGED_STYLE if diverged else "solid"),
-                              autolim=False)
+
+    def clipped(run):
+        xy = paths.get(run.run_id)
+        if xy is None:
+            return None, None
+        shown, left = clip_path(xy, box)
+        return shown, (shown[-1] if left and len(shown) else None)
+
+    exits = _draw_runs(ax, runs, norm, clipped, width=1.3)
     starts = np.array([p[0] for p in paths.values()])
     if starts.size:
         ax.plot(*np.unique(starts, axis=0).T, linestyle="none", marker="o", color="black",
