@@ -1,4 +1,4 @@
-"""The `gdexp` command: Hydra's app, with `report` and `rerun` dispatched first."""
+"""The `gdexp` command: Hydra's app, with `report`, `rerun` and `resume` dispatched first."""
 from __future__ import annotations
 
 import sys
@@ -7,7 +7,7 @@ from gdexp.errors import ConfigError
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`gdexp report ...` and `gdexp rerun ...` have their own parsers; the rest is Hydra's."""
+    """`gdexp report|rerun|resume ...` have their own parsers; the rest is Hydra's."""
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["report"]:
         from gdexp.report import main as report_main
@@ -17,6 +17,10 @@ def main(argv: list[str] | None = None) -> None:
         from gdexp.rerun import main as rerun_main
 
         sys.exit(rerun_main(argv[1:]))
+    if argv[:1] == ["resume"]:
+        from gdexp.resume import main as resume_main
+
+        sys.exit(resume_main(argv[1:]))
     from gdexp.grids import expand
     from gdexp.sweeprun import remember_command
 

@@ -174,6 +174,26 @@ class BatchedLauncherConf:
     _target_: str = "hydra_plugins.gdexp_plugins.BatchedLauncher"
 
 
+# hydra/launcher=ray (gdexp/ray_launcher.py, over hydra-ray-launcher: pip install 'gdexp[ray]').
+#   gdexp +sweep=lr_grid hydra/launcher=ray                                  # Ray started in this process
+#   gdexp +sweep=lr_grid hydra/launcher=ray hydra.launcher.ray.init.address=HEAD:6379 \
+#         tracking=server tracking.uri=http://SERVER:5000                      # a running cluster
+@dataclass
+class RayLauncherConf:
+    _target_: str = "hydra_plugins.gdexp_plugins.RayLauncher"
+    batched: bool = True     # false: hydra-ray-launcher's one task per job (slower: benchmarks/bench_scaleout.py)
+    jobs_per_task: Optional[int] = None  # split a group of jobs into tasks of at most this many; null = one task
+    ray: Dict[str, Any] = field(default_factory=lambda: {
+        "init": {
+            "address": "local",            # a Ray of this process; `auto` or HOST:PORT joins a running cluster
+            "object_store_memory": None,   # the plugin's 75 MiB default is refused by a running cluster
+        },
+        # Each task also gets the sweep's tracking URI and parent run in runtime_env.env_vars,
+        # added at launch (an ${oc.env:} here would resolve before the sweep exports them).
+        "remote": {"num_cpus": 1},
+    })
+
+
 SCHEMAS = {
     "loss": {
         "quadratic": QuadraticConf,
@@ -194,12 +214,17 @@ SCHEMAS = {
         "adam": AdamConf,
     },
     "budget": {"default": BudgetConf},
-    "tracking": {"local": TrackingConf},
+    "tracking": {"local": TrackingConf, "server": TrackingConf},
 }
 
 
 def register_configs() -> None:
     """Put every schema into Hydra's ConfigStore; conf/ files build on them."""
+    from hydra.core.plugins import Plugins
+
+    # Hydra's plugin scan stores hydra-ray-launcher's own `ray` launcher config;
+    # scanned first, so that gdexp's preset of that name replaces it.
+    Plugins.instance()
     cs = ConfigStore.instance()
     cs.store(name="config_schema", node=Config)
     for group, options in SCHEMAS.items():
@@ -207,3 +232,4 @@ def register_configs() -> None:
             cs.store(group=f"schema/{group}", name=option, node=node)
     cs.store(group="hydra/sweeper", name="gdexp", node=GridSweeperConf)
     cs.store(group="hydra/launcher", name="gdexp", node=BatchedLauncherConf)
+    cs.store(group="hydra/launcher", name="ray", node=RayLauncherConf)

@@ -10,12 +10,17 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from gdexp import tracking
+from gdexp import guards, tracking
+from gdexp.errors import ConfigError
 from gdexp.provenance import provenance
+from gdexp.resume import SWEEP_DIR_ENV, resume_message, short_reason, spool_parent, spooled
 from gdexp.summary import format_counts, format_table, sweep_counts, sweep_table
 
 
 _command: list[str] | None = None
+
+# On a parent run whose sweep left runs on disk (gdexp.resume): how many.
+UNRECORDED_TAG = f"{tracking.TAG}unrecorded"
 
 
 def remember_command(argv: list[str]) -> None:
@@ -36,30 +41,55 @@ def sweep_run(config: DictConfig, name: str, job_failures=lambda: 0):
     Ctrl-C leaves the parent KILLED, a crash FAILED. If any job failed, the
     process exits non-zero after the summary.
 
+    Before anything runs, the store is checked (gdexp.guards): a tracking
+    server must answer, and a SQLite file must be on a local disk and on the
+    machine the jobs run on. Runs the store did not take during the sweep
+    (kept on disk, gdexp.resume) leave the parent open, tagged
+    gdexp.unrecorded, and the process exits non-zero with the command that
+    records them.
+
     Args:
         job_failures: counts jobs that failed without an MLflow run to show it.
     """
-    uri = tracking.resolve_uri(config.tracking.uri)
+    from gdexp.app import open_store
+
+    try:
+        uri = tracking.resolve_uri(config.tracking.uri)
+        guards.check_store_filesystem(uri)
+        guards.check_store_for_launcher(uri, config.hydra.get("launcher"))
+        guards.check_reachable(uri)
+    except ConfigError as exc:
+        sys.exit(f"gdexp: error: {exc}")  # one line, exit 1, nothing run
+    open_store.cache_clear()  # a store found down in an earlier sweep of this process is asked again
+    sweep_dir = Path(config.hydra.sweep.dir).resolve()
     cl = tracking.client(uri)
     exp = tracking.experiment_id(cl, config.tracking.experiment)
     tags = {
         f"{tracking.TAG}sweep": "true",
         f"{tracking.TAG}sweep_name": name,
         f"{tracking.TAG}command": shlex.join(["gdexp", *(_command if _command is not None else sys.argv[1:])]),
-        f"{tracking.TAG}sweep_dir": str(Path(config.hydra.sweep.dir).resolve()),
+        f"{tracking.TAG}sweep_dir": str(sweep_dir),
         **{f"{tracking.TAG}{k}": v for k, v in provenance().items()},
     }
     parent_id = cl.create_run(exp, run_name=name, tags=tags).info.run_id
-    saved = {k: os.environ.get(k) for k in (tracking.PARENT_ENV, "MLFLOW_TRACKING_URI")}
+    saved = {k: os.environ.get(k) for k in (tracking.PARENT_ENV, "MLFLOW_TRACKING_URI", SWEEP_DIR_ENV)}
     os.environ[tracking.PARENT_ENV] = parent_id
     os.environ["MLFLOW_TRACKING_URI"] = uri
+    os.environ[SWEEP_DIR_ENV] = str(sweep_dir)
     try:
         yield parent_id
-        counts = close_sweep(cl, parent_id, uri, extra_failed=job_failures())
+        kept = len(spooled(sweep_dir))
+        if kept:  # the parent stays open until `gdexp resume` has recorded them
+            cl.set_tag(parent_id, UNRECORDED_TAG, str(kept))
+        else:
+            counts = close_sweep(cl, parent_id, uri, extra_failed=job_failures())
     except KeyboardInterrupt:
         cl.set_terminated(parent_id, status="KILLED")
         raise
-    except BaseException:
+    except BaseException as exc:
+        if tracking.unreachable(exc):
+            spool_parent(sweep_dir, uri, parent_id)
+            sys.exit(resume_message(len(spooled(sweep_dir)), None, uri, short_reason(exc), sweep_dir))
         cl.set_terminated(parent_id, status="FAILED")
         raise
     finally:
@@ -68,6 +98,8 @@ def sweep_run(config: DictConfig, name: str, job_failures=lambda: 0):
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+    if kept:
+        sys.exit(resume_message(kept, None, uri, "it did not answer during the sweep", sweep_dir))
     if counts["failed"]:
         sys.exit(f"gdexp: {int(counts['failed'])} of {int(counts['runs'])} runs failed "
                  "(their errors are above and on each run's gdexp.error tag)")

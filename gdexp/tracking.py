@@ -19,8 +19,9 @@ import numpy as np
 
 from gdexp.curves import sample_steps
 from gdexp.descent import Trajectory
+from gdexp.errors import ConfigError
+from gdexp.guards import PARENT_ENV, bound_http_retries  # noqa: F401 - PARENT_ENV: a sweep's parent run, handed to its jobs
 
-PARENT_ENV = "GDEXP_PARENT_RUN_ID"   # a sweep's parent run, handed to its jobs
 TAG = "gdexp."                       # prefix of every tag gdexp owns
 
 
@@ -35,6 +36,9 @@ def resolve_uri(configured: str | None, cwd: str | os.PathLike | None = None) ->
     'sqlite:////data/runs/m.db'
     """
     uri = os.environ.get("MLFLOW_TRACKING_URI") or configured
+    if uri == "???":  # tracking=server without its address
+        raise ConfigError("tracking.uri", None, "tracking=server needs the server's address: "
+                          "tracking.uri=http://HOST:PORT (or MLFLOW_TRACKING_URI)")
     base = Path(cwd or os.getcwd())
     if not uri:
         return f"sqlite:///{(base / 'mlflow.db').resolve()}"
@@ -46,7 +50,28 @@ def resolve_uri(configured: str | None, cwd: str | os.PathLike | None = None) ->
 def client(uri: str):
     from mlflow import MlflowClient
 
+    bound_http_retries(uri)
     return MlflowClient(tracking_uri=uri)
+
+
+def unreachable(exc: BaseException) -> bool:
+    """Whether `exc` means the store could not be reached (after the client's retries).
+
+    MLflow wraps a refused connection, a timeout or too many 5xx answers in an
+    MlflowException "API request to ... failed ..."; the requests error is its context.
+    """
+    import requests
+
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, (requests.ConnectionError, requests.Timeout, ConnectionError, TimeoutError)):
+            return True
+        message = getattr(exc, "message", None) or str(exc)
+        if type(exc).__name__ == "MlflowException" and message.startswith("API request to ") and " failed " in message:
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def experiment_id(cl, name: str) -> str:
@@ -98,6 +123,14 @@ def start_run(cl, exp_id: str, spec, parent_id: str | None = None, log_params: b
     With log_params=False the params wait for `record`, which sends them with
     the curves in one request: for a run whose descent is already done.
     """
+    info = cl.create_run(exp_id, run_name=spec.run_name, tags=identity_tags(spec, parent_id)).info
+    if log_params:
+        cl.log_batch(info.run_id, params=_params(spec))
+    return info
+
+
+def identity_tags(spec, parent_id: str | None = None) -> dict[str, str]:
+    """The tags a run is created with: what it is, and the sweep it belongs to."""
     from gdexp import __version__
 
     tags = {f"{TAG}config_hash": spec.config_hash, f"{TAG}version": __version__}
@@ -105,10 +138,7 @@ def start_run(cl, exp_id: str, spec, parent_id: str | None = None, log_params: b
         tags[f"{TAG}data_sha256"] = spec.loss.data_sha256()
     if parent_id:
         tags["mlflow.parentRunId"] = parent_id
-    info = cl.create_run(exp_id, run_name=spec.run_name, tags=tags).info
-    if log_params:
-        cl.log_batch(info.run_id, params=_params(spec))
-    return info
+    return tags
 
 
 def _params(spec):
@@ -119,13 +149,19 @@ def _params(spec):
 
 @contextmanager
 def terminating(cl, run_id: str):
-    """Close the run FINISHED, FAILED (error kept as a tag) or KILLED (Ctrl-C)."""
+    """Close the run FINISHED, FAILED (error kept as a tag) or KILLED (Ctrl-C).
+
+    A store that cannot be reached is not asked again (that would only repeat
+    the client's retries): the error goes up with the run left as it was.
+    """
     try:
         yield
     except KeyboardInterrupt:
         cl.set_terminated(run_id, status="KILLED")
         raise
     except BaseException as exc:
+        if unreachable(exc):
+            raise
         cl.set_tag(run_id, f"{TAG}error", f"{type(exc).__name__}: {exc}"[:7000])
         cl.set_terminated(run_id, status="FAILED")
         raise
@@ -138,14 +174,7 @@ def record(cl, info, spec, traj: Trajectory, curve_points: int, log_params: bool
     when asked), in one request, then the artifacts."""
     from mlflow.entities import Metric, RunTag
 
-    now = int(time.time() * 1000)
-    keep = [traj.best_step] + ([traj.iterations] if traj.diverged else [])
-    steps = sample_steps(traj.loss, curve_points, keep)
-    metrics = [Metric(name, _finite_or_nan(v), now, int(s))
-               for name, curve in (("loss", traj.loss), ("grad_norm", traj.grad_norm))
-               for s, v in zip(steps.tolist(), curve[steps].tolist())]
-    for name, value in summary_metrics(spec, traj).items():
-        metrics.append(Metric(name, value, now, 0))
+    metrics = [Metric(*m) for m in run_metrics(spec, traj, curve_points)]
     tags = [RunTag(k, v) for k, v in status_tags(traj).items()]
     cl.log_batch(info.run_id, metrics=metrics, tags=tags, params=_params(spec) if log_params else [])
     local = _local_dir(info.artifact_uri)
@@ -157,6 +186,18 @@ def record(cl, info, spec, traj: Trajectory, curve_points: int, log_params: bool
         with tempfile.TemporaryDirectory(prefix="gdexp-") as tmp:
             write_artifacts(Path(tmp), spec, traj)
             cl.log_artifacts(info.run_id, tmp)
+
+
+def run_metrics(spec, traj: Trajectory, curve_points: int, now: int | None = None) -> list[tuple]:
+    """(key, value, timestamp, step) of the sampled curves and the summary metrics."""
+    now = int(time.time() * 1000) if now is None else now
+    keep = [traj.best_step] + ([traj.iterations] if traj.diverged else [])
+    steps = sample_steps(traj.loss, curve_points, keep)
+    metrics = [(name, _finite_or_nan(v), now, int(s))
+               for name, curve in (("loss", traj.loss), ("grad_norm", traj.grad_norm))
+               for s, v in zip(steps.tolist(), curve[steps].tolist())]
+    metrics += [(name, value, now, 0) for name, value in summary_metrics(spec, traj).items()]
+    return metrics
 
 
 def _local_dir(artifact_uri: str) -> Path | None:

@@ -3,6 +3,8 @@
 gdexp's sweeper and launcher live in gdexp/; these subclasses are where Hydra
 looks for them (conf: hydra/sweeper=gdexp, hydra/launcher=gdexp).
 """
+from hydra.plugins.launcher import Launcher
+
 import gdexp.launcher as _launcher
 import gdexp.sweeper as _sweeper
 
@@ -13,3 +15,19 @@ class GridSweeper(_sweeper.GridSweeper):
 
 class BatchedLauncher(_launcher.BatchedLauncher):
     """gdexp.launcher.BatchedLauncher, registered where Hydra finds plugins."""
+
+
+class RayLauncher(Launcher):
+    """gdexp.ray_launcher.RayLauncher (hydra/launcher=ray), imported only when used:
+    without the `ray` extra, Hydra's scan of this package must still succeed."""
+
+    def __init__(self, **config) -> None:
+        from gdexp.ray_launcher import RayLauncher as _RayLauncher
+
+        self._launcher = _RayLauncher(**config)
+
+    def setup(self, **kwargs) -> None:
+        self._launcher.setup(**kwargs)
+
+    def launch(self, job_overrides, initial_job_idx):
+        return self._launcher.launch(job_overrides, initial_job_idx)

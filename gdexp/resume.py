@@ -1,0 +1,175 @@
+"""Runs the tracking store could not take: kept on disk, recorded later by `gdexp resume`.
+
+When the store stops answering (past the client's bounded retries), a job
+writes what it would have sent into `<sweep or run folder>/gdexp-unrecorded/<entry>/`:
+run.json (the run's tags, params and every metric point with its timestamp,
+its final status, and the store, experiment, parent and run ids) and the
+artifacts config.yaml, result.json and curve.parquet. A sweep that could not
+close its parent adds parent.json. `gdexp resume FOLDER` replays them: into the
+run that was already created when there is one (MLflow drops metric points it
+already has, and accepts a param logged again with the same value), else a new
+run under the same parent; then it closes the parents. A recorded entry moves
+to gdexp-recorded/, so resuming twice records nothing twice.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import uuid
+from pathlib import Path
+
+from gdexp import tracking
+
+SPOOL = "gdexp-unrecorded"
+DONE = "gdexp-recorded"
+SWEEP_DIR_ENV = "GDEXP_SWEEP_DIR"  # the running sweep's folder, where its jobs keep unrecorded runs
+
+
+def spool_run(folder: Path, store: dict, run_id: str | None, spec, traj, error: str | None,
+              curve_points: int) -> Path:
+    """Write one run's record to `folder`/SPOOL/<config hash>-<id>/; returns that folder.
+
+    Args:
+        store: {"uri", "experiment", "parent_id"} the run belongs to.
+        traj: the finished descent, or None when the descent itself raised (`error`).
+    """
+    entry = Path(folder) / SPOOL / f"{spec.config_hash}-{(run_id or uuid.uuid4().hex)[:12]}"
+    (entry / "artifacts").mkdir(parents=True, exist_ok=True)
+    record = {**store, "run_id": run_id, "run_name": spec.run_name,
+              "tags": tracking.identity_tags(spec, store.get("parent_id")),
+              "params": tracking.flatten(spec.config), "metrics": [], "status": "FAILED"}
+    if traj is not None:
+        record["metrics"] = tracking.run_metrics(spec, traj, curve_points)
+        record["tags"].update(tracking.status_tags(traj))
+        record["status"] = "FINISHED"
+        tracking.write_artifacts(entry / "artifacts", spec, traj)
+    if error:
+        record["tags"][f"{tracking.TAG}error"] = error[:7000]
+    (entry / "run.json").write_text(json.dumps(record, indent=1) + "\n")
+    return entry
+
+
+def spool_parent(sweep_dir: Path, uri: str, parent_id: str) -> Path:
+    """Note that a sweep's parent run is still to be closed."""
+    path = Path(sweep_dir) / SPOOL / "parent.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"uri": uri, "parent_id": parent_id}) + "\n")
+    return path
+
+
+def spooled(folder: Path) -> list[Path]:
+    """The run.json of every run still to be recorded under `folder`."""
+    return sorted(Path(folder).glob(f"**/{SPOOL}/*/run.json"))
+
+
+def resume_message(count: int, total: int | None, uri: str, reason: str, folder: Path) -> str:
+    """What the user sees: how many, why, where they are kept, the command that records them."""
+    of = f" of {total}" if total is not None else ""
+    return (f"gdexp: {count}{of} runs could not be recorded in {uri} ({reason}).\n"
+            f"Nothing is lost: they are kept under {Path(folder) / SPOOL}/.\n"
+            f"Once the store answers again, record them (and close the sweep) with:\n"
+            f"  gdexp resume {folder}")
+
+
+def resume(folder: Path, tracking_uri: str | None = None) -> tuple[int, list[str]]:
+    """Record every spooled run under `folder`, then close their sweeps' parents.
+
+    Returns:
+        (runs recorded, parent run ids closed).
+    """
+    folder = Path(folder)
+    runs = spooled(folder)
+    parents: dict[str, str] = {}
+    for path in runs:
+        record = json.loads(path.read_text())
+        uri = tracking_uri or record["uri"]
+        _replay(tracking.client(uri), uri, record, path.parent / "artifacts")
+        if record.get("parent_id"):
+            parents[record["parent_id"]] = uri
+        done = path.parent.parent.parent / DONE / path.parent.name
+        done.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(path.parent), done)
+    for note in sorted(folder.glob(f"**/{SPOOL}/parent.json")):
+        record = json.loads(note.read_text())
+        parents[record["parent_id"]] = tracking_uri or record["uri"]
+        note.unlink()
+    closed = [pid for pid, uri in parents.items() if _close_parent(uri, pid)]
+    return len(runs), closed
+
+
+def _replay(cl, uri: str, record: dict, artifacts: Path) -> str:
+    from mlflow.entities import Metric, Param, RunTag
+    from mlflow.exceptions import MlflowException
+
+    run_id = record["run_id"]
+    if run_id:
+        try:
+            if cl.get_run(run_id).info.status == "FINISHED":
+                return run_id  # recorded after all (the answer to the last request was lost)
+        except MlflowException:
+            run_id = None  # not in this store: record it anew
+    if not run_id:
+        exp = tracking.experiment_id(cl, record["experiment"])
+        run_id = cl.create_run(exp, run_name=record["run_name"], tags=record["tags"]).info.run_id
+    cl.log_batch(run_id, metrics=[Metric(*m) for m in record["metrics"]],
+                 params=[Param(k, v) for k, v in record["params"].items()],
+                 tags=[RunTag(k, v) for k, v in record["tags"].items()])
+    if any(artifacts.iterdir()):
+        cl.log_artifacts(run_id, str(artifacts))
+    cl.set_terminated(run_id, status=record["status"])
+    return run_id
+
+
+def _close_parent(uri: str, parent_id: str) -> bool:
+    from gdexp.sweeprun import UNRECORDED_TAG, close_sweep
+
+    cl = tracking.client(uri)
+    parent = cl.get_run(parent_id)
+    if parent.info.status != "RUNNING" and UNRECORDED_TAG not in parent.data.tags:
+        return False
+    if UNRECORDED_TAG in parent.data.tags:
+        cl.delete_tag(parent_id, UNRECORDED_TAG)
+    close_sweep(cl, parent_id, uri)
+    return True
+
+
+def main(argv: list[str]) -> int:
+    """`gdexp resume FOLDER`: record the runs kept there; exit 0 once none is left."""
+    args = _parser().parse_args(argv)
+    folder = Path(args.folder)
+    if not folder.is_dir():
+        print(f"gdexp resume: error: no folder {folder}", file=sys.stderr)
+        return 2
+    try:
+        count, closed = resume(folder, args.tracking_uri)
+    except Exception as exc:
+        if not tracking.unreachable(exc):
+            raise
+        left = len(spooled(folder))
+        print(f"gdexp resume: the store still does not answer ({short_reason(exc)}); {left} runs are "
+              f"still kept under {folder}. Run the same command again later.", file=sys.stderr)
+        return 1
+    print(f"gdexp resume: recorded {count} runs from {folder}"
+          + (f"; closed sweep {', '.join(closed)}" if closed else ""))
+    return 0
+
+
+def short_reason(exc: BaseException) -> str:
+    text = getattr(exc, "message", None) or str(exc)
+    return text.splitlines()[0][:300]
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="gdexp resume",
+        description="Record the runs a sweep (or a run) kept on disk because the tracking store "
+                    "did not answer, then close the sweep's parent run. Safe to run twice.",
+        epilog="example:\n  gdexp resume multirun/2026-01-01/12-00-00",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("folder", help="the sweep folder (hydra.sweep.dir) or run folder the message named")
+    p.add_argument("--tracking-uri", metavar="URI",
+                   help="record into this store instead of the one the runs were meant for "
+                        "(the parent run ids must exist there)")
+    return p

@@ -1,0 +1,432 @@
+"""Scaling out: an MLflow server on PostgreSQL, sweeps on Ray and submitit, guards, an outage.
+
+The tests marked `scaleout` start real services on 127.0.0.1 only, each in a
+throwaway folder, and stop what they started (by PID; Ray with `ray stop --force`):
+PostgreSQL (initdb + pg_ctl), `mlflow server` on it, a Ray head (`ray start`).
+They need the extras `gdexp[ray,slurm,postgres]` and PostgreSQL's binaries;
+without them they skip on a developer's machine (or deselect them: -m "not scaleout")
+and fail in CI (CI=true), where .ci/run installs everything.
+"""
+from __future__ import annotations
+
+import glob
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from gdexp import guards, tracking
+from gdexp.errors import ConfigError
+
+BIN = Path(sys.executable).parent
+SERVER_START_S = 60
+# A small sweep: 2 losses x 3 rates, every step logged (300 steps < curve_points).
+SWEEP = ["-m", "loss=quadratic,booth", "optimizer.lr=0.001,0.01,0.1", "budget.max_iters=300"]
+SWEEP_RUNS = 6
+
+
+def _need(what: str):
+    """Skip on a developer's machine, fail in CI: CI must run every scale-out test."""
+    if os.environ.get("CI"):
+        pytest.fail(f"CI must run the scale-out tests, but {what} (.ci/run installs it)")
+    pytest.skip(f"{what}; pip install '.[ray,slurm,postgres]' and PostgreSQL (apt-get install postgresql)")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _pg_bin(name: str) -> str | None:
+    found = shutil.which(name)
+    if found:
+        return found
+    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    return candidates[-1] if candidates else None
+
+
+# --- services -------------------------------------------------------------------------------
+
+class Postgres:
+    """A PostgreSQL cluster in a throwaway folder, on 127.0.0.1 only."""
+
+    def __init__(self):
+        initdb, self.pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
+        if not (initdb and self.pg_ctl):
+            _need("PostgreSQL's initdb/pg_ctl are missing")
+        self.root = Path(tempfile.mkdtemp(prefix="gdexp-pg-"))
+        self.data, self.port = self.root / "data", _free_port()
+        self._as_user = []
+        if os.geteuid() == 0:  # initdb refuses root: run as the postgres user
+            shutil.chown(self.root, "postgres")
+            self._as_user = ["runuser", "-u", "postgres", "--"]
+        self._run(initdb, "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
+        self._run(self.pg_ctl, "-D", str(self.data), "-l", str(self.root / "pg.log"), "-w", "-o",
+                  f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.root}", "start")
+        self._databases = 0
+
+    def database(self) -> str:
+        """A fresh database; returns its SQLAlchemy URI (psycopg2 driver: the `postgres` extra)."""
+        self._databases += 1
+        name = f"mlflow{self._databases}"
+        self._run(_pg_bin("psql") or "psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
+                  "-q", "-c", f"CREATE DATABASE {name}")
+        return f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/{name}"
+
+    def stop(self) -> None:
+        subprocess.run([*self._as_user, self.pg_ctl, "-D", str(self.data), "-m", "fast", "stop"],
+                       capture_output=True, timeout=60)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def _run(self, *cmd: str) -> None:
+        done = subprocess.run([*self._as_user, *cmd], capture_output=True, text=True, timeout=120)
+        if done.returncode:
+            log = self.root / "pg.log"
+            raise RuntimeError(f"{cmd[0]} failed: {done.stderr}\n{log.read_text() if log.exists() else ''}")
+
+
+class MlflowServer:
+    """`mlflow server` on a backend store, 127.0.0.1, one worker, job execution off."""
+
+    def __init__(self, backend: str, folder: Path):
+        self.backend, self.folder, self.port = backend, folder, _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = None
+
+    def start(self) -> MlflowServer:
+        (self.folder / "artifacts").mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false", MLFLOW_DISABLE_TELEMETRY="true")
+        env.pop("MLFLOW_TRACKING_URI", None)
+        self.log = self.folder / "server.log"
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                [str(BIN / "mlflow"), "server", "--backend-store-uri", self.backend,
+                 "--artifacts-destination", str(self.folder / "artifacts"),
+                 "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"],
+                stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        deadline = time.monotonic() + SERVER_START_S
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:  # a wrong driver exits at once: check the PID, not only /health
+                pytest.fail(f"mlflow server exited with {self.proc.returncode}:\n{self.log.read_text()}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/health", timeout=2) as response:
+                    if response.status == 200:
+                        return self
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.2)
+        self.stop()
+        pytest.fail(f"mlflow server gave no /health in {SERVER_START_S} s:\n{self.log.read_text()}")
+
+    def stop(self) -> None:
+        """SIGTERM its process group (uvicorn's worker too), SIGKILL what is left after 10 s."""
+        if self.proc is None:
+            return
+        for sig, wait_s in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
+            try:
+                os.killpg(self.proc.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                self.proc.wait(timeout=wait_s)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+        self.proc = None
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    pg = Postgres()
+    yield pg
+    pg.stop()
+
+
+@pytest.fixture
+def server_on_postgres(postgres, tmp_path):
+    """An MLflow server on a fresh PostgreSQL database (restartable: .stop(), .start())."""
+    pytest.importorskip("psycopg2", reason="the `postgres` extra (psycopg2-binary) is missing") \
+        if not os.environ.get("CI") else __import__("psycopg2")
+    server = MlflowServer(postgres.database(), tmp_path / "server").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def ray_head(tmp_path_factory):
+    """A Ray head on 127.0.0.1 (`ray start`), auth off on both sides; `ray stop --force` after."""
+    if not (BIN / "ray").exists():
+        _need("the `ray` extra is missing")
+    port = _free_port()
+    temp = Path(tempfile.mkdtemp(prefix="gdexp-ray-"))  # short: Ray's socket paths have a length limit
+    env = dict(os.environ, RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0", RAY_AUTH_MODE="disabled")
+    started = subprocess.run(
+        [str(BIN / "ray"), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
+         "--include-dashboard=false", "--num-cpus=2", "--disable-usage-stats", f"--temp-dir={temp}"],
+        env=env, capture_output=True, text=True, timeout=120)
+    if started.returncode:
+        pytest.fail(f"ray start failed:\n{started.stdout}\n{started.stderr}")
+    yield f"127.0.0.1:{port}"
+    subprocess.run([str(BIN / "ray"), "stop", "--force"], env=env, capture_output=True, timeout=120)
+    shutil.rmtree(temp, ignore_errors=True)
+
+
+def _gdexp(*args: str, cwd: Path, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    """The installed `gdexp` command, as a user runs it."""
+    full = dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true", RAY_AUTH_MODE="disabled",
+                RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0", **(env or {}))
+    full.pop("MLFLOW_TRACKING_URI", None)
+    full.pop(tracking.PARENT_ENV, None)
+    return subprocess.run([str(BIN / "gdexp"), *args], cwd=cwd, env=full, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+# --- reading a store back -------------------------------------------------------------------
+
+def _sweep(uri: str):
+    cl = MlflowClient(uri)
+    ids = [e.experiment_id for e in cl.search_experiments()]
+    runs = cl.search_runs(ids, max_results=10000)
+    parents = [r for r in runs if r.data.tags.get("gdexp.sweep") == "true"]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    return cl, parents, children
+
+
+def _contents(uri: str) -> dict:
+    """Each child run by name: status, params, gdexp tags, metrics, curves, artifact files."""
+    cl, _, children = _sweep(uri)
+    out = {}
+    for r in children:
+        rid = r.info.run_id
+        with tempfile.TemporaryDirectory() as tmp:
+            art = Path(cl.download_artifacts(rid, "", tmp))
+            files = {"config.yaml": (art / "config.yaml").read_text(),
+                     "result.json": json.loads((art / "result.json").read_text()),
+                     "curve": pd.read_parquet(art / "curve.parquet").to_dict("list")}
+        out[r.info.run_name] = {
+            "status": r.info.status,
+            "params": r.data.params,
+            "tags": {k: v for k, v in r.data.tags.items() if k.startswith("gdexp.")},
+            "metrics": r.data.metrics,
+            "curves": {m: [(h.step, h.value) for h in sorted(cl.get_metric_history(rid, m), key=lambda h: h.step)]
+                       for m in ("loss", "grad_norm")},
+            **files,
+        }
+    return out
+
+
+def _check_complete(uri: str) -> tuple:
+    """Every run of SWEEP once, FINISHED, with its whole curve and tags; the parent closed."""
+    cl, parents, children = _sweep(uri)
+    assert len(parents) == 1, [p.info.run_name for p in parents]
+    parent = parents[0]
+    assert parent.info.status == "FINISHED" and parent.data.metrics["runs"] == SWEEP_RUNS
+    assert "gdexp.unrecorded" not in parent.data.tags
+    hashes = [r.data.tags["gdexp.config_hash"] for r in children]
+    assert len(children) == SWEEP_RUNS and len(set(hashes)) == SWEEP_RUNS  # each exactly once
+    for r in children:
+        assert r.info.status == "FINISHED" and r.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert r.data.tags["gdexp.status"] in ("converged", "diverged", "max_iters")
+        iterations = int(r.data.metrics["iterations"])
+        history = cl.get_metric_history(r.info.run_id, "loss")
+        assert sorted(h.step for h in history) == list(range(iterations + 1))  # the whole curve
+    return cl, parent, children
+
+
+# --- guards: no services needed ----------------------------------------------------------------
+
+def test_tracking_server_needs_its_address(gdexp, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    code, out, err = gdexp("tracking=server", "loss=booth", "budget.max_iters=5")
+    assert code == 2 and "tracking.uri" in err and "http://HOST:PORT" in err
+
+
+def test_a_server_that_does_not_answer_stops_the_sweep_before_any_run(gdexp, monkeypatch, tmp_path):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    url = f"http://127.0.0.1:{_free_port()}"
+    code, out, err = gdexp(*SWEEP, "tracking=server", f"tracking.uri={url}")
+    assert code == 1
+    lines = [line for line in err.splitlines() if line.startswith("gdexp: error:")]
+    assert len(lines) == 1 and url in lines[0] and "does not answer" in lines[0]
+    assert not list(tmp_path.glob("multirun/*/*/0"))  # no job ran
+
+
+def test_sqlite_on_a_network_filesystem_is_refused(tmp_path):
+    (tmp_path / "shared").mkdir()  # the mount point
+    mounts = tmp_path / "mounts"
+    mounts.write_text(f"/dev/sda1 / ext4 rw 0 0\nserver:/export {tmp_path / 'shared'} nfs4 rw 0 0\n")
+    guards.check_store_filesystem(f"sqlite:///{tmp_path / 'local' / 'mlflow.db'}", mounts=str(mounts))
+    with pytest.raises(ConfigError, match="network filesystem \\(nfs4\\)"):
+        guards.check_store_filesystem(f"sqlite:///{tmp_path / 'shared' / 'runs' / 'mlflow.db'}", mounts=str(mounts))
+    guards.check_store_filesystem("http://127.0.0.1:5000", mounts=str(mounts))  # not a file
+
+
+@pytest.mark.parametrize("launcher, refused", [
+    ({"_target_": "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"}, True),
+    ({"_target_": "hydra_plugins.gdexp_plugins.RayLauncher", "ray": {"init": {"address": "10.1.2.3:6379"}}}, True),
+    ({"_target_": "hydra_plugins.gdexp_plugins.RayLauncher", "ray": {"init": {"address": "local"}}}, False),
+    ({"_target_": "hydra_plugins.gdexp_plugins.RayLauncher", "ray": {"init": {"address": "127.0.0.1:6379"}}}, False),
+    ({"_target_": "hydra_plugins.hydra_submitit_launcher.submitit_launcher.LocalLauncher"}, False),
+])
+def test_sqlite_is_refused_when_jobs_run_on_other_machines(launcher, refused):
+    from omegaconf import OmegaConf
+
+    node = OmegaConf.create(launcher)
+    if refused:
+        with pytest.raises(ConfigError, match="use tracking=server"):
+            guards.check_store_for_launcher("sqlite:////data/mlflow.db", node)
+    else:
+        guards.check_store_for_launcher("sqlite:////data/mlflow.db", node)
+    guards.check_store_for_launcher("http://head:5000", node)  # a server is fine anywhere
+
+
+def test_a_job_without_the_sweeps_environment_is_refused(monkeypatch):
+    gdexp_sweeper = "hydra_plugins.gdexp_plugins.GridSweeper"
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv(tracking.PARENT_ENV, raising=False)
+    with pytest.raises(ConfigError, match="GDEXP_PARENT_RUN_ID and MLFLOW_TRACKING_URI"):
+        guards.check_job_environment(None, gdexp_sweeper)
+    monkeypatch.setenv(tracking.PARENT_ENV, "abc")
+    with pytest.raises(ConfigError, match="did not get the sweep's MLFLOW_TRACKING_URI"):
+        guards.check_job_environment("sqlite:///mlflow.db", gdexp_sweeper)
+    guards.check_job_environment("sqlite:////abs/mlflow.db", gdexp_sweeper)
+    guards.check_job_environment(None, "hydra._internal.core_plugins.basic_sweeper.BasicSweeper")
+
+
+def test_http_retries_are_bounded_unless_the_user_set_them(monkeypatch):
+    for key in guards.HTTP_RETRY_DEFAULTS:
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "7")
+    tracking.client("sqlite:////tmp/x.db")
+    assert "MLFLOW_HTTP_REQUEST_MAX_RETRIES" not in os.environ  # a local store: nothing to bound
+    tracking.client("http://127.0.0.1:5000")
+    assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "4"
+    assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "7"  # the user's value wins
+
+
+# --- real services ------------------------------------------------------------------------------
+
+@pytest.mark.scaleout
+def test_ray_sweep_against_a_server_on_postgres(ray_head, server_on_postgres, tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_ray_launcher") if not os.environ.get("CI") else None
+    url = server_on_postgres.url
+    work = tmp_path / "work"
+    work.mkdir()
+    done = _gdexp(*SWEEP, "hydra/launcher=ray", f"hydra.launcher.ray.init.address={ray_head}",
+                  "tracking=server", f"tracking.uri={url}", cwd=work)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Ray: 6 jobs as 2 task(s)" in done.stdout + done.stderr  # one task per vectorized batch
+    cl, parent, children = _check_complete(url)
+    sweep_dir = Path(parent.data.tags["gdexp.sweep_dir"])
+    assert sweep_dir.is_absolute() and sorted(p.name for p in sweep_dir.iterdir() if p.name.isdigit()) \
+        == [str(i) for i in range(SWEEP_RUNS)]
+    assert not (work / "mlflow.db").exists()  # nothing went to a stray local store
+
+    # Reading back through the server: load_runs, full curves, rerun, report.
+    from gdexp.analysis import load_curve, load_runs
+
+    runs = load_runs(sweep=parent.info.run_id, tracking_uri=url)
+    assert len(runs) == SWEEP_RUNS and set(runs["status"]) <= {"converged", "diverged", "max_iters"}
+    row = runs.iloc[0]
+    assert len(load_curve(row.run_id, tracking_uri=url)) == row.iterations + 1
+    rerun = _gdexp("rerun", "--sweep", parent.info.run_id, "--tracking-uri", url, cwd=work)
+    assert rerun.returncode == 0 and f"{SWEEP_RUNS} of {SWEEP_RUNS} runs identical" in rerun.stdout, rerun.stderr
+    try:
+        import gdexp.report  # noqa: F401 - being written alongside; built when present
+    except ImportError:
+        return
+    report = _gdexp("report", "--sweep", parent.info.run_id, "--tracking-uri", url,
+                    "--out", str(tmp_path / "report"), cwd=work)
+    assert report.returncode == 0, report.stderr
+    assert all(name in (tmp_path / "report" / "report.md").read_text() for name in runs["run_name"])
+    assert "report/report.html" in {f.path for f in cl.list_artifacts(parent.info.run_id, "report")}
+
+
+@pytest.mark.scaleout
+def test_submitit_local_sweep_on_a_fresh_sqlite_store(tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher") if not os.environ.get("CI") else None
+    done = _gdexp(*SWEEP, "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=5", cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    cl, parent, children = _check_complete(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    # Each job ran in its own process, under submitit.
+    assert len(list(Path(parent.data.tags["gdexp.sweep_dir"]).glob(".submitit/*/*_result.pkl"))) == SWEEP_RUNS
+
+
+@pytest.mark.scaleout
+def test_server_stopped_mid_sweep_loses_nothing_and_resume_completes_it(gdexp, server_on_postgres,
+                                                                       tmp_path, monkeypatch):
+    """The server stops while run 4 of 6 is being recorded; it comes back; `gdexp resume`.
+
+    Afterwards the store holds exactly what an uninterrupted sweep writes (checked
+    against one on SQLite), runs 1-3 are what they were before the outage, and the
+    parent is closed.
+    """
+    server = server_on_postgres
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    # A short retry bound, to keep the test short (gdexp's own default retries for ~14 s).
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "0")
+    sweep_dir = tmp_path / "sweep"
+
+    started, before = [], {}
+    real_start_run = tracking.start_run
+
+    def start_run_then_outage(*args, **kwargs):
+        if len(started) == 3:
+            before.update(_contents(server.url))
+        info = real_start_run(*args, **kwargs)
+        started.append(info.run_id)
+        if len(started) == 4:  # run 4 exists, nothing of it recorded yet: the server goes away
+            server.stop()
+        return info
+
+    monkeypatch.setattr(tracking, "start_run", start_run_then_outage)
+    code, out, err = gdexp(*SWEEP, "tracking=server", f"tracking.uri={server.url}",
+                           f"hydra.sweep.dir={sweep_dir}")
+    monkeypatch.setattr(tracking, "start_run", real_start_run)
+    assert code == 1, err
+    assert f"3 runs could not be recorded in {server.url}" in err and f"gdexp resume {sweep_dir}" in err, err
+    kept = sorted(sweep_dir.glob("gdexp-unrecorded/*/run.json"))
+    assert len(kept) == 3 and (sweep_dir / "gdexp-unrecorded" / "parent.json").exists()
+    assert sum(json.loads(p.read_text())["run_id"] == started[3] for p in kept) == 1  # run 4: its id kept
+    assert len(before) == 3
+
+    server.start()  # same database, same port
+    cl, parents, children = _sweep(server.url)
+    assert parents[0].info.status == "RUNNING" and len(children) == 4  # run 4 created, never finished
+    code, out, err = gdexp("resume", str(sweep_dir))
+    assert code == 0 and "recorded 3 runs" in out, err
+    _check_complete(server.url)
+    after = _contents(server.url)
+    assert {name: after[name] for name in before} == before  # recorded before the outage: intact
+
+    code, out, err = gdexp("resume", str(sweep_dir))  # twice: nothing recorded twice
+    assert code == 0 and "recorded 0 runs" in out
+    _check_complete(server.url)
+
+    # The same sweep without an outage, on SQLite: the same runs, bit for bit.
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'ref.db'}")
+    assert gdexp(*SWEEP, f"hydra.sweep.dir={tmp_path / 'ref'}")[0] == 0
+    reference = _contents(f"sqlite:///{tmp_path / 'ref.db'}")
+    assert _without_store(after) == _without_store(reference)
+
+
+def _without_store(runs: dict) -> dict:
+    """Run contents less where they were stored (tracking.uri, in params and config.yaml)."""
+    return {name: {**r, "params": {k: v for k, v in r["params"].items() if k != "tracking.uri"},
+                   "config.yaml": re.sub(r"(?m)^  uri: .*$", "  uri: null", r["config.yaml"])}
+            for name, r in runs.items()}
