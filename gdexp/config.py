@@ -194,6 +194,28 @@ class RayLauncherConf:
     })
 
 
+# Search sweepers (gdexp/lrfind.py, gdexp/optuna_sweeper.py): each job is chosen from the results so far.
+@dataclass
+class LrFindSweeperConf:
+    _target_: str = "hydra_plugins.gdexp_plugins.LrFindSweeper"
+    start: float = 1e-3      # the first lr probed
+    factor: float = 10.0     # step while bracketing: one probe a decade
+    rtol: float = 0.01       # stop once the bracket's ends are within 1%
+    max_probes: int = 30     # bracketing over ~20 decades plus ~10 bisections
+    params: Optional[Dict[str, str]] = None  # fixed overrides for every probe
+
+
+@dataclass
+class OptunaSweeperConf:
+    _target_: str = "hydra_plugins.gdexp_plugins.OptunaSweeper"
+    n_trials: int = 32
+    batch_size: int = 8      # trials asked at once, launched as one vectorized batch
+    seed: int = 0            # TPE's seed: the same sweep asks the same values
+    n_startup_trials: int = 8  # random trials before TPE models the results
+    search: Dict[str, Any] = field(default_factory=dict)  # key: {low, high, log, step} or {choices: [...]}
+    params: Optional[Dict[str, str]] = None  # fixed overrides, or Hydra's interval()/choice syntax
+
+
 SCHEMAS = {
     "loss": {
         "quadratic": QuadraticConf,
@@ -233,3 +255,5 @@ def register_configs() -> None:
     cs.store(group="hydra/sweeper", name="gdexp", node=GridSweeperConf)
     cs.store(group="hydra/launcher", name="gdexp", node=BatchedLauncherConf)
     cs.store(group="hydra/launcher", name="ray", node=RayLauncherConf)
+    cs.store(group="hydra/sweeper", name="lr_find", node=LrFindSweeperConf)
+    cs.store(group="hydra/sweeper", name="optuna", node=OptunaSweeperConf)

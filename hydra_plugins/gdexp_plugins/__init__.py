@@ -6,6 +6,8 @@ looks for them (conf: hydra/sweeper=gdexp, hydra/launcher=gdexp).
 from hydra.plugins.launcher import Launcher
 
 import gdexp.launcher as _launcher
+import gdexp.lrfind as _lrfind
+import gdexp.optuna_sweeper as _optuna_sweeper
 import gdexp.sweeper as _sweeper
 
 
@@ -15,6 +17,14 @@ class GridSweeper(_sweeper.GridSweeper):
 
 class BatchedLauncher(_launcher.BatchedLauncher):
     """gdexp.launcher.BatchedLauncher, registered where Hydra finds plugins."""
+
+
+class LrFindSweeper(_lrfind.LrFindSweeper):
+    """gdexp.lrfind.LrFindSweeper, registered where Hydra finds plugins."""
+
+
+class OptunaSweeper(_optuna_sweeper.OptunaSweeper):
+    """gdexp.optuna_sweeper.OptunaSweeper, registered where Hydra finds plugins."""
 
 
 class RayLauncher(Launcher):
