@@ -51,7 +51,9 @@ def test_every_named_sweep_is_listed_and_composes(compose):
     for name, line in describe():
         assert line and not line.startswith("@")
         cfg = compose(f"+sweep={name}", raw=True)
-        assert cfg.hydra.mode.name == "MULTIRUN" and cfg.hydra.sweeper.params, name
+        sweeper = cfg.hydra.sweeper  # what it sweeps: a grid, an Optuna space, or lr_find's own optimizer.lr
+        assert cfg.hydra.mode.name == "MULTIRUN", name
+        assert sweeper.params or sweeper.get("search") or sweeper._target_.endswith("LrFindSweeper"), name
     lr_grid = compose("+sweep=lr_grid", raw=True).hydra.sweeper.params
     assert lr_grid["optimizer.lr"] == "logspace(1e-4,1,13)"
     assert lr_grid["loss"] == "quadratic,rosenbrock,linear_regression"
