@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -56,7 +57,7 @@ def plan(config: dict) -> RunSpec:
     """
     _check_budget(config["budget"])
     _check_tracking(config["tracking"])
-    loss = _build_loss(_canonical(config["loss"]))
+    loss = _build_loss(_canonical(config["loss"]), _file_stamp(config["loss"].get("data")))
     opt = dict(config["optimizer"])
     make_optimizer(opt.pop("name"), **opt)  # validates every hyper-parameter
     x0 = _start(config.get("init"), loss)
@@ -124,10 +125,19 @@ def _canonical(obj) -> str:
 
 
 @lru_cache(maxsize=64)
-def _build_loss(loss_json: str) -> Loss:
-    # Cached: a 1,000-run sweep of one loss reads its data file once.
+def _build_loss(loss_json: str, data_stamp: tuple | None) -> Loss:
+    # Cached: a 1,000-run sweep of one loss reads its data file once. The data
+    # file's stamp is part of the key, so a file changed on disk is read again.
     params = json.loads(loss_json)
     return make_loss(params.pop("name"), **params)
+
+
+def _file_stamp(path) -> tuple | None:
+    try:
+        st = os.stat(path) if path else None
+    except OSError:
+        return None  # the loss itself reports a missing file, naming the key
+    return None if st is None else (os.path.abspath(path), st.st_mtime_ns, st.st_size)
 
 
 def _start(init, loss: Loss) -> np.ndarray:

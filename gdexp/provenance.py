@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 import platform
 import subprocess
 import sys
@@ -10,9 +11,16 @@ from importlib.metadata import PackageNotFoundError, version
 KEY_PACKAGES = ("gdexp", "numpy", "pandas", "hydra-core", "omegaconf", "mlflow", "pyarrow")
 
 
-def provenance(cwd: str | None = None) -> dict[str, str]:
-    """Tags (without the gdexp. prefix): versions, platform, git state of `cwd`."""
-    commit, dirty = _git_state(cwd)
+def provenance() -> dict[str, str]:
+    """Tags (without the gdexp. prefix): versions, platform, git state of the code.
+
+    The git state is that of the checkout gdexp's own code runs from (an
+    editable install, a clone with your sweeps); for an installed wheel,
+    which has none, that of the folder the sweep was started in.
+    """
+    commit, dirty = _git_state(str(Path(__file__).resolve().parent))
+    if commit == "unknown":
+        commit, dirty = _git_state(None)
     return {
         "python": platform.python_version(),
         "platform": platform.platform(),

@@ -124,3 +124,15 @@ def test_config_uri_is_used_when_no_env(gdexp, store, tmp_path, monkeypatch):
     assert not (tmp_path / "mlflow.db").exists()
     cl, run = only_run(f"sqlite:///{tmp_path / 'stores' / 'booth.db'}")
     assert run.info.artifact_uri.startswith((tmp_path / "stores" / "mlartifacts").as_uri())
+
+
+def test_a_data_file_changed_on_disk_is_read_again(compose, tmp_path):
+    path = tmp_path / "d.csv"
+    pd.DataFrame({"x": [0.0, 1.0, 2.0], "y": [1.0, 3.0, 5.0]}).to_csv(path, index=False)
+    config = compose("loss=linear_regression", f"loss.data={path}")
+    first = plan(config)
+    pd.DataFrame({"x": [0.0, 1.0, 2.0, 3.0], "y": [0.0, 1.0, 2.0, 3.0]}).to_csv(path, index=False)
+    second = plan(config)
+    assert first.loss.data_sha256() != second.loss.data_sha256()
+    assert first.config_hash != second.config_hash
+    np.testing.assert_allclose(second.loss.minima()[0], [1.0, 0.0], atol=1e-12)
