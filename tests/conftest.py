@@ -50,22 +50,11 @@ def gdexp(store, capsys):
     In-process (not a subprocess) to skip ~3 s of imports per call; the few
     tests that must prove the installed console script works use subprocess.
     """
-    from hydra.core.global_hydra import GlobalHydra
-
-    from gdexp.cli import main
+    from cli_runner import run_cli
 
     def _run(*args: str):
-        GlobalHydra.instance().clear()
         capsys.readouterr()
-        try:
-            main(list(args))
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-            if isinstance(exc.code, str):
-                print(exc.code, file=__import__("sys").stderr)
-        finally:
-            GlobalHydra.instance().clear()
+        code = run_cli(*args)
         out = capsys.readouterr()
         return code, out.out, out.err
 

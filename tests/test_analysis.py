@@ -8,26 +8,13 @@ from mlflow import MlflowClient
 
 from gdexp import tracking
 from gdexp.analysis import load_curve, load_runs
+from cli_runner import run_cli
 
 QUADRATIC = ("-m", "loss=quadratic", "loss.eigenvalues=[1.0,10.0]", "optimizer.lr=0.05,0.25",
              "budget.max_iters=200", "tracking.curve_points=20")
 BOOTH = ("-m", "loss=booth", "optimizer.lr=0.01,0.05", "budget.max_iters=100",
          "budget.divergence_factor=inf")
 
-
-def _cli(*args: str) -> int:
-    from hydra.core.global_hydra import GlobalHydra
-
-    from gdexp.cli import main
-
-    GlobalHydra.instance().clear()
-    try:
-        main(list(args))
-        return 0
-    except SystemExit as exc:
-        return exc.code if isinstance(exc.code, int) else int(exc.code is not None)
-    finally:
-        GlobalHydra.instance().clear()
 
 
 def _latest_parent(cl: MlflowClient) -> str:
@@ -46,9 +33,9 @@ def sweeps(tmp_path_factory):
         mp.delenv("GDEXP_PARENT_RUN_ID", raising=False)
         mp.chdir(folder)
         cl = MlflowClient(uri)
-        assert _cli(*QUADRATIC) == 0
+        assert run_cli(*QUADRATIC) == 0
         quadratic = _latest_parent(cl)
-        assert _cli(*BOOTH) == 0
+        assert run_cli(*BOOTH) == 0
         booth = _latest_parent(cl)
         yield uri, quadratic, booth
 

@@ -12,6 +12,7 @@ from mlflow import MlflowClient
 from PIL import Image
 
 from gdexp.report import main as report
+from cli_runner import run_cli
 
 # A rotated 2-D quadratic with Hessian eigenvalues 1 and 10: GD is stable below
 # lr = 2/10, so 0.25 diverges and the others do not. MLflow keeps 50 points per
@@ -20,20 +21,6 @@ SWEEP = ("-m", "loss=quadratic", "loss.eigenvalues=[1.0,10.0]", "loss.rotate=tru
          "optimizer.lr=0.01,0.1,0.19,0.25", "budget.max_iters=300", "tracking.curve_points=50")
 LAMBDA_MIN, LAMBDA_MAX = 1.0, 10.0
 
-
-def _cli(*args: str) -> int:
-    from hydra.core.global_hydra import GlobalHydra
-
-    from gdexp.cli import main
-
-    GlobalHydra.instance().clear()
-    try:
-        main(list(args))
-        return 0
-    except SystemExit as exc:
-        return exc.code if isinstance(exc.code, int) else int(exc.code is not None)
-    finally:
-        GlobalHydra.instance().clear()
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +32,7 @@ def sweep(tmp_path_factory):
         mp.setenv("MLFLOW_TRACKING_URI", uri)
         mp.delenv("GDEXP_PARENT_RUN_ID", raising=False)
         mp.chdir(folder)
-        assert _cli(*SWEEP) == 0
+        assert run_cli(*SWEEP) == 0
         cl = MlflowClient(uri)
         parent = cl.search_runs(["1"], "tags.`gdexp.sweep` = 'true'")[0]
         children = cl.search_runs(["1"], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
@@ -147,7 +134,7 @@ def test_an_experiment_report_covers_every_run_and_is_not_attached(sweep, capsys
     monkeypatch.chdir(sweep.folder)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", sweep.uri)
     # A run of no sweep, on another quadratic (3-D): a figure group of its own.
-    assert _cli("loss=quadratic", "optimizer.lr=0.01", "budget.max_iters=100") == 0
+    assert run_cli("loss=quadratic", "optimizer.lr=0.01", "budget.max_iters=100") == 0
     capsys.readouterr()
     out = sweep.folder / "experiment"
     assert report(["--experiment", "gdexp", "--out", str(out)]) == 0

@@ -13,26 +13,13 @@ from mlflow import MlflowClient
 
 from gdexp.rerun import compare
 from gdexp.rerun import main as rerun
+from cli_runner import run_cli
 
 # Linear regression on a CSV file, so each run logs the file's checksum; a budget
 # that is not the default, so a rerun from today's defaults could not match.
 SWEEP = ("-m", "loss=linear_regression", "loss.data=data.csv", "optimizer.lr=0.05,0.3",
          "budget.max_iters=150", "budget.tol=0")
 
-
-def _cli(*args: str) -> int:
-    from hydra.core.global_hydra import GlobalHydra
-
-    from gdexp.cli import main
-
-    GlobalHydra.instance().clear()
-    try:
-        main(list(args))
-        return 0
-    except SystemExit as exc:
-        return exc.code if isinstance(exc.code, int) else int(exc.code is not None)
-    finally:
-        GlobalHydra.instance().clear()
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +32,7 @@ def sweep(tmp_path_factory):
         mp.setenv("MLFLOW_TRACKING_URI", uri)
         mp.delenv("GDEXP_PARENT_RUN_ID", raising=False)
         mp.chdir(folder)
-        assert _cli(*SWEEP) == 0
+        assert run_cli(*SWEEP) == 0
         cl = MlflowClient(uri)
         parent = cl.search_runs(["1"], "tags.`gdexp.sweep` = 'true'")[0].info.run_id
         runs = sorted(cl.search_runs(["1"], f"tags.mlflow.parentRunId = '{parent}'"),
