@@ -18,14 +18,17 @@ from gdexp.errors import ConfigError
 
 PARENT_ENV = "GDEXP_PARENT_RUN_ID"  # the sweep's parent run, handed to its jobs (gdexp.tracking)
 
-# MLflow's own knobs, bounded for gdexp's processes unless the user set them: a refused
-# connection is retried for ~14 s (sleeps 0, 2, 4, 8 s), enough for a server restart,
-# instead of MLflow's ~4 min per request (7 retries, factor 2, 120 s timeout).
-HTTP_RETRY_DEFAULTS = {
+# MLflow's own knobs, set for gdexp's processes unless the user set them. The retries
+# are bounded: a refused connection is retried for ~14 s (sleeps 0, 2, 4, 8 s), enough
+# for a server restart, instead of MLflow's ~4 min per request (7 retries, factor 2).
+HTTP_CLIENT_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "4",
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
     "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.5",
-    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",   # one request; log_batch of 1000 points takes ~0.1 s
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",   # one request (MLflow: 120 s); log_batch of 1000 points takes ~0.1 s
+    # MLflow prints "View run ... at: URL" for every run a server closes; the sweep ends
+    # with one line saying where all of them are.
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
 }
 
 # Filesystem types on which SQLite's locking cannot be trusted (sqlite.org/faq.html#q5).
@@ -39,10 +42,11 @@ _RAY_LAUNCHERS = ("hydra_plugins.gdexp_plugins.RayLauncher", "hydra_ray_launcher
 _SERVER_HINT = "use tracking=server tracking.uri=http://HOST:PORT (README, Scaling out)"
 
 
-def bound_http_retries(uri: str) -> None:
-    """Give MLflow's HTTP client gdexp's retry bound for an http(s) store, unless set already."""
+def http_client_defaults(uri: str) -> None:
+    """Give MLflow's HTTP client gdexp's settings (HTTP_CLIENT_DEFAULTS) for an http(s) store,
+    each unless set already."""
     if uri.startswith(("http://", "https://")):
-        for key, value in HTTP_RETRY_DEFAULTS.items():
+        for key, value in HTTP_CLIENT_DEFAULTS.items():
             os.environ.setdefault(key, value)
 
 
@@ -137,15 +141,19 @@ def check_job_environment(uri_configured: str | None, sweeper_target: str | None
 
 
 def check_reachable(uri: str, timeout: float = 5.0) -> None:
-    """Fail at once, with the reason, if a tracking server does not answer /health."""
+    """Fail at once, with the reason, if a tracking server does not answer /health.
+
+    Any answer below 500 counts (a server behind authentication may refuse the
+    probe itself); no connection, a timeout or a server error does not.
+    """
     if not uri.startswith(("http://", "https://")):
         return
     try:
-        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout) as response:
-            if response.status == 200:
-                return
-            reason = f"HTTP {response.status}"
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout):
+            return
     except urllib.error.HTTPError as exc:
+        if exc.code < 500:
+            return
         reason = f"HTTP {exc.code}"
     except (urllib.error.URLError, OSError) as exc:
         reason = str(getattr(exc, "reason", exc))

@@ -28,7 +28,7 @@ from hydra.core.utils import JobReturn, configure_log, setup_globals
 from hydra_plugins.hydra_ray_launcher.ray_launcher import RayLauncher as _RayLauncher
 from omegaconf import OmegaConf, open_dict
 
-from gdexp.guards import HTTP_RETRY_DEFAULTS, PARENT_ENV
+from gdexp.guards import HTTP_CLIENT_DEFAULTS, PARENT_ENV
 from gdexp.resume import SWEEP_DIR_ENV
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ class RayLauncher(_RayLauncher):
 
 def sweep_environment() -> dict[str, str]:
     """What a job needs from the launching process's environment, as set now."""
-    keys = (PARENT_ENV, "MLFLOW_TRACKING_URI", SWEEP_DIR_ENV, *HTTP_RETRY_DEFAULTS)
+    keys = (PARENT_ENV, "MLFLOW_TRACKING_URI", SWEEP_DIR_ENV, *HTTP_CLIENT_DEFAULTS)
     return {k: os.environ[k] for k in keys if os.environ.get(k)}
 
 

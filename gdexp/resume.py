@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import sys
 import uuid
@@ -67,7 +68,7 @@ def spooled(folder: Path) -> list[Path]:
 def resume_message(count: int, total: int | None, uri: str, reason: str, folder: Path) -> str:
     """What the user sees: how many, why, where they are kept, the command that records them."""
     of = f" of {total}" if total is not None else ""
-    return (f"gdexp: {count}{of} runs could not be recorded in {uri} ({reason}).\n"
+    return (f"gdexp: {count}{of} run{'s' if count != 1 else ''} could not be recorded in {uri} ({reason}).\n"
             f"Nothing is lost: they are kept under {Path(folder) / SPOOL}/.\n"
             f"Once the store answers again, record them (and close the sweep) with:\n"
             f"  gdexp resume {folder}")
@@ -157,8 +158,10 @@ def main(argv: list[str]) -> int:
 
 
 def short_reason(exc: BaseException) -> str:
+    """The gist of a store error: 'Connection refused', not a page of urllib3's repr."""
     text = getattr(exc, "message", None) or str(exc)
-    return text.splitlines()[0][:300]
+    found = re.search(r"\[Errno -?\d+\] [^'\")\]]+|too many \d+ error responses|timed out", text)
+    return found.group(0) if found else text.splitlines()[0][:200]
 
 
 def _parser() -> argparse.ArgumentParser:

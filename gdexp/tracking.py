@@ -20,7 +20,7 @@ import numpy as np
 from gdexp.curves import sample_steps
 from gdexp.descent import Trajectory
 from gdexp.errors import ConfigError
-from gdexp.guards import PARENT_ENV, bound_http_retries  # noqa: F401 - PARENT_ENV: a sweep's parent run, handed to its jobs
+from gdexp.guards import PARENT_ENV, http_client_defaults  # noqa: F401 - PARENT_ENV: a sweep's parent run, handed to its jobs
 
 TAG = "gdexp."                       # prefix of every tag gdexp owns
 
@@ -50,7 +50,7 @@ def resolve_uri(configured: str | None, cwd: str | os.PathLike | None = None) ->
 def client(uri: str):
     from mlflow import MlflowClient
 
-    bound_http_retries(uri)
+    http_client_defaults(uri)
     return MlflowClient(tracking_uri=uri)
 
 

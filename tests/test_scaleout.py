@@ -247,6 +247,18 @@ def _check_complete(uri: str) -> tuple:
     return cl, parent, children
 
 
+@pytest.fixture(autouse=True)
+def _http_retry_settings_restored():
+    """gdexp sets MLflow's retry bounds in its process; a test's must not reach the next test."""
+    saved = {k: os.environ.get(k) for k in guards.HTTP_CLIENT_DEFAULTS}
+    yield
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
 # --- guards: no services needed ----------------------------------------------------------------
 
 def test_tracking_server_needs_its_address(gdexp, monkeypatch):
@@ -308,7 +320,7 @@ def test_a_job_without_the_sweeps_environment_is_refused(monkeypatch):
 
 
 def test_http_retries_are_bounded_unless_the_user_set_them(monkeypatch):
-    for key in guards.HTTP_RETRY_DEFAULTS:
+    for key in guards.HTTP_CLIENT_DEFAULTS:
         monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "7")
     tracking.client("sqlite:////tmp/x.db")
@@ -330,6 +342,7 @@ def test_ray_sweep_against_a_server_on_postgres(ray_head, server_on_postgres, tm
                   "tracking=server", f"tracking.uri={url}", cwd=work)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Ray: 6 jobs as 2 task(s)" in done.stdout + done.stderr  # one task per vectorized batch
+    assert "View run" not in done.stdout  # MLflow's line per run, off for gdexp
     cl, parent, children = _check_complete(url)
     sweep_dir = Path(parent.data.tags["gdexp.sweep_dir"])
     assert sweep_dir.is_absolute() and sorted(p.name for p in sweep_dir.iterdir() if p.name.isdigit()) \
