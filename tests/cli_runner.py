@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+from contextlib import contextmanager
 
 
 def run_cli(*args: str) -> int:
@@ -20,3 +21,38 @@ def run_cli(*args: str) -> int:
         return exc.code if isinstance(exc.code, int) else int(exc.code is not None)
     finally:
         GlobalHydra.instance().clear()
+
+
+@contextmanager
+def store_in(folder):
+    """A fresh SQLite store in `folder`, exported as MLFLOW_TRACKING_URI, cwd = folder.
+
+    For module-scoped fixtures, which cannot use pytest's `store` fixture.
+    """
+    import pytest
+
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", uri)
+        mp.delenv("GDEXP_PARENT_RUN_ID", raising=False)
+        mp.chdir(folder)
+        yield uri
+
+
+def fail_artifacts(monkeypatch, when, error: BaseException) -> list:
+    """Make writing a run's artifacts raise `error` when when(spec, call number) is true.
+
+    Returns the list of learning rates whose artifacts were attempted, in order.
+    """
+    import gdexp.tracking as tracking
+
+    real, calls = tracking.write_artifacts, []
+
+    def flaky(folder, spec, traj):
+        calls.append(spec.lr)
+        if when(spec, len(calls)):
+            raise error
+        real(folder, spec, traj)
+
+    monkeypatch.setattr(tracking, "write_artifacts", flaky)
+    return calls

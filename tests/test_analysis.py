@@ -8,7 +8,7 @@ from mlflow import MlflowClient
 
 from gdexp import tracking
 from gdexp.analysis import load_curve, load_runs
-from cli_runner import run_cli
+from cli_runner import run_cli, store_in
 
 QUADRATIC = ("-m", "loss=quadratic", "loss.eigenvalues=[1.0,10.0]", "optimizer.lr=0.05,0.25",
              "budget.max_iters=200", "tracking.curve_points=20")
@@ -27,11 +27,7 @@ def _latest_parent(cl: MlflowClient) -> str:
 def sweeps(tmp_path_factory):
     """Two sweeps in one store: (uri, quadratic parent id, booth parent id)."""
     folder = tmp_path_factory.mktemp("analysis")
-    uri = f"sqlite:///{folder / 'mlflow.db'}"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MLFLOW_TRACKING_URI", uri)
-        mp.delenv("GDEXP_PARENT_RUN_ID", raising=False)
-        mp.chdir(folder)
+    with store_in(folder) as uri:
         cl = MlflowClient(uri)
         assert run_cli(*QUADRATIC) == 0
         quadratic = _latest_parent(cl)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from cli_runner import fail_artifacts
 from mlflow import MlflowClient
 
 
@@ -78,16 +79,7 @@ def test_multirun_makes_a_parent_with_every_job_as_child(gdexp, store):
 
 
 def test_a_failing_run_is_marked_failed_and_the_sweep_goes_on(gdexp, store, monkeypatch):
-    import gdexp.tracking as tracking
-
-    real = tracking.write_artifacts
-
-    def flaky(folder, spec, traj):
-        if spec.lr == 0.001:
-            raise OSError("disk full (injected)")
-        real(folder, spec, traj)
-
-    monkeypatch.setattr(tracking, "write_artifacts", flaky)
+    fail_artifacts(monkeypatch, lambda spec, n: spec.lr == 0.001, OSError("disk full (injected)"))
     code, out, err = gdexp("-m", "loss=booth", "optimizer.lr=0.0001,0.001,0.01", "budget.max_iters=50")
     assert code != 0 and "1 of 3 runs failed" in err and "disk full (injected)" in err
     cl, runs = all_runs(store)
@@ -104,17 +96,7 @@ def test_a_failing_run_is_marked_failed_and_the_sweep_goes_on(gdexp, store, monk
 
 
 def test_ctrl_c_marks_the_run_and_its_sweep_killed(gdexp, store, monkeypatch):
-    import gdexp.tracking as tracking
-
-    real, calls = tracking.write_artifacts, []
-
-    def interrupted_on_second(folder, spec, traj):
-        calls.append(spec.lr)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        real(folder, spec, traj)
-
-    monkeypatch.setattr(tracking, "write_artifacts", interrupted_on_second)
+    fail_artifacts(monkeypatch, lambda spec, n: n == 2, KeyboardInterrupt())
     code, _, _ = gdexp("-m", "loss=booth", "optimizer.lr=0.001,0.01,0.1")
     assert code == 130
     _, runs = all_runs(store)

@@ -7,6 +7,7 @@ import pytest
 from mlflow import MlflowClient
 
 from gdexp.lrfind import find_boundary
+from cli_runner import fail_artifacts
 
 RTOL = 0.01  # sweeps/lr_find's default
 
@@ -73,17 +74,7 @@ def test_no_bracket_within_max_probes_fails_saying_so(gdexp, store):
 
 
 def test_a_failed_probe_stops_the_search_and_the_sweep_fails(gdexp, store, monkeypatch):
-    import gdexp.tracking as tracking
-
-    real, calls = tracking.write_artifacts, []
-
-    def fails_second(folder, spec, traj):
-        calls.append(spec.lr)
-        if len(calls) == 2:
-            raise OSError("disk full (injected)")
-        real(folder, spec, traj)
-
-    monkeypatch.setattr(tracking, "write_artifacts", fails_second)
+    fail_artifacts(monkeypatch, lambda spec, n: n == 2, OSError("disk full (injected)"))
     code, _, err = gdexp("+sweep=lr_find", "loss=booth", "budget.max_iters=50")
     assert code == 1 and "probe 2 (optimizer.lr=0.01) ended failed" in err and "1 of 2 runs failed" in err
     parent, children = sweep_of(store)

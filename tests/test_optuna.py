@@ -7,6 +7,7 @@ import pytest
 from mlflow import MlflowClient
 
 from gdexp.optuna_sweeper import DIVERGED_VALUE, objective
+from cli_runner import fail_artifacts
 
 # The quadratic's limit is 2/100 = 0.02, so lr_optuna's range 1e-5..1 reaches two decades into divergence.
 QUICK = ["loss=quadratic", "budget.max_iters=300"]
@@ -62,17 +63,7 @@ def test_the_same_seed_asks_the_same_learning_rates(gdexp, tmp_path, monkeypatch
 
 
 def test_a_failed_job_is_a_fail_trial_and_the_sweep_exits_non_zero(gdexp, store, monkeypatch):
-    import gdexp.tracking as tracking
-
-    real, calls = tracking.write_artifacts, []
-
-    def fails_second(folder, spec, traj):
-        calls.append(spec.lr)
-        if len(calls) == 2:
-            raise OSError("disk full (injected)")
-        real(folder, spec, traj)
-
-    monkeypatch.setattr(tracking, "write_artifacts", fails_second)
+    fail_artifacts(monkeypatch, lambda spec, n: n == 2, OSError("disk full (injected)"))
     code, _, err = gdexp("+sweep=lr_optuna", *QUICK, "hydra.sweeper.n_trials=4")
     assert code == 1 and "1 of 4 runs failed" in err
     parent, children = sweep_of(store)

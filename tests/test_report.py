@@ -12,7 +12,7 @@ from mlflow import MlflowClient
 from PIL import Image
 
 from gdexp.report import main as report
-from cli_runner import run_cli
+from cli_runner import run_cli, store_in
 
 # A rotated 2-D quadratic with Hessian eigenvalues 1 and 10: GD is stable below
 # lr = 2/10, so 0.25 diverges and the others do not. MLflow keeps 50 points per
@@ -27,11 +27,7 @@ LAMBDA_MIN, LAMBDA_MAX = 1.0, 10.0
 def sweep(tmp_path_factory):
     """One sweep in a fresh store, and its report built once with the defaults."""
     folder = tmp_path_factory.mktemp("report")
-    uri = f"sqlite:///{folder / 'mlflow.db'}"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MLFLOW_TRACKING_URI", uri)
-        mp.delenv("GDEXP_PARENT_RUN_ID", raising=False)
-        mp.chdir(folder)
+    with store_in(folder) as uri:
         assert run_cli(*SWEEP) == 0
         cl = MlflowClient(uri)
         parent = cl.search_runs(["1"], "tags.`gdexp.sweep` = 'true'")[0]

@@ -13,7 +13,7 @@ from mlflow import MlflowClient
 
 from gdexp.rerun import compare
 from gdexp.rerun import main as rerun
-from cli_runner import run_cli
+from cli_runner import run_cli, store_in
 
 # Linear regression on a CSV file, so each run logs the file's checksum; a budget
 # that is not the default, so a rerun from today's defaults could not match.
@@ -25,13 +25,9 @@ SWEEP = ("-m", "loss=linear_regression", "loss.data=data.csv", "optimizer.lr=0.0
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory):
     folder = tmp_path_factory.mktemp("rerun")
-    uri = f"sqlite:///{folder / 'mlflow.db'}"
     x = np.linspace(-1.0, 2.0, 30)
     pd.DataFrame({"x": x, "y": 1.5 * x - 0.5 + 0.1 * np.sin(7 * x)}).to_csv(folder / "data.csv", index=False)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MLFLOW_TRACKING_URI", uri)
-        mp.delenv("GDEXP_PARENT_RUN_ID", raising=False)
-        mp.chdir(folder)
+    with store_in(folder) as uri:
         assert run_cli(*SWEEP) == 0
         cl = MlflowClient(uri)
         parent = cl.search_runs(["1"], "tags.`gdexp.sweep` = 'true'")[0].info.run_id
