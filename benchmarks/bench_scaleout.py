@@ -6,7 +6,7 @@
 Starts, on 127.0.0.1 in throwaway folders, what a team would run (the helpers
 of tests/test_scaleout.py): PostgreSQL, `mlflow server` on it (--workers 1, job
 execution off) and a Ray head (`ray start`, 2 CPUs); stops them at the end.
-Needs gdexp[ray,postgres] and PostgreSQL. Printed:
+Needs gdexp[ray,slurm,postgres] and PostgreSQL. Printed:
   1. log_batch cost per metric point (1,000 points a call, as gdexp logs a curve):
      local SQLite, PostgreSQL direct (SQLAlchemy URI), through the MLflow server on it;
   2. the reference sweep slice (`--runs` lrs log-spaced 1e-5..1e-2, plain GD on
@@ -16,7 +16,8 @@ Needs gdexp[ray,postgres] and PostgreSQL. Printed:
      launcher with the server, which separates the store's cost from Ray's;
   3. on Ray + server, hydra-ray-launcher's one task per job (hydra.launcher.batched=false)
      against gdexp's one task per batch, and that batch split in as many tasks as
-     the head has CPUs (hydra.launcher.jobs_per_task).
+     the head has CPUs (hydra.launcher.jobs_per_task);
+  4. the same for submitit_local (one process per job, or per batch), on a small slice.
 """
 from __future__ import annotations
 
@@ -87,6 +88,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", type=int, default=100, help="learning rates of the reference sweep (1000: all)")
     p.add_argument("--per-job-runs", type=int, default=100, help="jobs of the one-task-per-job comparison")
+    p.add_argument("--submitit-runs", type=int, default=20, help="jobs of the submitit_local comparison")
     args = p.parse_args()
     from test_scaleout import MlflowServer, Postgres
 
@@ -125,6 +127,15 @@ def main() -> None:
             folder.mkdir()
             t = sweep([*reference(k), "hydra/launcher=ray", f"hydra.launcher.ray.init.address={head}",
                        *extra, "tracking=server", f"tracking.uri={server.url}"], folder)
+            print(f"  {how:30s} {t:7.1f} s  ({t / k * 1e3:6.1f} ms/run)")
+
+        k = args.submitit_runs
+        print(f"\nsubmitit_local (processes on this machine) + server, {k} runs:")
+        for how, batched in (("one process per job (plugin)", "false"), ("one process per batch (gdexp)", "true")):
+            folder = work / f"submitit-{batched}"
+            folder.mkdir()
+            t = sweep([*reference(k), "hydra/launcher=submitit_local", f"hydra.launcher.batched={batched}",
+                       "tracking=server", f"tracking.uri={server.url}"], folder)
             print(f"  {how:30s} {t:7.1f} s  ({t / k * 1e3:6.1f} ms/run)")
     finally:
         if head:

@@ -7,7 +7,7 @@ Semantic checks (lr > 0, files that exist, ...) live in gdexp.plan.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, make_dataclass
 from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
@@ -244,8 +244,8 @@ def register_configs() -> None:
     """Put every schema into Hydra's ConfigStore; conf/ files build on them."""
     from hydra.core.plugins import Plugins
 
-    # Hydra's plugin scan stores hydra-ray-launcher's own `ray` launcher config;
-    # scanned first, so that gdexp's preset of that name replaces it.
+    # Hydra's plugin scan stores hydra-ray-launcher's and hydra-submitit-launcher's own
+    # launcher configs; scanned first, so that gdexp's presets of those names replace them.
     Plugins.instance()
     cs = ConfigStore.instance()
     cs.store(name="config_schema", node=Config)
@@ -255,5 +255,23 @@ def register_configs() -> None:
     cs.store(group="hydra/sweeper", name="gdexp", node=GridSweeperConf)
     cs.store(group="hydra/launcher", name="gdexp", node=BatchedLauncherConf)
     cs.store(group="hydra/launcher", name="ray", node=RayLauncherConf)
+    _store_submitit_presets(cs)
+
+
+def _store_submitit_presets(cs: ConfigStore) -> None:
+    """hydra/launcher=submitit_local|submitit_slurm: the plugin's keys (partition, timeout_min,
+    ...), plus `batched` and `jobs_per_task` as for ray (gdexp/submitit_launcher.py)."""
+    try:
+        from hydra_plugins.hydra_submitit_launcher.config import LocalQueueConf, SlurmQueueConf
+    except ImportError:  # no `slurm` extra: the names stay unknown to Hydra
+        return
+    for name, base, cls in (("submitit_local", LocalQueueConf, "SubmititLocalLauncher"),
+                            ("submitit_slurm", SlurmQueueConf, "SubmititSlurmLauncher")):
+        node = make_dataclass(f"Gdexp{base.__name__}", [
+            ("_target_", str, field(default=f"hydra_plugins.gdexp_plugins.{cls}")),
+            ("batched", bool, field(default=True)),   # false: the plugin's one task per job
+            ("jobs_per_task", Optional[int], field(default=None)),
+        ], bases=(base,))
+        cs.store(group="hydra/launcher", name=name, node=node)
     cs.store(group="hydra/sweeper", name="lr_find", node=LrFindSweeperConf)
     cs.store(group="hydra/sweeper", name="optuna", node=OptunaSweeperConf)

@@ -370,13 +370,17 @@ def test_ray_sweep_against_a_server_on_postgres(ray_head, server_on_postgres, tm
 
 
 @pytest.mark.scaleout
-def test_submitit_local_sweep_on_a_fresh_sqlite_store(tmp_path):
+@pytest.mark.parametrize("batched, tasks", [("true", 2), ("false", SWEEP_RUNS)])
+def test_submitit_local_sweep_on_a_fresh_sqlite_store(tmp_path, batched, tasks):
+    """gdexp's one process per vectorized batch, and the plugin's one per job (6 at once on a
+    fresh SQLite file: gdexp creates it, and the parent, before any of them starts)."""
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher") if not os.environ.get("CI") else None
-    done = _gdexp(*SWEEP, "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=5", cwd=tmp_path)
+    done = _gdexp(*SWEEP, "hydra/launcher=submitit_local", f"hydra.launcher.batched={batched}",
+                  "hydra.launcher.timeout_min=5", cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     cl, parent, children = _check_complete(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    # Each job ran in its own process, under submitit.
-    assert len(list(Path(parent.data.tags["gdexp.sweep_dir"]).glob(".submitit/*/*_result.pkl"))) == SWEEP_RUNS
+    # Each task ran in its own process, under submitit.
+    assert len(list(Path(parent.data.tags["gdexp.sweep_dir"]).glob(".submitit/*/*_result.pkl"))) == tasks
 
 
 @pytest.mark.scaleout

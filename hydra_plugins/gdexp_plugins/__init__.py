@@ -27,17 +27,38 @@ class OptunaSweeper(_optuna_sweeper.OptunaSweeper):
     """gdexp.optuna_sweeper.OptunaSweeper, registered where Hydra finds plugins."""
 
 
-class RayLauncher(Launcher):
-    """gdexp.ray_launcher.RayLauncher (hydra/launcher=ray), imported only when used:
-    without the `ray` extra, Hydra's scan of this package must still succeed."""
+class _Lazy(Launcher):
+    """A gdexp launcher over an optional plugin (Ray, submitit), imported only when used:
+    without the extra, Hydra's scan of this package must still succeed."""
+
+    _impl: str  # module:class
 
     def __init__(self, **config) -> None:
-        from gdexp.ray_launcher import RayLauncher as _RayLauncher
+        import importlib
 
-        self._launcher = _RayLauncher(**config)
+        module, name = self._impl.split(":")
+        self._launcher = getattr(importlib.import_module(module), name)(**config)
 
     def setup(self, **kwargs) -> None:
         self._launcher.setup(**kwargs)
 
     def launch(self, job_overrides, initial_job_idx):
         return self._launcher.launch(job_overrides, initial_job_idx)
+
+
+class RayLauncher(_Lazy):
+    """gdexp.ray_launcher.RayLauncher (hydra/launcher=ray)."""
+
+    _impl = "gdexp.ray_launcher:RayLauncher"
+
+
+class SubmititLocalLauncher(_Lazy):
+    """gdexp.submitit_launcher.SubmititLocalLauncher (hydra/launcher=submitit_local)."""
+
+    _impl = "gdexp.submitit_launcher:SubmititLocalLauncher"
+
+
+class SubmititSlurmLauncher(_Lazy):
+    """gdexp.submitit_launcher.SubmititSlurmLauncher (hydra/launcher=submitit_slurm)."""
+
+    _impl = "gdexp.submitit_launcher:SubmititSlurmLauncher"
