@@ -52,7 +52,7 @@ def descent_groups(config_loader, config, job_overrides, initial_job_idx: int,
     last = None
     for i, overrides in enumerate(job_overrides):
         key = plan(composer.task_config(list(overrides))).batch_key
-        full = jobs_per_task is not None and len(groups[-1][1]) >= jobs_per_task
+        full = jobs_per_task is not None and bool(groups) and len(groups[-1][1]) >= jobs_per_task
         if key != last or full:
             groups.append((initial_job_idx + i, []))
         groups[-1][1].append(list(overrides))

@@ -319,6 +319,24 @@ def test_a_job_without_the_sweeps_environment_is_refused(monkeypatch):
     guards.check_job_environment(None, "hydra._internal.core_plugins.basic_sweeper.BasicSweeper")
 
 
+def test_jobs_become_one_task_per_run_of_jobs_that_descend_together(compose):
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from gdexp.paths import conf_dir
+    from gdexp.remote import descent_groups
+
+    master = compose(raw=True)
+    GlobalHydra.instance().clear()
+    jobs = [["loss=booth", f"optimizer.lr={lr}"] for lr in (0.1, 0.2, 0.3)]
+    jobs += [["loss=quadratic", "optimizer.lr=0.1"], ["loss=booth", "optimizer.lr=0.4"]]
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base=None):
+        loader = GlobalHydra.instance().config_loader()
+        assert descent_groups(loader, master, jobs, 10) == [(10, jobs[:3]), (13, jobs[3:4]), (14, jobs[4:])]
+        assert descent_groups(loader, master, jobs, 10, jobs_per_task=2) == \
+            [(10, jobs[:2]), (12, jobs[2:3]), (13, jobs[3:4]), (14, jobs[4:])]
+
+
 def test_http_retries_are_bounded_unless_the_user_set_them(monkeypatch):
     for key in guards.HTTP_CLIENT_DEFAULTS:
         monkeypatch.delenv(key, raising=False)

@@ -31,13 +31,18 @@ class _Lazy(Launcher):
     """A gdexp launcher over an optional plugin (Ray, submitit), imported only when used:
     without the extra, Hydra's scan of this package must still succeed."""
 
-    _impl: str  # module:class
+    _impl: str   # module:class
+    _extra: str  # gdexp's extra that installs the plugin
 
     def __init__(self, **config) -> None:
         import importlib
 
         module, name = self._impl.split(":")
-        self._launcher = getattr(importlib.import_module(module), name)(**config)
+        try:
+            implementation = getattr(importlib.import_module(module), name)
+        except ImportError as exc:
+            raise ImportError(f"{exc}; install it with: pip install 'gdexp[{self._extra}]'") from exc
+        self._launcher = implementation(**config)
 
     def setup(self, **kwargs) -> None:
         self._launcher.setup(**kwargs)
@@ -49,16 +54,16 @@ class _Lazy(Launcher):
 class RayLauncher(_Lazy):
     """gdexp.ray_launcher.RayLauncher (hydra/launcher=ray)."""
 
-    _impl = "gdexp.ray_launcher:RayLauncher"
+    _impl, _extra = "gdexp.ray_launcher:RayLauncher", "ray"
 
 
 class SubmititLocalLauncher(_Lazy):
     """gdexp.submitit_launcher.SubmititLocalLauncher (hydra/launcher=submitit_local)."""
 
-    _impl = "gdexp.submitit_launcher:SubmititLocalLauncher"
+    _impl, _extra = "gdexp.submitit_launcher:SubmititLocalLauncher", "slurm"
 
 
 class SubmititSlurmLauncher(_Lazy):
     """gdexp.submitit_launcher.SubmititSlurmLauncher (hydra/launcher=submitit_slurm)."""
 
-    _impl = "gdexp.submitit_launcher:SubmititSlurmLauncher"
+    _impl, _extra = "gdexp.submitit_launcher:SubmititSlurmLauncher", "slurm"
