@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
+import time
 import traceback
 from functools import lru_cache
 from pathlib import Path
@@ -73,6 +74,7 @@ class Store:
         """
         parent_id = os.environ.get(tracking.PARENT_ENV) or None
         info = traj = None
+        now = int(time.time() * 1000)  # the metrics' timestamp, kept if the run is spooled
         try:
             if self.down is not None:
                 raise self.down
@@ -81,11 +83,11 @@ class Store:
             with tracking.terminating(self.client, info.run_id):
                 traj = descent()
                 tracking.record(self.client, info, spec, traj,
-                                spec.config["tracking"]["curve_points"], log_params=done)
+                                spec.config["tracking"]["curve_points"], log_params=done, now=now)
         except Exception as exc:
             if tracking.unreachable(exc):
                 self.down = exc
-                return self._keep(spec, traj, descent, info.run_id if info else None, parent_id, exc)
+                return self._keep(spec, traj, descent, info.run_id if info else None, parent_id, exc, now)
             if not swallow:
                 raise
             print(f"gdexp: run {spec.run_name} ({info.run_id}) FAILED:", file=sys.stderr)
@@ -93,7 +95,7 @@ class Store:
             return {"run_id": info.run_id, "run_name": spec.run_name, "status": FAILED, "error": str(exc)}
         return summary(spec, info.run_id, traj)
 
-    def _keep(self, spec: RunSpec, traj, descent, run_id, parent_id, exc) -> dict:
+    def _keep(self, spec: RunSpec, traj, descent, run_id, parent_id, exc, now: int) -> dict:
         """Write the run to the spool folder; returns its summary, status UNRECORDED."""
         from gdexp.resume import short_reason, spool_run
 
@@ -105,7 +107,7 @@ class Store:
                 error = f"{type(failure).__name__}: {failure}"
         store = {"uri": self.uri, "experiment": self.experiment, "parent_id": parent_id}
         entry = spool_run(_spool_folder(), store, run_id, spec, traj, error,
-                          spec.config["tracking"]["curve_points"])
+                          spec.config["tracking"]["curve_points"], now)
         reason = short_reason(exc)
         print(f"gdexp: run {spec.run_name} not recorded ({self.uri} does not answer from "
               f"{socket.gethostname()}: {reason}); kept in {entry}", file=sys.stderr)

@@ -29,12 +29,14 @@ SWEEP_DIR_ENV = "GDEXP_SWEEP_DIR"  # the running sweep's folder, where its jobs 
 
 
 def spool_run(folder: Path, store: dict, run_id: str | None, spec, traj, error: str | None,
-              curve_points: int) -> Path:
+              curve_points: int, now: int) -> Path:
     """Write one run's record to `folder`/SPOOL/<config hash>-<id>/; returns that folder.
 
     Args:
         store: {"uri", "experiment", "parent_id"} the run belongs to.
         traj: the finished descent, or None when the descent itself raised (`error`).
+        now: the metrics' timestamp (ms), the one of the attempt that failed: points
+            it did record are then the same points, which MLflow does not add twice.
     """
     entry = Path(folder) / SPOOL / f"{spec.config_hash}-{(run_id or uuid.uuid4().hex)[:12]}"
     (entry / "artifacts").mkdir(parents=True, exist_ok=True)
@@ -42,7 +44,7 @@ def spool_run(folder: Path, store: dict, run_id: str | None, spec, traj, error: 
               "tags": tracking.identity_tags(spec, store.get("parent_id")),
               "params": tracking.flatten(spec.config), "metrics": [], "status": "FAILED"}
     if traj is not None:
-        record["metrics"] = tracking.run_metrics(spec, traj, curve_points)
+        record["metrics"] = tracking.run_metrics(spec, traj, curve_points, now)
         record["tags"].update(tracking.status_tags(traj))
         record["status"] = "FINISHED"
         tracking.write_artifacts(entry / "artifacts", spec, traj)

@@ -169,12 +169,17 @@ def terminating(cl, run_id: str):
         cl.set_terminated(run_id, status="FINISHED")
 
 
-def record(cl, info, spec, traj: Trajectory, curve_points: int, log_params: bool = False) -> None:
+def record(cl, info, spec, traj: Trajectory, curve_points: int, log_params: bool = False,
+           now: int | None = None) -> None:
     """Log a finished descent: curves, summary metrics, status tags (params too
-    when asked), in one request, then the artifacts."""
+    when asked), in one request, then the artifacts.
+
+    now: the metrics' timestamp in ms (default: now); a run kept on disk after a
+    failed attempt keeps the same one, so recording it again adds no duplicate points.
+    """
     from mlflow.entities import Metric, RunTag
 
-    metrics = [Metric(*m) for m in run_metrics(spec, traj, curve_points)]
+    metrics = [Metric(*m) for m in run_metrics(spec, traj, curve_points, now)]
     tags = [RunTag(k, v) for k, v in status_tags(traj).items()]
     cl.log_batch(info.run_id, metrics=metrics, tags=tags, params=_params(spec) if log_params else [])
     local = _local_dir(info.artifact_uri)

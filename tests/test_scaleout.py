@@ -404,11 +404,12 @@ def test_submitit_local_sweep_on_a_fresh_sqlite_store(tmp_path, batched, tasks):
 @pytest.mark.scaleout
 def test_server_stopped_mid_sweep_loses_nothing_and_resume_completes_it(gdexp, server_on_postgres,
                                                                        tmp_path, monkeypatch):
-    """The server stops while run 4 of 6 is being recorded; it comes back; `gdexp resume`.
+    """The server stops while run 4 of 6 is being recorded (its curves sent, its artifacts
+    not); it comes back; `gdexp resume`.
 
     Afterwards the store holds exactly what an uninterrupted sweep writes (checked
-    against one on SQLite), runs 1-3 are what they were before the outage, and the
-    parent is closed.
+    against one on SQLite: run 4's curve points are not there twice), runs 1-3 are
+    what they were before the outage, and the parent is closed.
     """
     server = server_on_postgres
     monkeypatch.delenv("MLFLOW_TRACKING_URI")
@@ -417,22 +418,28 @@ def test_server_stopped_mid_sweep_loses_nothing_and_resume_completes_it(gdexp, s
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "0")
     sweep_dir = tmp_path / "sweep"
 
-    started, before = [], {}
-    real_start_run = tracking.start_run
+    started, before, written = [], {}, []
+    real_start_run, real_write_artifacts = tracking.start_run, tracking.write_artifacts
 
-    def start_run_then_outage(*args, **kwargs):
+    def start_run(*args, **kwargs):
         if len(started) == 3:
             before.update(_contents(server.url))
         info = real_start_run(*args, **kwargs)
         started.append(info.run_id)
-        if len(started) == 4:  # run 4 exists, nothing of it recorded yet: the server goes away
-            server.stop()
         return info
 
-    monkeypatch.setattr(tracking, "start_run", start_run_then_outage)
+    def write_artifacts(*args, **kwargs):
+        written.append(args[0])
+        if len(written) == 4:  # run 4's params, curves and tags are in; its artifacts are next
+            server.stop()
+        return real_write_artifacts(*args, **kwargs)
+
+    monkeypatch.setattr(tracking, "start_run", start_run)
+    monkeypatch.setattr(tracking, "write_artifacts", write_artifacts)
     code, out, err = gdexp(*SWEEP, "tracking=server", f"tracking.uri={server.url}",
                            f"hydra.sweep.dir={sweep_dir}")
     monkeypatch.setattr(tracking, "start_run", real_start_run)
+    monkeypatch.setattr(tracking, "write_artifacts", real_write_artifacts)
     assert code == 1, err
     assert f"3 runs could not be recorded in {server.url}" in err and f"gdexp resume {sweep_dir}" in err, err
     kept = sorted(sweep_dir.glob("gdexp-unrecorded/*/run.json"))
@@ -443,6 +450,8 @@ def test_server_stopped_mid_sweep_loses_nothing_and_resume_completes_it(gdexp, s
     server.start()  # same database, same port
     cl, parents, children = _sweep(server.url)
     assert parents[0].info.status == "RUNNING" and len(children) == 4  # run 4 created, never finished
+    run4 = cl.get_run(started[3])
+    assert run4.info.status == "RUNNING" and cl.get_metric_history(started[3], "loss")  # its curve is in
     code, out, err = gdexp("resume", str(sweep_dir))
     assert code == 0 and "recorded 3 runs" in out, err
     _check_complete(server.url)
