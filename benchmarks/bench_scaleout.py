@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -95,7 +96,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="gdexp-bench-"))
     pg = Postgres()
     server = MlflowServer(pg.database(), work / "server").start()
-    head = None
+    head, ray_temp = None, Path(tempfile.mkdtemp(prefix="gdexp-ray-"))
     try:
         print("log_batch, 1000 points a call, per point (median of 20 runs):")
         for name, uri in (("local SQLite", f"sqlite:///{work / 'points.db'}"),
@@ -103,7 +104,7 @@ def main() -> None:
                           ("MLflow server on PostgreSQL", server.url)):
             print(f"  {name:30s} {per_point(uri) * 1e6:6.1f} us")
 
-        head = ray_head(Path(tempfile.mkdtemp(prefix="gdexp-ray-")))
+        head = ray_head(ray_temp)
         n = args.runs
         print(f"\nreference sweep slice: {n} runs x 10,000 steps (Rosenbrock, plain GD), end to end:")
         (work / "local").mkdir()
@@ -142,6 +143,8 @@ def main() -> None:
             subprocess.run([str(BIN / "ray"), "stop", "--force"], capture_output=True)
         server.stop()
         pg.stop()
+        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(ray_temp, ignore_errors=True)
 
 
 if __name__ == "__main__":
