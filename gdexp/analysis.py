@@ -109,7 +109,7 @@ def artifact_file(run_id: str, name: str, tracking_uri: str | None = None,
     uri = tracking.resolve_uri(tracking_uri)
     if artifact_uri is None:
         artifact_uri = tracking.client(uri).get_run(run_id).info.artifact_uri
-    local = tracking._local_dir(artifact_uri)  # noqa: SLF001 - one rule for 'local store', the writer's
+    local = tracking.local_dir(artifact_uri)  # one rule for "local store": the writer's
     if local is not None:
         path = local / name
         if not path.is_file():

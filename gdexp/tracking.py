@@ -182,7 +182,7 @@ def record(cl, info, spec, traj: Trajectory, curve_points: int, log_params: bool
     metrics = [Metric(*m) for m in run_metrics(spec, traj, curve_points, now)]
     tags = [RunTag(k, v) for k, v in status_tags(traj).items()]
     cl.log_batch(info.run_id, metrics=metrics, tags=tags, params=_params(spec) if log_params else [])
-    local = _local_dir(info.artifact_uri)
+    local = local_dir(info.artifact_uri)
     if local is not None:
         # A local store: write the files in place, skipping MLflow's copy.
         local.mkdir(parents=True, exist_ok=True)
@@ -205,7 +205,8 @@ def run_metrics(spec, traj: Trajectory, curve_points: int, now: int | None = Non
     return metrics
 
 
-def _local_dir(artifact_uri: str) -> Path | None:
+def local_dir(artifact_uri: str) -> Path | None:
+    """The folder behind a local artifact URI (file://...), None for remote stores."""
     from urllib.parse import unquote, urlparse
 
     parsed = urlparse(artifact_uri)

@@ -93,7 +93,7 @@ def test_load_curve_downloads_from_a_store_that_is_not_local(sweeps, monkeypatch
     _, quadratic, _ = sweeps
     run = load_runs(sweep=quadratic).iloc[0]
     local = load_curve(run["run_id"], artifact_uri=run["artifact_uri"])
-    monkeypatch.setattr(tracking, "_local_dir", lambda uri: None)  # as for s3:// or mlflow-artifacts:
+    monkeypatch.setattr(tracking, "local_dir", lambda uri: None)  # as for s3:// or mlflow-artifacts:
     pd.testing.assert_frame_equal(load_curve(run["run_id"]), local)
 
 
