@@ -27,7 +27,22 @@ def main(argv: list[str] | None = None) -> None:
     remember_command(argv)  # as typed, before the grids are expanded
     # Hydra reads sys.argv itself, and its grammar has no logspace/linspace.
     sys.argv = [sys.argv[0], *(expand(a) for a in argv)]
-    _run_hydra()
+    try:
+        _run_hydra()
+    finally:  # Hydra's --help exits by itself
+        if "--help" in argv or "-h" in argv:
+            print(_commands_help())
+
+
+def _commands_help() -> str:
+    """What Hydra's help does not know: gdexp's subcommands and named sweeps."""
+    from gdexp.sweeps import describe
+
+    sweeps = "\n".join(f"  gdexp +sweep={name:<16} {line}" for name, line in describe())
+    return ("== Named sweeps ==\n" + sweeps + "\n\n== Other commands ==\n"
+            "  gdexp report --help     a sweep's report (html + md, figures)\n"
+            "  gdexp rerun --help      re-execute runs from their logged config, compare curves\n"
+            "  gdexp resume --help     record runs kept on disk while the store was down")
 
 
 def task(cfg) -> dict:

@@ -118,3 +118,11 @@ def test_console_script_runs_a_sweep_from_another_folder(tmp_path):
     assert f"sqlite:///{tmp_path / 'mlflow.db'}" in done.stdout
     _, runs = all_runs(f"sqlite:///{tmp_path / 'mlflow.db'}")
     assert len(runs) == 3
+
+
+def test_help_lists_the_named_sweeps_and_commands(gdexp, store):
+    code, out, err = gdexp("--help")
+    assert code == 0
+    for name in ("lr_grid", "lr_by_optimizer", "conditioning", "lr_find", "lr_optuna"):
+        assert f"gdexp +sweep={name}" in out
+    assert "gdexp report --help" in out and "gdexp rerun --help" in out
