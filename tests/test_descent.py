@@ -196,3 +196,124 @@ def test_a_non_finite_parameter_makes_every_loss_non_finite(name, bad):
         f, g = loss.value_and_grad(x)
     assert not np.isfinite(f).any() or not np.isfinite(np.einsum("ij,ij->i", g, g)).all()
     assert all(not np.isfinite(f[i]) or not np.isfinite(g[i]).all() for i in range(loss.dim))
+
+
+def _per_step(loss, optimizer, x0, row: dict):
+    """The loop's semantics, one row, every rule checked at every step (the reference)."""
+    x = np.asarray(x0, dtype=float)[None]
+    state = optimizer.init(x)
+    f, g = loss.value_and_grad(x)
+    threshold, best, wait = row["divergence_factor"] * abs(f[0]), f[0], 0
+    curves = []
+    for t in range(row["max_iters"] + 1):
+        if t:
+            updates, state = optimizer.update(g, state, x)
+            x = x + updates
+            f, g = loss.value_and_grad(x)
+        fv, gn = f[0], np.sqrt(np.einsum("ij,ij->i", g, g))[0]
+        curves.append((fv, gn, x[0]))
+        if t and row["patience"]:
+            best, wait = (fv, 0) if fv < best - row["min_delta"] else (best, wait + 1)
+        values = np.concatenate([[fv, gn], x[0]])
+        for reason, fired in [("nan", np.isnan(values).any()), ("inf", np.isinf(values).any()),
+                              ("threshold", fv > threshold), ("grad_tol", gn < row["tol"]),
+                              ("patience", row["patience"] and wait >= row["patience"]),
+                              ("max_iters", t >= row["max_iters"])]:
+            if fired:
+                loss_c, gn_c, x_c = (np.array(c) for c in zip(*curves))
+                return reason, t, loss_c, gn_c, x_c, x[0]
+    raise AssertionError("max_iters always stops a row")
+
+
+@dataclass(frozen=True)
+class _Scripted:
+    """Each row's x[:, 0] counts steps (gd, lr=1); from step x[:, 1] on, event x[:, 2]:
+    1 nan loss, 2 inf loss, 3 loss past the threshold, 4 gradient below tol,
+    5 nan loss and gradient below tol together, 6 inf gradient (0: none)."""
+
+    dim: int = 3
+    name: str = "scripted"
+
+    def value_and_grad(self, x):
+        now, kind = x[:, 0] >= x[:, 1], x[:, 2]
+        f = np.where(now & np.isin(kind, [1, 5]), np.nan, 1.0 + 0 * x[:, 0])
+        f = np.where(now & (kind == 2), np.inf, f)
+        f = np.where(now & (kind == 3), 1e9, f)
+        g = np.zeros_like(x)
+        g[:, 0] = np.where(now & np.isin(kind, [4, 5]), -1e-9, -1.0)
+        g[:, 0] = np.where(now & (kind == 6), -np.inf, g[:, 0])
+        return f, g
+
+
+@pytest.mark.parametrize("dim", [3, 12], ids=["params-recorded", "params-not-recorded"])
+@pytest.mark.parametrize("patience", [False, True])
+def test_blocked_checks_stop_every_row_where_per_step_checks_do(dim, patience):
+    # Rows stop for every reason, at steps on, before and after the loop's
+    # block edges, some past their own max_iters; with patience (or above
+    # MAX_TRACKED_DIM) the loop checks every step instead.
+    starts = [0, 1, 2, 15, 16, 17, 31, 32, 33, 47, 63, 64, 65, 90]
+    x0, rows = [], []
+    for i, (kind, step) in enumerate((k, s) for k in range(7) for s in starts):
+        x0.append([0.0, step, kind] + [0.5] * (dim - 3))
+        rows.append(dict(max_iters=[40, 64, 100, 33][i % 4], tol=1e-6,
+                         patience=[0, 5, 20, 37][i % 4] if patience else 0,
+                         min_delta=0.0, divergence_factor=1e4))
+    loss, lr = _Scripted(dim), np.ones(len(rows))
+    runs = descend(loss, make_optimizer("gd", lr=lr), np.array(x0), Budget.of(rows))
+    reasons = set()
+    for i, run in enumerate(runs):
+        reason, step, f, gn, xs, final_x = _per_step(loss, make_optimizer("gd", lr=lr[i:i + 1]), x0[i], rows[i])
+        assert (run.stop_reason, run.iterations) == (reason, step), i
+        np.testing.assert_array_equal(run.loss, f)
+        np.testing.assert_array_equal(run.grad_norm, gn)
+        np.testing.assert_array_equal(run.final_x, final_x)
+        if dim <= 10:
+            np.testing.assert_array_equal(run.params, xs)
+        reasons.add(reason)
+    assert reasons == {"nan", "inf", "threshold", "grad_tol", "max_iters"} | ({"patience"} if patience else set())
+
+
+@pytest.mark.parametrize("name, lrs", [("gd", np.logspace(-5, -2, 40)), ("momentum", np.logspace(-5, -2, 40))])
+def test_rosenbrock_sweep_matches_the_per_step_reference(name, lrs):
+    loss = make_loss("rosenbrock")
+    rows = [dict(max_iters=300 + 7 * i, tol=1e-3, patience=0, min_delta=0.0, divergence_factor=1e4)
+            for i in range(len(lrs))]
+    x0 = np.tile([-1.5, 2.0], (len(lrs), 1))
+    runs = descend(loss, make_optimizer(name, lr=lrs), x0, Budget.of(rows))
+    assert len({r.stop_reason for r in runs}) > 1
+    for i, run in enumerate(runs):
+        reason, step, f, gn, xs, final_x = _per_step(loss, make_optimizer(name, lr=lrs[i:i + 1]), x0[i], rows[i])
+        assert (run.stop_reason, run.iterations) == (reason, step)
+        for got, want in [(run.loss, f), (run.grad_norm, gn), (run.params, xs), (run.final_x, final_x)]:
+            np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("a, b", [(1.0, 100.0), (-0.7, 20.0)])
+def test_rosenbrock_2d_fast_path_is_bit_identical_to_the_nd_code(a, b):
+    from gdexp.losses.classic import Rosenbrock
+
+    loss = Rosenbrock(a=a, b=b)
+    rng = np.random.default_rng(5)
+    special = [np.inf, -np.inf, np.nan, 0.0, -0.0, 1.0, a, a * a, 1e200]
+    x = np.concatenate([rng.normal(size=(500, 2)), rng.normal(size=(500, 2)) * 1e160,
+                        [[u, v] for u in special for v in special]])
+    with np.errstate(all="ignore"):
+        f, g = loss.value_and_grad(x)
+        terms = loss._terms(x)
+        f_nd, g_nd = loss._value(*terms), loss._grad(*terms)
+    for got, want in [(f, f_nd), (g, g_nd)]:
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
+
+
+def test_two_column_squared_norm_equals_einsum():
+    from gdexp.descent import _sq_norm
+
+    rng = np.random.default_rng(6)
+    g = rng.normal(size=(20000, 2)) * np.exp(rng.normal(size=(20000, 2)) * 40)
+    g[:9] = [[np.inf, 1], [1, -np.inf], [np.nan, 0], [0, np.nan], [-0.0, -0.0], [1e200, 1e200],
+             [1e-200, 1e-200], [np.inf, np.nan], [-np.inf, np.inf]]
+    out = np.empty(len(g))
+    with np.errstate(all="ignore"):
+        _sq_norm(g, out=out)
+        np.testing.assert_array_equal(out, np.einsum("ij,ij->i", g, g))

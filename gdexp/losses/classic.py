@@ -52,8 +52,28 @@ class Rosenbrock(_Classic):
         return self._grad(*self._terms(x))
 
     def value_and_grad(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self.dim == 2:
+            return self._value_and_grad_2d(x)
         terms = self._terms(x)
         return self._value(*terms), self._grad(*terms)
+
+    def _value_and_grad_2d(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        # The n-D code below on 1-D columns: the same operations in the same
+        # order, so bit-identical (tests/test_descent.py checks it), without the
+        # (B, 1) slices, the sum over a length-1 axis and the zeros_like that
+        # cost a 2-D sweep's descent about a third of its time.
+        x = np.ascontiguousarray(x, dtype=np.float64)
+        u, v = x[:, 0], x[:, 1]
+        wall = v - u * u
+        floor = self.a - u
+        pull = 2.0 * self.b * wall
+        g = np.empty_like(x)
+        g[:, 0] = -2.0 * (pull * u + floor)
+        # 0 + pull, as the n-D code's zeros += pull: it turns a -0.0 into +0.0.
+        np.add(0.0, pull, out=g[:, 1])
+        # b * wall^2 + floor^2 is never -0.0 (b > 0), so the n-D code's sum over
+        # one term (which adds it to +0.0) changes nothing.
+        return self.b * wall * wall + floor * floor, g
 
     def _terms(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         x = np.ascontiguousarray(x, dtype=np.float64)
