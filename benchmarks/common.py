@@ -32,7 +32,7 @@ def floor_write(uri: str, specs, trajectories, curve_points: int = 1000, with_st
     from mlflow.entities import Metric, Param, RunTag
 
     from gdexp import tracking
-    from gdexp.curves import sample_steps
+    from gdexp.core.sampling import sample_steps
 
     t0 = time.perf_counter()
     cl = MlflowClient(uri)

@@ -12,7 +12,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from gdexp import guards, tracking
-from gdexp.descent import Trajectory
+from gdexp.core.result import Result
 from gdexp.plan import RunSpec, execute, plan
 
 FAILED = "failed"  # a job's outcome when its code raised (not a descent status)
@@ -60,7 +60,7 @@ class Store:
         return self._experiment_id
 
     def run(self, spec: RunSpec, descent, swallow: bool, done: bool = False) -> dict:
-        """Create the run, get its Trajectory from `descent()`, record it, close it.
+        """Create the run, get its Result from `descent()`, record it, close it.
 
         done: the descent already happened (a batched sweep), so params go to
         MLflow with the curves in one request; otherwise they are logged
@@ -150,7 +150,7 @@ def _spool_folder() -> Path:
     return Path.cwd()
 
 
-def summary(spec: RunSpec, run_id: str, traj: Trajectory) -> dict:
+def summary(spec: RunSpec, run_id: str, traj: Result) -> dict:
     """What a job returns to Hydra (and the sweeper): the run in a few numbers."""
     return {
         "run_id": run_id,

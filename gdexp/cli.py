@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 
-from gdexp.errors import ConfigError
+from gdexp.core.errors import ConfigError
 
 
 def main(argv: list[str] | None = None) -> None:

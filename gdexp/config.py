@@ -78,7 +78,7 @@ class LogisticRegressionConf:
     seed: int = 0
 
 
-# --- optimizer group: keys = gdexp.optimizers factory kwargs
+# --- optimizer group: keys = gdexp.core.optimizers factory kwargs
 @dataclass
 class GdConf:
     name: str = "gd"

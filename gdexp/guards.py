@@ -14,7 +14,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from gdexp.errors import ConfigError
+from gdexp.core.errors import ConfigError
 
 PARENT_ENV = "GDEXP_PARENT_RUN_ID"  # the sweep's parent run, handed to its jobs (gdexp.tracking)
 

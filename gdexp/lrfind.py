@@ -25,8 +25,8 @@ from omegaconf import OmegaConf
 
 from gdexp import tracking
 from gdexp.app import FAILED
-from gdexp.descent import DIVERGED, STATUSES
-from gdexp.errors import ConfigError
+from gdexp.core.outcomes import DESCENT_STATUSES, DIVERGED
+from gdexp.core.errors import ConfigError
 from gdexp.grids import clean
 from gdexp.sweeprun import sweep_run
 
@@ -235,7 +235,7 @@ class LrFindSweeper(SearchSweeper):
             (summary,) = self._launch([[*fixed, f"{LR}={clean(lr)}"]])
             n, status = len(self.summaries), summary["status"]
             log.info(f"lr_find probe {n}: {LR}={clean(lr)} {status}")
-            if status not in STATUSES:  # 'failed': no descent result to judge
+            if status not in DESCENT_STATUSES:  # 'failed': no descent result to judge
                 print(f"gdexp: lr_find: probe {n} ({LR}={clean(lr)}) ended {status}, so it cannot "
                       "tell stable from diverged: the search stops", file=sys.stderr)
                 return None

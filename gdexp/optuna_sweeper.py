@@ -14,8 +14,8 @@ from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Overrid
 from omegaconf import OmegaConf
 
 from gdexp.app import FAILED
-from gdexp.descent import DIVERGED, STATUSES
-from gdexp.errors import ConfigError
+from gdexp.core.outcomes import DESCENT_STATUSES, DIVERGED
+from gdexp.core.errors import ConfigError
 from gdexp.grids import clean
 from gdexp.lrfind import Outcome, SearchSweeper
 
@@ -37,7 +37,7 @@ def objective(summary: dict) -> float | None:
     """
     if summary["status"] == DIVERGED:
         return DIVERGED_VALUE
-    if summary["status"] not in STATUSES:
+    if summary["status"] not in DESCENT_STATUSES:
         return None
     loss = summary["final_loss"]
     return math.log10(loss) if loss > 0 else ZERO_LOSS_VALUE
@@ -133,7 +133,7 @@ class OptunaSweeper(SearchSweeper):
         value = objective(summary)
         state = TrialState.FAIL if value is None else TrialState.COMPLETE
         study.tell(trial, value, state=state)
-        if summary.get("run_id") and summary["status"] in (*STATUSES, FAILED):  # a run in the store
+        if summary.get("run_id") and summary["status"] in (*DESCENT_STATUSES, FAILED):  # a run in the store
             self._log_results(summary["run_id"], {} if value is None else {"optuna_value": value},
                       tags={"gdexp.optuna.trial": str(trial.number), "gdexp.optuna.state": state.name})
 

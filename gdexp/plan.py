@@ -13,10 +13,12 @@ from functools import lru_cache
 
 import numpy as np
 
-from gdexp.descent import Budget, Trajectory, descend
-from gdexp.errors import ConfigError
-from gdexp.losses import Loss, make_loss
-from gdexp.optimizers import make_optimizer
+from gdexp.core.descent import descend
+from gdexp.core.result import Result
+from gdexp.core.stopping import StoppingRules
+from gdexp.core.errors import ConfigError
+from gdexp.core.losses import Loss, make_loss
+from gdexp.core.optimizers import make_optimizer
 
 # Optimizer options that change the code path rather than a number: runs that
 # differ in them cannot share a batch.
@@ -64,7 +66,7 @@ def plan(config: dict) -> RunSpec:
     return RunSpec(config, loss, x0, config_hash(config, loss), run_name(config))
 
 
-def execute(specs: list[RunSpec]) -> list[Trajectory]:
+def execute(specs: list[RunSpec]) -> list[Result]:
     """Descend every run, batching runs that share a loss and an optimizer."""
     out = execute_isolated(specs)
     for outcome in out:
@@ -73,13 +75,13 @@ def execute(specs: list[RunSpec]) -> list[Trajectory]:
     return out
 
 
-def execute_isolated(specs: list[RunSpec]) -> list[Trajectory | Exception]:
+def execute_isolated(specs: list[RunSpec]) -> list[Result | Exception]:
     """Like execute, but a batch that raises yields its error for each of its runs,
     and the other batches still run."""
     groups: dict[str, list[int]] = {}
     for i, spec in enumerate(specs):
         groups.setdefault(spec.batch_key, []).append(i)
-    out: list[Trajectory | Exception | None] = [None] * len(specs)
+    out: list[Result | Exception | None] = [None] * len(specs)
     for rows in groups.values():
         try:
             results = _descend_batch([specs[i] for i in rows])
@@ -90,7 +92,7 @@ def execute_isolated(specs: list[RunSpec]) -> list[Trajectory | Exception]:
     return out
 
 
-def _descend_batch(batch: list[RunSpec]) -> list[Trajectory]:
+def _descend_batch(batch: list[RunSpec]) -> list[Result]:
     opts = [dict(s.optimizer) for s in batch]
     name = opts[0].pop("name")
     for o in opts[1:]:
@@ -99,8 +101,13 @@ def _descend_batch(batch: list[RunSpec]) -> list[Trajectory]:
              for k in opts[0]}
     optimizer = make_optimizer(name, **hyper)
     x0 = np.stack([s.x0 for s in batch])
-    budget = Budget.of([s.config["budget"] for s in batch])
-    return descend(batch[0].loss, optimizer, x0, budget)
+    rules = StoppingRules.of([_stopping(s.config["budget"]) for s in batch])
+    return descend(batch[0].loss, optimizer, x0, rules)
+
+
+def _stopping(b: dict) -> dict:
+    return {"maxiter": b["max_iters"], "gtol": b["tol"], "patience": b["patience"],
+            "min_delta": b["min_delta"], "divergence_factor": b["divergence_factor"]}
 
 
 def config_hash(config: dict, loss: Loss | None = None) -> str:

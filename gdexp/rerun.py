@@ -68,7 +68,7 @@ def check(run: dict, tracking_uri: str | None = None) -> tuple[bool, str]:
     import yaml
 
     from gdexp.analysis import artifact_file
-    from gdexp.errors import ConfigError
+    from gdexp.core.errors import ConfigError
     from gdexp.plan import execute, plan
 
     who = f"{run['run_name']} ({run['run_id']})"
@@ -88,8 +88,8 @@ def check(run: dict, tracking_uri: str | None = None) -> tuple[bool, str]:
         return False, f"{who}: cannot re-execute its logged config: {exc}"
     traj = execute([spec])[0]
     fresh = {"loss": traj.loss, "grad_norm": traj.grad_norm}
-    if traj.params is not None:
-        fresh.update({f"x{j}": traj.params[:, j] for j in range(traj.params.shape[1])})
+    if traj.path is not None:
+        fresh.update({f"x{j}": traj.path[:, j] for j in range(traj.path.shape[1])})
     return compare(who, logged, fresh)
 
 

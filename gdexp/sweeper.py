@@ -12,7 +12,7 @@ from hydra.core.utils import JobStatus
 from omegaconf import OmegaConf
 
 from gdexp.compose import shared_composer
-from gdexp.errors import ConfigError
+from gdexp.core.errors import ConfigError
 from gdexp.grids import expand
 from gdexp.plan import plan
 from gdexp.sweeprun import sweep_run

@@ -11,7 +11,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from gdexp import guards, tracking
-from gdexp.errors import ConfigError
+from gdexp.core.errors import ConfigError
 from gdexp.provenance import provenance
 from gdexp.resume import SWEEP_DIR_ENV, resume_message, short_reason, spool_parent, spooled
 from gdexp.summary import format_counts, format_table, sweep_counts, sweep_table

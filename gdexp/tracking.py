@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from gdexp.curves import sample_steps
-from gdexp.descent import Trajectory
-from gdexp.errors import ConfigError
+from gdexp.core.sampling import sample_steps
+from gdexp.core.result import Result
+from gdexp.core.errors import ConfigError
 from gdexp.guards import PARENT_ENV, http_client_defaults  # noqa: F401 - PARENT_ENV: a sweep's parent run, handed to its jobs
 
 TAG = "gdexp."                       # prefix of every tag gdexp owns
@@ -169,7 +169,7 @@ def terminating(cl, run_id: str):
         cl.set_terminated(run_id, status="FINISHED")
 
 
-def record(cl, info, spec, traj: Trajectory, curve_points: int, log_params: bool = False,
+def record(cl, info, spec, traj: Result, curve_points: int, log_params: bool = False,
            now: int | None = None) -> None:
     """Log a finished descent: curves, summary metrics, status tags (params too
     when asked), in one request, then the artifacts.
@@ -193,7 +193,7 @@ def record(cl, info, spec, traj: Trajectory, curve_points: int, log_params: bool
             cl.log_artifacts(info.run_id, tmp)
 
 
-def run_metrics(spec, traj: Trajectory, curve_points: int, now: int | None = None) -> list[tuple]:
+def run_metrics(spec, traj: Result, curve_points: int, now: int | None = None) -> list[tuple]:
     """(key, value, timestamp, step) of the sampled curves and the summary metrics."""
     now = int(time.time() * 1000) if now is None else now
     keep = [traj.best_step] + ([traj.iterations] if traj.diverged else [])
@@ -217,7 +217,7 @@ def local_dir(artifact_uri: str) -> Path | None:
     return None
 
 
-def summary_metrics(spec, traj: Trajectory) -> dict[str, float]:
+def summary_metrics(spec, traj: Result) -> dict[str, float]:
     """final_loss, best_loss, iterations, and the closed-form lr limits where known.
 
     All finite, so sorting and filtering in the UI work: a run that blew up
@@ -233,7 +233,7 @@ def summary_metrics(spec, traj: Trajectory) -> dict[str, float]:
     return {k: v for k, v in out.items() if np.isfinite(v)}
 
 
-def status_tags(traj: Trajectory) -> dict[str, str]:
+def status_tags(traj: Result) -> dict[str, str]:
     tags = {f"{TAG}status": traj.status, f"{TAG}diverged": str(traj.diverged).lower(),
             f"{TAG}stop_reason": traj.stop_reason}
     if traj.diverged:
@@ -242,7 +242,7 @@ def status_tags(traj: Trajectory) -> dict[str, str]:
     return tags
 
 
-def result_dict(spec, traj: Trajectory) -> dict:
+def result_dict(spec, traj: Result) -> dict:
     """The content of result.json (non-finite numbers become null: strict JSON)."""
     return {
         "status": traj.status,
@@ -254,12 +254,12 @@ def result_dict(spec, traj: Trajectory) -> dict:
         "diverged_step": traj.diverged_step,
         "divergence": traj.divergence,
         "x0": [_json_number(v) for v in spec.x0],
-        "final_params": [_json_number(v) for v in traj.final_x],
+        "final_params": [_json_number(v) for v in traj.x],
         "config_hash": spec.config_hash,
     }
 
 
-def write_artifacts(folder: Path, spec, traj: Trajectory) -> None:
+def write_artifacts(folder: Path, spec, traj: Result) -> None:
     """config.yaml, result.json and curve.parquet (every step) into `folder`."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -269,8 +269,8 @@ def write_artifacts(folder: Path, spec, traj: Trajectory) -> None:
     (folder / "config.yaml").write_text(yaml.dump(spec.config, Dumper=dumper, sort_keys=False))
     (folder / "result.json").write_text(json.dumps(result_dict(spec, traj), indent=2) + "\n")
     curve = {"step": np.arange(traj.iterations + 1), "loss": traj.loss, "grad_norm": traj.grad_norm}
-    if traj.params is not None:
-        curve.update({f"x{j}": np.ascontiguousarray(traj.params[:, j]) for j in range(traj.params.shape[1])})
+    if traj.path is not None:
+        curve.update({f"x{j}": np.ascontiguousarray(traj.path[:, j]) for j in range(traj.path.shape[1])})
     pq.write_table(pa.table(curve), folder / "curve.parquet")
 
 

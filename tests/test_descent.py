@@ -6,14 +6,15 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from gdexp.descent import Budget, descend
-from gdexp.losses import make_loss
-from gdexp.optimizers import OPTIMIZERS, make_optimizer
+from gdexp.core.descent import descend
+from gdexp.core.stopping import StoppingRules
+from gdexp.core.losses import make_loss
+from gdexp.core.optimizers import OPTIMIZERS, make_optimizer
 from gdexp.plan import execute, plan
 
 
-def budget(B=1, max_iters=1000, tol=0.0, patience=0, min_delta=0.0, factor=1e4) -> Budget:
-    return Budget.of([dict(max_iters=max_iters, tol=tol, patience=patience,
+def budget(B=1, max_iters=1000, tol=0.0, patience=0, min_delta=0.0, factor=1e4) -> StoppingRules:
+    return StoppingRules.of([dict(maxiter=max_iters, gtol=tol, patience=patience,
                            min_delta=min_delta, divergence_factor=factor)] * B)
 
 
@@ -75,7 +76,7 @@ def test_gd_on_linear_regression_ends_at_the_least_squares_solution(tmp_path, x_
     (run,) = gd_rows(loss, [2.0 / (lo + hi)], max_iters=20000, tol=1e-12)
     solution, *_ = np.linalg.lstsq(np.column_stack([X, np.ones(n)]), y, rcond=None)
     assert run.status == "converged" and run.stop_reason == "grad_tol"
-    np.testing.assert_allclose(run.final_x, solution, rtol=1e-9, atol=1e-10)
+    np.testing.assert_allclose(run.x, solution, rtol=1e-9, atol=1e-10)
 
 
 @pytest.mark.parametrize("name, lr", [("gd", 0.015), ("momentum", 0.005), ("nesterov", 0.005),
@@ -85,7 +86,7 @@ def test_every_optimizer_reaches_the_minimum_of_a_quadratic(name, lr):
     loss = make_loss("quadratic", eigenvalues=[1.0, 10.0, 100.0], center=[1.0, -2.0, 0.5])
     (run,) = descend(loss, make_optimizer(name, lr=lr), loss.default_init()[None], budget(max_iters=20000, tol=1e-6))
     assert run.status == "converged", (run.stop_reason, run.final_loss)
-    np.testing.assert_allclose(run.final_x, [1.0, -2.0, 0.5], atol=1e-3)
+    np.testing.assert_allclose(run.x, [1.0, -2.0, 0.5], atol=1e-3)
 
 
 @pytest.mark.parametrize("name, lr", [("gd", 1e-3), ("momentum", 1e-4), ("nesterov", 1e-4),
@@ -96,7 +97,7 @@ def test_optimizers_descend_rosenbrock_to_its_minimum(name, lr):
     # RMSprop's step does not shrink with the gradient: it hovers at the
     # minimum rather than meeting the gradient tolerance.
     assert run.status == ("max_iters" if name == "rmsprop" else "converged")
-    np.testing.assert_allclose(run.final_x, [1.0, 1.0], atol=1e-3)
+    np.testing.assert_allclose(run.x, [1.0, 1.0], atol=1e-3)
 
 
 def test_tol_and_patience_zero_use_the_whole_budget():
@@ -157,7 +158,7 @@ def test_rows_stop_on_their_own_and_batch_equals_one_at_a_time():
     for lr, run in zip(lrs, together):
         (alone,) = gd_rows(loss, [lr], max_iters=3000, tol=1e-6, patience=200)
         assert run.status == alone.status and run.iterations == alone.iterations
-        for name in ("loss", "grad_norm", "params", "final_x"):
+        for name in ("loss", "grad_norm", "path", "x"):
             np.testing.assert_array_equal(getattr(run, name), getattr(alone, name))
 
 
@@ -181,10 +182,10 @@ def test_configs_run_as_one_batch_give_bit_identical_curves(compose, overrides):
         assert (run.status, run.iterations) == (alone.status, alone.iterations)
         np.testing.assert_array_equal(run.loss, alone.loss)
         np.testing.assert_array_equal(run.grad_norm, alone.grad_norm)
-        np.testing.assert_array_equal(run.final_x, alone.final_x)
+        np.testing.assert_array_equal(run.x, alone.x)
 
 
-@pytest.mark.parametrize("name", sorted(__import__("gdexp.losses", fromlist=["LOSSES"]).LOSSES))
+@pytest.mark.parametrize("name", sorted(__import__("gdexp.core.losses", fromlist=["LOSSES"]).LOSSES))
 @pytest.mark.parametrize("bad", [np.inf, -np.inf, np.nan])
 def test_a_non_finite_parameter_makes_every_loss_non_finite(name, bad):
     # The loop's cheap per-step screen looks at loss and gradient norm only;
@@ -205,7 +206,7 @@ def _per_step(loss, optimizer, x0, row: dict):
     f, g = loss.value_and_grad(x)
     threshold, best, wait = row["divergence_factor"] * abs(f[0]), f[0], 0
     curves = []
-    for t in range(row["max_iters"] + 1):
+    for t in range(row["maxiter"] + 1):
         if t:
             updates, state = optimizer.update(g, state, x)
             x = x + updates
@@ -216,9 +217,9 @@ def _per_step(loss, optimizer, x0, row: dict):
             best, wait = (fv, 0) if fv < best - row["min_delta"] else (best, wait + 1)
         values = np.concatenate([[fv, gn], x[0]])
         for reason, fired in [("nan", np.isnan(values).any()), ("inf", np.isinf(values).any()),
-                              ("threshold", fv > threshold), ("grad_tol", gn < row["tol"]),
+                              ("threshold", fv > threshold), ("grad_tol", gn < row["gtol"]),
                               ("patience", row["patience"] and wait >= row["patience"]),
-                              ("max_iters", t >= row["max_iters"])]:
+                              ("max_iters", t >= row["maxiter"])]:
             if fired:
                 loss_c, gn_c, x_c = (np.array(c) for c in zip(*curves))
                 return reason, t, loss_c, gn_c, x_c, x[0]
@@ -255,20 +256,20 @@ def test_blocked_checks_stop_every_row_where_per_step_checks_do(dim, patience):
     x0, rows = [], []
     for i, (kind, step) in enumerate((k, s) for k in range(7) for s in starts):
         x0.append([0.0, step, kind] + [0.5] * (dim - 3))
-        rows.append(dict(max_iters=[40, 64, 100, 33][i % 4], tol=1e-6,
+        rows.append(dict(maxiter=[40, 64, 100, 33][i % 4], gtol=1e-6,
                          patience=[0, 5, 20, 37][i % 4] if patience else 0,
                          min_delta=0.0, divergence_factor=1e4))
     loss, lr = _Scripted(dim), np.ones(len(rows))
-    runs = descend(loss, make_optimizer("gd", lr=lr), np.array(x0), Budget.of(rows))
+    runs = descend(loss, make_optimizer("gd", lr=lr), np.array(x0), StoppingRules.of(rows))
     reasons = set()
     for i, run in enumerate(runs):
         reason, step, f, gn, xs, final_x = _per_step(loss, make_optimizer("gd", lr=lr[i:i + 1]), x0[i], rows[i])
         assert (run.stop_reason, run.iterations) == (reason, step), i
         np.testing.assert_array_equal(run.loss, f)
         np.testing.assert_array_equal(run.grad_norm, gn)
-        np.testing.assert_array_equal(run.final_x, final_x)
+        np.testing.assert_array_equal(run.x, final_x)
         if dim <= 10:
-            np.testing.assert_array_equal(run.params, xs)
+            np.testing.assert_array_equal(run.path, xs)
         reasons.add(reason)
     assert reasons == {"nan", "inf", "threshold", "grad_tol", "max_iters"} | ({"patience"} if patience else set())
 
@@ -276,21 +277,21 @@ def test_blocked_checks_stop_every_row_where_per_step_checks_do(dim, patience):
 @pytest.mark.parametrize("name, lrs", [("gd", np.logspace(-5, -2, 40)), ("momentum", np.logspace(-5, -2, 40))])
 def test_rosenbrock_sweep_matches_the_per_step_reference(name, lrs):
     loss = make_loss("rosenbrock")
-    rows = [dict(max_iters=300 + 7 * i, tol=1e-3, patience=0, min_delta=0.0, divergence_factor=1e4)
+    rows = [dict(maxiter=300 + 7 * i, gtol=1e-3, patience=0, min_delta=0.0, divergence_factor=1e4)
             for i in range(len(lrs))]
     x0 = np.tile([-1.5, 2.0], (len(lrs), 1))
-    runs = descend(loss, make_optimizer(name, lr=lrs), x0, Budget.of(rows))
+    runs = descend(loss, make_optimizer(name, lr=lrs), x0, StoppingRules.of(rows))
     assert len({r.stop_reason for r in runs}) > 1
     for i, run in enumerate(runs):
         reason, step, f, gn, xs, final_x = _per_step(loss, make_optimizer(name, lr=lrs[i:i + 1]), x0[i], rows[i])
         assert (run.stop_reason, run.iterations) == (reason, step)
-        for got, want in [(run.loss, f), (run.grad_norm, gn), (run.params, xs), (run.final_x, final_x)]:
+        for got, want in [(run.loss, f), (run.grad_norm, gn), (run.path, xs), (run.x, final_x)]:
             np.testing.assert_array_equal(got, want)
 
 
 @pytest.mark.parametrize("a, b", [(1.0, 100.0), (-0.7, 20.0)])
 def test_rosenbrock_2d_fast_path_is_bit_identical_to_the_nd_code(a, b):
-    from gdexp.losses.classic import Rosenbrock
+    from gdexp.core.losses.classic import Rosenbrock
 
     loss = Rosenbrock(a=a, b=b)
     rng = np.random.default_rng(5)
@@ -307,7 +308,7 @@ def test_rosenbrock_2d_fast_path_is_bit_identical_to_the_nd_code(a, b):
 
 
 def test_two_column_squared_norm_equals_einsum():
-    from gdexp.descent import _sq_norm
+    from gdexp.core.descent import _sq_norm
 
     rng = np.random.default_rng(6)
     g = rng.normal(size=(20000, 2)) * np.exp(rng.normal(size=(20000, 2)) * 40)

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 from scipy.optimize import rosen, rosen_der
 
-from gdexp.errors import ConfigError
-from gdexp.losses import LOSSES, LinearRegression, Quadratic, Rosenbrock, make_loss
+from gdexp.core.errors import ConfigError
+from gdexp.core.losses import LOSSES, LinearRegression, Quadratic, Rosenbrock, make_loss
 
 # (id, registry name, config keys): every registered loss at least once, plus the
 # variants whose code paths differ (rotation, n-D, shifted minimum).

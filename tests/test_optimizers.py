@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from gdexp.errors import ConfigError
-from gdexp.optimizers import OPTIMIZERS, make_optimizer
+from gdexp.core.errors import ConfigError
+from gdexp.core.optimizers import OPTIMIZERS, make_optimizer
 
 STEPS = 50
 X0 = np.array([1.5, -2.0, 0.7, 3.0, -0.4])

@@ -29,7 +29,7 @@ import pytest
 from mlflow import MlflowClient
 
 from gdexp import guards, tracking
-from gdexp.errors import ConfigError
+from gdexp.core.errors import ConfigError
 
 BIN = Path(sys.executable).parent
 SERVER_START_S = 60

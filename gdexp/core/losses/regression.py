@@ -16,11 +16,12 @@ from typing import ClassVar
 
 import numpy as np
 
-from gdexp.errors import ConfigError
+from gdexp.core.errors import ConfigError
+from gdexp.core.losses.base import Loss
 
 
 @dataclass(frozen=True, eq=False, repr=False)
-class _LinearModel:
+class _LinearModel(Loss):
     """Data shared by both regressions: the design matrix [X 1] and the targets."""
 
     features: np.ndarray
@@ -89,8 +90,6 @@ class LinearRegression(_LinearModel):
     def value(self, x: np.ndarray) -> np.ndarray:
         return self._value(self._residuals(x))
 
-    def grad(self, x: np.ndarray) -> np.ndarray:
-        return 2.0 * self._mean_over_data(self._residuals(x))
 
     def value_and_grad(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         r = self._residuals(x)
@@ -120,8 +119,6 @@ class LogisticRegression(_LinearModel):
     def value(self, x: np.ndarray) -> np.ndarray:
         return self._value(*self._logits(x))
 
-    def grad(self, x: np.ndarray) -> np.ndarray:
-        return self._grad(*self._logits(x))
 
     def value_and_grad(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         z, tail = self._logits(x)

@@ -4,11 +4,11 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 
-from gdexp.errors import ConfigError
-from gdexp.losses.base import Loss
-from gdexp.losses.classic import Beale, Booth, Himmelblau, Rastrigin, Rosenbrock
-from gdexp.losses.quadratic import Quadratic
-from gdexp.losses.regression import (LinearRegression, LogisticRegression, linear_regression,
+from gdexp.core.errors import ConfigError
+from gdexp.core.losses.base import Loss
+from gdexp.core.losses.classic import Beale, Booth, Himmelblau, Rastrigin, Rosenbrock
+from gdexp.core.losses.quadratic import Quadratic
+from gdexp.core.losses.regression import (LinearRegression, LogisticRegression, linear_regression,
                                      logistic_regression)
 
 __all__ = [

@@ -8,21 +8,12 @@ from typing import ClassVar
 
 import numpy as np
 
-from gdexp.errors import ConfigError
-
-
-class _Classic:
-    """What the test functions share: no data, and (Booth aside) no constant Hessian."""
-
-    def hessian_extremes(self) -> tuple[float, float] | None:
-        return None
-
-    def data_sha256(self) -> None:
-        return None
+from gdexp.core.errors import ConfigError
+from gdexp.core.losses.base import Loss
 
 
 @dataclass(frozen=True)
-class Rosenbrock(_Classic):
+class Rosenbrock(Loss):
     """sum_i b (x_{i+1} - x_i^2)^2 + (a - x_i)^2: a curved, narrow valley.
 
     Args:
@@ -48,8 +39,6 @@ class Rosenbrock(_Classic):
     def value(self, x: np.ndarray) -> np.ndarray:
         return self._value(*self._terms(x))
 
-    def grad(self, x: np.ndarray) -> np.ndarray:
-        return self._grad(*self._terms(x))
 
     def value_and_grad(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if self.dim == 2:
@@ -103,7 +92,7 @@ class Rosenbrock(_Classic):
 
 
 @dataclass(frozen=True)
-class Himmelblau(_Classic):
+class Himmelblau(Loss):
     """(x^2 + y - 11)^2 + (x + y^2 - 7)^2: four minima of equal value 0."""
 
     dim: ClassVar[int] = 2
@@ -113,8 +102,6 @@ class Himmelblau(_Classic):
         _, _, p, q = self._terms(x)
         return p * p + q * q
 
-    def grad(self, x: np.ndarray) -> np.ndarray:
-        return self._grad(*self._terms(x))
 
     def value_and_grad(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         u, v, p, q = self._terms(x)
@@ -144,7 +131,7 @@ class Himmelblau(_Classic):
 
 
 @dataclass(frozen=True)
-class Beale(_Classic):
+class Beale(Loss):
     """sum_k (c_k - x + x y^k)^2 for c = (1.5, 2.25, 2.625): flat plateaus, sharp ridges."""
 
     dim: ClassVar[int] = 2
@@ -154,8 +141,6 @@ class Beale(_Classic):
         _, _, _, r1, r2, r3 = self._terms(x)
         return r1 * r1 + r2 * r2 + r3 * r3
 
-    def grad(self, x: np.ndarray) -> np.ndarray:
-        return self._grad(*self._terms(x))
 
     def value_and_grad(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         terms = self._terms(x)
@@ -182,7 +167,7 @@ class Beale(_Classic):
 
 
 @dataclass(frozen=True)
-class Booth(_Classic):
+class Booth(Loss):
     """(x + 2y - 7)^2 + (2x + y - 5)^2: a tilted quadratic bowl, Hessian [[10, 8], [8, 10]]."""
 
     dim: ClassVar[int] = 2
@@ -192,8 +177,6 @@ class Booth(_Classic):
         p, q = self._terms(x)
         return p * p + q * q
 
-    def grad(self, x: np.ndarray) -> np.ndarray:
-        return self._grad(*self._terms(x))
 
     def value_and_grad(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         p, q = self._terms(x)
@@ -219,7 +202,7 @@ class Booth(_Classic):
 
 
 @dataclass(frozen=True)
-class Rastrigin(_Classic):
+class Rastrigin(Loss):
     """A d + sum_i (x_i^2 - A cos(2 pi x_i)): a bowl covered in regular local minima.
 
     Computed as sum_i x_i^2 + 2 A sin(pi x_i)^2, the same function without the

@@ -13,7 +13,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from gdexp.errors import ConfigError
+from gdexp.core.errors import ConfigError
 
 __all__ = [
     "OPTIMIZERS", "Optimizer", "make_optimizer",
@@ -304,7 +304,7 @@ def make_optimizer(name: str, **hyper) -> Optimizer:
     >>> make_optimizer("adam", lr=0.0)
     Traceback (most recent call last):
     ...
-    gdexp.errors.ConfigError: optimizer.lr=0.0: must be finite and > 0
+    gdexp.core.errors.ConfigError: optimizer.lr=0.0: must be finite and > 0
     """
     if name not in OPTIMIZERS:
         raise ConfigError("optimizer.name", name, f"unknown optimizer; known: {', '.join(OPTIMIZERS)}")

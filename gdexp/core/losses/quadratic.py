@@ -6,11 +6,12 @@ from typing import ClassVar
 
 import numpy as np
 
-from gdexp.errors import ConfigError
+from gdexp.core.errors import ConfigError
+from gdexp.core.losses.base import Loss
 
 
 @dataclass(frozen=True)
-class Quadratic:
+class Quadratic(Loss):
     """f(x) = 1/2 (x - c)^T A (x - c) with A = Q diag(eigenvalues) Q^T.
 
     Q is the identity, or with `rotate` a random orthogonal matrix drawn from
@@ -69,8 +70,6 @@ class Quadratic:
         d, g = self._offset_and_grad(x)
         return 0.5 * np.sum(d * g, axis=-1)
 
-    def grad(self, x: np.ndarray) -> np.ndarray:
-        return self._offset_and_grad(x)[1]
 
     def value_and_grad(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         d, g = self._offset_and_grad(x)
@@ -91,8 +90,6 @@ class Quadratic:
     def hessian_extremes(self) -> tuple[float, float]:
         return min(self.eigenvalues), max(self.eigenvalues)
 
-    def data_sha256(self) -> None:
-        return None
 
 
 def _vector(key: str, value) -> np.ndarray:

@@ -6,20 +6,13 @@ inside any batch.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
-# The fixed vocabulary of outcomes; reports and MLflow tags use these verbatim.
-CONVERGED, DIVERGED, MAX_ITERS = "converged", "diverged", "max_iters"
-STATUSES = (CONVERGED, DIVERGED, MAX_ITERS)
+from gdexp.core.outcomes import STATUS_OF_REASON, STOP_REASONS
+from gdexp.core.result import Result
+from gdexp.core.stopping import StoppingRules
 
-# Why a row stopped, in priority order when several rules fire at one step:
-# a non-finite value beats the threshold, divergence beats convergence.
-_RUNNING = 0
-STOP_REASONS = ("running", "nan", "inf", "threshold", "grad_tol", "patience", "max_iters")
-_STATUS_OF = {"nan": DIVERGED, "inf": DIVERGED, "threshold": DIVERGED,
-              "grad_tol": CONVERGED, "patience": CONVERGED, "max_iters": MAX_ITERS}
+_RUNNING = 0  # STOP_REASONS[0]: the row is still running
 
 # Parameters are kept at every step only while they are few enough to plot.
 MAX_TRACKED_DIM = 10
@@ -28,87 +21,21 @@ MAX_TRACKED_DIM = 10
 _BLOCK = 32
 
 
-@dataclass(frozen=True)
-class Budget:
-    """Per-row stopping rules, each an array of shape (B,).
-
-    max_iters: gradient steps at most.
-    tol: converged once the gradient norm is below it (0 = off).
-    patience, min_delta: converged once the best loss has not improved by more
-        than min_delta for `patience` consecutive steps (0 = off).
-    divergence_factor: diverged once loss > factor * |initial loss|.
-    """
-
-    max_iters: np.ndarray
-    tol: np.ndarray
-    patience: np.ndarray
-    min_delta: np.ndarray
-    divergence_factor: np.ndarray
-
-    @classmethod
-    def of(cls, rows: list[dict]) -> "Budget":
-        """Stack one budget dict per row (keys as in conf/budget)."""
-        col = lambda k, t: np.array([r[k] for r in rows], dtype=t)  # noqa: E731
-        return cls(col("max_iters", np.int64), col("tol", float), col("patience", np.int64),
-                   col("min_delta", float), col("divergence_factor", float))
-
-
-@dataclass(frozen=True)
-class Trajectory:
-    """One run's outcome: its status and its curves at every step (0 = start)."""
-
-    status: str
-    stop_reason: str
-    iterations: int
-    loss: np.ndarray              # (iterations + 1,)
-    grad_norm: np.ndarray         # (iterations + 1,)
-    params: np.ndarray | None     # (iterations + 1, dim), None above MAX_TRACKED_DIM
-    final_x: np.ndarray           # (dim,)
-
-    @property
-    def diverged(self) -> bool:
-        return self.status == DIVERGED
-
-    @property
-    def diverged_step(self) -> int | None:
-        return self.iterations if self.diverged else None
-
-    @property
-    def divergence(self) -> str | None:
-        """'nan', 'inf' or 'threshold' for a diverged run."""
-        return self.stop_reason if self.diverged else None
-
-    @property
-    def best_step(self) -> int:
-        finite = np.where(np.isfinite(self.loss), self.loss, np.inf)
-        return int(np.argmin(finite))
-
-    @property
-    def best_loss(self) -> float:
-        return float(self.loss[self.best_step])
-
-    @property
-    def final_loss(self) -> float:
-        """The loss at the last step; for a run that blew up, its last finite value."""
-        finite = np.flatnonzero(np.isfinite(self.loss))
-        return float(self.loss[finite[-1]]) if finite.size else float("nan")
-
-
-def descend(loss, optimizer, x0: np.ndarray, budget: Budget) -> list[Trajectory]:
+def descend(loss, optimizer, x0: np.ndarray, rules: StoppingRules) -> list[Result]:
     """Run gradient descent on every row of x0 until each row stops.
 
     Args:
-        loss: a gdexp.losses Loss (value_and_grad over (B, dim) points).
-        optimizer: a gdexp.optimizers Optimizer, its hyper-parameters per row.
+        loss: a gdexp.core.losses Loss (value_and_grad over (B, dim) points).
+        optimizer: a gdexp.core.optimizers Optimizer, its hyper-parameters per row.
         x0: (B, dim) start points.
-        budget: per-row stopping rules.
+        rules: per-row stopping rules.
 
     Returns:
-        One Trajectory per row, in row order.
+        One Result per row, in row order.
     """
     x = np.array(x0, dtype=float)
     B, dim = x.shape
-    steps = int(budget.max_iters.max())
+    steps = int(rules.maxiter.max())
     # np.empty, not full: a row's entries past its stop are never read, and
     # filling 300 MB of a 1,000-run sweep with NaN costs more than its descent.
     losses = np.empty((steps + 1, B))
@@ -126,13 +53,13 @@ def descend(loss, optimizer, x0: np.ndarray, budget: Budget) -> list[Trajectory]
         # (a slice while none has stopped: cheaper to index than an array).
         rows: slice | np.ndarray = slice(None)
         live = {
-            "threshold": budget.divergence_factor * np.abs(f),
+            "threshold": rules.divergence_factor * np.abs(f),
             "best": f.copy(),
             "wait": np.zeros(B, dtype=np.int64),
-            "tol": budget.tol, "patience": budget.patience,
-            "min_delta": budget.min_delta, "max_iters": budget.max_iters,
+            "gtol": rules.gtol, "patience": rules.patience,
+            "min_delta": rules.min_delta, "maxiter": rules.maxiter,
         }
-        uses_patience = bool((budget.patience > 0).any())
+        uses_patience = bool((rules.patience > 0).any())
         # Steps run in blocks, and the stopping rules are checked once per
         # block over its recorded curves: per step, the checks cost a 2-D
         # sweep as much as its arithmetic. A row that stopped inside a block
@@ -142,7 +69,7 @@ def descend(loss, optimizer, x0: np.ndarray, budget: Budget) -> list[Trajectory]
         # every step, and the x check needs x at every step (not recorded
         # above MAX_TRACKED_DIM): those runs check every step.
         block = 1 if uses_patience or params is None else _BLOCK
-        first_budget_end = int(budget.max_iters.min())
+        first_budget_end = int(rules.maxiter.min())
         t0 = 0
         while True:
             # Never past the first budget end: no row runs past its own max_iters,
@@ -202,7 +129,7 @@ def descend(loss, optimizer, x0: np.ndarray, budget: Budget) -> list[Trajectory]
             x, f, g = x[keep], f[keep], g[keep]
             state = {k: v[keep] for k, v in state.items()}
             live = {k: v[keep] for k, v in live.items()}
-            first_budget_end = int(live["max_iters"].min())
+            first_budget_end = int(live["maxiter"].min())
             t0 = t1 + 1
 
     return [
@@ -237,7 +164,7 @@ def _may_stop(f, gn, live, uses_patience: bool) -> bool:
     """
     if uses_patience and (live["wait"] >= live["patience"]).any():
         return True
-    return bool((gn < live["tol"]).any() or (f > live["threshold"]).any()
+    return bool((gn < live["gtol"]).any() or (f > live["threshold"]).any()
                 or not np.isfinite(f + gn).all())
 
 
@@ -250,25 +177,25 @@ def _stop_reasons(t0: int, f, gn, x, live) -> np.ndarray:
     why = np.zeros(f.shape, dtype=np.int8)
     step = t0 + np.arange(len(f))[:, None]
     # Lowest priority first, so a more serious reason overwrites it.
-    why[step >= live["max_iters"]] = STOP_REASONS.index("max_iters")
+    why[step >= live["maxiter"]] = STOP_REASONS.index("max_iters")
     why[np.broadcast_to((live["patience"] > 0) & (live["wait"] >= live["patience"]), f.shape)] = \
         STOP_REASONS.index("patience")
-    why[gn < live["tol"]] = STOP_REASONS.index("grad_tol")
+    why[gn < live["gtol"]] = STOP_REASONS.index("grad_tol")
     why[f > live["threshold"]] = STOP_REASONS.index("threshold")
     why[np.isinf(f) | np.isinf(gn) | np.isinf(x).any(axis=-1)] = STOP_REASONS.index("inf")
     why[np.isnan(f) | np.isnan(gn) | np.isnan(x).any(axis=-1)] = STOP_REASONS.index("nan")
     return why
 
 
-def _trajectory(i, last, stop_reason, losses, gnorms, params, final_x) -> Trajectory:
+def _trajectory(i, last, stop_reason, losses, gnorms, params, final_x) -> Result:
     # Views into the batch's arrays, not copies: 3,000 strided copies cost a
     # 1,000-run sweep more than a third of its descent.
-    return Trajectory(
-        status=_STATUS_OF[stop_reason],
+    return Result(
+        status=STATUS_OF_REASON[stop_reason],
         stop_reason=stop_reason,
         iterations=last,
         loss=losses[: last + 1, i],
         grad_norm=gnorms[: last + 1, i],
-        params=None if params is None else params[: last + 1, i],
-        final_x=final_x,
+        path=None if params is None else params[: last + 1, i],
+        x=final_x,
     )

@@ -1,0 +1,35 @@
+"""The one vocabulary of outcomes, as scipy's OptimizeResult has one table of statuses.
+
+Every layer (descent, MLflow tags, the summary table, reports, sweepers)
+uses these strings verbatim, so a filter such as
+``tags.`gdexp.status` = 'diverged'`` means the same everywhere.
+
+A run's status is one of:
+
+- ``converged``: the gradient norm fell below ``stopping.gtol``, or the
+  patience rule fired;
+- ``diverged``: loss, gradient or parameters became nan/inf, or the loss
+  passed ``stopping.divergence_factor`` x |initial loss| (a result, not a failure);
+- ``max_iters``: the budget ran out first;
+- ``failed``: the run's code raised (MLflow status FAILED, error on ``gdexp.error``);
+- ``unrecorded``: descended, but the store did not answer; kept on disk for
+  ``gdexp resume``.
+"""
+from __future__ import annotations
+
+CONVERGED, DIVERGED, MAX_ITERS = "converged", "diverged", "max_iters"
+FAILED = "failed"
+UNRECORDED = "unrecorded"
+
+# What a finished descent can end with; the statuses a run in the store can have.
+DESCENT_STATUSES = (CONVERGED, DIVERGED, MAX_ITERS)
+STATUSES = (*DESCENT_STATUSES, FAILED, UNRECORDED)
+# Runs that give a usable answer (best_lr, max_stable_lr, report figures).
+STABLE = (CONVERGED, MAX_ITERS)
+
+# Why a row stopped, in priority order when several rules fire at one step:
+# a non-finite value beats the threshold, divergence beats convergence.
+# Index 0 is "still running" (the descent's int8 code for a live row).
+STOP_REASONS = ("running", "nan", "inf", "threshold", "grad_tol", "patience", "max_iters")
+STATUS_OF_REASON = {"nan": DIVERGED, "inf": DIVERGED, "threshold": DIVERGED,
+                    "grad_tol": CONVERGED, "patience": CONVERGED, "max_iters": MAX_ITERS}

@@ -1,0 +1,60 @@
+"""What a descent returns for each run: status, curves, final point (scipy's OptimizeResult, batched)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from gdexp.core.outcomes import DIVERGED
+
+
+@dataclass(frozen=True)
+class Result:
+    """One run's outcome: its status and its curves at every step (step 0 = the start).
+
+    Attributes:
+        status: one of gdexp.core.outcomes.DESCENT_STATUSES.
+        stop_reason: why it stopped (gdexp.core.outcomes.STOP_REASONS).
+        iterations: the last step (gradient steps taken).
+        loss: ``(iterations + 1,)`` loss at every step.
+        grad_norm: ``(iterations + 1,)`` Euclidean norm of the gradient at every step.
+        path: ``(iterations + 1, dim)`` parameters at every step, or None for losses
+            with more than MAX_TRACKED_DIM parameters.
+        x: ``(dim,)`` the final parameters (at the stop step).
+    """
+
+    status: str
+    stop_reason: str
+    iterations: int
+    loss: np.ndarray
+    grad_norm: np.ndarray
+    path: np.ndarray | None
+    x: np.ndarray
+
+    @property
+    def diverged(self) -> bool:
+        return self.status == DIVERGED
+
+    @property
+    def diverged_step(self) -> int | None:
+        return self.iterations if self.diverged else None
+
+    @property
+    def divergence(self) -> str | None:
+        """'nan', 'inf' or 'threshold' for a diverged run."""
+        return self.stop_reason if self.diverged else None
+
+    @property
+    def best_step(self) -> int:
+        finite = np.where(np.isfinite(self.loss), self.loss, np.inf)
+        return int(np.argmin(finite))
+
+    @property
+    def best_loss(self) -> float:
+        return float(self.loss[self.best_step])
+
+    @property
+    def final_loss(self) -> float:
+        """The loss at the last step; for a run that blew up, its last finite value."""
+        finite = np.flatnonzero(np.isfinite(self.loss))
+        return float(self.loss[finite[-1]]) if finite.size else float("nan")
