@@ -25,10 +25,10 @@ def main() -> None:
     args = parser.parse_args()
 
     from gdexp.app import Store
-    from gdexp.plan import execute
+    from gdexp.core.batch import execute
 
-    one = compose_specs([["loss=rosenbrock", "optimizer.lr=0.001", "budget.max_iters=10000", "budget.tol=0"]])
-    batch = compose_specs([["loss=rosenbrock", f"optimizer.lr={lr:.6g}", "budget.max_iters=10000"]
+    one = compose_specs([["loss=rosenbrock", "optimizer.lr=0.001", "stopping.maxiter=10000", "stopping.gtol=0"]])
+    batch = compose_specs([["loss=rosenbrock", f"optimizer.lr={lr:.6g}", "stopping.maxiter=10000"]
                            for lr in np.logspace(-5, -2, 100)])
     t: dict = {}
     for _ in range(args.repeat):

@@ -24,7 +24,7 @@ from pathlib import Path
 
 RUNS, STEPS = 1000, 10_000
 REPO = Path(__file__).resolve().parents[1]  # this checkout's gdexp, whatever is installed
-_GDEXP = "import sys; from gdexp.cli import main; main(sys.argv[1:])"
+_GDEXP = "import sys; from gdexp.commands.main import main; main(sys.argv[1:])"
 
 
 def gdexp(folder: Path, *args: str) -> float:
@@ -50,8 +50,8 @@ def main() -> None:
         folder.mkdir(parents=True, exist_ok=True)
         if not (folder / "mlflow.db").exists():
             took = gdexp(folder, "-m", "loss=rosenbrock", "optimizer=gd",
-                         f"optimizer.lr=logspace(1e-5,3e-3,{args.runs})", f"budget.max_iters={args.steps}",
-                         "budget.tol=0", "tracking.curve_points=100", "hydra.sweep.dir=multirun")
+                         f"optimizer.lr=logspace(1e-5,3e-3,{args.runs})", f"stopping.maxiter={args.steps}",
+                         "stopping.gtol=0", "tracking.curve_points=100", "hydra.sweep.dir=multirun")
             print(f"sweep of {args.runs} runs x {args.steps} steps made in {took:.1f} s", flush=True)
         times = [gdexp(folder, "report", "--out", str(folder / "report")) for _ in range(args.repeat)]
         print(f"gdexp report, {args.runs} runs x {args.steps} steps: median {statistics.median(times):.1f} s "

@@ -71,7 +71,7 @@ def sweep(args: list[str], cwd: Path, env: dict | None = None) -> float:
 
 def reference(runs: int, steps: int = 10_000) -> list[str]:
     return ["-m", "loss=rosenbrock", "init=[-1.5,2.0]", "optimizer=gd",
-            f"optimizer.lr=logspace(1e-5,1e-2,{runs})", f"budget.max_iters={steps}"]
+            f"optimizer.lr=logspace(1e-5,1e-2,{runs})", f"stopping.maxiter={steps}"]
 
 
 def ray_head(temp: Path) -> str:

@@ -36,7 +36,7 @@ HERE = Path(__file__).resolve().parent
 
 def sweep_args(runs: int, steps: int) -> list[str]:
     return ["-m", "loss=rosenbrock", "init=[-1.5,2.0]", "optimizer=gd",
-            f"optimizer.lr=logspace(1e-5,1e-2,{runs})", f"budget.max_iters={steps}"]
+            f"optimizer.lr=logspace(1e-5,1e-2,{runs})", f"stopping.maxiter={steps}"]
 
 
 def gdexp_end_to_end(folder: Path, runs: int, steps: int) -> float:
@@ -91,12 +91,12 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="repeat the end-to-end and floor timings")
     args = parser.parse_args()
 
-    from gdexp.grids import logspace
-    from gdexp.plan import execute
+    from gdexp.hydra.grids import logspace
+    from gdexp.core.batch import execute
 
     lrs = logspace(1e-5, 1e-2, args.runs)
     specs = compose_specs([["loss=rosenbrock", "init=[-1.5,2.0]", "optimizer=gd", f"optimizer.lr={lr!r}",
-                            f"budget.max_iters={args.steps}"] for lr in lrs])
+                            f"stopping.maxiter={args.steps}"] for lr in lrs])
     # The first descent pays page faults on its fresh curve arrays (loss, grad
     # norm and parameters at every step: ~320 MB here); later ones reuse memory.
     t_descent, t_bare = [], []

@@ -58,11 +58,11 @@ def compose_specs(overrides_per_run: list[list[str]]):
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from gdexp.app import to_config
-    from gdexp.compose import JobComposer
-    from gdexp.config import register_configs
-    from gdexp.paths import conf_dir
-    from gdexp.plan import plan
+    from gdexp.hydra.task import to_config
+    from gdexp.hydra.compose import JobComposer
+    from gdexp.hydra.schema import register_configs
+    from gdexp.hydra.paths import conf_dir
+    from gdexp.core.spec import plan
 
     register_configs()
     GlobalHydra.instance().clear()

@@ -9,7 +9,7 @@ def run_cli(*args: str) -> int:
     """gdexp ARGS in this process; returns its exit status (a message exit counts 1)."""
     from hydra.core.global_hydra import GlobalHydra
 
-    from gdexp.cli import main
+    from gdexp.commands.main import main
 
     GlobalHydra.instance().clear()
     try:
@@ -44,7 +44,7 @@ def fail_artifacts(monkeypatch, when, error: BaseException) -> list:
 
     Returns the list of learning rates whose artifacts were attempted, in order.
     """
-    import gdexp.tracking as tracking
+    import gdexp.tracking.content as tracking
 
     real, calls = tracking.write_artifacts, []
 

@@ -25,10 +25,10 @@ def compose():
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from gdexp.app import to_config
-    from gdexp.config import register_configs
-    from gdexp.paths import conf_dir
-    from gdexp.sweeps import register_sweeps
+    from gdexp.hydra.task import to_config
+    from gdexp.hydra.schema import register_configs
+    from gdexp.hydra.paths import conf_dir
+    from gdexp.hydra.named_sweeps import register_sweeps
 
     register_configs()
     register_sweeps()

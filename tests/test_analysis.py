@@ -6,14 +6,14 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from gdexp import tracking
-from gdexp.analysis import load_curve, load_runs
+from gdexp.tracking import reader
+from gdexp.tracking.reader import load_curve, load_runs
 from cli_runner import run_cli, store_in
 
 QUADRATIC = ("-m", "loss=quadratic", "loss.eigenvalues=[1.0,10.0]", "optimizer.lr=0.05,0.25",
-             "budget.max_iters=200", "tracking.curve_points=20")
-BOOTH = ("-m", "loss=booth", "optimizer.lr=0.01,0.05", "budget.max_iters=100",
-         "budget.divergence_factor=inf")
+             "stopping.maxiter=200", "tracking.curve_points=20")
+BOOTH = ("-m", "loss=booth", "optimizer.lr=0.01,0.05", "stopping.maxiter=100",
+         "stopping.divergence_factor=inf")
 
 
 
@@ -50,7 +50,7 @@ def test_load_runs_of_a_sweep_has_typed_columns(sweeps):
     assert runs["iterations"][0] == 200 and str(runs["iterations"].dtype) == "Int64"
     assert runs["final_loss"][1] == diverged.data.metrics["final_loss"]
     # Every param under its dotted key, typed: numbers, bools, JSON lists kept as text, null missing.
-    assert runs["budget.max_iters"].dtype == np.int64 and set(runs["budget.max_iters"]) == {200}
+    assert runs["stopping.maxiter"].dtype == np.int64 and set(runs["stopping.maxiter"]) == {200}
     assert runs["optimizer.lr"].dtype == np.float64
     assert runs["loss.rotate"].tolist() == [False, False]
     assert runs["loss.eigenvalues"][0] == "[1.0, 10.0]" and pd.isna(runs["init"][0])
@@ -63,8 +63,8 @@ def test_without_arguments_the_latest_sweep_is_read(sweeps):
     _, _, booth = sweeps
     runs = load_runs()
     assert set(runs["sweep_id"]) == {booth} and list(runs["loss"]) == ["booth", "booth"]
-    assert runs["budget.divergence_factor"].dtype == np.float64
-    assert np.isinf(runs["budget.divergence_factor"]).all()
+    assert runs["stopping.divergence_factor"].dtype == np.float64
+    assert np.isinf(runs["stopping.divergence_factor"]).all()
 
 
 def test_an_experiment_gives_every_run_and_no_sweep_parent(sweeps):
@@ -82,7 +82,7 @@ def test_load_curve_has_every_step_not_mlflows_sample(sweeps):
     runs = load_runs(sweep=quadratic)
     stable, diverged = runs.iloc[0], runs.iloc[1]
     curve = load_curve(stable["run_id"])
-    assert list(curve.columns) == ["step", "loss", "grad_norm", "x0", "x1"]
+    assert list(curve.columns) == ["step", "loss", "grad_norm", "x[0]", "x[1]"]
     assert len(curve) == 201 and curve["step"].tolist() == list(range(201))
     assert len(MlflowClient(uri).get_metric_history(stable["run_id"], "loss")) <= 20
     assert curve["loss"].iloc[-1] == stable["final_loss"]
@@ -93,7 +93,7 @@ def test_load_curve_downloads_from_a_store_that_is_not_local(sweeps, monkeypatch
     _, quadratic, _ = sweeps
     run = load_runs(sweep=quadratic).iloc[0]
     local = load_curve(run["run_id"], artifact_uri=run["artifact_uri"])
-    monkeypatch.setattr(tracking, "local_dir", lambda uri: None)  # as for s3:// or mlflow-artifacts:
+    monkeypatch.setattr(reader, "local_dir", lambda uri: None)  # as for s3:// or mlflow-artifacts:
     pd.testing.assert_frame_equal(load_curve(run["run_id"]), local)
 
 

@@ -20,7 +20,7 @@ def all_runs(uri):
 def test_the_documented_command_lines_work(gdexp, store, tmp_path):
     pd.DataFrame({"col_a": [0.0, 1.0, 2.0, 3.0], "col_b": [1.0, 3.1, 4.9, 7.0]}).to_csv(tmp_path / "d.csv", index=False)
     commands = [
-        ["loss=quadratic", "loss.eigenvalues=[1,10,100]", "optimizer=gd", "optimizer.lr=0.015", "budget.max_iters=500"],
+        ["loss=quadratic", "loss.eigenvalues=[1,10,100]", "optimizer=gd", "optimizer.lr=0.015", "stopping.maxiter=500"],
         ["loss=rosenbrock", "init=[-1.5,2.0]", "optimizer=adam", "optimizer.lr=0.01"],
         ["loss=linear_regression", "loss.data=d.csv", "loss.x=col_a", "loss.y=col_b"],
     ]
@@ -39,7 +39,7 @@ BAD = [
     (["optimizer.lr=nan"], "optimizer.lr=nan"),
     (["optimizer.lrr=0.1"], "optimizer.lrr"),
     (["loss=nope"], "nope"),
-    (["budget.max_iters=0"], "budget.max_iters=0"),
+    (["stopping.maxiter=0"], "stopping.maxiter=0"),
     (["init=[1.0,2.0,3.0]"], "init=[1.0, 2.0, 3.0]"),
     (["loss=quadratic", "loss.eigenvalues=[1,-2]"], "loss.eigenvalues"),
     (["loss=linear_regression", "loss.data=missing.csv"], "loss.data='missing.csv'"),
@@ -60,7 +60,7 @@ def test_bad_input_is_one_clear_error_before_any_run(gdexp, store, tmp_path, arg
 
 
 def test_multirun_makes_a_parent_with_every_job_as_child(gdexp, store):
-    code, out, err = gdexp("-m", "loss=quadratic", "optimizer.lr=0.0001,0.001,0.01,0.1", "budget.max_iters=300")
+    code, out, err = gdexp("-m", "loss=quadratic", "optimizer.lr=0.0001,0.001,0.01,0.1", "stopping.maxiter=300")
     assert code == 0, err
     cl, runs = all_runs(store)
     parents = [r for r in runs if r.data.tags.get("gdexp.sweep") == "true"]
@@ -80,7 +80,7 @@ def test_multirun_makes_a_parent_with_every_job_as_child(gdexp, store):
 
 def test_a_failing_run_is_marked_failed_and_the_sweep_goes_on(gdexp, store, monkeypatch):
     fail_artifacts(monkeypatch, lambda spec, n: spec.lr == 0.001, OSError("disk full (injected)"))
-    code, out, err = gdexp("-m", "loss=booth", "optimizer.lr=0.0001,0.001,0.01", "budget.max_iters=50")
+    code, out, err = gdexp("-m", "loss=booth", "optimizer.lr=0.0001,0.001,0.01", "stopping.maxiter=50")
     assert code != 0 and "1 of 3 runs failed" in err and "disk full (injected)" in err
     cl, runs = all_runs(store)
     by_name = {r.info.run_name: r for r in runs}
@@ -108,10 +108,10 @@ def test_ctrl_c_marks_the_run_and_its_sweep_killed(gdexp, store, monkeypatch):
 def test_console_script_runs_a_sweep_from_another_folder(tmp_path):
     """The installed `gdexp` finds its configs wherever it is started (CI installs non-editable)."""
     exe = Path(sys.executable).with_name("gdexp")
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-c", "from gdexp.cli import main; main()"]
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-c", "from gdexp.commands.main import main; main()"]
     env = {**os.environ, "MLFLOW_TRACKING_URI": ""}
     env.pop("MLFLOW_TRACKING_URI")
-    done = subprocess.run([*cmd, "-m", "loss=booth", "optimizer.lr=0.01,0.2", "budget.max_iters=100"],
+    done = subprocess.run([*cmd, "-m", "loss=booth", "optimizer.lr=0.01,0.2", "stopping.maxiter=100"],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "runs=2, diverged=1, failed=0" in done.stdout

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from gdexp.lrfind import find_boundary
+from gdexp.hydra.sweepers.lr_find import find_boundary
 from cli_runner import fail_artifacts
 
 RTOL = 0.01  # sweeps/lr_find's default
@@ -24,10 +24,12 @@ def sweep_of(uri):
 
 def check_against(parent, children, theory):
     m = parent.data.metrics
-    assert abs(m["lr_found"] / theory - 1) <= RTOL
-    assert m["lr_found_lo"] == m["lr_found"] and m["lr_found_hi"] / m["lr_found_lo"] <= 1 + RTOL
+    assert abs(m["max_stable_lr"] / theory - 1) <= RTOL
+    assert m["min_diverged_lr"] / m["max_stable_lr"] <= 1 + RTOL
+    # gdexp 0.1's names stay for one release
+    assert m["lr_found"] == m["lr_found_lo"] == m["max_stable_lr"] and m["lr_found_hi"] == m["min_diverged_lr"]
     # The budget's bias (~0.05% above the true limit) is far inside the bracket.
-    assert m["lr_found_lo"] <= theory <= m["lr_found_hi"]
+    assert m["max_stable_lr"] <= theory <= m["min_diverged_lr"]
     assert m["probes"] == m["runs"] == len(children) and m["failed"] == 0
     status = {float(r.data.params["optimizer.lr"]): r.data.tags["gdexp.status"] for r in children}
     assert len(status) == len(children)  # no learning rate probed twice
@@ -44,7 +46,7 @@ def test_on_quadratics_it_finds_two_over_lambda_max(gdexp, store, args, lambda_m
     assert code == 0, err
     parent, children = sweep_of(store)
     check_against(parent, children, 2 / lambda_max)
-    assert f"lr_found={parent.data.metrics['lr_found']:g}" in out
+    assert f"max_stable_lr={parent.data.metrics['max_stable_lr']:g}" in out
 
 
 def test_on_linear_regression_it_finds_the_closed_form_limit(gdexp, store, tmp_path):
@@ -63,19 +65,19 @@ def test_on_linear_regression_it_finds_the_closed_form_limit(gdexp, store, tmp_p
 
 def test_no_bracket_within_max_probes_fails_saying_so(gdexp, store):
     code, out, err = gdexp("+sweep=lr_find", "loss=quadratic", "hydra.sweeper.start=1e-6",
-                           "hydra.sweeper.max_probes=3", "budget.max_iters=50")
+                           "hydra.sweeper.max_probes=3", "stopping.maxiter=50")
     assert code == 1
     assert "no bracket in 3 probes: every probe up to optimizer.lr=0.0001 stayed stable" in err
     parent, children = sweep_of(store)
     assert parent.info.status == "FAILED" and len(children) == 3
-    assert parent.data.metrics["probes"] == 3 and parent.data.metrics["lr_found"] == 1e-4
-    assert "lr_found_hi" not in parent.data.metrics
+    assert parent.data.metrics["probes"] == 3 and parent.data.metrics["max_stable_lr"] == 1e-4
+    assert "min_diverged_lr" not in parent.data.metrics
     assert "runs=3, diverged=0, failed=0" in out  # the usual summary came first
 
 
 def test_a_failed_probe_stops_the_search_and_the_sweep_fails(gdexp, store, monkeypatch):
     fail_artifacts(monkeypatch, lambda spec, n: n == 2, OSError("disk full (injected)"))
-    code, _, err = gdexp("+sweep=lr_find", "loss=booth", "budget.max_iters=50")
+    code, _, err = gdexp("+sweep=lr_find", "loss=booth", "stopping.maxiter=50")
     assert code == 1 and "probe 2 (optimizer.lr=0.01) ended failed" in err and "1 of 2 runs failed" in err
     parent, children = sweep_of(store)
     assert parent.info.status == "FAILED" and parent.data.metrics["probes"] == 2 == len(children)
@@ -86,11 +88,11 @@ def test_a_failed_probe_stops_the_search_and_the_sweep_fails(gdexp, store, monke
     ("loss=quadratic,booth", "loss"),
     ("hydra.sweeper.factor=1", "hydra.sweeper.factor=1.0"),
     ("hydra.sweeper.start=-1", "hydra.sweeper.start=-1.0"),
-    ("budget.max_iters=0", "budget.max_iters=0"),
+    ("stopping.maxiter=0", "stopping.maxiter=0"),
 ])
 def test_bad_input_fails_before_any_run(gdexp, store, tmp_path, arg, named):
     code, _, err = gdexp("+sweep=lr_find", "loss=booth", arg)
-    assert code == 1 and named in err and "Traceback" not in err
+    assert code == 2 and named in err and "Traceback" not in err
     if (tmp_path / "mlflow.db").exists():
         cl = MlflowClient(store)
         assert cl.search_runs([e.experiment_id for e in cl.search_experiments()]) == []

@@ -281,7 +281,7 @@ def test_bad_config_names_key_and_value(name, hyper, shown):
 def test_unknown_names_list_the_valid_ones():
     with pytest.raises(ConfigError, match="known: gd, momentum, nesterov, adagrad, rmsprop, adam"):
         make_optimizer("sgdd")
-    with pytest.raises(ConfigError, match="valid: lr, weight_decay"):
+    with pytest.raises(ConfigError, match="valid keys: lr, weight_decay"):
         make_optimizer("gd", momentum=0.9)
 
 

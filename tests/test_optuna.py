@@ -6,11 +6,11 @@ import math
 import pytest
 from mlflow import MlflowClient
 
-from gdexp.optuna_sweeper import DIVERGED_VALUE, objective
+from gdexp.hydra.sweepers.optuna import DIVERGED_VALUE, objective
 from cli_runner import fail_artifacts
 
 # The quadratic's limit is 2/100 = 0.02, so lr_optuna's range 1e-5..1 reaches two decades into divergence.
-QUICK = ["loss=quadratic", "budget.max_iters=300"]
+QUICK = ["loss=quadratic", "stopping.maxiter=300"]
 
 
 def sweep_of(uri):
@@ -74,14 +74,14 @@ def test_a_failed_job_is_a_fail_trial_and_the_sweep_exits_non_zero(gdexp, store,
 
 
 def test_a_search_space_from_the_command_line(gdexp, store):
-    code, _, err = gdexp("+sweep=lr_optuna", *QUICK, "optimizer=momentum", "hydra.sweeper.n_trials=6",
+    code, _, err = gdexp("+sweep=lr_optuna", "loss=quadratic", "optimizer=momentum", "hydra.sweeper.n_trials=6",
                          "optimizer.lr=0.001", "optimizer.momentum=interval(0.5,0.9)",
-                         "budget.max_iters=range(100,301,100)")
+                         "stopping.maxiter=range(100,301,100)")
     assert code == 0, err
     _, children = sweep_of(store)
     assert {r.data.params["optimizer.lr"] for r in children} == {"0.001"}  # fixed: out of the search
     assert all(0.5 <= float(r.data.params["optimizer.momentum"]) <= 0.9 for r in children)
-    assert {r.data.params["budget.max_iters"] for r in children} <= {"100", "200", "300"}
+    assert {r.data.params["stopping.maxiter"] for r in children} <= {"100", "200", "300"}
 
 
 @pytest.mark.parametrize("arg, named", [
@@ -91,7 +91,7 @@ def test_a_search_space_from_the_command_line(gdexp, store):
 ])
 def test_bad_input_fails_before_any_run(gdexp, store, tmp_path, arg, named):
     code, _, err = gdexp("+sweep=lr_optuna", arg)
-    assert code == 1 and named in err and "Traceback" not in err
+    assert code == 2 and named in err and "Traceback" not in err
     if (tmp_path / "mlflow.db").exists():
         cl = MlflowClient(store)
         assert cl.search_runs([e.experiment_id for e in cl.search_experiments()]) == []

@@ -18,7 +18,7 @@ from cli_runner import run_cli, store_in
 # lr = 2/10, so 0.25 diverges and the others do not. MLflow keeps 50 points per
 # curve; the report must read all of them from curve.parquet.
 SWEEP = ("-m", "loss=quadratic", "loss.eigenvalues=[1.0,10.0]", "loss.rotate=true",
-         "optimizer.lr=0.01,0.1,0.19,0.25", "budget.max_iters=300", "tracking.curve_points=50")
+         "optimizer.lr=0.01,0.1,0.19,0.25", "stopping.maxiter=300", "tracking.curve_points=50")
 LAMBDA_MIN, LAMBDA_MAX = 1.0, 10.0
 
 
@@ -130,7 +130,7 @@ def test_an_experiment_report_covers_every_run_and_is_not_attached(sweep, capsys
     monkeypatch.chdir(sweep.folder)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", sweep.uri)
     # A run of no sweep, on another quadratic (3-D): a figure group of its own.
-    assert run_cli("loss=quadratic", "optimizer.lr=0.01", "budget.max_iters=100") == 0
+    assert run_cli("loss=quadratic", "optimizer.lr=0.01", "stopping.maxiter=100") == 0
     capsys.readouterr()
     out = sweep.folder / "experiment"
     assert report(["--experiment", "gdexp", "--out", str(out)]) == 0

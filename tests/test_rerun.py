@@ -11,14 +11,14 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from gdexp.rerun import compare
-from gdexp.rerun import main as rerun
+from gdexp.commands.rerun import compare
+from gdexp.commands.rerun import main as rerun
 from cli_runner import run_cli, store_in
 
 # Linear regression on a CSV file, so each run logs the file's checksum; a budget
 # that is not the default, so a rerun from today's defaults could not match.
 SWEEP = ("-m", "loss=linear_regression", "loss.data=data.csv", "optimizer.lr=0.05,0.3",
-         "budget.max_iters=150", "budget.tol=0")
+         "stopping.maxiter=150", "stopping.gtol=0")
 
 
 

@@ -28,13 +28,14 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from gdexp import guards, tracking
+from gdexp.tracking import content, guards, record, store
+from gdexp.tracking import env as tracking_env
 from gdexp.core.errors import ConfigError
 
 BIN = Path(sys.executable).parent
 SERVER_START_S = 60
 # A small sweep: 2 losses x 3 rates, every step logged (300 steps < curve_points).
-SWEEP = ["-m", "loss=quadratic,booth", "optimizer.lr=0.001,0.01,0.1", "budget.max_iters=300"]
+SWEEP = ["-m", "loss=quadratic,booth", "optimizer.lr=0.001,0.01,0.1", "stopping.maxiter=300"]
 SWEEP_RUNS = 6
 
 
@@ -190,7 +191,7 @@ def _gdexp(*args: str, cwd: Path, env: dict | None = None, timeout: int = 300) -
     full = dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true", RAY_AUTH_MODE="disabled",
                 RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0", **(env or {}))
     full.pop("MLFLOW_TRACKING_URI", None)
-    full.pop(tracking.PARENT_ENV, None)
+    full.pop(tracking_env.PARENT_RUN, None)
     return subprocess.run([str(BIN / "gdexp"), *args], cwd=cwd, env=full, capture_output=True,
                           text=True, timeout=timeout)
 
@@ -250,7 +251,7 @@ def _check_complete(uri: str) -> tuple:
 @pytest.fixture(autouse=True)
 def _http_retry_settings_restored():
     """gdexp sets MLflow's retry bounds in its process; a test's must not reach the next test."""
-    saved = {k: os.environ.get(k) for k in guards.HTTP_CLIENT_DEFAULTS}
+    saved = {k: os.environ.get(k) for k in tracking_env.HTTP_CLIENT_DEFAULTS}
     yield
     for key, value in saved.items():
         if value is None:
@@ -263,7 +264,7 @@ def _http_retry_settings_restored():
 
 def test_tracking_server_needs_its_address(gdexp, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI")
-    code, out, err = gdexp("tracking=server", "loss=booth", "budget.max_iters=5")
+    code, out, err = gdexp("tracking=server", "loss=booth", "stopping.maxiter=5")
     assert code == 2 and "tracking.uri" in err and "http://HOST:PORT" in err
 
 
@@ -309,10 +310,10 @@ def test_sqlite_is_refused_when_jobs_run_on_other_machines(launcher, refused):
 def test_a_job_without_the_sweeps_environment_is_refused(monkeypatch):
     gdexp_sweeper = "hydra_plugins.gdexp_plugins.GridSweeper"
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    monkeypatch.delenv(tracking.PARENT_ENV, raising=False)
+    monkeypatch.delenv(tracking_env.PARENT_RUN, raising=False)
     with pytest.raises(ConfigError, match="GDEXP_PARENT_RUN_ID and MLFLOW_TRACKING_URI"):
         guards.check_job_environment(None, gdexp_sweeper)
-    monkeypatch.setenv(tracking.PARENT_ENV, "abc")
+    monkeypatch.setenv(tracking_env.PARENT_RUN, "abc")
     with pytest.raises(ConfigError, match="did not get the sweep's MLFLOW_TRACKING_URI"):
         guards.check_job_environment("sqlite:///mlflow.db", gdexp_sweeper)
     guards.check_job_environment("sqlite:////abs/mlflow.db", gdexp_sweeper)
@@ -323,8 +324,8 @@ def test_jobs_become_one_task_per_run_of_jobs_that_descend_together(compose):
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from gdexp.paths import conf_dir
-    from gdexp.remote import descent_groups
+    from gdexp.hydra.paths import conf_dir
+    from gdexp.hydra.launchers.groups import descent_groups
 
     master = compose(raw=True)
     GlobalHydra.instance().clear()
@@ -337,13 +338,13 @@ def test_jobs_become_one_task_per_run_of_jobs_that_descend_together(compose):
             [(10, jobs[:2]), (12, jobs[2:3]), (13, jobs[3:4]), (14, jobs[4:])]
 
 
-def test_http_retries_are_bounded_unless_the_user_set_them(monkeypatch):
-    for key in guards.HTTP_CLIENT_DEFAULTS:
+def test_http_retries_are_bounded_unless_the_user_set_them(monkeypatch, tmp_path):
+    for key in tracking_env.HTTP_CLIENT_DEFAULTS:
         monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "7")
-    tracking.client("sqlite:////tmp/x.db")
+    store.client(f"sqlite:///{tmp_path / 'x.db'}")
     assert "MLFLOW_HTTP_REQUEST_MAX_RETRIES" not in os.environ  # a local store: nothing to bound
-    tracking.client("http://127.0.0.1:5000")
+    store.client("http://127.0.0.1:5000")
     assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "4"
     assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "7"  # the user's value wins
 
@@ -368,7 +369,7 @@ def test_ray_sweep_against_a_server_on_postgres(ray_head, server_on_postgres, tm
     assert not (work / "mlflow.db").exists()  # nothing went to a stray local store
 
     # Reading back through the server: load_runs, full curves, rerun, report.
-    from gdexp.analysis import load_curve, load_runs
+    from gdexp.tracking.reader import load_curve, load_runs
 
     runs = load_runs(sweep=parent.info.run_id, tracking_uri=url)
     assert len(runs) == SWEEP_RUNS and set(runs["status"]) <= {"converged", "diverged", "max_iters"}
@@ -419,7 +420,7 @@ def test_server_stopped_mid_sweep_loses_nothing_and_resume_completes_it(gdexp, s
     sweep_dir = tmp_path / "sweep"
 
     started, before, written = [], {}, []
-    real_start_run, real_write_artifacts = tracking.start_run, tracking.write_artifacts
+    real_start_run, real_write_artifacts = record.start_run, content.write_artifacts
 
     def start_run(*args, **kwargs):
         if len(started) == 3:
@@ -434,12 +435,12 @@ def test_server_stopped_mid_sweep_loses_nothing_and_resume_completes_it(gdexp, s
             server.stop()
         return real_write_artifacts(*args, **kwargs)
 
-    monkeypatch.setattr(tracking, "start_run", start_run)
-    monkeypatch.setattr(tracking, "write_artifacts", write_artifacts)
+    monkeypatch.setattr(record, "start_run", start_run)
+    monkeypatch.setattr(content, "write_artifacts", write_artifacts)
     code, out, err = gdexp(*SWEEP, "tracking=server", f"tracking.uri={server.url}",
                            f"hydra.sweep.dir={sweep_dir}")
-    monkeypatch.setattr(tracking, "start_run", real_start_run)
-    monkeypatch.setattr(tracking, "write_artifacts", real_write_artifacts)
+    monkeypatch.setattr(record, "start_run", real_start_run)
+    monkeypatch.setattr(content, "write_artifacts", real_write_artifacts)
     assert code == 1, err
     assert f"3 runs could not be recorded in {server.url}" in err and f"gdexp resume {sweep_dir}" in err, err
     kept = sorted(sweep_dir.glob("gdexp-unrecorded/*/run.json"))

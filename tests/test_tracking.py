@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from gdexp.plan import config_hash, plan
-from gdexp.tracking import resolve_uri
+from gdexp.core.spec import config_hash, plan
+from gdexp.tracking.store import resolve_uri
 
 
 def only_run(uri):
@@ -25,13 +25,13 @@ def artifact_path(cl, run, name):
 
 def test_a_run_records_params_curves_tags_and_artifacts(gdexp, store):
     code, _, err = gdexp("loss=quadratic", "loss.eigenvalues=[1,10,100]", "optimizer=gd",
-                         "optimizer.lr=0.015", "budget.max_iters=500")
+                         "optimizer.lr=0.015", "stopping.maxiter=500")
     assert code == 0, err
     cl, run = only_run(store)
     p, m, t = run.data.params, run.data.metrics, run.data.tags
     assert run.info.status == "FINISHED" and run.info.run_name == "quadratic-gd-lr=0.015"
     assert p["loss.name"] == "quadratic" and p["optimizer.name"] == "gd"
-    assert p["optimizer.lr"] == "0.015" and p["budget.max_iters"] == "500"
+    assert p["optimizer.lr"] == "0.015" and p["stopping.maxiter"] == "500"
     assert json.loads(p["loss.eigenvalues"]) == [1.0, 10.0, 100.0]
     assert t["gdexp.status"] == "max_iters" and t["gdexp.diverged"] == "false"
     assert "gdexp.diverged_step" not in t
@@ -40,7 +40,7 @@ def test_a_run_records_params_curves_tags_and_artifacts(gdexp, store):
     history = cl.get_metric_history(run.info.run_id, "loss")
     assert sorted(h.step for h in history) == list(range(501))  # every step: 501 <= curve_points
     curve = pd.read_parquet(artifact_path(cl, run, "curve.parquet"))
-    assert list(curve.columns) == ["step", "loss", "grad_norm", "x0", "x1", "x2"] and len(curve) == 501
+    assert list(curve.columns) == ["step", "loss", "grad_norm", "x[0]", "x[1]", "x[2]"] and len(curve) == 501
     by_step = {h.step: h.value for h in history}
     np.testing.assert_array_equal(curve["loss"].to_numpy(), [by_step[s] for s in range(501)])
     # The logged numbers are the theory's: GD on a diagonal quadratic from (1,1,1).
@@ -49,12 +49,12 @@ def test_a_run_records_params_curves_tags_and_artifacts(gdexp, store):
     assert m["final_loss"] == pytest.approx(expected, rel=1e-9)
     result = json.loads(open(artifact_path(cl, run, "result.json")).read())
     assert result["status"] == "max_iters" and result["iterations"] == 500
-    assert result["final_params"] == pytest.approx(list(curve.iloc[-1][["x0", "x1", "x2"]]))
+    assert result["x"] == pytest.approx(list(curve.iloc[-1][["x[0]", "x[1]", "x[2]"]]))
     assert t["gdexp.config_hash"] == result["config_hash"]
 
 
 def test_a_diverged_run_is_flagged_and_stores_nothing_infinite(gdexp, store):
-    code, _, err = gdexp("loss=quadratic", "optimizer.lr=0.03", "budget.max_iters=500")
+    code, _, err = gdexp("loss=quadratic", "optimizer.lr=0.03", "stopping.maxiter=500")
     assert code == 0, err
     cl, run = only_run(store)
     t, m = run.data.tags, run.data.metrics
@@ -71,25 +71,29 @@ def test_a_diverged_run_is_flagged_and_stores_nothing_infinite(gdexp, store):
 
 
 def test_nan_divergence_keeps_metrics_finite(gdexp, store):
-    code, _, err = gdexp("loss=rosenbrock", "optimizer.lr=1.0", "budget.divergence_factor=inf",
-                         "budget.max_iters=200")
+    code, _, err = gdexp("loss=rosenbrock", "optimizer.lr=1.0", "stopping.divergence_factor=inf",
+                         "stopping.maxiter=200")
     assert code == 0, err
     cl, run = only_run(store)
     t = run.data.tags
     assert t["gdexp.status"] == "diverged" and t["gdexp.divergence"] in ("nan", "inf")
-    summary = {k: v for k, v in run.data.metrics.items() if k not in ("loss", "grad_norm")}
-    assert set(summary) == {"final_loss", "best_loss", "iterations"}
+    summary = {k: v for k, v in run.data.metrics.items() if k not in ("loss", "grad_norm") and "." not in k}
+    assert set(summary) == {"final_loss", "best_loss", "iterations", "lr", "seed"}
     assert all(np.isfinite(v) for v in summary.values())
-    # The blow-up step is on the curve as NaN (MLflow keeps NaN; it would turn
-    # inf into 1.8e308 silently); every other point is an honest finite value.
+    # Non-finite points stay out of MLflow's curve (a NaN latest value hides the chart in the
+    # MLflow UI; MLflow would turn inf into 1.8e308 silently): the curve ends at the last finite
+    # step before the blow-up, and curve.parquet keeps the blow-up itself.
     history = sorted(cl.get_metric_history(run.info.run_id, "loss"), key=lambda h: h.step)
-    assert history[-1].step == int(t["gdexp.diverged_step"]) and np.isnan(history[-1].value)
-    assert all(np.isfinite(h.value) and abs(h.value) < 1.7e308 for h in history[:-1])
+    curve = pd.read_parquet(cl.download_artifacts(run.info.run_id, "curve.parquet"))
+    last_finite = int(curve.loc[np.isfinite(curve["loss"]), "step"].max())
+    assert history[-1].step == last_finite < int(t["gdexp.diverged_step"])
+    assert not np.isfinite(curve["loss"].iloc[-1]) and len(curve) == int(t["gdexp.diverged_step"]) + 1
+    assert all(np.isfinite(h.value) and abs(h.value) < 1.7e308 for h in history)
 
 
 def test_long_curves_are_sampled_to_curve_points_keeping_key_steps(gdexp, store):
-    code, _, err = gdexp("loss=rosenbrock", "optimizer.lr=0.001", "budget.max_iters=5000",
-                         "budget.tol=0", "tracking.curve_points=200")
+    code, _, err = gdexp("loss=rosenbrock", "optimizer.lr=0.001", "stopping.maxiter=5000",
+                         "stopping.gtol=0", "tracking.curve_points=200")
     assert code == 0, err
     cl, run = only_run(store)
     steps = sorted(h.step for h in cl.get_metric_history(run.info.run_id, "loss"))
@@ -118,7 +122,7 @@ def test_tracking_uri_defaults_to_an_absolute_sqlite_file_and_env_wins(tmp_path,
 
 def test_config_uri_is_used_when_no_env(gdexp, store, tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI")
-    code, _, err = gdexp("loss=booth", "tracking.uri=sqlite:///stores/booth.db", "budget.max_iters=5")
+    code, _, err = gdexp("loss=booth", "tracking.uri=sqlite:///stores/booth.db", "stopping.maxiter=5")
     assert code == 0, err
     assert (tmp_path / "stores" / "booth.db").exists()
     assert not (tmp_path / "mlflow.db").exists()

@@ -66,7 +66,7 @@ def page(tmp_path):
 @pytest.fixture
 def sweep(gdexp, store):
     """A 3-run learning-rate sweep, read back through MLflow's client: (parent, children)."""
-    code, _, err = gdexp("-m", "loss=quadratic", f"{LR}=0.001,0.01,0.05", "budget.max_iters=200")
+    code, _, err = gdexp("-m", "loss=quadratic", f"{LR}=0.001,0.01,0.05", "stopping.maxiter=200")
     assert code == 0, err
     client = MlflowClient(store)
     experiments = [e.experiment_id for e in client.search_experiments()]

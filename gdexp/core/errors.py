@@ -13,3 +13,26 @@ class ConfigError(ValueError):
     def __init__(self, key: str, value, reason: str):
         self.key, self.value, self.reason = key, value, reason
         super().__init__(f"{key}={value!r}: {reason}")
+
+
+# The exit status of every gdexp command for input it refuses (a bad key or value, a grid
+# that cannot be expanded, a store that cannot be used), before any MLflow run exists.
+# argparse uses 2 too. A run or sweep that ran and failed exits 1.
+EXIT_INVALID_INPUT = 2
+
+
+class InvalidInputExit(SystemExit):
+    """The exit of a command that refused its input: status EXIT_INVALID_INPUT, the error kept
+    (gdexp.run and gdexp.sweep turn it back into the error)."""
+
+    def __init__(self, error: Exception):
+        super().__init__(EXIT_INVALID_INPUT)
+        self.error = error
+
+
+def exit_invalid(error: Exception) -> "NoReturn":  # noqa: F821
+    """Print `error` as gdexp's one-line error and exit with EXIT_INVALID_INPUT."""
+    import sys
+
+    print(f"gdexp: error: {error}", file=sys.stderr)
+    raise InvalidInputExit(error)

@@ -8,12 +8,12 @@ are not reproduced.
 """
 from __future__ import annotations
 
-import inspect
 from typing import Callable, NamedTuple
 
 import numpy as np
 
 from gdexp.core.errors import ConfigError
+from gdexp.core.params import NonNegative, Positive, UnitClosed, UnitOpen, check_array, hints, schema
 
 __all__ = [
     "OPTIMIZERS", "Optimizer", "make_optimizer",
@@ -46,40 +46,15 @@ class Optimizer(NamedTuple):
     update: Callable[[np.ndarray, State, np.ndarray], tuple[np.ndarray, State]]
 
 
-_NONNEG = (lambda v: (v >= 0) & (v < np.inf), "must be finite and >= 0")
-_POSITIVE = (lambda v: (v > 0) & (v < np.inf), "must be finite and > 0")
-_UNIT_OPEN = (lambda v: (v >= 0) & (v < 1), "must be in [0, 1)")
-_UNIT_CLOSED = (lambda v: (v >= 0) & (v <= 1), "must be in [0, 1]")
-# The admissible values of each numeric hyper-parameter. NaN fails every
-# comparison, so it is rejected everywhere. momentum >= 1 is allowed, as in
-# torch: a never-forgetting heavy ball is a legitimate divergence experiment.
-_RULES = {
-    "lr": _POSITIVE, "eps": _POSITIVE,
-    "momentum": _NONNEG, "weight_decay": _NONNEG, "lr_decay": _NONNEG,
-    "initial_accumulator_value": _NONNEG,  # torch rejects < 0: sqrt(sum) would be NaN
-    "beta1": _UNIT_OPEN, "beta2": _UNIT_OPEN,  # beta = 1 makes 1 - beta**t zero
-    "alpha": _UNIT_CLOSED, "dampening": _UNIT_CLOSED,
-}
+def _hyper(name: str, **values) -> dict[str, np.ndarray]:
+    """Numeric hyper-parameters checked against the annotations of OPTIMIZERS[name]; float64
+    scalars or (B,) arrays. (By name: inside `momentum`, the argument `momentum` hides the factory.)
 
-
-def _hyper(**values) -> dict[str, np.ndarray]:
-    """Validates numeric hyper-parameters; returns float64 scalars or (B,) arrays."""
-    out = {}
-    for key, value in values.items():
-        try:
-            arr = np.asarray(value, dtype=np.float64)
-        except (TypeError, ValueError):
-            arr = None
-        if arr is None or arr.ndim > 1 or arr.size == 0:
-            raise ConfigError(f"optimizer.{key}", value, "must be a number or a (B,) array of numbers")
-        ok, reason = _RULES[key]
-        bad = np.flatnonzero(~ok(arr))
-        if bad.size and arr.ndim:
-            raise ConfigError(f"optimizer.{key}", arr[bad[0]].item(), f"{reason} (row {bad[0]})")
-        if bad.size:
-            raise ConfigError(f"optimizer.{key}", value, reason)
-        out[key] = arr
-    return out
+    The annotation of each keyword (gdexp.core.params: Positive, UnitOpen, ...) is
+    its admissible range, so a new hyper-parameter is one annotated argument.
+    """
+    types = hints(OPTIMIZERS[name])
+    return {key: check_array(f"optimizer.{key}", value, types[key]) for key, value in values.items()}
 
 
 def _flag(key: str, value) -> bool:
@@ -120,14 +95,14 @@ def _lerp(start: np.ndarray, end: np.ndarray, weight: np.ndarray) -> np.ndarray:
     return np.where(weight < 0.5, start + weight * (end - start), end - (end - start) * (1 - weight))
 
 
-def gd(lr=1e-3, weight_decay=0.0) -> Optimizer:
+def gd(lr: Positive = 1e-3, weight_decay: NonNegative = 0.0) -> Optimizer:
     """Plain gradient descent as torch.optim.SGD (momentum=0): x <- x - lr * g.
 
     Args:
         lr: Step size, > 0.
         weight_decay: L2 coefficient; g <- g + weight_decay * x, as in torch.
     """
-    hyper = _hyper(lr=lr, weight_decay=weight_decay)
+    hyper = _hyper("gd", lr=lr, weight_decay=weight_decay)
 
     def update(grad, state, x):
         return -state["lr"] * _l2(grad, state, x), dict(state)
@@ -149,7 +124,8 @@ def _sgd(name: str, hyper: dict[str, np.ndarray], nesterov: bool) -> Optimizer:
     return Optimizer(name, _init(hyper, ("momentum_buffer",), step=True), update)
 
 
-def momentum(lr=1e-3, momentum=0.9, dampening=0.0, weight_decay=0.0) -> Optimizer:
+def momentum(lr: Positive = 1e-3, momentum: NonNegative = 0.9, dampening: UnitClosed = 0.0,
+             weight_decay: NonNegative = 0.0) -> Optimizer:
     """Heavy ball as torch.optim.SGD(momentum, dampening): x <- x - lr * buf.
 
     buf is the first gradient, then buf <- momentum * buf + (1 - dampening) * g.
@@ -160,11 +136,11 @@ def momentum(lr=1e-3, momentum=0.9, dampening=0.0, weight_decay=0.0) -> Optimize
         dampening: Fraction of each new gradient kept out of the buffer, in [0, 1].
         weight_decay: L2 coefficient; g <- g + weight_decay * x, as in torch.
     """
-    hyper = _hyper(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay)
+    hyper = _hyper("momentum", lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay)
     return _sgd("momentum", hyper, nesterov=False)
 
 
-def nesterov(lr=1e-3, momentum=0.9, weight_decay=0.0) -> Optimizer:
+def nesterov(lr: Positive = 1e-3, momentum: NonNegative = 0.9, weight_decay: NonNegative = 0.0) -> Optimizer:
     """Nesterov as torch.optim.SGD(nesterov=True): x <- x - lr * (g + momentum * buf).
 
     buf is as in `momentum`, undamped.
@@ -174,13 +150,12 @@ def nesterov(lr=1e-3, momentum=0.9, weight_decay=0.0) -> Optimizer:
         momentum: Buffer decay, >= 0.
         weight_decay: L2 coefficient; g <- g + weight_decay * x, as in torch.
     """
-    hyper = _hyper(lr=lr, momentum=momentum, weight_decay=weight_decay)
+    hyper = _hyper("nesterov", lr=lr, momentum=momentum, weight_decay=weight_decay)
     return _sgd("nesterov", hyper, nesterov=True)
 
 
-def adagrad(
-    lr=1e-2, lr_decay=0.0, initial_accumulator_value=0.0, eps=1e-10, weight_decay=0.0
-) -> Optimizer:
+def adagrad(lr: Positive = 1e-2, lr_decay: NonNegative = 0.0, initial_accumulator_value: NonNegative = 0.0,
+            eps: Positive = 1e-10, weight_decay: NonNegative = 0.0) -> Optimizer:
     """Adagrad as torch.optim.Adagrad: x <- x - clr * g / (sqrt(sum) + eps).
 
     At step t, sum <- sum + g * g and clr = lr / (1 + (t - 1) * lr_decay).
@@ -192,7 +167,7 @@ def adagrad(
         eps: Added to the root, > 0.
         weight_decay: L2 coefficient; g <- g + weight_decay * x, as in torch.
     """
-    hyper = _hyper(lr=lr, lr_decay=lr_decay, initial_accumulator_value=initial_accumulator_value,
+    hyper = _hyper("adagrad", lr=lr, lr_decay=lr_decay, initial_accumulator_value=initial_accumulator_value,
                    eps=eps, weight_decay=weight_decay)
     zeroed = _init(hyper, ("sum",), step=True)
 
@@ -211,7 +186,8 @@ def adagrad(
     return Optimizer("adagrad", init, update)
 
 
-def rmsprop(lr=1e-2, alpha=0.99, eps=1e-8, momentum=0.0, centered=False, weight_decay=0.0) -> Optimizer:
+def rmsprop(lr: Positive = 1e-2, alpha: UnitClosed = 0.99, eps: Positive = 1e-8, momentum: NonNegative = 0.0,
+            centered: bool = False, weight_decay: NonNegative = 0.0) -> Optimizer:
     """RMSprop as torch.optim.RMSprop, centered and momentum branches included.
 
     square_avg <- alpha * square_avg + (1 - alpha) * g * g and avg =
@@ -227,7 +203,7 @@ def rmsprop(lr=1e-2, alpha=0.99, eps=1e-8, momentum=0.0, centered=False, weight_
         centered: Divide by the gradient's variance, not its second moment (bool).
         weight_decay: L2 coefficient; g <- g + weight_decay * x, as in torch.
     """
-    hyper = _hyper(lr=lr, alpha=alpha, eps=eps, momentum=momentum, weight_decay=weight_decay)
+    hyper = _hyper("rmsprop", lr=lr, alpha=alpha, eps=eps, momentum=momentum, weight_decay=weight_decay)
     centered = _flag("centered", centered)
 
     def update(grad, state, x):
@@ -246,7 +222,8 @@ def rmsprop(lr=1e-2, alpha=0.99, eps=1e-8, momentum=0.0, centered=False, weight_
     return Optimizer("rmsprop", _init(hyper, buffers), update)
 
 
-def adam(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, amsgrad=False, weight_decay=0.0) -> Optimizer:
+def adam(lr: Positive = 1e-3, beta1: UnitOpen = 0.9, beta2: UnitOpen = 0.999, eps: Positive = 1e-8,
+         amsgrad: bool = False, weight_decay: NonNegative = 0.0) -> Optimizer:
     """Adam with L2 weight decay as torch.optim.Adam (not AdamW).
 
     exp_avg <- lerp(exp_avg, g, 1 - beta1), exp_avg_sq <- beta2 * exp_avg_sq +
@@ -262,7 +239,7 @@ def adam(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, amsgrad=False, weight_decay=
         amsgrad: Use the running maximum of the second moment (bool).
         weight_decay: L2 coefficient; g <- g + weight_decay * x, as in torch.
     """
-    hyper = _hyper(lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay)
+    hyper = _hyper("adam", lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay)
     amsgrad = _flag("amsgrad", amsgrad)
 
     def update(grad, state, x):
@@ -308,9 +285,8 @@ def make_optimizer(name: str, **hyper) -> Optimizer:
     """
     if name not in OPTIMIZERS:
         raise ConfigError("optimizer.name", name, f"unknown optimizer; known: {', '.join(OPTIMIZERS)}")
-    valid = list(inspect.signature(OPTIMIZERS[name]).parameters)
+    valid = schema(OPTIMIZERS[name])
     for key, value in hyper.items():
         if key not in valid:
-            reason = f"not a hyper-parameter of {name}; valid: {', '.join(valid)}"
-            raise ConfigError(f"optimizer.{key}", value, reason)
+            raise ConfigError(f"optimizer.{key}", value, f"not a key of optimizer {name}; valid keys: {', '.join(valid)}")
     return OPTIMIZERS[name](**hyper)

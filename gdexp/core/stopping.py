@@ -1,9 +1,38 @@
 """When a run stops: its budget, convergence tests and divergence test, per row of a batch."""
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
+
+from gdexp.core.params import Factor, NonNegative, NonNegativeInt, PositiveInt, check_section
+
+
+@dataclass(frozen=True)
+class StoppingConfig:
+    """The ``stopping`` config section of one run: the schema of conf/stopping/ (defaults there).
+
+    Names follow scipy.optimize (``maxiter``, ``gtol``) and Keras' EarlyStopping
+    (``patience``, ``min_delta``); see StoppingRules for their meaning.
+    """
+
+    maxiter: PositiveInt = 1000
+    gtol: NonNegative = 1e-8
+    patience: NonNegativeInt = 0
+    min_delta: NonNegative = 0.0
+    divergence_factor: Factor = 1e4
+
+
+def check_stopping(section: dict) -> dict:
+    """The stopping section with every key known and in range (ConfigError otherwise).
+
+    >>> check_stopping({"maxiter": 0})
+    Traceback (most recent call last):
+    ...
+    gdexp.core.errors.ConfigError: stopping.maxiter=0: must be >= 1
+    """
+    checked = check_section("stopping", StoppingConfig, section, "rules")
+    return {**asdict(StoppingConfig()), **checked}
 
 
 @dataclass(frozen=True)

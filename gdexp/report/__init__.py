@@ -77,9 +77,9 @@ def _attach(sel, files: list[Path]) -> str:
         why = ("they belong to no sweep" if not sel.parents
                else "they do not all belong to one sweep")
         return f"Not attached to any MLflow run: {why}."
-    from gdexp import tracking
+    from gdexp.tracking.store import client
 
-    cl = tracking.client(sel.uri)
+    cl = client(sel.uri)
     for path in files:
         cl.log_artifact(sel.parent_id, str(path), artifact_path="report")
     return (f"Attached to parent run {sel.parent_id} as artifacts report/ "

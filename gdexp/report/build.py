@@ -5,7 +5,8 @@ from pathlib import Path
 
 import matplotlib as mpl
 
-from gdexp.plan import plan
+from gdexp.core.legacy import upgrade
+from gdexp.core.spec import plan
 from gdexp.report import figures, render, sections
 from gdexp.report.animate import descent_gif
 from gdexp.report.select import Group, Selection, groups, run_config
@@ -76,7 +77,7 @@ def _contour_section(sel: Selection, parts: list[Group], out: Path) -> list[tupl
     for g in flat:
         blocks.append(("h", 3, g.title))
         try:
-            loss = plan(run_config(sel, g.runs.iloc[0])).loss
+            loss = plan(upgrade(run_config(sel, g.runs.iloc[0]))).loss
         except Exception as exc:  # a data file moved since: say so, draw the rest
             blocks.append(("p", f"No contour plot: the loss could not be rebuilt from the run's "
                                 f"config.yaml ({type(exc).__name__}: {exc})."))

@@ -7,7 +7,7 @@ import shlex
 import pandas as pd
 
 from gdexp.report.select import Selection
-from gdexp.summary import sweep_counts
+from gdexp.results.summary import sweep_counts
 from gdexp.tracking import TAG as _T
 
 # The report's row order: by loss, then learning rate (the rest only breaks ties).

@@ -8,8 +8,9 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from gdexp import tracking
-from gdexp.analysis import artifact_file, latest_sweep, load_curve, load_runs
+from gdexp.tracking import TAG
+from gdexp.tracking.store import client, resolve_uri
+from gdexp.tracking.reader import artifact_file, latest_sweep, load_curve, load_runs
 
 
 @dataclass
@@ -42,19 +43,19 @@ class Selection:
 
 def select(experiment: str | None, sweep: str | None, tracking_uri: str | None) -> Selection:
     """The runs of an experiment, of one sweep, or of the latest sweep in the store."""
-    uri = tracking.resolve_uri(tracking_uri)
-    cl = tracking.client(uri)
+    uri = resolve_uri(tracking_uri)
+    cl = client(uri)
     if experiment is not None:
         runs = load_runs(experiment=experiment, tracking_uri=uri)
         ids = sorted(set(runs["sweep_id"].dropna()))
         parents = sorted((cl.get_run(i) for i in ids), key=lambda r: (r.info.start_time, r.info.run_id))
         return Selection(uri, "experiment", experiment, experiment, runs, parents)
     parent = cl.get_run(sweep) if sweep is not None else latest_sweep(cl)
-    if parent.data.tags.get(f"{tracking.TAG}sweep") != "true":
+    if parent.data.tags.get(f"{TAG}sweep") != "true":
         raise LookupError(f"run {parent.info.run_id} is not a sweep's parent run "
-                          f"(no tag {tracking.TAG}sweep=true); pass a parent run id to --sweep")
+                          f"(no tag {TAG}sweep=true); pass a parent run id to --sweep")
     runs = load_runs(sweep=parent.info.run_id, tracking_uri=uri)
-    name = parent.data.tags.get(f"{tracking.TAG}sweep_name") or parent.info.run_name
+    name = parent.data.tags.get(f"{TAG}sweep_name") or parent.info.run_name
     return Selection(uri, "sweep", parent.info.run_id, name, runs, [parent])
 
 
@@ -80,8 +81,9 @@ def groups(selection: Selection) -> list[Group]:
                 group.missing.append(run.run_name)
                 continue
             group.losses[run.run_id] = curve["loss"].to_numpy()
-            if {"x0", "x1"} <= set(curve.columns) and "x2" not in curve.columns:
-                group.paths[run.run_id] = curve[["x0", "x1"]].to_numpy()
+            coords = [c for c in curve.columns if c not in ("step", "loss", "grad_norm", "lr", "sharpness")]
+            if len(coords) == 2:
+                group.paths[run.run_id] = curve[coords].to_numpy()
         out.append(group)
     return out
 

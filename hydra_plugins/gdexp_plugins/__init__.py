@@ -1,35 +1,37 @@
 """Hydra instantiates plugins only from the `hydra_plugins` namespace package.
 
-gdexp's sweeper and launcher live in gdexp/; these subclasses are where Hydra
-looks for them (conf: hydra/sweeper=gdexp, hydra/launcher=gdexp).
+gdexp's sweepers and launchers live in gdexp/hydra/sweepers/ and
+gdexp/hydra/launchers/; these subclasses are where Hydra looks for them
+(conf: hydra/sweeper=gdexp, hydra/launcher=gdexp, and the named sweeps' choices).
 """
 from hydra.plugins.launcher import Launcher
 
-import gdexp.launcher as _launcher
-import gdexp.lrfind as _lrfind
-import gdexp.optuna_sweeper as _optuna_sweeper
-import gdexp.sweeper as _sweeper
+from gdexp.hydra.launchers import batched as _batched
+from gdexp.hydra.sweepers import grid as _grid
+from gdexp.hydra.sweepers import lr_find as _lr_find
+from gdexp.hydra.sweepers import optuna as _optuna
 
 
-class GridSweeper(_sweeper.GridSweeper):
-    """gdexp.sweeper.GridSweeper, registered where Hydra finds plugins."""
+class GridSweeper(_grid.GridSweeper):
+    """gdexp.hydra.sweepers.grid.GridSweeper (hydra/sweeper=gdexp)."""
 
 
-class BatchedLauncher(_launcher.BatchedLauncher):
-    """gdexp.launcher.BatchedLauncher, registered where Hydra finds plugins."""
+class BatchedLauncher(_batched.BatchedLauncher):
+    """gdexp.hydra.launchers.batched.BatchedLauncher (hydra/launcher=gdexp)."""
 
 
-class LrFindSweeper(_lrfind.LrFindSweeper):
-    """gdexp.lrfind.LrFindSweeper, registered where Hydra finds plugins."""
+class LrFindSweeper(_lr_find.LrFindSweeper):
+    """gdexp.hydra.sweepers.lr_find.LrFindSweeper (hydra/sweeper=lr_find)."""
 
 
-class OptunaSweeper(_optuna_sweeper.OptunaSweeper):
-    """gdexp.optuna_sweeper.OptunaSweeper, registered where Hydra finds plugins."""
+class OptunaSweeper(_optuna.OptunaSweeper):
+    """gdexp.hydra.sweepers.optuna.OptunaSweeper (hydra/sweeper=optuna)."""
 
 
-class _Lazy(Launcher):
+class _LazyLauncher:
     """A gdexp launcher over an optional plugin (Ray, submitit), imported only when used:
-    without the extra, Hydra's scan of this package must still succeed."""
+    without the extra, Hydra's scan of this package must still succeed. Not itself a
+    Launcher, so Hydra's plugin listing (--info) does not show it."""
 
     _impl: str   # module:class
     _extra: str  # gdexp's extra that installs the plugin
@@ -41,7 +43,8 @@ class _Lazy(Launcher):
         try:
             implementation = getattr(importlib.import_module(module), name)
         except ImportError as exc:
-            raise ImportError(f"{exc}; install it with: pip install 'gdexp[{self._extra}]'") from exc
+            raise ImportError(f"hydra/launcher needs the {self._extra} extra ({exc}): "
+                              f"pip install 'gdexp[{self._extra}]'") from exc
         self._launcher = implementation(**config)
 
     def setup(self, **kwargs) -> None:
@@ -51,19 +54,19 @@ class _Lazy(Launcher):
         return self._launcher.launch(job_overrides, initial_job_idx)
 
 
-class RayLauncher(_Lazy):
-    """gdexp.ray_launcher.RayLauncher (hydra/launcher=ray)."""
+class RayLauncher(_LazyLauncher, Launcher):
+    """gdexp.hydra.launchers.ray.RayLauncher (hydra/launcher=ray)."""
 
-    _impl, _extra = "gdexp.ray_launcher:RayLauncher", "ray"
-
-
-class SubmititLocalLauncher(_Lazy):
-    """gdexp.submitit_launcher.SubmititLocalLauncher (hydra/launcher=submitit_local)."""
-
-    _impl, _extra = "gdexp.submitit_launcher:SubmititLocalLauncher", "slurm"
+    _impl, _extra = "gdexp.hydra.launchers.ray:RayLauncher", "ray"
 
 
-class SubmititSlurmLauncher(_Lazy):
-    """gdexp.submitit_launcher.SubmititSlurmLauncher (hydra/launcher=submitit_slurm)."""
+class SubmititLocalLauncher(_LazyLauncher, Launcher):
+    """gdexp.hydra.launchers.submitit.SubmititLocalLauncher (hydra/launcher=submitit_local)."""
 
-    _impl, _extra = "gdexp.submitit_launcher:SubmititSlurmLauncher", "slurm"
+    _impl, _extra = "gdexp.hydra.launchers.submitit:SubmititLocalLauncher", "slurm"
+
+
+class SubmititSlurmLauncher(_LazyLauncher, Launcher):
+    """gdexp.hydra.launchers.submitit.SubmititSlurmLauncher (hydra/launcher=submitit_slurm)."""
+
+    _impl, _extra = "gdexp.hydra.launchers.submitit:SubmititSlurmLauncher", "slurm"

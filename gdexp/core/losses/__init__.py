@@ -1,10 +1,10 @@
 """Loss functions, by the name a config's `loss.name` gives them."""
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 
 from gdexp.core.errors import ConfigError
+from gdexp.core.params import check_section
 from gdexp.core.losses.base import Loss
 from gdexp.core.losses.classic import Beale, Booth, Himmelblau, Rastrigin, Rosenbrock
 from gdexp.core.losses.quadratic import Quadratic
@@ -30,7 +30,8 @@ LOSSES: dict[str, Callable[..., Loss]] = {
 
 
 def make_loss(name: str, **params) -> Loss:
-    """The loss registered as `name`, built from its config keys.
+    """The built-in loss registered as `name`, built from its config keys (for scripts and tests;
+    configs name their loss with ``_target_``, gdexp.core.registry).
 
     Raises:
         ConfigError: for an unknown name, an unknown key, or a bad value.
@@ -41,9 +42,4 @@ def make_loss(name: str, **params) -> Loss:
     factory = LOSSES.get(name) if isinstance(name, str) else None
     if factory is None:
         raise ConfigError("loss.name", name, f"unknown loss; choose one of: {', '.join(LOSSES)}")
-    known = inspect.signature(factory).parameters
-    for key, value in params.items():
-        if key not in known:
-            settings = ", ".join(known) or "none"
-            raise ConfigError(f"loss.{key}", value, f"not a setting of loss {name!r}; its settings are: {settings}")
-    return factory(**params)
+    return factory(**check_section("loss", factory, params, name))

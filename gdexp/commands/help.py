@@ -1,0 +1,59 @@
+"""`gdexp --help`: what a user can type, read from conf/ and sweeps/ (no Hydra import: it is instant)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from gdexp.hydra.paths import conf_dir
+
+USER_GROUPS = ("loss", "optimizer", "stopping", "tracking")
+
+_USAGE = """\
+gdexp: gradient-descent experiments, configured by Hydra, recorded in MLflow.
+
+Usage:
+  gdexp [KEY=VALUE ...]                one run
+  gdexp -m KEY=V1,V2 [KEY=VALUE ...]   a sweep: one MLflow run per combination
+  gdexp +sweep=NAME [KEY=VALUE ...]    a named sweep (below)
+  gdexp COMMAND --help                 the other commands (below)
+
+Grids in a sweep: KEY='logspace(1e-4,1,13)' (= geomspace), 'linspace(0,1,5)',
+'range(0.1,1,0.1)', also inside sort(...) and shuffle(...).
+Choose an option with GROUP=OPTION, set a key with GROUP.KEY=VALUE.
+`gdexp --cfg job [...]` prints the config a run would use; `gdexp --hydra-help` Hydra's own help.
+Invalid input: one line `gdexp: error: KEY=VALUE: reason`, exit status 2, no run created."""
+
+
+def help_text() -> str:
+    """The whole help: usage, the config groups with their options and keys, sweeps, commands."""
+    from gdexp.commands.main import SUBCOMMANDS
+    from gdexp.hydra.named_sweeps import describe
+
+    parts = [_USAGE, "", "== Config groups (GROUP=OPTION; default first) =="]
+    for group in USER_GROUPS:
+        parts.append(_group_line(group))
+    parts += ["", "== Named sweeps (gdexp +sweep=NAME) =="]
+    parts += [f"  gdexp +sweep={name:<16} {line}" for name, line in describe()]
+    parts += ["", "== Other commands =="]
+    parts += [f"  gdexp {name + ' --help':<16} {what}" for name, (_, what) in SUBCOMMANDS.items()]
+    return "\n".join(parts)
+
+
+def _group_line(group: str) -> str:
+    import yaml
+
+    folder = conf_dir() / group
+    default = _default_option(group)
+    options = sorted((p.stem for p in folder.glob("*.yaml")), key=lambda o: (o != default, o))
+    lines = [f"  {group}: {', '.join(options)}"]
+    keys = [k for k in (yaml.safe_load(Path(folder / f"{default}.yaml").read_text()) or {})
+            if k not in ("_target_", "defaults")]
+    if keys:
+        lines.append(f"      keys of {group}={default}: {', '.join(keys)}")
+    return "\n".join(lines)
+
+
+def _default_option(group: str) -> str:
+    import yaml
+
+    defaults = yaml.safe_load((conf_dir() / "config.yaml").read_text())["defaults"]
+    return next(d[group] for d in defaults if isinstance(d, dict) and group in d)

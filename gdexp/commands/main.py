@@ -1,0 +1,178 @@
+"""The `gdexp` command: `report`, `compare`, `rerun`, `resume` dispatched first; the rest is Hydra's app.
+
+Every input gdexp refuses ends in one line, ``gdexp: error: KEY=VALUE: reason``,
+and exit status 2 (gdexp.core.errors.EXIT_INVALID_INPUT), before any MLflow run
+exists: gdexp's own checks and Hydra's composition errors alike.
+"""
+from __future__ import annotations
+
+import os
+import re
+import sys
+
+from gdexp.core.errors import ConfigError, exit_invalid
+
+SUBCOMMANDS = {
+    "report": ("gdexp.commands.report", "a sweep's report (html + md, figures)"),
+    "compare": ("gdexp.commands.report", "one report comparing several sweeps"),
+    "rerun": ("gdexp.commands.rerun", "re-execute runs from their logged config, compare curves"),
+    "resume": ("gdexp.commands.resume", "record runs kept on disk while the store was down"),
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the `gdexp` console script."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] and argv[0] in SUBCOMMANDS:
+        import importlib
+
+        module = importlib.import_module(SUBCOMMANDS[argv[0]][0])
+        sys.exit(getattr(module, "compare_main" if argv[0] == "compare" else "main")(argv[1:]))
+    if "--help" in argv or "-h" in argv:
+        from gdexp.commands.help import help_text
+
+        print(help_text())
+        return
+    run_hydra(argv)
+
+
+def run_hydra(argv: list[str]) -> None:
+    """Hydra's app on `argv` (overrides and Hydra's flags), errors as one line."""
+    from gdexp.hydra.argv import prepare
+    from gdexp.tracking.provenance import set_command
+
+    set_command(argv)  # as typed, before the grids are expanded
+    try:
+        hydra_argv = prepare(argv)
+    except ConfigError as exc:
+        exit_invalid(exc)
+    import hydra
+
+    from gdexp.hydra.named_sweeps import register_sweeps
+    from gdexp.hydra.paths import conf_dir
+    from gdexp.hydra.schema import register_configs
+
+    register_configs()
+    register_sweeps()
+    app = hydra.main(config_path=str(conf_dir()), config_name="config", version_base=None)(_task)
+    saved_argv, saved_full = sys.argv, os.environ.get("HYDRA_FULL_ERROR")
+    # Hydra reads sys.argv itself; with HYDRA_FULL_ERROR its errors reach us as exceptions.
+    sys.argv = [saved_argv[0] if saved_argv else "gdexp", *hydra_argv]
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        app()
+    except KeyboardInterrupt:
+        # The run in flight and its sweep's parent are already marked KILLED.
+        sys.exit(130)
+    except ConfigError as exc:
+        exit_invalid(exc)
+    except Exception as exc:
+        message = hydra_error(exc, argv)
+        if message is None:
+            raise
+        exit_invalid(message)
+    finally:
+        sys.argv = saved_argv
+        if saved_full is None:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = saved_full
+
+
+def _task(cfg) -> dict:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from gdexp.hydra.task import task
+
+    try:
+        return task(cfg)
+    except ConfigError as exc:
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            raise  # a job of a sweep: the sweep reports it
+        exit_invalid(exc)  # out of Hydra's job runner without its "Error executing job" lines
+
+
+def hydra_error(exc: BaseException, argv: list[str]) -> str | None:
+    """Hydra's and OmegaConf's errors about the user's input, as one line ``KEY=VALUE: reason``;
+    None for any other error (a bug: it keeps its traceback).
+
+    >>> class E(Exception): pass
+    >>> E.__module__ = "hydra.errors"
+    >>> hydra_error(E("In 'config': Could not find 'loss/nope'\\n\\nAvailable options in 'loss':\\n\\tbeale\\n\\tbooth\\n"), ["loss=nope"])
+    "loss='nope': no such option; options: beale, booth"
+    """
+    chain, seen = [], exc
+    while seen is not None:
+        chain.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    if not any(type(e).__module__.split(".")[0] in ("hydra", "omegaconf") for e in chain):
+        return None
+    text = "\n".join(str(e) for e in chain)
+    given = {a.partition("=")[0].lstrip("+~"): _literal(a.partition("=")[2]) for a in argv if "=" in a}
+
+    missing = re.search(r"Could not find '([^']+)/([^']+)'", text)
+    if missing:
+        group, option = missing.groups()
+        options = re.findall(r"^\t(\S+)$", text, re.M)
+        shown = f"; options: {', '.join(options)}" if options else ""
+        return str(ConfigError(group.replace("/", "."), option, f"no such option{shown}"))
+    override = re.search(r"Could not override '([^']+)'", text) or re.search(r"full_key: (\S+)", text)
+    key = override.group(1) if override else None
+    if key is not None:
+        value = given.get(key, given.get(f"+{key}"))
+        if "not in struct" in text or "Could not override" in text and "is not in" in text:
+            return str(ConfigError(key, value, f"not a config key; {_valid_keys(key, given)}"))
+        validation = re.search(r"Value '([^']*)' (?:of type '\w+' )?could not be converted to (\w+)", text)
+        if validation:
+            return str(ConfigError(key, value if value is not None else validation.group(1),
+                                   f"must be {_article(validation.group(2))}"))
+    parse = re.search(r"Error parsing override '([^']+)'\n?(.*)", text)
+    if parse:
+        bad = parse.group(1)
+        return str(ConfigError(bad.partition("=")[0], bad.partition("=")[2],
+                               f"cannot be parsed ({parse.group(2).strip() or 'Hydra override syntax'})"))
+    first = next((line.strip() for line in text.splitlines() if line.strip()), type(exc).__name__)
+    return first
+
+
+def _valid_keys(key: str, given: dict[str, str]) -> str:
+    """'valid keys of SECTION: ...' for the section holding `key`: the schema's fields for the
+    fixed sections, the chosen option's keys (conf/GROUP/OPTION.yaml) for loss and optimizer."""
+    from dataclasses import fields
+
+    import yaml
+    from omegaconf import OmegaConf
+
+    from gdexp.core.stopping import StoppingConfig
+    from gdexp.hydra.paths import conf_dir
+    from gdexp.hydra.schema import TOP_LEVEL
+    from gdexp.tracking.config import TrackingConfig
+
+    section = key.rsplit(".", 1)[0] if "." in key else ""
+    fixed = {"": list(TOP_LEVEL), "stopping": [f.name for f in fields(StoppingConfig)],
+             "tracking": [f.name for f in fields(TrackingConfig)]}
+    if section in fixed:
+        return f"valid keys{' of ' + section if section else ''}: {', '.join(fixed[section])}"
+    defaults = yaml.safe_load((conf_dir() / "config.yaml").read_text())["defaults"]
+    option = given.get(section) or next((d[section] for d in defaults if isinstance(d, dict) and section in d), None)
+    path = conf_dir() / section / f"{option}.yaml"
+    if option and path.is_file():
+        keys = [k for k in OmegaConf.load(path) if k != "_target_"]
+        return f"valid keys of {section}={option}: {', '.join(keys)}"
+    return "see `gdexp --cfg job` for the valid keys"
+
+
+def _literal(text: str):
+    """A command-line value as the number, bool or list it spells (for messages), else the text."""
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def _article(kind: str) -> str:
+    words = {"Integer": "an integer", "Float": "a number", "Boolean": "true or false", "String": "a string"}
+    return words.get(kind, kind)

@@ -1,0 +1,159 @@
+"""The `gdexp` command line before Hydra reads it.
+
+Hydra's override grammar has no log-spaced grid, lets a key given twice
+silently drop the first, applies a multirun's value overrides to the
+*default* option of a group before any job exists (so
+``-m optimizer=momentum,nesterov optimizer.momentum=0.5`` fails against
+``gd``), and names output folders by the second (two sweeps started
+together share one). Each is fixed here, on the arguments, before Hydra
+parses them.
+"""
+from __future__ import annotations
+
+import secrets
+import time
+
+from gdexp.core.errors import ConfigError
+from gdexp.hydra.grids import expand
+
+# Groups whose options name different implementations, so their keys differ from option to option.
+TARGET_GROUPS = ("loss", "optimizer")
+
+# Deprecated in 0.2: the `budget` group is now `stopping`, with scipy's names. The old keys keep
+# working until 0.3, each with a one-line warning (the command line, gdexp.run/sweep, sweep files).
+RENAMED = {f"budget.{old}": f"stopping.{new}" for old, new in (
+    ("max_iters", "maxiter"), ("tol", "gtol"), ("patience", "patience"), ("min_delta", "min_delta"),
+    ("divergence_factor", "divergence_factor"))}
+_warned: set[str] = set()
+_FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn",
+                     "--config-dir", "-cd", "--info", "-i", "--shell-completion", "-sc", "--experimental-rerun"}
+
+
+def prepare(argv: list[str]) -> list[str]:
+    """The arguments Hydra gets: grids expanded, keys checked for repeats, a multirun's values of
+    target groups deferred to each job, and output folders made unique.
+
+    Raises:
+        ConfigError: a grid that cannot be expanded, or a key given twice.
+    """
+    argv = [renamed(a) if "=" in a and not a.startswith("-") else a for a in argv]
+    overrides = _overrides(argv)
+    out = [expand(a) if a in overrides else a for a in argv]
+    _refuse_repeats([expand(a) for a in overrides])
+    multirun = is_multirun(argv)
+    if multirun:
+        out = [_deferred(a) if a in overrides else a for a in out]
+    return out + unique_output_dir(argv, multirun)
+
+
+def renamed(override: str) -> str:
+    """A deprecated key under its new name, with a one-line warning (once per key and process).
+
+    Raises:
+        ConfigError: a key under `budget` that never existed (listing the valid ones).
+    """
+    prefix = override[:len(override) - len(override.lstrip("+~"))]
+    key, eq, value = override[len(prefix):].partition("=")
+    if key == "budget":  # the group selection budget=default
+        return f"{prefix}stopping={value}"
+    if not key.startswith("budget."):
+        return override
+    if key not in RENAMED:
+        raise ConfigError(key, value, "not a config key (budget is now stopping); valid keys: "
+                          + ", ".join(RENAMED.values()))
+    warn_renamed(key)
+    return f"{prefix.replace('+', '')}{RENAMED[key]}{eq}{value}"
+
+
+def warn_renamed(key: str) -> None:
+    """Say once per process that `key` is deprecated, and its new name."""
+    import sys
+
+    if key not in _warned:
+        _warned.add(key)
+        print(f"gdexp: warning: {key} is deprecated, use {RENAMED[key]} (the old name works until gdexp 0.3)",
+              file=sys.stderr)
+
+
+def is_multirun(argv: list[str]) -> bool:
+    """-m/--multirun, hydra.mode=MULTIRUN, or a named sweep (every sweep file is a multirun)."""
+    from gdexp.hydra.named_sweeps import is_multirun as sweep_is_multirun
+
+    if "-m" in argv or "--multirun" in argv:
+        return True
+    for a in _overrides(argv):
+        key, _, value = a.partition("=")
+        if key.lstrip("+~") == "hydra.mode" and value.strip() == "MULTIRUN":
+            return True
+        if key.lstrip("+~") == "sweep" and sweep_is_multirun(value.strip()):
+            return True
+    return False
+
+
+def unique_output_dir(argv: list[str], multirun: bool) -> list[str]:
+    """`hydra.sweep.dir=multirun/DATE/TIME-XXXXXX` (or hydra.run.dir for one run) unless given:
+    Hydra's default names the folder by the second, and two commands started in the same
+    second would write their job folders and multirun.yaml over each other's."""
+    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    given = {a.partition("=")[0].lstrip("+~") for a in _overrides(argv)}
+    if key in given or _sweep_sets(argv, key):
+        return []
+    root = "multirun" if multirun else "outputs"
+    return [f"{key}={root}/{time.strftime('%Y-%m-%d')}/{time.strftime('%H-%M-%S')}-{secrets.token_hex(3)}"]
+
+
+def _overrides(argv: list[str]) -> list[str]:
+    """The key=value arguments (not flags, not a flag's value)."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+            continue
+        if a.startswith("-"):
+            skip = a in _FLAGS_WITH_VALUE
+            continue
+        if "=" in a:
+            out.append(a)
+    return out
+
+
+def _refuse_repeats(overrides: list[str]) -> None:
+    seen: dict[str, str] = {}
+    for a in overrides:
+        key = a.partition("=")[0].lstrip("+~")
+        if key in seen:
+            raise ConfigError(key, a.partition("=")[2],
+                              f"given twice ({seen[key]} and {a}): give one value or one list")
+        seen[key] = a
+
+
+def _deferred(arg: str) -> str:
+    """`loss.key=v` -> `loss.key=choice(v)` in a multirun: a sweep of one value is applied to each
+    job's own config (and checked against that job's option), not to the default option."""
+    key, _, value = arg.partition("=")
+    if key.startswith(("+", "~")) or key.split(".", 1)[0] not in TARGET_GROUPS or "." not in key:
+        return arg
+    try:
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        parsed = OverridesParser.create().parse_override(arg)
+    except Exception:
+        return arg  # Hydra will report it, naming the problem
+    if parsed.is_sweep_override():
+        return arg
+    return f"{key}=choice({value})"
+
+
+def _sweep_sets(argv: list[str], key: str) -> bool:
+    """Whether the named sweep on the command line sets `key` in its file."""
+    from omegaconf import OmegaConf
+
+    from gdexp.hydra.named_sweeps import available
+
+    for a in _overrides(argv):
+        name, _, value = a.partition("=")
+        if name.lstrip("+~") == "sweep" and value.strip() in available():
+            if OmegaConf.select(OmegaConf.load(available()[value.strip()]), key) is not None:
+                return True
+    return False
+

@@ -1,0 +1,82 @@
+"""Named sweeps: every file in sweeps/ is selectable as `gdexp +sweep=NAME`.
+
+Two folders hold them: the ones gdexp ships (inside the package once
+installed) and ./sweeps/ in the folder gdexp runs in, the user's own; a
+user's sweep of the same name as a shipped one is the one used.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from gdexp.hydra.paths import sweeps_dir
+
+USER_FOLDER = "sweeps"  # relative to the folder gdexp runs in
+
+
+def available() -> dict[str, Path]:
+    """Each sweep's name and file: the shipped ones, then the user's ./sweeps/*.yaml over them."""
+    found = {p.stem: p for p in sorted(sweeps_dir().glob("*.yaml"))}
+    user = Path.cwd() / USER_FOLDER
+    if user.is_dir() and user.resolve() != sweeps_dir().resolve():
+        found.update({p.stem: p for p in sorted(user.glob("*.yaml"))})
+    return dict(sorted(found.items()))
+
+
+def register_sweeps() -> None:
+    """Store each sweep file in the ConfigStore group `sweep`, package _global_.
+
+    The ConfigStore, not a search path, so `+sweep=NAME` resolves the same from
+    any working folder and from an installed wheel, an unknown name fails
+    with Hydra's list of the sweeps that exist instead of quietly becoming a
+    string value, and a file's `# @package` line may stand anywhere in its
+    header comment (every sweep is global).
+    """
+    from hydra.core.config_store import ConfigStore
+    from omegaconf import OmegaConf
+
+    cs = ConfigStore.instance()
+    for name, path in available().items():
+        cs.store(group="sweep", name=name, node=_renamed(OmegaConf.load(path)), package="_global_")
+
+
+def _renamed(node):
+    """A sweep file written for gdexp 0.1: its `budget:` section and `budget.*` params under
+    today's names (gdexp.hydra.argv.RENAMED), with the deprecation warning."""
+    from omegaconf import OmegaConf
+
+    from gdexp.hydra.argv import RENAMED, warn_renamed
+
+    if "budget" in node:
+        for old, value in OmegaConf.to_container(node.pop("budget")).items():
+            if f"budget.{old}" in RENAMED:
+                warn_renamed(f"budget.{old}")
+                OmegaConf.update(node, RENAMED[f"budget.{old}"], value, force_add=True)
+    params = OmegaConf.select(node, "hydra.sweeper.params")
+    for key in list(params or {}):
+        if key in RENAMED:
+            warn_renamed(key)
+            params[RENAMED[key]] = params.pop(key)
+    return node
+
+
+def describe() -> list[tuple[str, str]]:
+    """(name, first header line) for each sweep: the one-line listings in --help."""
+    out = []
+    for name, path in available().items():
+        lines = path.read_text().splitlines()
+        first = next((line.lstrip("# ").strip() for line in lines
+                      if line.startswith("#") and "@package" not in line), "")
+        mine = "" if path.parent.resolve() == sweeps_dir().resolve() else f" [{USER_FOLDER}/{path.name}]"
+        out.append((name, first + mine))
+    return out
+
+
+def is_multirun(name: str) -> bool:
+    """Whether the named sweep runs as a multirun (every shipped one does)."""
+    path = available().get(name)
+    if path is None:
+        return False
+    from omegaconf import OmegaConf
+
+    mode = OmegaConf.select(OmegaConf.load(path), "hydra.mode")
+    return str(mode) in ("MULTIRUN", "RunMode.MULTIRUN")

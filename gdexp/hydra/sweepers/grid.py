@@ -1,0 +1,52 @@
+"""gdexp's default Hydra sweeper (hydra/sweeper=gdexp): grids, every job checked first, one parent run."""
+from __future__ import annotations
+
+import logging
+from typing import Any, List
+
+from hydra.core.override_parser.overrides_parser import OverridesParser
+
+from gdexp.core.errors import ConfigError, exit_invalid
+from gdexp.hydra.grids import expand
+from gdexp.hydra.internals import BasicSweeper
+from gdexp.hydra.sweepers.common import composer, row_of, start_folder, sweep_of, swept_keys, validate_jobs
+from gdexp.tracking.parent_run import sweep_run
+
+log = logging.getLogger(__name__)
+
+
+class GridSweeper(BasicSweeper):
+    """Hydra's basic sweeper (cartesian product of comma lists), plus:
+
+    - `logspace(a,b,n)`, `geomspace(a,b,n)`, `linspace(a,b,n)` and a float
+      `range(a,b,step)` with clean values (gdexp.hydra.grids), on the command
+      line and in `params`;
+    - every job composed and planned (each once) before anything runs, so a
+      bad value anywhere in the grid fails at once, with no MLflow run made;
+    - run names that carry every swept key, so they are unique in the sweep;
+    - the sweep's parent run around the launch (gdexp.tracking.parent_run),
+      closed with the table of the rows the jobs returned.
+    """
+
+    def sweep(self, arguments: List[str]) -> Any:
+        parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
+        try:
+            lines = [expand(x) for x in [*self._parse_config(), *arguments]]
+            self.overrides = self.split_arguments(parser.parse_overrides(lines), self.max_batch_size)
+            jobs = [job for batch in self.overrides for job in batch]
+            comp = composer(self)
+            comp.name_keys = swept_keys(jobs, parser)
+            validate_jobs(comp, jobs)
+        except ConfigError as exc:
+            exit_invalid(exc)  # one line, no run created
+        start_folder(self.config)
+
+        returns, rows = [], []
+        with sweep_run(sweep_of(self.config), rows=lambda: rows):
+            initial_job_idx = 0
+            while not self.is_done():
+                batch = self.get_job_batch()
+                returns.append(self.launcher.launch(batch, initial_job_idx=initial_job_idx))
+                rows.extend(row_of(ret, list(o)) for ret, o in zip(returns[-1], batch))
+                initial_job_idx += len(batch)
+        return returns

@@ -1,0 +1,57 @@
+"""A sweep's runs as one typed table: the rows MLflow returns, or the rows its jobs returned.
+
+gdexp.load_runs (read back from MLflow) and gdexp.sweep (the rows a sweep's
+jobs returned, without asking the store again) give the same table.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+# Summary metrics every finished run has (the last two only for losses with a closed form).
+SUMMARY_METRICS = ("final_loss", "best_loss", "iterations", "lr_max_stable", "lr_optimal")
+
+# The first columns of the table, in this order; every param follows under its dotted key.
+COLUMNS = ["run_id", "run_name", "experiment", "sweep_id", "loss", "optimizer", "lr", "status",
+           "diverged", "diverged_step", "divergence", "stop_reason", *SUMMARY_METRICS,
+           "mlflow_status", "error", "config_hash", "data_sha256", "version", "start_time",
+           "artifact_uri"]
+
+
+def typed_table(rows: list[dict]) -> pd.DataFrame:
+    """One row per run: COLUMNS, then every param under its dotted key, typed.
+
+    Params (MLflow keeps them as strings) become numbers where every value is
+    one, bools where every value is true/false, else stay strings (lists stay
+    JSON); a logged null is missing. Sorted by loss, optimizer, lr, run name, run id.
+    """
+    frame = pd.DataFrame(rows)
+    params = sorted(c for c in frame.columns if c not in COLUMNS)
+    frame = frame.reindex(columns=COLUMNS + params)
+    frame["lr"] = pd.to_numeric(frame["lr"], errors="coerce").astype(float)
+    frame["diverged"] = frame["diverged"].fillna(False).astype(bool)
+    for name in ("diverged_step", "iterations"):
+        frame[name] = pd.to_numeric(frame[name], errors="coerce").round().astype("Int64")
+    frame["start_time"] = pd.to_datetime(frame["start_time"], unit="ms", utc=True)
+    for name in params:
+        frame[name] = _typed(frame[name])
+    order = ["loss", "optimizer", "lr", "run_name", "run_id"]
+    return frame.sort_values(order, kind="stable", na_position="last").reset_index(drop=True)
+
+
+def _typed(column: pd.Series) -> pd.Series:
+    """A param column as numbers or bools where every logged value is one ('null' = missing)."""
+    column = column.where(column != "null", None)
+    present = column.dropna()
+    if present.empty:
+        return column
+    if present.isin(["True", "False", "true", "false"]).all():
+        return column.map({"True": True, "true": True, "False": False, "false": False})
+    numbers = pd.to_numeric(present, errors="coerce")
+    if numbers.isna().any():
+        return column  # a name, a list: the logged string (JSON for a list) is its value
+    out = pd.to_numeric(column, errors="coerce")
+    integral = np.isfinite(out).all() and (out == out.round()).all()
+    if integral and not present.str.contains(r"[.eE]").any():
+        return out.astype("int64")
+    return out.astype(float)

@@ -1,0 +1,16 @@
+"""The tracking layer: the only code that imports MLflow.
+
+- store.py       where runs go: the tracking URI, the client, the experiment, a safe first creation
+- record.py      what a run is in MLflow: params, curves, tags, artifacts, and closing it
+- reader.py      runs and curves read back as typed tables (load_runs, load_curve)
+- parent_run.py  a sweep's parent run: opened before its jobs, closed with the summary
+- pending.py     runs the store could not take, kept on disk for `gdexp resume`
+- env.py         what a sweep hands its jobs through the environment
+- guards.py      checks that turn silent run loss into one clear error
+- provenance.py  versions, platform and git state recorded on a sweep
+
+`import mlflow` costs most of a second: every module imports it inside the
+functions that need it, so `import gdexp.tracking` stays cheap.
+"""
+
+TAG = "gdexp."  # prefix of every tag gdexp owns

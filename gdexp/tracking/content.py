@@ -1,0 +1,217 @@
+"""What a run is in MLflow: its params, metrics, tags and artifact files, built from a RunSpec and a Result.
+
+Pure functions (no MLflow import): the writers (record.py), the runs kept on
+disk (pending.py) and the summary rows a sweep tabulates all take their
+content from here, so a run is the same whichever way it reaches the store.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+
+from gdexp.core.outcomes import FAILED, UNRECORDED
+from gdexp.core.result import Result
+from gdexp.core.sampling import sample_steps
+from gdexp.tracking import TAG
+
+# MLflow's limits (mlflow.utils.validation): a longer param value is cut with only a warning.
+MAX_PARAM_LENGTH = 6000
+MAX_TAG_LENGTH = 8000
+# A param value too long for MLflow is logged as this stand-in; load_runs reads the full
+# value from the run's config.yaml.
+STAND_IN = "gdexp:too-long"
+
+# The columns of curve.parquet besides each parameter's name (Loss.param_names).
+CURVE_COLUMNS = ("step", "loss", "grad_norm")
+
+
+def flatten(config: dict, prefix: str = "") -> dict[str, object]:
+    """Dotted keys of a nested config, values as they are (lists stay lists).
+
+    >>> flatten({"loss": {"name": "booth"}, "init": None, "x": [1.0, 2]})
+    {'loss.name': 'booth', 'init': None, 'x': [1.0, 2]}
+    """
+    out: dict[str, object] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{name}."))
+        else:
+            out[name] = value
+    return out
+
+
+def param_text(value) -> str:
+    """A config value as an MLflow param: lists and null as JSON, the rest as str().
+
+    A value longer than MLflow's 6,000 characters becomes a short stand-in
+    naming its length and checksum (MLflow would cut it with only a warning).
+
+    >>> param_text([1.0, 2]), param_text(None), param_text(0.1)
+    ('[1.0, 2]', 'null', '0.1')
+    >>> param_text(list(range(2000)))[:40]
+    'gdexp:too-long len=10890 sha256=edd6c002'
+    """
+    text = json.dumps(value) if isinstance(value, (list, tuple)) or value is None else str(value)
+    if len(text) <= MAX_PARAM_LENGTH:
+        return text
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    return f"{STAND_IN} len={len(text)} sha256={digest} (the full value is in config.yaml)"
+
+
+def params(config: dict) -> dict[str, str]:
+    """The MLflow params of a run: its whole config, flattened."""
+    return {key: param_text(value) for key, value in flatten(config).items()}
+
+
+def numeric_params(config: dict) -> dict[str, float]:
+    """The config's numeric scalars (not bools), logged as metrics too: MLflow compares params
+    as strings, so only metrics filter (``metrics.`optimizer.lr` > 0.01``) and chart on numeric axes."""
+    return {key: float(v) for key, v in flatten(config).items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
+
+
+def identity_tags(spec, parent_id: str | None = None) -> dict[str, str]:
+    """The tags a run is created with: what it is, and the sweep it belongs to."""
+    from gdexp import __version__
+
+    tags = {f"{TAG}config_hash": spec.config_hash, f"{TAG}version": __version__}
+    if spec.loss.data_sha256():
+        tags[f"{TAG}data_sha256"] = spec.loss.data_sha256()
+    if parent_id:
+        tags["mlflow.parentRunId"] = parent_id
+    return tags
+
+
+def status_tags(result: Result) -> dict[str, str]:
+    """gdexp.status, gdexp.diverged, gdexp.stop_reason, and for a diverged run where and how."""
+    tags = {f"{TAG}status": result.status, f"{TAG}diverged": str(result.diverged).lower(),
+            f"{TAG}stop_reason": result.stop_reason}
+    if result.diverged:
+        tags[f"{TAG}diverged_step"] = str(result.diverged_step)
+        tags[f"{TAG}divergence"] = result.divergence
+    return tags
+
+
+def error_tag(error: str) -> dict[str, str]:
+    """The tag a FAILED run carries: its error, cut to MLflow's tag limit."""
+    return {f"{TAG}error": error[:MAX_TAG_LENGTH - 1000]}
+
+
+def run_metrics(spec, result: Result, curve_points: int, now: int | None = None) -> list[tuple]:
+    """(key, value, timestamp ms, step) of the sampled curves, the summary metrics and the
+    numeric params.
+
+    Curves are sampled to `curve_points` steps (gdexp.core.sampling). A point that is
+    nan or inf is left out of MLflow's curve: a curve whose latest value is NaN
+    makes the MLflow UI hide its chart, and MLflow would store inf as 1.8e308.
+    The run's tags say where and how it diverged; curve.parquet keeps every step.
+    """
+    now = int(time.time() * 1000) if now is None else now
+    keep = [result.best_step] + ([result.iterations] if result.diverged else [])
+    steps = sample_steps(result.loss, curve_points, keep)
+    metrics = [(name, v, now, int(s))
+               for name, curve in (("loss", result.loss), ("grad_norm", result.grad_norm))
+               for s, v in zip(steps.tolist(), curve[steps].tolist()) if math.isfinite(v)]
+    metrics += [(name, value, now, 0) for name, value in summary_metrics(spec, result).items()]
+    metrics += [(name, value, now, 0) for name, value in numeric_params(spec.config).items()]
+    return metrics
+
+
+def summary_metrics(spec, result: Result) -> dict[str, float]:
+    """final_loss, best_loss, iterations, and the closed-form lr limits where known.
+
+    All finite, so sorting and filtering in the UI work: a run that blew up
+    reports its last finite loss (its tags say it diverged).
+    """
+    out = {"final_loss": result.final_loss, "best_loss": result.best_loss,
+           "iterations": float(result.iterations), "lr": spec.lr}
+    out.update(theory_metrics(spec))
+    return {k: v for k, v in out.items() if np.isfinite(v)}
+
+
+def theory_metrics(spec) -> dict[str, float]:
+    """``lr_max_stable`` = 2/lambda_max and ``lr_optimal`` = 2/(lambda_min + lambda_max) of a
+    loss with a constant Hessian (theory's bounds for plain gradient descent)."""
+    extremes = spec.loss.hessian_extremes()
+    if extremes is None:
+        return {}
+    lo, hi = extremes
+    return {"lr_max_stable": 2.0 / hi, "lr_optimal": 2.0 / (lo + hi)}
+
+
+def result_dict(spec, result: Result) -> dict:
+    """The content of result.json (non-finite numbers become null: strict JSON).
+
+    ``x0`` is the start point (scipy's name), ``x`` the final parameters.
+    """
+    return {
+        "status": result.status,
+        "stop_reason": result.stop_reason,
+        "iterations": result.iterations,
+        "final_loss": _json_number(result.final_loss),
+        "best_loss": _json_number(result.best_loss),
+        "best_step": result.best_step,
+        "diverged_step": result.diverged_step,
+        "divergence": result.divergence,
+        "param_names": list(spec.loss.param_names),
+        "x0": [_json_number(v) for v in spec.x0],
+        "x": [_json_number(v) for v in result.x],
+        "config_hash": spec.config_hash,
+    }
+
+
+def curve_table(spec, result: Result) -> dict[str, np.ndarray]:
+    """curve.parquet's columns: step, loss, grad_norm, then each parameter by its name
+    (losses of at most MAX_TRACKED_DIM parameters)."""
+    curve = {"step": np.arange(result.iterations + 1), "loss": result.loss, "grad_norm": result.grad_norm}
+    if result.path is not None:
+        curve.update({name: np.ascontiguousarray(result.path[:, j])
+                      for j, name in enumerate(spec.loss.param_names)})
+    return curve
+
+
+def write_artifacts(folder: Path, spec, result: Result) -> None:
+    """config.yaml, result.json and curve.parquet (every step) into `folder`."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import yaml
+
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml when present: 10x faster
+    (folder / "config.yaml").write_text(yaml.dump(spec.config, Dumper=dumper, sort_keys=False))
+    (folder / "result.json").write_text(json.dumps(result_dict(spec, result), indent=2) + "\n")
+    pq.write_table(pa.table(curve_table(spec, result)), folder / "curve.parquet")
+
+
+def run_row(spec, run_id: str | None, result: Result | None, status: str | None = None,
+            error: str | None = None, parent_id: str | None = None) -> dict:
+    """The run as one summary row: what a job returns to its sweeper, and what the sweep's
+    table is made of (the same columns gdexp.load_runs reads back from MLflow).
+
+    Args:
+        result: the descent's result; None when the run failed before it had one.
+        status: overrides the result's status (``failed``, ``unrecorded``).
+    """
+    status = status or (result.status if result is not None else FAILED)
+    row = {"run_id": run_id, "run_name": spec.run_name, "sweep_id": parent_id,
+           "loss": spec.config["loss"]["name"], "optimizer": spec.config["optimizer"]["name"],
+           "lr": spec.lr, "status": status, "diverged": False,
+           "mlflow_status": {FAILED: "FAILED", UNRECORDED: None}.get(status, "FINISHED"),
+           "error": error, "config_hash": spec.config_hash, "data_sha256": spec.loss.data_sha256()}
+    if result is not None:
+        row.update({"diverged": result.diverged, "diverged_step": result.diverged_step,
+                    "divergence": result.divergence, "stop_reason": result.stop_reason,
+                    **summary_metrics(spec, result), "iterations": result.iterations})
+    else:
+        row.update(theory_metrics(spec))
+    return {**row, **params(spec.config)}
+
+
+def _json_number(v):
+    v = float(v)
+    return v if np.isfinite(v) else None

@@ -1,0 +1,168 @@
+"""Runs and curves read back from MLflow as typed pandas tables.
+
+MLflow hands params back as strings and a run's curve as a metric history
+sampled to `tracking.curve_points` steps; these functions turn the params
+back into numbers and read the full curve from the run's `curve.parquet`.
+"""
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from gdexp.results.table import SUMMARY_METRICS, typed_table
+from gdexp.tracking import TAG as _T
+from gdexp.tracking.content import STAND_IN, flatten
+from gdexp.tracking.record import local_dir
+from gdexp.tracking.store import client, resolve_uri
+
+
+def load_runs(experiment: str | None = None, sweep: str | None = None,
+              tracking_uri: str | None = None) -> pd.DataFrame:
+    """One row per gdexp run, with typed columns.
+
+    Args:
+        experiment: Every run of this experiment (sweep parents left out).
+        sweep: The child runs of this sweep's parent run id.
+        tracking_uri: The store; MLFLOW_TRACKING_URI wins, then this, then ./mlflow.db.
+            With neither `experiment` nor `sweep`: the latest sweep in the store.
+
+    Returns:
+        Columns gdexp.results.table.COLUMNS, then every param under its dotted key
+        (`optimizer.lr`, `stopping.maxiter`, ...) as a number where every value is one, bool
+        where every value is true/false, else the logged string (lists stay
+        JSON); a logged null is missing. `lr` is float, `diverged` bool,
+        `diverged_step` and `iterations` nullable integers; `status` is
+        converged, diverged, max_iters, or the MLflow status (failed, killed,
+        running) of a run that did not finish. Sorted by loss, optimizer, lr,
+        run name, run id. A param too long for MLflow (logged as a stand-in)
+        is read in full from the run's config.yaml.
+
+    Raises:
+        LookupError: no such experiment, or no sweep in the store.
+        mlflow.exceptions.MlflowException: no run with the id `sweep`.
+    """
+    if experiment is not None and sweep is not None:
+        raise ValueError("pass experiment or sweep, not both")
+    cl = client(resolve_uri(tracking_uri))
+    if experiment is not None:
+        found = cl.get_experiment_by_name(experiment)
+        if found is None:
+            raise LookupError(f"no experiment named {experiment!r} in {cl.tracking_uri}")
+        runs = [r for r in search(cl, [found.experiment_id], "")
+                if r.data.tags.get(f"{_T}sweep") != "true"]
+    else:
+        parent = cl.get_run(sweep) if sweep is not None else latest_sweep(cl)
+        runs = search(cl, [parent.info.experiment_id],
+                       f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    names = {e.experiment_id: e.name for e in cl.search_experiments()}
+    return typed_table([_full_params(_row(r, names), resolve_uri(tracking_uri)) for r in runs])
+
+
+def load_curve(run_id: str, tracking_uri: str | None = None,
+               artifact_uri: str | None = None) -> pd.DataFrame:
+    """A run's curve at every step, from its `curve.parquet` artifact.
+
+    Args:
+        run_id: The run.
+        tracking_uri: As for load_runs.
+        artifact_uri: The run's artifact URI (load_runs' `artifact_uri` column);
+            saves a look-up per run when reading many curves.
+
+    Returns:
+        Columns step, loss, grad_norm, and x0..x{d-1} when the loss has at
+        most 10 parameters. A diverged run's last row is its divergence step.
+    """
+    with artifact_file(run_id, "curve.parquet", tracking_uri, artifact_uri) as path:
+        return pd.read_parquet(path)
+
+
+def latest_sweep(cl):
+    """The sweep parent run started last, over every experiment of the store."""
+    ids = [e.experiment_id for e in cl.search_experiments()]
+    found = cl.search_runs(ids, f"tags.{_T}sweep = 'true'", max_results=1,
+                           order_by=["attributes.start_time DESC", "attributes.run_id DESC"]) if ids else []
+    if not found:
+        raise LookupError(f"no sweep in {cl.tracking_uri}; run one with `gdexp -m ...`")
+    return found[0]
+
+
+@contextmanager
+def artifact_file(run_id: str, name: str, tracking_uri: str | None = None,
+                  artifact_uri: str | None = None) -> Iterator[Path]:
+    """`with artifact_file(run_id, name) as path`: a run's artifact as a local file.
+
+    A local store's file is read where it lies (reading 1,000 curves through
+    download_artifacts is many times slower); a remote one is downloaded into
+    a temporary folder, removed on exit.
+    """
+    uri = resolve_uri(tracking_uri)
+    if artifact_uri is None:
+        artifact_uri = client(uri).get_run(run_id).info.artifact_uri
+    local = local_dir(artifact_uri)  # one rule for "local store": the writer's
+    if local is not None:
+        path = local / name
+        if not path.is_file():
+            raise FileNotFoundError(f"run {run_id} has no artifact {name} ({path})")
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="gdexp-") as tmp:
+        yield Path(client(uri).download_artifacts(run_id, name, tmp))
+
+
+def search(cl, experiment_ids: list[str], filter_string: str) -> list:
+    """Every run matching the filter, page after page (MLflow returns at most 50,000 a page)."""
+    runs, token = [], None
+    while True:
+        page = cl.search_runs(experiment_ids, filter_string, max_results=50000, page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def _row(run, experiment_names: dict[str, str]) -> dict:
+    info, p, m, t = run.info, run.data.params, run.data.metrics, run.data.tags
+    finished = info.status == "FINISHED"
+    row = {
+        "run_id": info.run_id,
+        "run_name": info.run_name,
+        "experiment": experiment_names.get(info.experiment_id, info.experiment_id),
+        "sweep_id": t.get("mlflow.parentRunId"),
+        "loss": p.get("loss.name"),
+        "optimizer": p.get("optimizer.name"),
+        "lr": p.get("optimizer.lr"),
+        "status": t.get(f"{_T}status") if finished else info.status.lower(),
+        "diverged": t.get(f"{_T}diverged") == "true",
+        "diverged_step": t.get(f"{_T}diverged_step"),
+        "divergence": t.get(f"{_T}divergence"),
+        "stop_reason": t.get(f"{_T}stop_reason"),
+        **{name: m.get(name, np.nan) for name in SUMMARY_METRICS},
+        "mlflow_status": info.status,
+        "error": t.get(f"{_T}error"),
+        "config_hash": t.get(f"{_T}config_hash"),
+        "data_sha256": t.get(f"{_T}data_sha256"),
+        "version": t.get(f"{_T}version"),
+        "start_time": info.start_time,
+        "artifact_uri": info.artifact_uri,
+    }
+    row.update({key: value for key, value in p.items() if key not in row})
+    return row
+
+
+def _full_params(row: dict, uri: str) -> dict:
+    """Replace params logged as a stand-in (too long for MLflow) by their value in config.yaml."""
+    long = [k for k, v in row.items() if isinstance(v, str) and v.startswith(STAND_IN)]
+    if not long:
+        return row
+    import json
+
+    import yaml
+
+    with artifact_file(row["run_id"], "config.yaml", uri, row["artifact_uri"]) as path:
+        config = flatten(yaml.safe_load(path.read_text()))
+    return {**row, **{k: json.dumps(config[k]) for k in long if k in config}}

@@ -1,0 +1,161 @@
+"""Writing one run to MLflow: created, descended, recorded, closed; kept on disk when the store is down."""
+from __future__ import annotations
+
+import socket
+import sys
+import tempfile
+import time
+import traceback
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable
+
+from gdexp.core.outcomes import FAILED, UNRECORDED
+from gdexp.core.result import Result
+from gdexp.tracking import content
+from gdexp.tracking.store import Store, unreachable
+
+
+def write_run(store: Store, spec, descent: Callable[[], Result], *, parent_id: str | None,
+              keep_dir: Path, swallow: bool, done: bool = False) -> dict:
+    """Create the run, get its Result from `descent()`, record it, close it; return its row.
+
+    Args:
+        store: where the run goes.
+        spec: the run (gdexp.core.spec.RunSpec).
+        descent: gives the run's Result (it may raise: the run is then FAILED).
+        parent_id: the sweep's parent run, or None for a single run.
+        keep_dir: the folder that holds runs the store could not take (gdexp-unrecorded/).
+        swallow: print an error and return a failed row instead of raising
+            (the run is FAILED in MLflow either way): in a sweep, the others go on.
+        done: the descent already happened (a batched sweep), so params go to MLflow
+            with the curves in one request; otherwise they are logged first.
+
+    Returns:
+        The run's summary row (gdexp.tracking.content.run_row).
+
+    A store that does not answer (after the client's bounded retries) is not a
+    failure of the run: it is descended anyway and kept on disk (pending.py),
+    and this process stops asking that store.
+    """
+    info = result = None
+    now = int(time.time() * 1000)  # the metrics' timestamp, kept if the run is kept on disk
+    curve_points = spec.config["tracking"]["curve_points"]
+    try:
+        if store.down is not None:
+            raise store.down
+        info = start_run(store.client, store.experiment_id, spec, parent_id, log_params=not done)
+        with terminating(store.client, info.run_id, spec):
+            result = descent()
+            log_result(store.client, info, spec, result, curve_points, log_params=done, now=now)
+    except Exception as exc:
+        if unreachable(exc):
+            store.down = exc
+            return _keep(store, spec, result, descent, info.run_id if info else None, parent_id, exc,
+                         keep_dir, now)
+        if not swallow or info is None:
+            raise
+        error = f"{type(exc).__name__}: {exc}"
+        print(f"gdexp: run {spec.run_name} ({info.run_id}) FAILED:", file=sys.stderr)
+        traceback.print_exception(exc, file=sys.stderr)
+        return content.run_row(spec, info.run_id, None, FAILED, error, parent_id)
+    return content.run_row(spec, info.run_id, result, parent_id=parent_id)
+
+
+def start_run(cl, exp_id: str, spec, parent_id: str | None = None, log_params: bool = True):
+    """Create a run with the spec's identity tags (and params); returns its RunInfo.
+
+    With log_params=False the params wait for `log_result`, which sends them with
+    the curves in one request: for a run whose descent is already done.
+    """
+    info = cl.create_run(exp_id, run_name=spec.run_name, tags=content.identity_tags(spec, parent_id)).info
+    if log_params:
+        cl.log_batch(info.run_id, params=_params(spec))
+    return info
+
+
+@contextmanager
+def terminating(cl, run_id: str, spec):
+    """Close the run FINISHED, FAILED (its params and error kept) or KILLED (Ctrl-C).
+
+    A store that cannot be reached is not asked again (that would only repeat
+    the client's retries): the error goes up with the run left as it was.
+    """
+    from mlflow.entities import RunTag
+
+    try:
+        yield
+    except KeyboardInterrupt:
+        cl.set_terminated(run_id, status="KILLED")
+        raise
+    except BaseException as exc:
+        if unreachable(exc):
+            raise
+        # Logging the same param value twice is allowed: a run whose params went first keeps them.
+        tags = [RunTag(k, v) for k, v in content.error_tag(f"{type(exc).__name__}: {exc}").items()]
+        cl.log_batch(run_id, params=_params(spec), tags=tags)
+        cl.set_terminated(run_id, status="FAILED")
+        raise
+    else:
+        cl.set_terminated(run_id, status="FINISHED")
+
+
+def log_result(cl, info, spec, result: Result, curve_points: int, log_params: bool = False,
+               now: int | None = None) -> None:
+    """Log a finished descent: curves, summary metrics, status tags (params too when
+    asked), in one request, then the artifacts.
+
+    now: the metrics' timestamp in ms (default: now); a run kept on disk after a
+    failed attempt keeps the same one, so recording it again adds no duplicate points.
+    """
+    from mlflow.entities import Metric, RunTag
+
+    metrics = [Metric(*m) for m in content.run_metrics(spec, result, curve_points, now)]
+    tags = [RunTag(k, v) for k, v in content.status_tags(result).items()]
+    cl.log_batch(info.run_id, metrics=metrics, tags=tags, params=_params(spec) if log_params else [])
+    local = local_dir(info.artifact_uri)
+    if local is not None:
+        # A local store: write the files in place, skipping MLflow's copy.
+        local.mkdir(parents=True, exist_ok=True)
+        content.write_artifacts(local, spec, result)
+    else:
+        with tempfile.TemporaryDirectory(prefix="gdexp-") as tmp:
+            content.write_artifacts(Path(tmp), spec, result)
+            cl.log_artifacts(info.run_id, tmp)
+
+
+def local_dir(artifact_uri: str) -> Path | None:
+    """The folder behind a local artifact URI (file://...), None for remote stores."""
+    from urllib.parse import unquote, urlparse
+
+    parsed = urlparse(artifact_uri)
+    if parsed.scheme == "file" and parsed.netloc in ("", "localhost"):
+        return Path(unquote(parsed.path))
+    if parsed.scheme == "" and artifact_uri.startswith("/"):
+        return Path(artifact_uri)
+    return None
+
+
+def _params(spec):
+    from mlflow.entities import Param
+
+    return [Param(k, v) for k, v in content.params(spec.config).items()]
+
+
+def _keep(store: Store, spec, result, descent, run_id, parent_id, exc, keep_dir: Path, now: int) -> dict:
+    """Write the run to the keep folder; returns its row, status UNRECORDED."""
+    from gdexp.tracking.pending import keep_run, short_reason
+
+    error = None
+    if result is None:
+        try:
+            result = descent()
+        except Exception as failure:  # the run failed, and that is what will be recorded
+            error = f"{type(failure).__name__}: {failure}"
+    where = {"uri": store.uri, "experiment": store.experiment, "parent_id": parent_id}
+    entry = keep_run(keep_dir, where, run_id, spec, result, error, spec.config["tracking"]["curve_points"], now)
+    reason = short_reason(exc)
+    print(f"gdexp: run {spec.run_name} not recorded ({store.uri} does not answer from "
+          f"{socket.gethostname()}: {reason}); kept in {entry}", file=sys.stderr)
+    row = content.run_row(spec, run_id, result, UNRECORDED, reason, parent_id)
+    return {**row, "kept": str(entry), "uri": store.uri}

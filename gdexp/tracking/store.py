@@ -1,0 +1,161 @@
+"""Where runs go: the tracking URI, the MLflow client, the experiment, and a safe first creation.
+
+Runs are written through MlflowClient, never the fluent API: no process-wide
+"active run" to collide with, and a parent run can be made in the launching
+process while its jobs run in the same one.
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from gdexp.core.errors import ConfigError
+from gdexp.tracking import env
+from gdexp.tracking.guards import check_store_filesystem, sqlite_path
+
+
+def resolve_uri(configured: str | None, cwd: str | os.PathLike | None = None) -> str:
+    """The tracking URI a run uses: MLFLOW_TRACKING_URI, then the config, then ./mlflow.db.
+
+    A relative sqlite path is made absolute against `cwd` (default: the
+    current folder) so every job of a sweep, whatever its working folder,
+    writes to one store.
+
+    >>> resolve_uri("sqlite:///runs/m.db", cwd="/data")
+    'sqlite:////data/runs/m.db'
+    """
+    uri = env.get(env.TRACKING_URI) or configured
+    if uri == "???":  # tracking=server without its address
+        raise ConfigError("tracking.uri", None, "tracking=server needs the server's address: "
+                          "tracking.uri=http://HOST:PORT (or MLFLOW_TRACKING_URI)")
+    base = Path(cwd or os.getcwd())
+    if not uri:
+        return f"sqlite:///{(base / 'mlflow.db').resolve()}"
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        return f"sqlite:///{(base / uri[len('sqlite:///'):]).resolve()}"
+    return uri
+
+
+def client(uri: str):
+    """An MlflowClient for `uri`, its store opened (created and migrated if new).
+
+    Creating a SQLite store runs MLflow's schema migrations, and two processes
+    doing that at once on one file fail (`duplicate column`, alembic errors):
+    the first opening of a SQLite file happens under a file lock beside it
+    (`<file>.lock`), so the second process waits and then finds it migrated.
+    """
+    from mlflow import MlflowClient
+
+    env.http_client_defaults(uri)
+    cl = MlflowClient(tracking_uri=uri)
+    path = sqlite_path(uri)
+    if path is not None:
+        from filelock import FileLock
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(f"{path}.lock"):
+            cl._tracking_client.store  # noqa: B018 - opens (creates, migrates) the store under the lock
+    return cl
+
+
+def unreachable(exc: BaseException) -> bool:
+    """Whether `exc` means the store could not be reached (after the client's retries).
+
+    MLflow wraps a refused connection, a timeout or too many 5xx answers in an
+    MlflowException "API request to ... failed ..."; the requests error is its context.
+    """
+    import requests
+
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, (requests.ConnectionError, requests.Timeout, ConnectionError, TimeoutError)):
+            return True
+        message = getattr(exc, "message", None) or str(exc)
+        if type(exc).__name__ == "MlflowException" and message.startswith("API request to ") and " failed " in message:
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def experiment_id(cl, name: str) -> str:
+    """The id of experiment `name`, created on first use.
+
+    On a SQLite store its artifacts go beside the database file
+    (<db folder>/mlartifacts/<name>), not into ./mlruns of whatever folder
+    the first run happened to start in.
+    """
+    found = cl.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    location = None
+    path = sqlite_path(cl.tracking_uri)
+    if path is not None:
+        slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+        location = (path.parent / "mlartifacts" / slug).as_uri()
+    try:
+        return cl.create_experiment(name, artifact_location=location)
+    except Exception:
+        # Another process created it between our look-up and create.
+        found = cl.get_experiment_by_name(name)
+        if found is None:
+            raise
+        return found.experiment_id
+
+
+class Store:
+    """An MLflow store and the experiment runs are written to; one per (uri, experiment) and process.
+
+    Attributes:
+        uri: the resolved tracking URI.
+        experiment: the experiment's name.
+        client: its MlflowClient.
+        down: the error that showed the store not answering, once it has (then
+            this process stops asking it: runs are kept on disk instead).
+    """
+
+    def __init__(self, uri: str, experiment: str):
+        self.uri, self.experiment = uri, experiment
+        self.client = client(uri)
+        self._experiment_id: str | None = None
+        self.down: BaseException | None = None
+
+    @property
+    def experiment_id(self) -> str:
+        if self._experiment_id is None:
+            self._experiment_id = experiment_id(self.client, self.experiment)
+        return self._experiment_id
+
+
+# One Store per (uri, experiment) in this process: a sweep's jobs share one client and
+# experiment look-up. A new sweep forgets them (forget_stores), so a store found down
+# in an earlier sweep of the same process is asked again.
+_OPEN: dict[tuple[str, str], Store] = {}
+
+
+def open_store(uri: str, experiment: str) -> Store:
+    """The Store for (uri, experiment), opened once per process; SQLite over NFS is refused here."""
+    key = (uri, experiment)
+    if key not in _OPEN:
+        check_store_filesystem(uri)
+        _OPEN[key] = Store(uri, experiment)
+    return _OPEN[key]
+
+
+def forget_stores() -> None:
+    """Drop the open stores (a new sweep asks each store again)."""
+    _OPEN.clear()
+
+
+def where_to_look(uri: str, experiment_id: str, run_id: str, single: bool = False) -> str:
+    """Where a sweep's (or a single run's) runs are, and the command that opens the MLflow UI on them."""
+    if uri.startswith("sqlite:"):
+        how = f"mlflow ui --backend-store-uri {uri} --port 5000"
+        base = "http://127.0.0.1:5000"
+    else:
+        how, base = "(tracking server)", uri.rstrip("/")
+    page = f"runs/{run_id}" if single else "runs?workflowType=machine_learning"
+    return (f"Runs are in {uri}, {'run' if single else 'sweep'} {run_id}.\n"
+            f"Open the MLflow UI: {how}\n"
+            f"  then {base}/#/experiments/{experiment_id}/{page}")
