@@ -81,7 +81,8 @@ class Expression(Loss):
     derivative of the same formula, compiled to numpy. Both are elementwise, so
     each row is bit-identical alone or in any batch. Points outside the domain
     (``log`` or ``sqrt`` of a negative number, ``1/0``) give nan or inf, which the
-    descent records as divergence.
+    descent records as divergence. (Where the value is nan the gradient may not
+    be: log's derivative 1/y is finite at y < 0. The descent stops on either.)
 
     Args:
         expr: The formula, at most MAX_CHARS characters (see the module docstring
@@ -161,10 +162,12 @@ class Expression(Loss):
     def hessian_extremes(self) -> tuple[float, float] | None:
         """``(lambda_min, lambda_max)`` for a quadratic formula whose Hessian is positive definite.
 
-        The Hessian counts as constant when sympy's second derivatives hold no
-        variable; a formula that is quadratic only after simplification (say
-        ``sin(x)**2 + cos(x)**2 + x**2``) gives None, as does any Hessian that is
-        not positive definite (the stability limits need lambda_min > 0).
+        Quadratic as written: built from numbers and variables with + and -, *,
+        / by a constant and ** by a whole number, of degree <= 2; its Hessian is
+        then sympy's exact constant one. A formula that is quadratic only after
+        simplification (``sin(x)**2 + cos(x)**2 + x**2``) gives None, as does a
+        Hessian that is not positive definite (the stability limits need
+        lambda_min > 0).
         """
         return self._compiled().hessian_extremes
 
