@@ -75,7 +75,7 @@ def main() -> None:
 
     print("\ntime per run and step (ms), gdexp vs torch loop")
     scale_steps = 20 if args.quick else 100
-    table = [(b, 64) for b in (1, 8, 64)] + [(8 if args.quick else 64, h) for h in (16, 256)]
+    table = [(b, 64) for b in (1, 8, 64)] + [(8, h) for h in (16, 256)]
     for b, width in table:
         net = mlp("digits", hidden=[width], activation="tanh")
         lr = np.full(b, 0.1)
