@@ -138,9 +138,10 @@ def sharpness(loss, x: np.ndarray, v0: np.ndarray | None = None, iters: int = 20
             w = w - alphas[:, j, None] * q
             if j:
                 w = w - betas[:, j - 1, None] * basis[j - 1]
-            # Full reorthogonalization by modified Gram-Schmidt, twice ("twice is
-            # enough": Giraud et al. 2005), one basis vector at a time: row-wise
-            # dot products and elementwise updates keep rows independent.
+            # Full reorthogonalization by Gram-Schmidt, twice (Kahan's "twice is
+            # enough": Parlett, The Symmetric Eigenvalue Problem, 1980, 6-9), one
+            # basis vector at a time: row-wise dot products and elementwise
+            # updates keep rows independent.
             for _ in range(2):
                 for k in range(j + 1):
                     w = w - np.einsum("bi,bi->b", basis[k], w)[:, None] * basis[k]
