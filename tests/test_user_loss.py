@@ -324,7 +324,8 @@ BAD_TARGETS = [
     ("things.failing", {"dim": 2}, "failing(x) raised ValueError: bad scale ({folder}/things.py, line 28)"),
     ("things.branching", {"dim": 2}, "cannot be compiled by JAX: TracerBoolConversionError"),
     ("things.branching", {"dim": 2}, "use jnp.where, not if or float(), on values of x"),
-    ("things.logarithm", {"dim": 2}, "the loss is -inf at the start point [0.0, 0.0]: an input error, not a divergence"),
+    ("things.logarithm", {"dim": 2},
+     "the loss is -inf at the start point [0.0, 0.0]: an input error, not a divergence"),
     ("things.cone", {"dim": 2}, "the gradient is nan at the start point [0.0, 0.0]"),
     ("things.saddle", {"dim": 0}, "loss.dim=0: things.saddle needs a whole number of parameters >= 1"),
 ]
@@ -342,7 +343,8 @@ def test_each_bad_target_is_one_config_error_line(folder, tmp_path, target, keyw
 BAD_CLASSES = {
     "returns_list": ("return [x[:, 0], x]", "value_and_grad returned a value of type list, length 2; needs a tuple"),
     "returns_one": ("return x[:, 0]", "value_and_grad returned a value of type ndarray, shape (1,); needs a tuple"),
-    "int_values": ("return np.zeros(len(x), dtype=int), x", "on a (1, 2) batch returned values of dtype int64; needs float"),
+    "int_values": ("return np.zeros(len(x), dtype=int), x",
+                   "on a (1, 2) batch returned values of dtype int64; needs float"),
     "complex_grad": ("return x[:, 0], x + 0j", "returned gradients of dtype complex128; needs float"),
     "object_values": ("return np.array([None] * len(x)), x", "returned values of dtype object; needs float"),
     "column_values": ("return x[:, :1], x", "on a (1, 2) batch returned values of shape (1, 1); needs (1,)"),

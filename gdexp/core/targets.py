@@ -45,7 +45,8 @@ def resolve(path: str, key: str, search_dir: str | Path | None) -> object:
 
     ``search_dir`` is first on ``sys.path`` while the target's module is
     imported, so the user's ``mypkg/`` wins over an installed package of
-    that name (what they see in their folder is what runs). It then stays
+    that name (what they see in their folder is what runs), unless a module
+    of that name was imported already (an error then says where from). It then stays
     on ``sys.path``, last, for good: code the target imports later (a
     helper imported inside the function, classes of it unpickled in this
     process) still finds the folder, while gdexp's own lazy imports
