@@ -437,12 +437,14 @@ def _copy_points(conn, points) -> None:
 
     No escaping is needed: keys passed MLflow's name rule (word characters,
     / . - space :), run ids are hex, values are Python float reprs (finite by now),
-    which PostgreSQL's float8 input parses to the same double.
+    which PostgreSQL's float8 input parses to the same double. Except -0.0: psycopg2
+    sends it as the SQL expression ` -0.0` (minus applied to a numeric zero), so
+    MLflow's store holds 0.0; COPY would keep the sign.
     """
     import io
 
     buf = io.StringIO()
-    buf.writelines(f"{k}\t{v!r}\t{ts}\t{run}\t{step}\t{'t' if nan else 'f'}\n"
+    buf.writelines(f"{k}\t{repr(v) if v else '0.0'}\t{ts}\t{run}\t{step}\t{'t' if nan else 'f'}\n"
                    for k, v, ts, run, step, nan in points)
     buf.seek(0)
     cursor = conn.connection.dbapi_connection.cursor()
