@@ -49,6 +49,7 @@ TERMINAL = ("FINISHED", "FAILED", "KILLED")
 _DRIVERS = ("sqlite", "postgresql", "postgresql+psycopg2")  # postgresql means psycopg2 too
 _SERVER_SCHEMES = ("http", "https", "databricks", "databricks-uc", "uc", "file", "")
 _CHUNK_POINTS = 200_000  # metric rows prepared and sent per executemany / COPY (bounds memory)
+_SQLITE_CACHE_KIB = 256 * 1024  # page cache of the writing connection while it writes
 _INF = 1.7976931348623157e308  # what MLflow stores for +/-inf (SQL has no infinity)
 
 
@@ -216,26 +217,39 @@ def write_runs(uri: str, records: list[RunRecord]) -> list[str]:
     with engine.connect() as conn:
         locations = _experiment_locations(conn, {r.experiment_id for r in records})
         conn.commit()  # end the read: SQLite's write lock is then taken by the first INSERT
-        if engine.dialect.name == "sqlite":
-            # What MLflow's sessions set: foreign keys enforced, 20 s waiting for a writer.
+        sqlite = engine.dialect.name == "sqlite"
+        if sqlite:
+            # What MLflow's sessions set (foreign keys enforced, 20 s waiting for another
+            # writer), and a page cache that holds the three metrics indexes being updated.
+            cache = conn.exec_driver_sql("PRAGMA cache_size").scalar()
             conn.exec_driver_sql("PRAGMA foreign_keys = ON")
             conn.exec_driver_sql("PRAGMA busy_timeout = 20000")
+            conn.exec_driver_sql(f"PRAGMA cache_size = {-_SQLITE_CACHE_KIB}")
             conn.commit()
-        with conn.begin():
-            runs, tags, params, latest, points = [], [], [], [], []
-            for record in records:
-                run, run_tags, run_params, run_latest, run_points = _prepare(
-                    record, locations[str(record.experiment_id)])
-                runs.append(run)
-                tags += run_tags
-                params += run_params
-                latest += run_latest
-                points += run_points
-                if len(points) >= _CHUNK_POINTS:
-                    _flush(conn, runs, tags, params, latest, points)
-                    runs, tags, params, latest, points = [], [], [], [], []
-            _flush(conn, runs, tags, params, latest, points)
+        try:
+            with conn.begin():
+                _insert(conn, records, locations)
+        finally:
+            if sqlite:
+                conn.exec_driver_sql(f"PRAGMA cache_size = {int(cache)}")
+                conn.commit()
     return [r.run_id for r in records]
+
+
+def _insert(conn, records: list[RunRecord], locations: dict[str, str]) -> None:
+    """Prepare and insert the records chunk by chunk, so memory stays bounded by the chunk."""
+    runs, tags, params, latest, points = [], [], [], [], []
+    for record in records:
+        run, run_tags, run_params, run_latest, run_points = _prepare(record, locations[str(record.experiment_id)])
+        runs.append(run)
+        tags += run_tags
+        params += run_params
+        latest += run_latest
+        points += run_points
+        if len(points) >= _CHUNK_POINTS:
+            _flush(conn, runs, tags, params, latest, points)
+            runs, tags, params, latest, points = [], [], [], [], []
+    _flush(conn, runs, tags, params, latest, points)
 
 
 def artifact_uri(artifact_location: str, run_id: str) -> str:
@@ -291,22 +305,60 @@ def _prepare(record: RunRecord, location: str):
 def _metric_rows(run_id: str, metrics) -> tuple[list[tuple], dict]:
     """Metric rows (key, value, timestamp, run_uuid, step, is_nan) and the latest point per key.
 
-    The hot loop (1.5 M points a sweep): each point is checked cheaply here, and
-    MLflow's own validator runs only on a key seen for the first time or on a
-    point that fails the cheap check, so the errors are MLflow's.
+    The hot path (1.5 M points a sweep). A run whose points are all finite floats
+    with int timestamps and steps and no repeated point (gdexp's runs) is handled
+    by C-level passes (`_plain_rows`); any other goes point by point
+    (`_checked_rows`). MLflow's own validators run on each new key and on any point
+    that fails a cheap check, so the errors are MLflow's.
     """
+    from mlflow.exceptions import INVALID_PARAMETER_VALUE, MlflowException
+
+    metrics = list(metrics)
+    if not metrics:
+        return [], {}
+    if set(map(len, metrics)) != {4}:
+        raise MlflowException("a metric point is (key, value, timestamp, step)", INVALID_PARAMETER_VALUE)
+    keys, values, stamps, steps = zip(*metrics)
+    for key in set(keys) - _GOOD_KEYS:
+        _check_key(key)
+        _GOOD_KEYS.add(key)
+    return _plain_rows(run_id, keys, values, stamps, steps) or _checked_rows(run_id, metrics)
+
+
+_GOOD_KEYS: set = set()  # metric keys MLflow's validator accepted (a pure function of the key)
+
+
+def _plain_rows(run_id: str, keys, values, stamps, steps) -> tuple[list[tuple], dict] | None:
+    """The common case in C-level passes; None when some point needs `_checked_rows`."""
+    from itertools import groupby, repeat
+    from operator import itemgetter
+
+    n = len(keys)
+    if not (set(map(type, values)) == {float} and set(map(type, stamps)) == {int}
+            and set(map(type, steps)) == {int} and min(stamps) >= 0
+            and all(map(math.isfinite, values))
+            and len(set(zip(keys, stamps, steps, values))) == n):
+        return None
+    rows = list(zip(keys, values, stamps, repeat(run_id, n), steps, repeat(False, n)))
+    latest: dict[str, tuple] = {}
+    # max() keeps the first of equal maxima: MLflow's strict "newer than" comparison.
+    for key, group in groupby(zip(keys, steps, stamps, values), key=itemgetter(0)):
+        best = max(map(itemgetter(1, 2, 3), group))
+        if key not in latest or best > latest[key][:3]:
+            latest[key] = (*best, False)
+    return rows, latest
+
+
+def _checked_rows(run_id: str, metrics: list) -> tuple[list[tuple], dict]:
+    """Point by point: conversions, NaN as 0 with is_nan, +/-inf as +/-1.797e308, repeats dropped."""
     rows: list[tuple] = []
     seen: set = set()
     latest: dict[str, tuple] = {}  # key -> (step, timestamp, stored value, is_nan)
-    good_keys: set = set()
     isnan, isinf = math.isnan, math.isinf
     for point in metrics:
         key, value, ts, step = point
         if type(value) is not float:
             value = _as_float(value, point)
-        if key not in good_keys:
-            _check_key(key)
-            good_keys.add(key)
         if type(ts) is not int or type(step) is not int or ts < 0:
             ts, step = _as_ints(point, value)
         if isnan(value):

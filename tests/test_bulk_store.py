@@ -14,21 +14,20 @@ CI (CI=true).
 """
 from __future__ import annotations
 
-import glob
 import math
 import os
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gdexp import bulk_store
 from gdexp.bulk_store import RunRecord, fast_path_available, write_runs, write_runs_via_client
@@ -67,84 +66,17 @@ def _need(what: str):
     pytest.skip(f"{what}; pip install '.[postgres]' and PostgreSQL (apt-get install postgresql)")
 
 
-def _pg_bin(name: str) -> str | None:
-    found = shutil.which(name)
-    if found:
-        return found
-    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
-    return candidates[-1] if candidates else None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Postgres:
-    """A PostgreSQL cluster in a throwaway folder on 127.0.0.1; databases copied from a template."""
-
-    def __init__(self):
-        initdb, self.pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
-        if not (initdb and self.pg_ctl):
-            _need("PostgreSQL's initdb/pg_ctl are missing")
-        self.root = Path(tempfile.mkdtemp(prefix="gdexp-pg-"))
-        self.data, self.port = self.root / "data", _free_port()
-        self._as_user = []
-        if os.geteuid() == 0:  # initdb refuses root: run as the postgres user
-            shutil.chown(self.root, "postgres")
-            self._as_user = ["runuser", "-u", "postgres", "--"]
-        self._run(initdb, "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
-        self._run(self.pg_ctl, "-D", str(self.data), "-l", str(self.root / "pg.log"), "-w", "-o",
-                  f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.root} -c fsync=off", "start")
-        self._made = 0
-
-    def uri(self, name: str) -> str:
-        return f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/{name}"
-
-    def create(self, template: str | None = None) -> str:
-        """A new database (a copy of `template` when given); returns its SQLAlchemy URI."""
-        import psycopg2
-
-        self._made += 1
-        name = f"mlflow{self._made}"
-        conn = psycopg2.connect(host="127.0.0.1", port=self.port, user="postgres", dbname="postgres")
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute(f"CREATE DATABASE {name}" + (f" TEMPLATE {template}" if template else ""))
-        conn.close()
-        return name
-
-    def stop(self) -> None:
-        subprocess.run([*self._as_user, self.pg_ctl, "-D", str(self.data), "-m", "fast", "stop"],
-                       capture_output=True, timeout=60)
-        shutil.rmtree(self.root, ignore_errors=True)
-
-    def _run(self, *cmd: str) -> None:
-        done = subprocess.run([*self._as_user, *cmd], capture_output=True, text=True, timeout=120)
-        if done.returncode:
-            log = self.root / "pg.log"
-            raise RuntimeError(f"{cmd[0]} failed: {done.stderr}\n{log.read_text() if log.exists() else ''}")
-
-
 @pytest.fixture(scope="session")
 def postgres_template():
-    """(server, name of a database MLflow has migrated): CREATE DATABASE ... TEMPLATE copies it."""
-    pytest.importorskip("psycopg2", reason="the `postgres` extra (psycopg2-binary) is missing")
-    pg = Postgres()
+    """(server, name of a database MLflow has migrated): each test's databases are copies of it."""
+    from pg_server import Postgres, PostgresMissing, mlflow_template
+
     try:
-        from mlflow import MlflowClient
-        from sqlalchemy import create_engine
-
-        name = pg.create()
-        MlflowClient(tracking_uri=pg.uri(name)).search_experiments()
-        # A template must have no open connections when it is copied.
-        create_engine(pg.uri(name)).dispose()
-        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
-
-        for engine in SqlAlchemyStore._engine_map.values():
-            engine.dispose()
-        yield pg, name
+        pg = Postgres()
+    except PostgresMissing as exc:
+        _need(str(exc))
+    try:
+        yield pg, mlflow_template(pg)
     finally:
         pg.stop()
 
@@ -183,8 +115,12 @@ def sample_records(exp_a: str, exp_b: str) -> list[RunRecord]:
         ts = T0 + 1000 * i
         metrics = [("loss", float(v), ts, int(s)) for s, v in zip(steps, loss)]
         metrics += [("grad_norm", v, ts, s) for s, v in zip(steps.tolist(), (loss * 2).tolist())]
+        plain = i % 3 == 0  # only Python floats and ints: write_runs' C-level branch
         metrics += [("final_loss", float(loss[-1]), ts, 0), ("best_loss", float(np.nanmin(loss)), ts, 0),
-                    ("iterations", int(steps[-1]), ts, 0), ("lr", np.float64(10 ** (-5 + i / 8)), ts, 0)]
+                    ("iterations", float(steps[-1]) if plain else int(steps[-1]), ts, 0),
+                    ("lr", 10 ** (-5 + i / 8) if plain else np.float64(10 ** (-5 + i / 8)), ts, 0)]
+        if i % 6 == 0:  # keys interleaved, a later timestamp at an earlier step
+            metrics += [("final_loss", 9.0, ts + 1, 0), ("grad_norm", -1.0, ts + 5, 0), ("final_loss", 7.0, ts - 1, 1)]
         status = ("FINISHED", "FAILED", "KILLED")[i % 3]
         tags = {"mlflow.parentRunId": parent.run_id, "gdexp.status": "diverged" if i % 5 == 1 else "converged",
                 "gdexp.note": f"run №{i} — ✓", "gdexp.config_hash": f"{i:08x}"}
@@ -331,9 +267,24 @@ def _assert_same(fast_uri, client_uri, exp_ids, fast_ids, client_ids):
     return fast
 
 
-def test_sqlite_fast_path_reads_back_like_the_client_path(sqlite_pair, tmp_path):
+def _spy_on_branches(monkeypatch) -> list:
+    """Whether each run went through the C-level branch (True) or point by point (False)."""
+    taken, plain = [], bulk_store._plain_rows
+
+    def spy(*args):
+        out = plain(*args)
+        taken.append(out is not None)
+        return out
+
+    monkeypatch.setattr(bulk_store, "_plain_rows", spy)
+    return taken
+
+
+def test_sqlite_fast_path_reads_back_like_the_client_path(sqlite_pair, tmp_path, monkeypatch):
     fast_uri, client_uri = sqlite_pair
+    taken = _spy_on_branches(monkeypatch)
     exp_ids, fast_ids, client_ids = _write_both(fast_uri, client_uri, (tmp_path / "art").as_uri())
+    assert taken.count(True) == 6 and taken.count(False) == 19  # 25 runs with metrics
     fast = _assert_same(fast_uri, client_uri, exp_ids, fast_ids, client_ids)
     _check_known_values(fast)
 
@@ -373,7 +324,23 @@ def _check_known_values(snap: dict) -> None:
     assert named["info"]["artifact_uri"].endswith("/<run 26>/artifacts")
 
 
-# --- smaller properties ------------------------------------------------------------------------
+# --- smaller properties ---
+
+@given(st.lists(st.tuples(st.sampled_from(["a", "b", "c"]),
+                          st.one_of(st.floats(allow_nan=True), st.integers(-3, 3)),
+                          st.integers(0, 3), st.integers(-2, 2)), max_size=40))
+@settings(max_examples=300, deadline=None)
+def test_both_branches_give_the_same_rows_and_latest_values(points):
+    """The C-level branch, where it applies, agrees with the point-by-point one."""
+    keys, values, stamps, steps = zip(*points) if points else ((), (), (), ())
+    plain = bulk_store._plain_rows("r", keys, values, stamps, steps) if points else None
+    checked = bulk_store._checked_rows("r", points)
+    if plain is not None:
+        assert plain == checked
+    floats_only = all(type(v) is float and math.isfinite(v) for v in values)
+    distinct = len({(k, t, s, v) for k, v, t, s in points}) == len(points)
+    assert (plain is not None) == (bool(points) and floats_only and distinct)
+
 
 def test_runs_without_times_or_names_get_mlflows_defaults(sqlite_pair):
     import time
