@@ -16,7 +16,7 @@ same as for runs written through the client: tests/test_bulk_store.py writes
 the same runs both ways on SQLite and PostgreSQL and compares everything.
 
 It writes below MLflow's public API, so it is fenced (`fast_path_available`):
-only SQLite and PostgreSQL (psycopg2) stores, never a tracking server, and only
+only SQLite and PostgreSQL stores (postgresql+psycopg2://), never a tracking server, and only
 when both the database's alembic revision and MLflow's own migration head are
 the revision it was tested with (`TESTED_REVISION`). Anything else goes through
 `write_runs_via_client`, the same records through MlflowClient.
@@ -46,7 +46,7 @@ PARENT_TAG = "mlflow.parentRunId"
 RUN_NAME_TAG = "mlflow.runName"
 USER_TAG = "mlflow.user"
 TERMINAL = ("FINISHED", "FAILED", "KILLED")
-_DRIVERS = ("sqlite", "postgresql", "postgresql+psycopg2")  # postgresql means psycopg2 too
+_DRIVERS = ("sqlite", "postgresql+psycopg2")  # plain postgresql:// is psycopg 3 in SQLAlchemy 2.1: untested
 _SERVER_SCHEMES = ("http", "https", "databricks", "databricks-uc", "uc", "file", "")
 _CHUNK_POINTS = 200_000  # metric rows prepared and sent per executemany / COPY (bounds memory)
 _SQLITE_CACHE_KIB = 256 * 1024  # page cache of the writing connection while it writes
@@ -91,8 +91,9 @@ class RunRecord:
 def fast_path_available(uri: str) -> tuple[bool, str]:
     """Whether `write_runs` may write to the store at `uri`, and a one-line reason.
 
-    True only for an existing SQLite file or a PostgreSQL database (psycopg2
-    driver) whose `alembic_version` is TESTED_REVISION, with MLflow's installed
+    True only for an existing SQLite file or a PostgreSQL database reached with
+    psycopg2 (postgresql+psycopg2://; plain postgresql:// means psycopg 3 in
+    SQLAlchemy 2.1, not tested) whose `alembic_version` is TESTED_REVISION, with MLflow's installed
     migrations also ending at TESTED_REVISION (read from mlflow's migration
     scripts, without importing mlflow). Never for a tracking server (http(s)://,
     databricks): there runs go through MLflow's REST API. The store must exist
@@ -101,12 +102,12 @@ def fast_path_available(uri: str) -> tuple[bool, str]:
     >>> fast_path_available("http://127.0.0.1:5000")[0]
     False
     """
-    scheme = uri.split("://", 1)[0].lower() if "://" in uri else ""
+    scheme = _scheme(uri)
     if scheme in _SERVER_SCHEMES:
-        where = "a tracking server" if scheme.startswith("http") or "databricks" in scheme else "not a SQL store"
+        where = "a tracking server" if scheme not in ("file", "") else "not a SQL store"
         return False, f"{uri} is {where}: runs go through MLflow's API"
     if scheme not in _DRIVERS:
-        return False, f"the fast path is tested on sqlite:// and postgresql(+psycopg2):// only, not {scheme}://"
+        return False, f"the fast path is tested on sqlite:// and postgresql+psycopg2:// only, not {scheme}://"
     if _env_true("MLFLOW_ENABLE_WORKSPACES"):
         return False, "MLFLOW_ENABLE_WORKSPACES is on: workspace-scoped stores are not tested"
     if scheme == "sqlite":
@@ -467,44 +468,47 @@ def _flush(conn, runs, tags, params, latest, points) -> None:
             conn.execute(sa.insert(table), rows)
     if not points:
         return
-    if conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg2":
+    if conn.dialect.name == "postgresql":  # psycopg2: the fence lets no other driver through
         _copy_points(conn, points)
-    else:
-        conn.exec_driver_sql(_points_sql(conn.dialect.paramstyle), points)
+    else:  # sqlite3's executemany straight from the tuples: no per-row SQLAlchemy work
+        conn.exec_driver_sql(_SQLITE_POINTS, points)
 
 
-_POINT_COLUMNS = ("key", "value", "timestamp", "run_uuid", "step", "is_nan")
-
-
-def _points_sql(paramstyle: str) -> str:
-    marks = {"qmark": "?", "format": "%s", "pyformat": "%s", "numeric": None}[paramstyle]
-    if marks is None:
-        raise ValueError(f"paramstyle {paramstyle} is not supported")
-    columns = ", ".join(f'"{c}"' for c in _POINT_COLUMNS)
-    return f"INSERT INTO metrics ({columns}) VALUES ({', '.join([marks] * len(_POINT_COLUMNS))})"
+_POINT_COLUMNS = ", ".join(f'"{c}"' for c in ("key", "value", "timestamp", "run_uuid", "step", "is_nan"))
+_SQLITE_POINTS = f"INSERT INTO metrics ({_POINT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)"
 
 
 def _copy_points(conn, points) -> None:
     """COPY the metric rows in text format, in the connection's open transaction.
 
-    No escaping is needed: keys passed MLflow's name rule (word characters,
-    / . - space :), run ids are hex, values are Python float reprs (finite by now),
-    which PostgreSQL's float8 input parses to the same double. Except -0.0: psycopg2
-    sends it as the SQL expression ` -0.0` (minus applied to a numeric zero), so
-    MLflow's store holds 0.0; COPY would keep the sign.
+    Values are Python float reprs (finite by now), which PostgreSQL's float8 input
+    parses to the same double. Except -0.0: psycopg2 sends it as the SQL expression
+    ` -0.0` (minus applied to a numeric zero), so MLflow's store holds 0.0; COPY
+    would keep the sign. Keys and run ids are escaped: MLflow's name rule ends in
+    `$`, which lets a trailing newline through.
     """
     import io
 
+    keys = {k: _copy_escape(k) for k in {p[0] for p in points}}
+    runs = {r: _copy_escape(r) for r in {p[3] for p in points}}
     buf = io.StringIO()
-    buf.writelines(f"{k}\t{repr(v) if v else '0.0'}\t{ts}\t{run}\t{step}\t{'t' if nan else 'f'}\n"
+    buf.writelines(f"{keys[k]}\t{repr(v) if v else '0.0'}\t{ts}\t{runs[run]}\t{step}\t{'t' if nan else 'f'}\n"
                    for k, v, ts, run, step, nan in points)
     buf.seek(0)
     cursor = conn.connection.dbapi_connection.cursor()
     try:
-        columns = ", ".join(f'"{c}"' for c in _POINT_COLUMNS)
-        cursor.copy_expert(f"COPY metrics ({columns}) FROM STDIN", buf)
+        cursor.copy_expert(f"COPY metrics ({_POINT_COLUMNS}) FROM STDIN", buf)
     finally:
         cursor.close()
+
+
+def _copy_escape(text: str) -> str:
+    r"""A string as COPY's text format reads it back unchanged.
+
+    >>> print(_copy_escape("tab\there, newline\n, backslash\\"))
+    tab\there, newline\n, backslash\\
+    """
+    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
 
 
 @lru_cache(maxsize=None)
@@ -582,6 +586,15 @@ def _client_point(point) -> tuple:
 
 
 # --- small helpers ---------------------------------------------------------------------------
+
+def _scheme(uri: str) -> str:
+    """'sqlite', 'postgresql+psycopg2', 'http', 'databricks' ('databricks://profile' or bare);
+    '' for a plain path (MLflow's file store)."""
+    if "://" in uri:
+        return uri.split("://", 1)[0].lower()
+    head = uri.split(":", 1)[0].lower()
+    return head if head in _SERVER_SCHEMES else ""
+
 
 def _sqlite_path(uri: str) -> str | None:
     """The file behind a sqlite:// URI; None for an in-memory database."""

@@ -142,6 +142,7 @@ def sample_records(exp_a: str, exp_b: str) -> list[RunRecord]:
         ("signed_zero", -0.0, T0, 1), ("signed_zero", 0.0, T0, 1),
         ("flag", True, T0, 0), ("big_int", 2 ** 53 + 1, T0, 0), ("np_int_step", 0.5, np.int64(T0), np.int32(3)),
         ("tiny", 5e-324, T0, 0), ("huge_step", 1.0, T0, 2 ** 62),
+        ("trailing newline\n", 1.0, T0, 0),  # passes MLflow's name rule (its regex ends in $)
     ]))
     records.append(RunRecord(exp_a, tags={"mlflow.runName": "named-by-tag", "mlflow.user": "ada"},
                              params={"long": "x" * 7000}, status="FAILED", start_time=T0 + 200, end_time=T0 + 202))
@@ -437,10 +438,13 @@ def test_mlflow_on_another_head_is_refused(sqlite_pair, monkeypatch):
 @pytest.mark.parametrize("uri, why", [
     ("http://127.0.0.1:5000", "tracking server"),
     ("https://mlflow.example.com", "tracking server"),
-    ("databricks", "not a SQL store"),
+    ("databricks", "tracking server"),
+    ("databricks-uc", "tracking server"),
+    ("/tmp/mlruns", "not a SQL store"),
     ("file:///tmp/mlruns", "not a SQL store"),
-    ("mysql+pymysql://u@h/db", "sqlite:// and postgresql"),
-    ("postgresql+pg8000://u@h/db", "sqlite:// and postgresql"),
+    ("mysql+pymysql://u@h/db", "sqlite:// and postgresql+psycopg2:// only"),
+    ("postgresql+pg8000://u@h/db", "sqlite:// and postgresql+psycopg2:// only"),
+    ("postgresql://u@h/db", "not postgresql://"),  # psycopg 3 in SQLAlchemy 2.1
     ("sqlite://", "in-memory"),
     ("sqlite:////nonexistent/folder/mlflow.db", "does not exist yet"),
 ])
