@@ -8,11 +8,14 @@ result the sampler learns from, not a failed trial it ignores.
 from __future__ import annotations
 
 import math
+import os
+from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Override, RangeSweep
 from omegaconf import OmegaConf
 
+from gdexp import tracking
 from gdexp.app import FAILED
 from gdexp.core.outcomes import DESCENT_STATUSES, DIVERGED
 from gdexp.core.errors import ConfigError
@@ -107,7 +110,10 @@ class OptunaSweeper(SearchSweeper):
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # gdexp prints its own table
         sampler = optuna.samplers.TPESampler(seed=self.seed, n_startup_trials=self.n_startup_trials,
                                              constant_liar=True)
-        study = optuna.create_study(direction="minimize", sampler=sampler)
+        # Kept beside the MLflow store, named by the parent run: optuna-dashboard and
+        # optuna.visualization (and gdexp report) open it afterwards.
+        storage, name = study_storage(self.config), os.environ[tracking.PARENT_ENV]
+        study = optuna.create_study(direction="minimize", sampler=sampler, storage=storage, study_name=name)
         while len(study.trials) < self.n_trials:
             trials = [study.ask(self.space) for _ in range(min(self.batch_size, self.n_trials - len(study.trials)))]
             for trial, summary in zip(trials, self._launch([[*fixed, *_assign(t.params)] for t in trials])):
@@ -123,7 +129,8 @@ class OptunaSweeper(SearchSweeper):
                     "n_startup_trials": self.n_startup_trials, "objective": "log10(final_loss)",
                     "diverged_value": DIVERGED_VALUE}
         return Outcome(metrics, params={f"optuna.{k}": v for k, v in settings.items()},
-                       tags={f"gdexp.optuna_best.{k}": str(v) for k, v in best.items()}, report=report,
+                       tags={**{f"gdexp.optuna_best.{k}": str(v) for k, v in best.items()},
+                             "gdexp.optuna.storage": storage, "gdexp.optuna.study": name}, report=report,
                        error=None if best else "every trial diverged or failed: no best value")
 
     def _tell(self, study, trial, summary: dict) -> None:
@@ -136,6 +143,21 @@ class OptunaSweeper(SearchSweeper):
         if summary.get("run_id") and summary["status"] in (*DESCENT_STATUSES, FAILED):  # a run in the store
             self._log_results(summary["run_id"], {} if value is None else {"optuna_value": value},
                       tags={"gdexp.optuna.trial": str(trial.number), "gdexp.optuna.state": state.name})
+
+
+def study_storage(config) -> str:
+    """Where a sweep keeps its Optuna study: an RDB URL beside the MLflow store.
+
+    `optuna.db` in the folder of a SQLite MLflow store; for a tracking server,
+    in the sweep's folder (hydra.sweep.dir).
+    """
+    uri = tracking.resolve_uri(config.tracking.uri)
+    if uri.startswith("sqlite:///"):
+        folder = Path(uri[len("sqlite:///"):].split("?", 1)[0]).parent
+    else:
+        folder = Path(config.hydra.sweep.dir).resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{folder / 'optuna.db'}"
 
 
 def _distribution(where: str, spec):

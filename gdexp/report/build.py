@@ -9,7 +9,7 @@ from gdexp.report import figures, interactive, render, search, sections
 from gdexp.report.animate import descent_gif
 from gdexp.report.overlay import BOUNDS, overlay, overlay_png
 from gdexp.report.select import (UI_URL, Group, Selection, grouped, loss_of, read_curves, run_url,
-                                 slug)
+                                 searched_keys, slug)
 from gdexp.results.groups import GROUP, answers, monitor
 
 _OK = ("converged", "max_iters")
@@ -38,7 +38,8 @@ def build_report(sel: Selection, out: Path, ui: str = UI_URL) -> list[Path]:
     repeats = bool(len(answer)) and int(answer["repeats"].max()) > 1
     blocks = sections.overview(sel, answer, keys, metric, mode, repeats)
     with figures.style():
-        blocks += _overlay_section(runs, answer, keys, metric, mode, urls, out, sel.by == "sweeps")
+        blocks += _overlay_section(runs, answer, keys, metric, mode, urls, out, sel.by == "sweeps",
+                                   searched_keys(sel.parents))
         if sel.by == "sweeps":
             blocks += sections.comparison(sel, answer, keys)
         blocks += search.sections(sel, urls, out)
@@ -52,21 +53,28 @@ def build_report(sel: Selection, out: Path, ui: str = UI_URL) -> list[Path]:
     return [out / "report.md", out / "report.html", *figs]
 
 
-def overlay_title(keys: list[str], metric: str, by_sweep: bool) -> str:
-    """'final loss against learning rate, by optimizer'."""
+def overlay_title(keys: list[str], metric: str, groups: list[str], by_sweep: bool) -> str:
+    """'final loss against learning rate, by optimizer' (or ': <the group>' for a single one)."""
+    what = f"{metric.replace('_', ' ')} against learning rate"
+    if len(groups) == 1:
+        return f"{what}: {groups[0]}"
     names = (["sweep"] if by_sweep else []) + [k[:-5] if k.endswith(".name") and k.count(".") == 1 else k
                                                for k in keys]
-    return f"{metric.replace('_', ' ')} against learning rate, by {' and '.join(names) or 'run'}"
+    return f"{what}, by {' and '.join(names)}"
 
 
-def _overlay_section(runs, answer, keys, metric, mode, urls, out: Path, by_sweep: bool) -> list[tuple]:
-    ov = overlay(runs, answer, metric, mode)
-    title = overlay_title(keys, metric, by_sweep)
+def _overlay_section(runs, answer, keys, metric, mode, urls, out: Path, by_sweep: bool,
+                     searched: list[str]) -> list[tuple]:
+    ov = overlay(runs, answer, metric, mode, tuple(searched))
+    title = overlay_title(keys, metric, [s.label for s in ov.series], by_sweep)
     overlay_png(ov, title, out / OVERLAY_PNG)
     text = (f"Each group's {metric.replace('_', ' ')} against the learning rate, both axes log "
             f"(one colour per group; the star is its best_lr). Runs that diverged are not drawn at their "
             f"last finite loss: they are the x in the shaded band above the plot, in their group's row, "
             f"beside the step they diverged at.")
+    if ov.searched:
+        text += (f" The search sampled {', '.join(f'`{k}`' for k in ov.searched)} too, so neighbouring "
+                 "points differ in those as well: they are not joined (hover a point for its values).")
     if ov.repeats:
         text += (" With repeats over seeds the line is the mean over the seeds that did not diverge, the "
                  "shaded band their min-max, the small dots the seeds; a hollow marker says some seeds "

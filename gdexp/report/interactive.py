@@ -15,7 +15,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from gdexp.report.overlay import Overlay, Series, diverged_text, step_text, y_of
+from gdexp.report.overlay import Overlay, Series, band_labels, diverged_text, x_range, y_of
 
 HOVER_STEPS = 150   # points per loss curve in the HTML (log-spaced); the PNG has every step
 CURVE_LEGEND = 30   # runs in a group up to which each curve gets a legend entry
@@ -24,8 +24,10 @@ CONFIG = {"responsive": True, "displaylogo": False, "scrollZoom": False}
 _FONT = {"family": "system-ui, -apple-system, Segoe UI, sans-serif", "size": 12}
 
 
-def run_hover(run, urls: dict[str, str], metric: str = "final_loss") -> str:
+def run_hover(run, urls: dict[str, str], metric: str = "final_loss", keys: tuple[str, ...] = ()) -> str:
     """A run's hover text: name, lr, status, result (or where it diverged), its MLflow address.
+
+    `keys`: params shown too (those an Optuna search sampled besides the lr).
 
     >>> run = pd.Series({"run_id": "r1", "run_name": "quadratic-gd-lr=0.25", "lr": 0.25,
     ...                  "status": "diverged", "diverged": True, "diverged_step": 7, "final_loss": 2.6e13})
@@ -36,8 +38,9 @@ def run_hover(run, urls: dict[str, str], metric: str = "final_loss") -> str:
         result = f"diverged at step {_int(run['diverged_step'])}"
     else:
         result = _g(run[metric])
-    lines = [f"<b>{run['run_name']}</b>", f"lr: {_g(run['lr'])}", f"status: {run['status']}",
-             f"{metric.replace('_', ' ')}: {result}"]
+    lines = [f"<b>{run['run_name']}</b>", f"lr: {_g(run['lr'])}",
+             *(f"{k}: {_g(run[k]) if isinstance(run[k], float) else run[k]}" for k in keys if k in run),
+             f"status: {run['status']}", f"{metric.replace('_', ' ')}: {result}"]
     url = urls.get(run["run_id"])
     if url:
         lines.append(f"MLflow UI (click): {url}")
@@ -58,8 +61,7 @@ def overlay_figure(ov: Overlay, title: str, urls: dict[str, str]) -> dict:
     for r, s in enumerate(rows):
         data.append(_band_trace(s, r, ov, urls))
     data += _bound_traces(ov)
-    lrs = ov.lrs
-    xrange = [math.log10(lrs.min()) - 0.12, math.log10(lrs.max()) + 0.12] if lrs.size else None
+    xrange = [math.log10(v) for v in x_range(ov)]
     lo, hi = ov.ylim
     layout = {
         "title": {"text": title}, "font": _FONT, "hovermode": "closest",
@@ -174,10 +176,19 @@ def lr_find_figure(probes: pd.DataFrame, lo: float | None, hi: float | None, url
                          "x": [0.5, len(probes) + 0.5], "y": [value, value],
                          "line": {"color": "#2ca02c" if "lo" in name else "#d62728", "dash": "dash"},
                          "hovertext": f"bracket {name} = {_g(value)}", "hoverinfo": "text"})
-    layout = {"title": {"text": "lr_find: probes in order, and the bracket they closed"}, "font": _FONT,
+    if "bracket" in probes.columns:
+        known = probes[probes["bracket"] > 0]
+        data.append({"type": "scatter", "mode": "lines+markers", "name": "bracket hi/lo - 1",
+                     "x": known["probe"].tolist(), "y": known["bracket"].tolist(), "xaxis": "x2", "yaxis": "y2",
+                     "line": {"color": "#9467bd"},
+                     "hovertemplate": "after probe %{x}: hi/lo - 1 = %{y:.4g}<extra></extra>"})
+    layout = {"title": {"text": "lr_find: probes in order, and how the bracket closed"}, "font": _FONT,
               "height": 420, "hovermode": "closest", "shapes": shapes,
-              "xaxis": {"title": {"text": "probe"}, "dtick": 1},
-              "yaxis": {"type": "log", "title": {"text": "learning rate"}, "exponentformat": "power"}}
+              "xaxis": {"title": {"text": "probe"}, "dtick": 1, "domain": [0, 0.55]},
+              "yaxis": {"type": "log", "title": {"text": "learning rate"}, "exponentformat": "power"},
+              "xaxis2": {"title": {"text": "probe"}, "dtick": 1, "domain": [0.68, 1], "anchor": "y2"},
+              "yaxis2": {"type": "log", "title": {"text": "hi / lo - 1"}, "anchor": "x2",
+                         "exponentformat": "power"}}
     return {"data": data, "layout": layout, "config": CONFIG}
 
 
@@ -206,13 +217,14 @@ def _series_traces(s: Series, ov: Overlay, urls: dict[str, str]) -> list[dict]:
     for _, cell in cells.iterrows():
         members = s.runs[s.runs["lr"] == cell["lr"]]
         if len(members) == 1:
-            hover.append(f"{s.label}<br>" + run_hover(members.iloc[0], urls, metric))
+            hover.append(f"{s.label}<br>" + run_hover(members.iloc[0], urls, metric, ov.searched))
             custom.append(urls.get(members.iloc[0]["run_id"], ""))
         else:
             hover.append(_cell_hover(s.label, cell, metric))
             custom.append("")
     traces = [{
-        "type": "scatter", "mode": "lines+markers", "name": s.label, "legendgroup": s.label,
+        "type": "scatter", "mode": "markers" if ov.searched else "lines+markers", "name": s.label,
+        "legendgroup": s.label,
         "x": cells["lr"].tolist(), "y": [_finite(v) for v in mean],
         "line": {"color": s.color, "width": 2}, "connectgaps": False,
         "marker": {"symbol": [s.marker[1] + ("-open" if d else "") for d in (cells["diverged"] > 0)],
@@ -254,7 +266,7 @@ def _band_trace(s: Series, row: int, ov: Overlay, urls: dict[str, str]) -> dict:
     for _, cell in cells.iterrows():
         members = s.runs[(s.runs["lr"] == cell["lr"]) & s.runs["diverged"].astype(bool)]
         if int(cell["runs"]) == 1 and len(members) == 1:
-            hover.append(f"{s.label}<br>" + run_hover(members.iloc[0], urls, ov.metric))
+            hover.append(f"{s.label}<br>" + run_hover(members.iloc[0], urls, ov.metric, ov.searched))
         else:
             hover.append(f"{s.label}<br>lr: {_g(cell['lr'])}<br>{diverged_text(cell)}<br>runs: "
                          + ", ".join(members["run_name"].astype(str)))
@@ -262,7 +274,7 @@ def _band_trace(s: Series, row: int, ov: Overlay, urls: dict[str, str]) -> dict:
     return {"type": "scatter", "mode": "markers+text", "name": f"{s.label}: diverged", "legendgroup": s.label,
             "showlegend": False, "xaxis": "x", "yaxis": "y2",
             "x": cells["lr"].tolist(), "y": [row] * len(cells),
-            "text": [step_text(c) for _, c in cells.iterrows()], "textposition": "top right",
+            "text": band_labels(cells, x_range(ov)), "textposition": "top right",
             "textfont": {"size": 10, "color": s.color},
             "marker": {"symbol": "x", "size": 10, "color": s.color},
             "hovertext": hover, "hoverinfo": "text", "customdata": custom, "cliponaxis": False}

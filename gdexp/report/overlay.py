@@ -50,6 +50,7 @@ class Overlay:
     ylim: tuple[float, float]      # the plotted range of results (the band lies above)
     log_y: bool
     repeats: bool                  # some lr of some group ran more than once (seeds): mean and band
+    searched: tuple[str, ...] = ()  # keys an Optuna search sampled too: points only, their values in hovers
 
     @property
     def band_rows(self) -> list[Series]:
@@ -67,11 +68,14 @@ class Overlay:
         return f"{name} (mean over seeds)" if self.repeats else name
 
 
-def overlay(runs: pd.DataFrame, answers: pd.DataFrame, metric: str, mode: str) -> Overlay:
+def overlay(runs: pd.DataFrame, answers: pd.DataFrame, metric: str, mode: str,
+            searched: tuple[str, ...] = ()) -> Overlay:
     """The overlay's data from runs with their GROUP (with_groups) and their answers.
 
     The y axis is logarithmic for a loss (mode "min": losses span decades) and
     linear for an accuracy. Non-positive results on a log axis sit on its floor.
+    Where an Optuna search sampled other keys too (`searched`), neighbouring
+    learning rates differ in those as well: points are not joined by a line.
     """
     cells = aggregate(runs, metric)
     done = runs[runs["status"].isin(DESCENT_STATUSES)]
@@ -87,7 +91,7 @@ def overlay(runs: pd.DataFrame, answers: pd.DataFrame, metric: str, mode: str) -
     values = [s.cells[f"{metric}_{k}"] for s in series for k in ("min", "max")]
     values = pd.concat(values).dropna().to_numpy(float) if values else np.array([])
     return Overlay(metric, mode, series, _limits(values, log_y), log_y,
-                   bool(len(cells)) and int(cells["runs"].max()) > 1)
+                   bool(len(cells)) and int(cells["runs"].max()) > 1, tuple(searched))
 
 
 def y_of(values, ov: Overlay) -> np.ndarray:
@@ -120,6 +124,36 @@ def step_text(cell) -> str:
     if pd.isna(lo):
         return "?"
     return f"{int(lo)}" if lo == hi else f"{int(lo)}-{int(hi)}"
+
+
+def band_labels(cells: pd.DataFrame, span: tuple[float, float], room: float = 0.03) -> list[str]:
+    """The step labels of one band row, blank where an x sits too close to the last one labelled.
+
+    Args:
+        span: the x axis range (learning rates); `room`: the least gap between
+            labels, as a fraction of its decades.
+
+    >>> cells = pd.DataFrame({"lr": [0.0400, 0.0403, 0.1], "diverged_step_min": [30, 41, 4],
+    ...                       "diverged_step_max": [30, 41, 4]})
+    >>> band_labels(cells, (1e-3, 1e-1))
+    ['30', '', '4']
+    """
+    gap = room * (np.log10(span[1]) - np.log10(span[0]))
+    out, last = [], -np.inf
+    for _, cell in cells.iterrows():
+        x = np.log10(cell["lr"])
+        out.append(step_text(cell) if x - last >= gap else "")
+        last = x if out[-1] else last
+    return out
+
+
+def x_range(ov: Overlay) -> tuple[float, float]:
+    """The learning-rate axis: every lr tried, with a margin."""
+    lrs = ov.lrs
+    if not lrs.size:
+        return 1e-3, 1.0
+    pad = 10 ** 0.15
+    return float(lrs.min() / pad), float(lrs.max() * pad)
 
 
 def _limits(values: np.ndarray, log_y: bool) -> tuple[float, float]:
@@ -172,11 +206,8 @@ def overlay_png(ov: Overlay, title: str, path, dpi: float | None = None):
                 for axis in (a for a in (ax, band) if a is not None):
                     axis.axvline(value, color=color, linestyle=dash, linewidth=1.1, zorder=1)
     if band is not None:
-        _draw_band(band, rows)
-    lrs = ov.lrs
-    if lrs.size:
-        pad = 10 ** 0.12
-        ax.set_xlim(lrs.min() / pad, lrs.max() * pad)
+        _draw_band(band, rows, x_range(ov))
+    ax.set_xlim(*x_range(ov))
     ax.set_ylim(*ov.ylim)
     ax.set(xlabel="learning rate", ylabel=ov.ylabel)
     ax.grid(True, which="major", alpha=0.3)
@@ -206,7 +237,8 @@ def _draw_series(ax, s: Series, ov: Overlay) -> None:
     mean = cells[f"{ov.metric}_mean"].to_numpy(float)
     lr = cells["lr"].to_numpy(float)
     # NaN where no run has a result: the line breaks there instead of bridging a diverged lr.
-    ax.plot(lr, y_of(mean, ov), color=s.color, linewidth=1.4, zorder=3)
+    if not ov.searched:
+        ax.plot(lr, y_of(mean, ov), color=s.color, linewidth=1.4, zorder=3)
     partial = (cells["diverged"] > 0).to_numpy() & ~np.isnan(mean)
     ax.scatter(lr[~partial], y_of(mean[~partial], ov), color=s.color, marker=s.marker[0], s=22, zorder=4)
     ax.scatter(lr[partial], y_of(mean[partial], ov), facecolor="white", edgecolor=s.color,
@@ -224,14 +256,14 @@ def _draw_series(ax, s: Series, ov: Overlay) -> None:
                 markeredgecolor="black", markeredgewidth=0.7, linestyle="none", zorder=5)
 
 
-def _draw_band(band, rows: list[Series]) -> None:
+def _draw_band(band, rows: list[Series], span) -> None:
     """One row per group with a diverged lr, top row first; each x labelled with its step."""
     for r, s in enumerate(rows):
         cells = s.diverged
         band.scatter(cells["lr"], np.full(len(cells), r), color=s.color, marker="x", s=34,
                      linewidth=1.6, zorder=3)
-        for _, cell in cells.iterrows():
-            band.annotate(step_text(cell), (cell["lr"], r), xytext=(4, 2), textcoords="offset points",
+        for (_, cell), text in zip(cells.iterrows(), band_labels(cells, span)):
+            band.annotate(text, (cell["lr"], r), xytext=(4, 2), textcoords="offset points",
                           fontsize=7, color=s.color, va="bottom", ha="left")
     band.set_ylim(len(rows) - 0.4, -0.7)
     band.set_yticks([])

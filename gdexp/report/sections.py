@@ -31,7 +31,8 @@ def overview(sel: Selection, answers: pd.DataFrame, keys: list[str], metric: str
     runs = sel.runs
     counts = (f"{len(runs)} runs, {int(runs['diverged'].sum())} diverged, "
               f"{int((~runs['status'].isin(['converged', 'max_iters', 'diverged'])).sum())} failed; "
-              f"{len(answers)} group(s) by {', '.join(f'`{_key(k)}`' for k in keys) or 'nothing'}"
+              + (f"{len(answers)} groups by {', '.join(f'`{_key(k)}`' for k in keys)}" if len(answers) > 1
+                 else "one group")
               + (f", each learning rate repeated over `{REPEAT_KEY}`" if repeats else "") + ".")
     better = "lowest" if mode == "min" else "highest"
     definitions = DEFINITIONS.format(metric=metric.replace("_", " "), mean=" (the mean over seeds)" if repeats else "",

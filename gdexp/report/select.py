@@ -123,19 +123,25 @@ def grouped(sel: Selection) -> tuple[pd.DataFrame, list[str]]:
     sweeps is said once, in the comparison's table, not in every label), each
     label prefixed with its sweep.
     """
-    runs = sel.runs
+    runs, searched = sel.runs, searched_keys(sel.parents)
     if sel.by != "sweeps":
-        keys = group_keys(runs)
+        keys = group_keys(runs, searched)
         return with_groups(runs, keys), keys
     keys = []
     for _, part in runs.groupby("sweep", sort=False):
-        keys += [k for k in group_keys(part) if k not in keys]
+        keys += [k for k in group_keys(part, searched) if k not in keys]
     runs = with_groups(runs, keys)
     order = list(sweep_labels(sel.parents).values())
     labels = runs["sweep"].astype(str) + ": " + runs[GROUP].astype(str)
     categories = [f"{s}: {g}" for s in order for g in runs[GROUP].cat.categories]
     runs[GROUP] = pd.Categorical(labels, categories=[c for c in categories if c in set(labels)], ordered=True)
     return runs, keys
+
+
+def searched_keys(parents: list) -> list[str]:
+    """The keys an Optuna sweep searched besides the learning rate (its `gdexp.optuna_best.*` tags)."""
+    prefix = f"{TAG}optuna_best."
+    return sorted({k[len(prefix):] for p in parents for k in p.data.tags if k.startswith(prefix)})
 
 
 def read_curves(sel: Selection, runs: pd.DataFrame, title: str, slug: str) -> Group:

@@ -83,7 +83,7 @@ def swept_keys(runs: pd.DataFrame) -> list[str]:
             and len({_norm(v) for v in rows[key]}) > 1]
 
 
-def group_keys(runs: pd.DataFrame) -> list[str]:
+def group_keys(runs: pd.DataFrame, exclude: Sequence[str] = ()) -> list[str]:
     """The keys that split runs into groups and name them.
 
     The swept keys (swept_keys), less a group's option defaults: a key under
@@ -92,13 +92,19 @@ def group_keys(runs: pd.DataFrame) -> list[str]:
     names nothing. Choices (`G.name`) come first. When no key varies, the
     one group is named by DEFAULT_KEYS (`loss.name`, `optimizer.name`).
 
+    Args:
+        runs: one row per run.
+        exclude: keys that never split: those an Optuna search sampled from
+            a range (every trial its own value; they are the search's axes,
+            not its groups).
+
     >>> group_keys(pd.DataFrame({"optimizer.name": ["momentum", "momentum", "nesterov"],
     ...                          "optimizer.momentum": [0.5, 0.9, 0.9]}))
     ['optimizer.name', 'optimizer.momentum']
     >>> group_keys(pd.DataFrame({"loss.name": ["quadratic"], "optimizer.name": ["gd"]}))
     ['loss.name', 'optimizer.name']
     """
-    swept = swept_keys(runs)
+    swept = [k for k in swept_keys(runs) if k not in exclude]
     choices = {k.split(".")[0]: k for k in swept if k.count(".") == 1 and k.endswith(".name")}
     keys = [k for k in swept if k in choices.values()]
     for key in swept:
