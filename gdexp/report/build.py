@@ -60,7 +60,7 @@ def overlay_title(keys: list[str], metric: str, groups: list[str], by_sweep: boo
         return f"{what}: {groups[0]}"
     names = (["sweep"] if by_sweep else []) + [k[:-5] if k.endswith(".name") and k.count(".") == 1 else k
                                                for k in keys]
-    return f"{what}, by {' and '.join(names)}"
+    return f"{what}, by {', '.join(names)}"
 
 
 def _overlay_section(runs, answer, keys, metric, mode, urls, out: Path, by_sweep: bool,

@@ -71,15 +71,20 @@ def to_markdown(blocks: list[tuple]) -> str:
             lines = [header, rule, *rows]
             out.append("\n".join("| " + " | ".join(cell(c) for c in line) + " |" for line in lines))
         elif kind == "img":
-            out.append(f"![{block[2]}]({block[1]})")
+            out.append(f"![{_alt(block[2])}]({block[1]})")
         elif kind == "plot":
             _, _, _, name, alt = block
-            out.append(f"![{alt}]({name})" if name else f"_{alt}: interactive, in report.html._")
+            out.append(f"![{_alt(alt)}]({name})" if name else f"_{alt}: interactive, in report.html._")
         elif kind == "code":
             out.append(f"```bash\n{block[1]}\n```")
         else:
             raise ValueError(f"unknown block {kind!r}")
     return "\n\n".join(out) + "\n"
+
+
+def _alt(text: str) -> str:
+    """Alt text with its brackets escaped (a group label holds lists: `loss.eigenvalues=[1,10]`)."""
+    return re.sub(r"([\[\]])", r"\\\1", text)
 
 
 def to_html(blocks: list[tuple], title: str, folder: Path) -> str:
