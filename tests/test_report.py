@@ -223,8 +223,10 @@ def test_every_figure_is_written_and_embedded(sweep):
     # Self-contained: images inline, plotly.js inline once, the only links lead to the MLflow UI.
     stills = [f for f in figures if not (f == "fig-overlay.png" or f.endswith("-loss.png"))]
     assert len(re.findall(r'<img src="data:image/(?:png|gif);base64,', html)) == len(stills)
-    assert re.findall(r'src="(?!data:)', html) == []
-    assert all(h.startswith(f"{UI}/#/experiments/1/runs/") for h in re.findall(r'href="([^"]*)"', html))
+    page = re.sub(r"<script>.*?</script>", "", html, flags=re.S)  # the markup, less plotly.js and the figures
+    assert re.findall(r'src="(?!data:)', page) == []
+    links = re.findall(r'href="([^"]*)"', page)
+    assert len(links) == len(sweep.children) and all(h.startswith(f"{UI}/#/experiments/1/runs/") for h in links)
     assert html.count("<script>") == 2 + len(plots(html)) and html.count("Plotly.newPlot") == 1
     assert sorted(plots(html)) == ["plot-loss-eigenvalues-1-10-loss", "plot-loss-eigenvalues-1-100-loss",
                                    "plot-overlay"]
@@ -284,15 +286,6 @@ def test_building_twice_gives_identical_bytes(sweep):
         assert (again / name).read_bytes() == (sweep.out / name).read_bytes(), name
 
 
-def test_the_ui_address_is_a_parameter(sweep):
-    out = sweep.folder / "other-ui"
-    assert report(["--sweep", sweep.parent.info.run_id, "--out", str(out),
-                   "--ui-url", "https://mlflow.example.org/"]) == 0
-    fig = plots((out / "report.html").read_text())["plot-overlay"]
-    links = {c for t in fig["data"] for c in (t.get("customdata") or []) if isinstance(c, str)}
-    assert links == {f"https://mlflow.example.org/#/experiments/1/runs/{r.info.run_id}" for r in sweep.children}
-
-
 def test_two_sweeps_compared_side_by_side(sweep, capsys, monkeypatch):
     monkeypatch.chdir(sweep.folder)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", sweep.uri)
@@ -313,11 +306,13 @@ def test_two_sweeps_compared_side_by_side(sweep, capsys, monkeypatch):
     assert (rows[0][f"{name_a} max_stable_lr"], rows[1][f"{name_a} max_stable_lr"]) == ("0.19", "0.01")
     assert rows[1][f"{name_b} max_stable_lr"] == "0.01"
     assert f"`{name_a}`: `optimizer=gd`" in md and f"`{name_b}`: `optimizer=momentum`" in md
-    # `gdexp report --sweep A --sweep B` is the same report (today it is not B alone).
-    again = sweep.folder / "compare-again"
-    assert report(["--sweep", a, "--sweep", b, "--out", str(again)]) == 0
-    for name in sorted(p.name for p in out.iterdir()):
-        assert (again / name).read_bytes() == (out / name).read_bytes(), name
+    # `gdexp report --sweep A --sweep B` selects both (it kept only B before).
+    from gdexp.report import _parser
+    from gdexp.report.select import select
+
+    args = _parser().parse_args(["--sweep", a, "--sweep", b])
+    sel = select(args.experiment, args.sweep, None)
+    assert (sel.by, sel.key, len(sel.runs)) == ("sweeps", [a, b], 8 + 4)
 
 
 def test_compare_needs_two_sweeps(capsys):
@@ -333,7 +328,7 @@ def test_an_experiment_report_covers_every_run_and_is_not_attached(sweep, capsys
     assert run_cli("loss=quadratic", "optimizer.lr=0.01", "budget.max_iters=100") == 0
     capsys.readouterr()
     out = sweep.folder / "experiment"
-    assert report(["--experiment", "gdexp", "--out", str(out)]) == 0
+    assert report(["--experiment", "gdexp", "--out", str(out), "--ui-url", "https://mlflow.example.org/"]) == 0
     printed = capsys.readouterr().out
     assert "Not attached to any MLflow run: they do not all belong to one sweep." in printed
     md = (out / "report.md").read_text()
@@ -346,6 +341,11 @@ def test_an_experiment_report_covers_every_run_and_is_not_attached(sweep, capsys
             "best_lr=0.01") in head
     assert len(list(out.glob("fig-*-paths.png"))) == 4  # the 3-D quadratic has no contours
     assert "gdexp report --experiment gdexp" in md
+    # Every run links to its page in the MLflow UI given (the trailing / is not doubled).
+    links = {c for t in plots((out / "report.html").read_text())["plot-overlay"]["data"]
+             for c in (t.get("customdata") or []) if isinstance(c, str) and c}
+    runs = [r for r in sweep.cl.search_runs(["1"]) if r.data.tags.get("gdexp.sweep") != "true"]
+    assert links == {f"https://mlflow.example.org/#/experiments/1/runs/{r.info.run_id}" for r in runs}
 
 
 def test_bad_selections_exit_2_with_a_reason(sweep, capsys, monkeypatch, tmp_path):
