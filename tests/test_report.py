@@ -15,6 +15,7 @@ from mlflow import MlflowClient
 from PIL import Image
 
 from cli_runner import run_cli, store_in
+from report_pages import table, plots
 from gdexp.report import compare_main
 from gdexp.report import main as report
 
@@ -51,24 +52,6 @@ def sweep(tmp_path_factory):
         yield SimpleNamespace(uri=uri, folder=folder, cl=cl, parent=parent, children=children, out=out,
                               md=(out / "report.md").read_text(), html=(out / "report.html").read_text(),
                               printed=printed.getvalue(), parent_b=parent_b)
-
-
-def _table(md: str, heading: str) -> list[dict]:
-    """The first markdown table after `heading`, as dicts by column name."""
-    lines = md[md.index(heading):].splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("|"))
-    rows = []
-    for line in lines[start:]:
-        if not line.startswith("|"):
-            break
-        rows.append([c.strip() for c in line.strip("|").split(" | ")])
-    return [dict(zip(rows[0], row)) for row in rows[2:]]
-
-
-def plots(html: str) -> dict[str, dict]:
-    """Every plotly figure of a report.html, by its div id."""
-    found = re.findall(r'<script>gdexpPlot\("([^"]+)", (.*?)\);</script>', html)
-    return {plot_id: json.loads(text.replace("<\\/", "</")) for plot_id, text in found}
 
 
 def _group(run) -> str:
@@ -173,7 +156,7 @@ def test_closed_form_bounds_are_marked_per_group(sweep):
 
 
 def test_the_runs_table_has_one_row_per_run_and_says_where_runs_diverged(sweep):
-    rows = _table(sweep.md, "## Runs")
+    rows = table(sweep.md, "## Runs")
     assert list(rows[0]) == ["loss", "optimizer", "loss.eigenvalues", "lr", "status", "final loss",
                              "best loss", "iterations", "run"]
     assert [(r["loss.eigenvalues"], r["lr"]) for r in rows] == [
@@ -265,7 +248,7 @@ def test_provenance_and_reproduce_sections(sweep):
     md = sweep.md[sweep.md.index("## Provenance"):]
     assert f"command: `{t['gdexp.command']}`" in md
     assert f"git commit: `{t['gdexp.git_commit']}`" in md and f"Python {t['gdexp.python']}" in md
-    hashes = {row["run id"].strip("`"): row["config hash"].strip("`") for row in _table(md, "| run |")}
+    hashes = {row["run id"].strip("`"): row["config hash"].strip("`") for row in table(md, "| run |")}
     assert hashes == {r.info.run_id: r.data.tags["gdexp.config_hash"] for r in sweep.children}
     assert f"gdexp rerun --sweep {parent_id} --tracking-uri {sweep.uri}" in md
     assert f"gdexp report --sweep {parent_id} --tracking-uri {sweep.uri}" in md
@@ -299,7 +282,7 @@ def test_two_sweeps_compared_side_by_side(sweep, capsys, monkeypatch):
     name_b = f"{sweep.parent_b.data.tags['gdexp.sweep_name']}-{b[:8]}"
     series = [t["name"] for t in plots(html)["plot-overlay"]["data"] if t["mode"] == "lines+markers"]
     assert series == [f"{s}: {g}" for s in (name_a, name_b) for g in GROUPS]
-    rows = _table(md, "## The sweeps side by side")
+    rows = table(md, "## The sweeps side by side")
     assert list(rows[0]) == ["group", f"{name_a} best_lr", f"{name_a} max_stable_lr",
                              f"{name_b} best_lr", f"{name_b} max_stable_lr"]
     assert [r["group"] for r in rows] == list(GROUPS)
@@ -332,7 +315,7 @@ def test_an_experiment_report_covers_every_run_and_is_not_attached(sweep, capsys
     printed = capsys.readouterr().out
     assert "Not attached to any MLflow run: they do not all belong to one sweep." in printed
     md = (out / "report.md").read_text()
-    assert len(_table(md, "## Runs")) == 8 + 4 + 1
+    assert len(table(md, "## Runs")) == 8 + 4 + 1
     head = md[: md.index("## ")]
     assert "5 groups by `optimizer`, `budget.max_iters`, `loss.eigenvalues`, `loss.rotate`" in head
     assert ("- `optimizer=gd, budget.max_iters=300, loss.eigenvalues=[1,10], loss.rotate=true`: "

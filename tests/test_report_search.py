@@ -11,7 +11,7 @@ from mlflow import MlflowClient
 
 from cli_runner import run_cli, store_in
 from gdexp.report import main as report
-from test_report import _table, plots
+from report_pages import table, plots
 
 # 3-D (no contours, no GIFs: fast), lambda_max = 50: GD is stable below 2/50 = 0.04.
 LOSS = ("loss=quadratic", "loss.eigenvalues=[3.0,7.0,50.0]")
@@ -47,7 +47,7 @@ def test_lr_find_shows_its_probes_in_order_and_the_bracket(store):
     assert len(probes) == int(m["probes"])
     assert (f"The bracket closed at lo = {m['lr_found_lo']:.6g} (stable) and hi = {m['lr_found_hi']:.6g} "
             f"(diverged), hi/lo = {m['lr_found_hi'] / m['lr_found_lo']:.6g}") in s.md
-    rows = _table(s.md, "## lr_find")
+    rows = table(s.md, "## lr_find")
     assert [float(r["lr"]) for r in rows] == [float(p.data.params["optimizer.lr"]) for p in probes]
     assert [r["status"] for r in rows] == [p.data.tags["gdexp.status"] for p in probes]
     fig = plots(s.html)[f"plot-lr-find-{tag}"]
@@ -130,7 +130,7 @@ def test_seeds_are_repeats_mean_and_band(store):
     assert diverged["x"] == [0.05]
     assert f"diverged 3/3 (step {step})" in diverged["hovertext"][0] if step else "diverged 3/3 (steps" in \
         diverged["hovertext"][0]
-    assert list(_table(s.md, "## Runs")[0])[2] == "seed"
+    assert list(table(s.md, "## Runs")[0])[2] == "seed"
 
 
 def test_partly_diverged_seeds_show_hollow_and_count(tmp_path):
