@@ -109,10 +109,7 @@ def diverged_text(cell) -> str:
     'diverged 2/5 (steps 3-9)'
     """
     lo, hi = cell["diverged_step_min"], cell["diverged_step_max"]
-    if pd.isna(lo):
-        step = "step unknown"
-    else:
-        step = f"step {int(lo)}" if lo == hi else f"steps {int(lo)}-{int(hi)}"
+    step = "step unknown" if pd.isna(lo) else f"step{'' if lo == hi else 's'} {step_text(cell)}"
     n, d = int(cell["runs"]) - int(cell["failed"]), int(cell["diverged"])
     share = "" if d == n == 1 else f" {d}/{n}"
     return f"diverged{share} ({step})"

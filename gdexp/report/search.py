@@ -166,11 +166,11 @@ def optuna_section(parent, out: Path, prefix: str, tag: str) -> list[tuple]:
                         "explains (fANOVA, seed 0)."))
     png = f"fig-optuna-parallel-{tag}.png"
     parallel_png(trials[~trials["diverged"]], keys, _log_keys(study), out / png)
-    blocks.append(("plot", f"plot-optuna-parallel-{tag}", _plain(plot_parallel_coordinate(
+    blocks.append(("plot", f"plot-optuna-parallel-{tag}", _figure_dict(plot_parallel_coordinate(
         finite, target_name="log10(final loss)")), png, "Optuna parallel coordinates"))
     png = f"fig-optuna-importance-{tag}.png"
     importance_png(importances, out / png)
-    blocks.append(("plot", f"plot-optuna-importance-{tag}", _plain(plot_param_importances(
+    blocks.append(("plot", f"plot-optuna-importance-{tag}", _figure_dict(plot_param_importances(
         finite, evaluator=FanovaImportanceEvaluator(seed=0), target_name="log10(final loss)")), png,
                    "Optuna parameter importances"))
     return blocks
@@ -304,7 +304,7 @@ def _log_keys(study) -> set[str]:
     return {k for t in study.trials for k, d in t.distributions.items() if getattr(d, "log", False)}
 
 
-def _plain(figure) -> dict:
+def _figure_dict(figure) -> dict:
     """A plotly Figure as the dict report.html embeds (what plotly.io.to_json writes)."""
     out = json.loads(figure.to_json())
     out["config"] = interactive.CONFIG

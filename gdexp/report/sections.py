@@ -11,7 +11,7 @@ from gdexp.report.select import Selection, sweep_labels, started
 from gdexp.results.groups import GROUP, REPEAT_KEY, label, swept_keys
 
 ORDER = [GROUP, "lr", REPEAT_KEY, "run_name", "run_id"]   # the runs table's row order
-DEFINITIONS = ("best_lr: the learning rate with the lowest {metric} among those where no run diverged{mean}; "
+DEFINITIONS = ("best_lr: the learning rate with the {better} {metric} among those where no run diverged{mean}; "
                "max_stable_lr: the largest learning rate where no run diverged{seeds}; "
                "min_diverged_lr: the smallest where one did.")
 
@@ -34,9 +34,9 @@ def overview(sel: Selection, answers: pd.DataFrame, keys: list[str], metric: str
               + (f"{len(answers)} groups by {', '.join(f'`{_key(k)}`' for k in keys)}" if len(answers) > 1
                  else "one group")
               + (f", each learning rate repeated over `{REPEAT_KEY}`" if repeats else "") + ".")
-    better = "lowest" if mode == "min" else "highest"
-    definitions = DEFINITIONS.format(metric=metric.replace("_", " "), mean=" (the mean over seeds)" if repeats else "",
-                                     seeds=" (no seed diverged)" if repeats else "").replace("lowest", better)
+    definitions = DEFINITIONS.format(better="lowest" if mode == "min" else "highest",
+                                     metric=metric.replace("_", " "), mean=" (the mean over seeds)" if repeats else "",
+                                     seeds=" (no seed diverged)" if repeats else "")
     return [("h", 1, f"gdexp report: {sel.name}"),
             ("p", f"{what}; experiment {experiments or '(none)'} in `{sel.uri}`."),
             ("p", counts),
