@@ -111,7 +111,7 @@ def test_seeds_are_repeats_mean_and_band(store):
     s = store.seeds
     head = s.md[: s.md.index("## ")]
     assert "9 runs, 3 diverged, 0 failed; one group, each learning rate repeated over `seed`." in head
-    assert "best_lr=0.03 (final loss" in head and "max_stable_lr=0.03, min_diverged_lr=0.05" in head
+    assert "best_lr=0.03 (mean final loss" in head and "max_stable_lr=0.03, min_diverged_lr=0.05" in head
     assert "(the mean over seeds)" in head and "(no seed diverged)" in head
     fig = plots(s.html)["plot-overlay"]
     traces = {t["name"]: t for t in fig["data"]}

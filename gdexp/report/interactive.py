@@ -214,8 +214,9 @@ def _series_traces(s: Series, ov: Overlay, urls: dict[str, str]) -> list[dict]:
     cells, metric = s.cells, ov.metric
     mean = y_of(cells[f"{metric}_mean"], ov)
     hover, custom = [], []
+    at = dict(list(s.runs.groupby("lr", sort=False)))  # lr -> its runs, found once
     for _, cell in cells.iterrows():
-        members = s.runs[s.runs["lr"] == cell["lr"]]
+        members = at[cell["lr"]]
         if len(members) == 1:
             hover.append(f"{s.label}<br>" + run_hover(members.iloc[0], urls, metric, ov.searched))
             custom.append(urls.get(members.iloc[0]["run_id"], ""))
@@ -263,8 +264,9 @@ def _series_traces(s: Series, ov: Overlay, urls: dict[str, str]) -> list[dict]:
 def _band_trace(s: Series, row: int, ov: Overlay, urls: dict[str, str]) -> dict:
     cells = s.diverged
     hover, custom = [], []
+    at = dict(list(s.runs[s.runs["diverged"].astype(bool)].groupby("lr", sort=False)))
     for _, cell in cells.iterrows():
-        members = s.runs[(s.runs["lr"] == cell["lr"]) & s.runs["diverged"].astype(bool)]
+        members = at[cell["lr"]]
         if int(cell["runs"]) == 1 and len(members) == 1:
             hover.append(f"{s.label}<br>" + run_hover(members.iloc[0], urls, ov.metric, ov.searched))
         else:

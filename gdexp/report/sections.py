@@ -7,7 +7,7 @@ import shlex
 import pandas as pd
 
 from gdexp.report.select import TAG as _T
-from gdexp.report.select import Selection, sweep_labels, started
+from gdexp.report.select import DESCENT_STATUSES, Selection, sweep_labels, started
 from gdexp.results.groups import GROUP, REPEAT_KEY, label, swept_keys
 
 ORDER = [GROUP, "lr", REPEAT_KEY, "run_name", "run_id"]   # the runs table's row order
@@ -30,7 +30,7 @@ def overview(sel: Selection, answers: pd.DataFrame, keys: list[str], metric: str
     experiments = ", ".join(f"`{e}`" for e in sorted(set(sel.runs["experiment"].dropna())))
     runs = sel.runs
     counts = (f"{len(runs)} runs, {int(runs['diverged'].sum())} diverged, "
-              f"{int((~runs['status'].isin(['converged', 'max_iters', 'diverged'])).sum())} failed; "
+              f"{int((~runs['status'].isin(DESCENT_STATUSES)).sum())} failed; "
               + (f"{len(answers)} groups by {', '.join(f'`{_key(k)}`' for k in keys)}" if len(answers) > 1
                  else "one group")
               + (f", each learning rate repeated over `{REPEAT_KEY}`" if repeats else "") + ".")
@@ -53,7 +53,8 @@ def answer_line(a, metric: str) -> str:
     """
     if pd.isna(a["max_stable_lr"]):
         return f"`{a[GROUP]}`: every learning rate diverged (the smallest tried: {_num(a['min_diverged_lr'])})"
-    best = (f"best_lr={_num(a['best_lr'])} ({metric.replace('_', ' ')} {_num(a['best_value'])})"
+    mean = "mean " if a.get("repeats", 1) > 1 else ""
+    best = (f"best_lr={_num(a['best_lr'])} ({mean}{metric.replace('_', ' ')} {_num(a['best_value'])})"
             if pd.notna(a["best_lr"]) else "best_lr: none (no result)")
     top = " (the largest tried: the limit lies above the grid)" if a["max_stable_lr"] == a.get("lr_max") else ""
     low = f", min_diverged_lr={_num(a['min_diverged_lr'])}" if pd.notna(a["min_diverged_lr"]) else ""
