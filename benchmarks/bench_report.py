@@ -9,7 +9,9 @@ over 1e-5..3e-3 (the top ones diverge), tolerance off so every run that does not
 diverge takes all 10,000 steps. Only `tracking.curve_points` is lowered, to 100,
 to cut the time spent in MLflow's log_batch: the report never reads those
 metrics, it reads every curve.parquet in full. The report is timed as a user
-runs it, a fresh `gdexp report` process each time.
+runs it, a fresh `gdexp report` process each time, against a floor measured
+in the same run: a fresh process that only reads what the report reads (the
+runs table and every curve.parquet).
 """
 from __future__ import annotations
 
@@ -25,15 +27,18 @@ from pathlib import Path
 RUNS, STEPS = 1000, 10_000
 REPO = Path(__file__).resolve().parents[1]  # this checkout's gdexp, whatever is installed
 _GDEXP = "import sys; from gdexp.commands.main import main; main(sys.argv[1:])"
+# The floor: the imports, the runs table and every curve, nothing drawn.
+_READ = ("import sys; from gdexp.tracking.reader import load_curve, load_runs; runs = load_runs(); "
+         "[load_curve(r.run_id, artifact_uri=r.artifact_uri) for r in runs.itertuples()]")
 
 
-def gdexp(folder: Path, *args: str) -> float:
-    """Run `gdexp ARGS` in `folder` on its store; returns the wall time in seconds."""
+def gdexp(folder: Path, *args: str, code: str = _GDEXP) -> float:
+    """Run `gdexp ARGS` (or the Python `code`) in `folder` on its store; returns the wall time in seconds."""
     path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}",
            "MLFLOW_DISABLE_TELEMETRY": "true", "PYTHONPATH": path}
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-c", _GDEXP, *args], cwd=folder, env=env, check=True,
+    subprocess.run([sys.executable, "-c", code, *args], cwd=folder, env=env, check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return time.perf_counter() - t0
 
@@ -53,9 +58,14 @@ def main() -> None:
                          f"optimizer.lr=logspace(1e-5,3e-3,{args.runs})", f"stopping.maxiter={args.steps}",
                          "stopping.gtol=0", "tracking.curve_points=100", "hydra.sweep.dir=multirun")
             print(f"sweep of {args.runs} runs x {args.steps} steps made in {took:.1f} s", flush=True)
+        floor = [gdexp(folder, code=_READ) for _ in range(args.repeat)]
         times = [gdexp(folder, "report", "--out", str(folder / "report")) for _ in range(args.repeat)]
-        print(f"gdexp report, {args.runs} runs x {args.steps} steps: median {statistics.median(times):.1f} s "
-              f"of {len(times)} builds ({', '.join(f'{t:.1f}' for t in times)} s)")
+        report, read = statistics.median(times), statistics.median(floor)
+        html = (folder / "report" / "report.html").stat().st_size / 1e6
+        print(f"gdexp report, {args.runs} runs x {args.steps} steps: median {report:.1f} s "
+              f"of {len(times)} builds ({', '.join(f'{t:.1f}' for t in times)} s); report.html {html:.1f} MB")
+        print(f"floor (read the runs and every curve, draw nothing): median {read:.1f} s; "
+              f"report / floor = {report / read:.2f}x")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The report's still figures: loss curves, final loss against lr, descent paths on contours.
+"""The report's still figures: the overlay, loss curves, descent paths on contours.
 
 Figures are built on matplotlib's object API with the Agg canvas (no pyplot,
 no global figure state), and saved without a Software stamp; built inside
@@ -8,6 +8,7 @@ same PNG bytes.
 from __future__ import annotations
 
 from contextlib import contextmanager
+from functools import lru_cache
 
 import matplotlib as mpl
 import matplotlib.cm  # noqa: F401 - mpl.cm, mpl.style below
@@ -15,11 +16,11 @@ import matplotlib.style  # noqa: F401
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import LineCollection
-from matplotlib.colors import LogNorm
+from matplotlib.colors import ListedColormap, LogNorm
 from matplotlib.figure import Figure
 
 DPI = 100
-CMAP = "viridis"
+LABELS = 12                       # direct lr labels on a loss-curve figure, at most
 DIVERGED_STYLE = (0, (4, 2))      # dashed: a diverged run, in every figure
 CONTOUR_GRID = 160                # points per axis of the contour grid
 # How far above the bounded runs (and every start) the loss axis reaches: the default
@@ -49,6 +50,12 @@ def save_png(fig: Figure, path) -> None:
     fig.savefig(path, format="png", dpi=fig.dpi, metadata={"Software": None})
 
 
+@lru_cache(maxsize=1)
+def lr_cmap() -> ListedColormap:
+    """viridis without its last, palest tenth: a yellow line or label on white is hard to read."""
+    return ListedColormap(mpl.colormaps["viridis"](np.linspace(0.0, 0.88, 256)), name="gdexp_lr")
+
+
 def lr_norm(lrs) -> LogNorm:
     """Log colour scale over the learning rates (widened a little when they are all equal)."""
     lrs = np.asarray(lrs, dtype=float)
@@ -56,25 +63,34 @@ def lr_norm(lrs) -> LogNorm:
     return LogNorm(lo, hi) if hi > lo else LogNorm(lo / 1.5, hi * 1.5)
 
 
-def lr_colorbar(fig: Figure, ax, norm: LogNorm) -> None:
-    sm = mpl.cm.ScalarMappable(norm=norm, cmap=CMAP)
-    fig.colorbar(sm, ax=ax, label="learning rate")
+def lr_colorbar(fig: Figure, ax, norm: LogNorm, pad: float = 0.05) -> None:
+    sm = mpl.cm.ScalarMappable(norm=norm, cmap=lr_cmap())
+    fig.colorbar(sm, ax=ax, label="learning rate", pad=pad)
 
 
 def loss_curves(title: str, runs, losses: dict[str, np.ndarray], path) -> Figure:
-    """Every run's loss at every step on a log axis, coloured by lr.
+    """Every run's loss at every step on a log axis, coloured by lr, each labelled by its lr.
+
+    When runs end early (some curve is under a tenth of the longest: runs that
+    blew up in a few steps), the step axis is logarithmic past step 1
+    (symlog), so their few steps are not a vertical line at 0. The runs that
+    did not diverge carry their lr at the right edge (at most LABELS of them,
+    spread over the lrs); a diverged run's curve is dashed and ends with an x
+    at its divergence step (on the top edge when its last loss lies above it).
 
     Args:
         runs: load_runs rows of one group (run_id, lr, diverged).
-        losses: run_id -> the full loss curve (from curve.parquet). A diverged
-            run's curve ends at its divergence step; its last finite point
-            is marked with an x (on the top edge when it lies above it).
+        losses: run_id -> the full loss curve (from curve.parquet).
     """
     norm = lr_norm(runs["lr"])
-    fig = new_figure((7.0, 4.2))
+    fig = new_figure((7.6, 4.4))
     ax = fig.add_subplot()
     ax.set_yscale("log")
-    lo, hi = _y_limits(losses, set(runs.loc[runs["diverged"], "run_id"]))
+    lo, hi = y_limits(losses, set(runs.loc[runs["diverged"], "run_id"]))
+    lengths = [len(v) for v in losses.values()]
+    longest = max(lengths, default=2) - 1 or 1
+    if lengths and min(lengths) - 1 < 0.1 * longest:
+        ax.set_xscale("symlog", linthresh=1, linscale=0.4)
 
     def curve(run):
         loss = losses.get(run.run_id)
@@ -89,15 +105,61 @@ def loss_curves(title: str, runs, losses: dict[str, np.ndarray], path) -> Figure
     if ends:
         xs, ys = zip(*ends)
         ax.scatter(xs, ys, color="tab:red", marker="x", s=30, zorder=3, clip_on=False,
-                   label="diverged (last finite loss)")
+                   label="diverged: its curve ends at that step")
         ax.legend(loc="upper right")
-    ax.set_xlim(0, max((len(v) for v in losses.values()), default=2) - 1 or 1)
+    ax.set_xlim(0, longest)
     ax.set_ylim(lo, hi)
-    ax.set(xlabel="step", ylabel="loss", title=f"{title}: loss at every step")
+    _label_ends(ax, runs, losses, norm, (lo, hi))
+    ax.set(xlabel="step" + (" (log scale past 1)" if ax.get_xscale() == "symlog" else ""),
+           ylabel="loss", title=f"{title}: loss at every step")
     ax.grid(True, which="major", alpha=0.3)
-    lr_colorbar(fig, ax, norm)
+    lr_colorbar(fig, ax, norm, pad=0.02)
     save_png(fig, path)
     return fig
+
+
+def _label_ends(ax, runs, losses: dict[str, np.ndarray], norm: LogNorm, ylim) -> None:
+    """The lr of each run that did not diverge, at the right edge, spread so no two overlap."""
+    ends = []
+    for run in runs[~runs["diverged"]].sort_values("lr", kind="stable").itertuples():
+        loss = losses.get(run.run_id)
+        if loss is None or not len(loss) or not np.isfinite(loss[-1]) or loss[-1] <= 0:
+            continue
+        ends.append((run.lr, len(loss) - 1, float(loss[-1])))
+    if len(ends) > LABELS:  # an even choice over the lrs, the smallest and largest kept
+        ends = [ends[i] for i in np.unique(np.linspace(0, len(ends) - 1, LABELS).round().astype(int))]
+    a, b = np.log10(ylim[0]), np.log10(ylim[1])
+    wanted = [(np.log10(min(max(y, ylim[0]), ylim[1])) - a) / (b - a) for _, _, y in ends]
+    cmap = lr_cmap()
+    for (lr, step, y), at in zip(ends, spread(wanted, gap=0.055)):
+        ax.annotate(f"{lr:.3g}", xy=(step, y), xytext=(1.015, at), textcoords=("axes fraction"),
+                    fontsize=7, color=cmap(norm(lr)), va="center", annotation_clip=False,
+                    arrowprops=dict(arrowstyle="-", color=cmap(norm(lr)), linewidth=0.5,
+                                    shrinkA=0, shrinkB=0))
+
+
+def spread(wanted: list[float], gap: float, lo: float = 0.0, hi: float = 1.0) -> list[float]:
+    """Label positions near `wanted` with at least `gap` between neighbours, within [lo, hi].
+
+    The order of the labels is kept; a crowd is pushed apart and then back inside.
+
+    >>> [round(v, 2) for v in spread([0.5, 0.5, 0.5], 0.1)]
+    [0.5, 0.6, 0.7]
+    >>> [round(v, 2) for v in spread([0.95, 1.0], 0.1)]
+    [0.9, 1.0]
+    """
+    order = np.argsort(wanted, kind="stable")
+    y = np.asarray(wanted, dtype=float)[order]
+    for i in range(1, len(y)):
+        y[i] = max(y[i], y[i - 1] + gap)
+    if len(y) and y[-1] > hi:
+        y[-1] = hi
+        for i in range(len(y) - 2, -1, -1):
+            y[i] = min(y[i], y[i + 1] - gap)
+    y = np.maximum(y, lo + gap * np.arange(len(y)))
+    out = np.empty_like(y)
+    out[order] = y
+    return out.tolist()
 
 
 def _draw_runs(ax, runs, norm: LogNorm, line_of, width: float) -> list:
@@ -109,7 +171,7 @@ def _draw_runs(ax, runs, norm: LogNorm, line_of, width: float) -> list:
     Returns:
         The points to mark, in run order.
     """
-    cmap, marks = mpl.colormaps[CMAP], []
+    cmap, marks = lr_cmap(), []
     for diverged in (False, True):
         segments, colors = [], []
         for run in runs[runs["diverged"] == diverged].itertuples():
@@ -127,7 +189,7 @@ def _draw_runs(ax, runs, norm: LogNorm, line_of, width: float) -> list:
     return marks
 
 
-def _y_limits(losses: dict[str, np.ndarray], diverged: set[str]) -> tuple[float, float]:
+def y_limits(losses: dict[str, np.ndarray], diverged: set[str]) -> tuple[float, float]:
     """Log-axis limits holding every curve, but at most HEADROOM above the runs that stayed bounded.
 
     Set from the data, not autoscaled: NaN-holed log-scaled collections
@@ -148,39 +210,6 @@ def _y_limits(losses: dict[str, np.ndarray], diverged: set[str]) -> tuple[float,
         lo, hi = lo / 2, hi * 2
     pad = 0.04 * (np.log10(hi) - np.log10(lo))
     return 10 ** (np.log10(lo) - pad), 10 ** (np.log10(hi) + pad)
-
-
-def final_vs_lr(title: str, runs, bounds: dict[str, list[float]], path) -> Figure:
-    """Final loss against lr, log-log; diverged runs as red x; the closed-form lr bounds as lines.
-
-    Args:
-        bounds: {"lr_max_stable": [...], "lr_optimal": [...]} the distinct
-            values of the runs' metrics (empty lists where the loss has none).
-    """
-    fig = new_figure((6.0, 4.2))
-    ax = fig.add_subplot()
-    done = runs[runs["final_loss"].notna() & (runs["final_loss"] > 0)]
-    for diverged, kw in ((False, dict(marker="o", color="tab:blue", label="did not diverge")),
-                         (True, dict(marker="x", color="tab:red", s=40,
-                                     label="diverged (last finite loss)"))):
-        part = done[done["diverged"] == diverged]
-        if len(part):
-            ax.scatter(part["lr"], part["final_loss"], zorder=3, **kw)
-    lines = {"lr_max_stable": ("2/\u03bb_max", "tab:red", "--"),
-             "lr_optimal": ("2/(\u03bb_min+\u03bb_max)", "tab:green", ":")}
-    for name, values in bounds.items():
-        formula, color, dash = lines[name]
-        for value in values:
-            ax.axvline(value, color=color, linestyle=dash, linewidth=1.2,
-                       label=f"{name} = {formula} = {value:.6g}")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set(xlabel="learning rate", ylabel="final loss", title=f"{title}: final loss against learning rate")
-    ax.grid(True, which="major", alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(loc="best")
-    save_png(fig, path)
-    return fig
 
 
 def plot_box(paths: list[np.ndarray], diverged: list[bool], minima) -> tuple[float, float, float, float]:
@@ -227,8 +256,12 @@ def clip_path(xy: np.ndarray, box) -> tuple[np.ndarray, bool]:
     return np.vstack([xy[:i], a + t * d]), True
 
 
-def draw_contours(ax, loss, box) -> None:
-    """Filled contours of a 2-D loss over the box, levels at quantiles of its values."""
+def draw_contours(ax, loss, box, names: tuple[str, str] = ("x0", "x1")) -> None:
+    """Filled contours of a 2-D loss over the box, levels at quantiles of its values.
+
+    Args:
+        names: the two parameters' names, for the axis labels.
+    """
     x_lo, x_hi, y_lo, y_hi = box
     gx, gy = np.meshgrid(np.linspace(x_lo, x_hi, CONTOUR_GRID), np.linspace(y_lo, y_hi, CONTOUR_GRID))
     with np.errstate(all="ignore"):
@@ -245,15 +278,16 @@ def draw_contours(ax, loss, box) -> None:
                 color="gold", markeredgecolor="black", zorder=4, label="minimum")
     ax.set_xlim(x_lo, x_hi)
     ax.set_ylim(y_lo, y_hi)
-    ax.set(xlabel="x0", ylabel="x1")
+    ax.set(xlabel=names[0], ylabel=names[1])
 
 
-def descent_paths(title: str, loss, runs, paths: dict[str, np.ndarray], box, path) -> Figure:
+def descent_paths(title: str, loss, runs, paths: dict[str, np.ndarray], box, path,
+                  names: tuple[str, str] = ("x0", "x1")) -> Figure:
     """Each run's path on the loss contours; diverged paths dashed, clipped at the edge with an x."""
     norm = lr_norm(runs["lr"])
-    fig = new_figure((6.0, 5.0))
+    fig = new_figure((6.4, 5.4))
     ax = fig.add_subplot()
-    draw_contours(ax, loss, box)
+    draw_contours(ax, loss, box, names)
 
     def clipped(run):
         xy = paths.get(run.run_id)

@@ -1,4 +1,4 @@
-"""The report's text sections as render blocks: the runs table, provenance, how to reproduce."""
+"""The report's text sections as render blocks: the answers, the runs table, provenance, how to reproduce."""
 from __future__ import annotations
 
 import json
@@ -6,38 +6,86 @@ import shlex
 
 import pandas as pd
 
-from gdexp.report.select import Selection
-from gdexp.results.summary import sweep_counts
-from gdexp.tracking import TAG as _T
+from gdexp.report.select import TAG as _T
+from gdexp.report.select import DESCENT_STATUSES, Selection, sweep_labels, started
+from gdexp.results.groups import GROUP, REPEAT_KEY, label, swept_keys
 
-# The report's row order: by loss, then learning rate (the rest only breaks ties).
-ORDER = ["loss", "lr", "optimizer", "run_name", "run_id"]
-RUN_COLUMNS = ["loss", "optimizer", "lr", "status", "final loss", "best loss", "iterations",
-               "diverged at step"]
+ORDER = [GROUP, "lr", REPEAT_KEY, "run_name", "run_id"]   # the runs table's row order
+DEFINITIONS = ("best_lr: the learning rate with the {better} {metric} among those where no run diverged{mean}; "
+               "max_stable_lr: the largest learning rate where no run diverged{seeds}; "
+               "min_diverged_lr: the smallest where one did.")
 
 
-def overview(sel: Selection) -> list[tuple]:
-    counts = sweep_counts(sel.runs)
-    what = (f"Sweep `{sel.name}` (parent run `{sel.key}`)" if sel.by == "sweep"
-            else f"Experiment `{sel.key}`" + (f", from {len(sel.parents)} sweep(s)" if sel.parents else ""))
-    numbers = ", ".join(f"{_num(v)} {k}" for k, v in counts.items() if k in ("runs", "diverged", "failed"))
-    limits = ", ".join(f"{k} = {_num(v)}" for k, v in counts.items() if k in ("best_lr", "max_stable_lr"))
+def overview(sel: Selection, answers: pd.DataFrame, keys: list[str], metric: str, mode: str,
+             repeats: bool) -> list[tuple]:
+    """The title, what was selected, and each group's answer: the report's first lines."""
+    if sel.by == "sweep":
+        p = sel.parents[0]
+        what = f"Sweep `{sel.name}` (parent run `{sel.key}`, started {started(p)})"
+    elif sel.by == "sweeps":
+        what = "Sweeps " + ", ".join(f"`{name}` (`{pid}`, started {started(p)})"
+                                     for p, (pid, name) in zip(sel.parents, sweep_labels(sel.parents).items()))
+    else:
+        what = f"Experiment `{sel.key}`" + (f", from {len(sel.parents)} sweep(s)" if sel.parents else "")
     experiments = ", ".join(f"`{e}`" for e in sorted(set(sel.runs["experiment"].dropna())))
+    runs = sel.runs
+    counts = (f"{len(runs)} runs, {int(runs['diverged'].sum())} diverged, "
+              f"{int((~runs['status'].isin(DESCENT_STATUSES)).sum())} failed; "
+              + (f"{len(answers)} groups by {', '.join(f'`{_key(k)}`' for k in keys)}" if len(answers) > 1
+                 else "one group")
+              + (f", each learning rate repeated over `{REPEAT_KEY}`" if repeats else "") + ".")
+    definitions = DEFINITIONS.format(better="lowest" if mode == "min" else "highest",
+                                     metric=metric.replace("_", " "), mean=" (the mean over seeds)" if repeats else "",
+                                     seeds=" (no seed diverged)" if repeats else "")
     return [("h", 1, f"gdexp report: {sel.name}"),
             ("p", f"{what}; experiment {experiments or '(none)'} in `{sel.uri}`."),
-            ("p", f"{numbers}" + (f"; {limits} (best_lr: the learning rate of the lowest final "
-                                     "loss among runs that did not diverge; max_stable_lr: the largest "
-                                     "that did not diverge)" if limits else "") + ".")]
+            ("p", counts),
+            ("ul", [answer_line(a, metric) for _, a in answers.iterrows()]),
+            ("p", definitions)]
 
 
-def runs_table(runs: pd.DataFrame) -> list[tuple]:
-    """One row per run, sorted by loss then learning rate; failed runs' errors listed below."""
+def answer_line(a, metric: str) -> str:
+    """One group's answer, as the CLI prints it.
+
+    >>> answer_line(pd.Series({"group": "optimizer=gd", "best_lr": 0.001, "best_value": 4.47,
+    ...     "max_stable_lr": 0.001, "min_diverged_lr": 0.00316228, "lr_max": 1.0}), "final_loss")
+    '`optimizer=gd`: best_lr=0.001 (final loss 4.47), max_stable_lr=0.001, min_diverged_lr=0.00316228'
+    """
+    if pd.isna(a["max_stable_lr"]):
+        return f"`{a[GROUP]}`: every learning rate diverged (the smallest tried: {_num(a['min_diverged_lr'])})"
+    mean = "mean " if a.get("repeats", 1) > 1 else ""
+    best = (f"best_lr={_num(a['best_lr'])} ({mean}{metric.replace('_', ' ')} {_num(a['best_value'])})"
+            if pd.notna(a["best_lr"]) else "best_lr: none (no result)")
+    top = " (the largest tried: the limit lies above the grid)" if a["max_stable_lr"] == a.get("lr_max") else ""
+    low = f", min_diverged_lr={_num(a['min_diverged_lr'])}" if pd.notna(a["min_diverged_lr"]) else ""
+    return f"`{a[GROUP]}`: {best}, max_stable_lr={_num(a['max_stable_lr'])}{top}{low}"
+
+
+def runs_table(runs: pd.DataFrame, keys: list[str], metric: str, urls: dict[str, str],
+               by_sweep: bool = False) -> list[tuple]:
+    """One row per run, by group, lr and seed; a diverged run's result reads "diverged at step k".
+
+    Columns: the sweep (in a comparison), loss, optimizer and every other key
+    that names groups, the seed where it varies, lr, status, the result,
+    best loss, iterations, and the run's name linked to its MLflow page.
+    """
+    shown = [k for k in ("loss.name", "optimizer.name") if k in runs.columns]
+    shown += [k for k in keys if k not in shown]
+    seeds = REPEAT_KEY in runs.columns and runs[REPEAT_KEY].nunique(dropna=False) > 1
+    header = (["sweep"] if by_sweep else []) + [_key(k) for k in shown] + ([REPEAT_KEY] if seeds else []) + \
+        ["lr", "status", metric.replace("_", " "), "best loss", "iterations", "run"]
     rows = []
-    ordered = runs.sort_values(ORDER, kind="stable")
-    for r in ordered.itertuples():
-        rows.append([r.loss or "", r.optimizer or "", _num(r.lr), r.status or "",
-                     _num(r.final_loss), _num(r.best_loss), _num(r.iterations), _num(r.diverged_step)])
-    blocks = [("h", 2, "Runs"), ("table", RUN_COLUMNS, rows, {2, 4, 5, 6, 7})]
+    ordered = runs.sort_values([c for c in ORDER if c in runs.columns], kind="stable")
+    for _, r in ordered.iterrows():
+        result = f"diverged at step {_num(r['diverged_step'])}" if r["diverged"] else _num(r[metric])
+        url = urls.get(r["run_id"])
+        rows.append(([str(r["sweep"])] if by_sweep else []) + [_value(r[k]) for k in shown]
+                    + ([_num(r[REPEAT_KEY])] if seeds else [])
+                    + [_num(r["lr"]), r["status"] or "", result, _num(r["best_loss"]), _num(r["iterations"]),
+                       f"[{r['run_name']}]({url})" if url else str(r["run_name"])])
+    first = len(header) - 6
+    blocks = [("h", 2, "Runs"), ("table", header, rows, {first, first + 2, first + 3, first + 4}
+                                 | ({first - 1} if seeds else set()))]
     failed = ordered[ordered["mlflow_status"] != "FINISHED"]
     if len(failed):
         blocks.append(("ul", [f"`{r.run_name}` ({r.run_id}) {r.status}: {r.error or 'no error recorded'}"
@@ -45,7 +93,35 @@ def runs_table(runs: pd.DataFrame) -> list[tuple]:
     return blocks
 
 
-def provenance(sel: Selection) -> list[tuple]:
+def comparison(sel: Selection, answers: pd.DataFrame, keys: list[str]) -> list[tuple]:
+    """The sweeps' answers side by side (a row per group, two columns per sweep), and what differs."""
+    names = list(sweep_labels(sel.parents).values())
+    split = answers[GROUP].astype(str).str.split(": ", n=1, expand=True)
+    table = answers.assign(sweep=split[0], setting=split[1])
+    settings = list(dict.fromkeys(table["setting"]))
+    header = ["group"] + [f"{n} {col}" for n in names for col in ("best_lr", "max_stable_lr")]
+    rows = []
+    for setting in settings:
+        row = [setting]
+        for n in names:
+            hit = table[(table["sweep"] == n) & (table["setting"] == setting)]
+            row += ([_num(hit["best_lr"].iloc[0]), _num(hit["max_stable_lr"].iloc[0])] if len(hit) else ["", ""])
+        rows.append(row)
+    blocks = [("h", 2, "The sweeps side by side"),
+              ("table", header, rows, set(range(1, len(header))))]
+    differ = [k for k in swept_keys(sel.runs) if k not in keys]
+    if differ:
+        per = []
+        for n in names:
+            part = sel.runs[sel.runs["sweep"] == n]
+            values = {k: part[k].dropna().unique() for k in differ}
+            per.append(f"`{n}`: " + ", ".join(f"`{label({k: v[0]})}`" if len(v) == 1 else f"`{_key(k)}` varies"
+                                              for k, v in values.items() if len(v)))
+        blocks.append(("p", "Beyond the groups, the sweeps differ in: " + "; ".join(per) + "."))
+    return blocks
+
+
+def provenance(sel: Selection, runs: pd.DataFrame) -> list[tuple]:
     """What the runs were made with: code version, environment, command, each run's config hash."""
     blocks = [("h", 2, "Provenance")]
     versions = ", ".join(sorted(set(sel.runs["version"].dropna()))) or "not recorded"
@@ -66,7 +142,7 @@ def provenance(sel: Selection) -> list[tuple]:
         ]))
     if not sel.parents:
         blocks.append(("p", "These runs belong to no sweep: no command line or environment was recorded."))
-    ordered = sel.runs.sort_values(ORDER, kind="stable")
+    ordered = runs.sort_values([c for c in ORDER if c in runs.columns], kind="stable")
     has_data = ordered["data_sha256"].notna().any()
     header = ["run", "run id", "config hash"] + (["data sha256"] if has_data else [])
     rows = [[r.run_name, f"`{r.run_id}`", f"`{r.config_hash or ''}`"]
@@ -89,13 +165,22 @@ def reproduce(sel: Selection) -> list[tuple]:
         if _T + "command" in t:
             lines += ["# run the sweep again, as new runs in the same store",
                       f"MLFLOW_TRACKING_URI={uri} {t[_T + 'command']}"]
-    selector = (f"--sweep {sel.key}" if sel.by == "sweep"
-                else f"--experiment {shlex.quote(sel.key)}")
+    selectors = ([f"--experiment {shlex.quote(sel.key)}"] if sel.by == "experiment"
+                 else [f"--sweep {p.info.run_id}" for p in sel.parents])
     lines += ["# re-execute every run from its logged config and compare its curve step by step",
-              f"gdexp rerun {selector} --tracking-uri {uri}",
+              *(f"gdexp rerun {s} --tracking-uri {uri}" for s in selectors),
               "# rebuild this report",
-              f"gdexp report {selector} --tracking-uri {uri}"]
+              f"gdexp report {' '.join(selectors)} --tracking-uri {uri}"]
     return [("h", 2, "Reproduce"), ("code", "\n".join(lines))]
+
+
+def _key(key: str) -> str:
+    return key[: -len(".name")] if key.count(".") == 1 and key.endswith(".name") else key
+
+
+def _value(value) -> str:
+    """A key's value in a table cell, written as in a group label."""
+    return label({"k": value}).split("=", 1)[1]
 
 
 def _num(value) -> str:

@@ -1,38 +1,56 @@
-"""Which runs a report covers, the sweeps they came from, and their curves."""
+"""Which runs a report covers, the sweeps they came from, and their curves.
+
+The report's one door to the rest of gdexp: the store (tracking, the reader),
+the loss a run was made with (plan). Every other report module imports from
+here and from gdexp.results, nothing else of gdexp.
+"""
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
 import numpy as np
 import pandas as pd
 import yaml
 
+from gdexp.core.legacy import upgrade
+from gdexp.core.outcomes import DESCENT_STATUSES  # noqa: F401 - the report's vocabulary
+from gdexp.core.spec import plan
 from gdexp.tracking import TAG
-from gdexp.tracking.store import client, resolve_uri
+from gdexp.tracking import store as tracking
 from gdexp.tracking.reader import artifact_file, latest_sweep, load_curve, load_runs
+from gdexp.report import UI_URL  # noqa: F401 - build's default
+from gdexp.results.groups import GROUP, group_keys, with_groups
+
+# Curve columns that are not a coordinate of the parameters (curve.parquet holds
+# step, the curves, then one column per parameter, named by the loss's param_names).
+CURVE_COLUMNS = frozenset({"step", "loss", "grad_norm", "lr", "sharpness", "2/lr", "full_loss",
+                           "val_loss", "val_accuracy"})
 
 
 @dataclass
 class Group:
-    """Runs of one loss (same loss.* params) and one optimizer: they share figures."""
+    """The runs of one group (gdexp.results.groups): they share the per-group figures."""
 
     title: str
     slug: str
     runs: pd.DataFrame
     losses: dict[str, np.ndarray] = field(default_factory=dict)   # run_id -> loss at every step
     paths: dict[str, np.ndarray] = field(default_factory=dict)    # run_id -> (steps, 2) for 2-D losses
+    coords: tuple[str, str] = ("x0", "x1")                        # the two parameters' names
     missing: list[str] = field(default_factory=list)              # finished runs without curve.parquet
 
 
 @dataclass
 class Selection:
     uri: str
-    by: str              # "sweep" or "experiment"
-    key: str             # the parent run id, or the experiment name
-    name: str            # the sweep's name, or the experiment name
-    runs: pd.DataFrame   # load_runs' table
+    by: str              # "sweep", "sweeps" (a comparison) or "experiment"
+    key: str | list      # the parent run id(s), or the experiment name
+    name: str            # the sweep's name, "A vs B", or the experiment name
+    runs: pd.DataFrame   # load_runs' table, plus `sweep` (the sweep's label) and `experiment_id`
     parents: list        # the MLflow runs of the sweeps these runs belong to, oldest first
+    chosen: bool = False  # the latest sweep, picked because none was named
 
     @property
     def parent_id(self) -> str | None:
@@ -40,52 +58,121 @@ class Selection:
         ids = set(self.runs["sweep_id"])
         return ids.pop() if len(ids) == 1 and len(self.parents) == 1 else None
 
+    @property
+    def folder(self) -> str:
+        """The default report folder's name: unique per sweep (name and first 8 of its id)."""
+        if self.by == "experiment":
+            return _safe(self.key)
+        ids = "-".join(p.info.run_id[:8] for p in self.parents)
+        return _safe(f"compare-{ids}" if self.by == "sweeps" else f"{self.name}-{ids}")
 
-def select(experiment: str | None, sweep: str | None, tracking_uri: str | None) -> Selection:
-    """The runs of an experiment, of one sweep, or of the latest sweep in the store."""
-    uri = resolve_uri(tracking_uri)
-    cl = client(uri)
+
+def select(experiment: str | None, sweeps: list[str] | None, tracking_uri: str | None) -> Selection:
+    """The runs of an experiment, of one or several sweeps, or of the latest sweep in the store.
+
+    Raises:
+        LookupError: no such experiment, no sweep in the store, or a run id
+            that is not a sweep's parent.
+        mlflow.exceptions.MlflowException: no run with that id.
+    """
+    uri = tracking.resolve_uri(tracking_uri)
+    cl = tracking.client(uri)
+    ids = {e.name: e.experiment_id for e in cl.search_experiments()}
     if experiment is not None:
         runs = load_runs(experiment=experiment, tracking_uri=uri)
-        ids = sorted(set(runs["sweep_id"].dropna()))
-        parents = sorted((cl.get_run(i) for i in ids), key=lambda r: (r.info.start_time, r.info.run_id))
-        return Selection(uri, "experiment", experiment, experiment, runs, parents)
-    parent = cl.get_run(sweep) if sweep is not None else latest_sweep(cl)
-    if parent.data.tags.get(f"{TAG}sweep") != "true":
-        raise LookupError(f"run {parent.info.run_id} is not a sweep's parent run "
-                          f"(no tag {TAG}sweep=true); pass a parent run id to --sweep")
-    runs = load_runs(sweep=parent.info.run_id, tracking_uri=uri)
-    name = parent.data.tags.get(f"{TAG}sweep_name") or parent.info.run_name
-    return Selection(uri, "sweep", parent.info.run_id, name, runs, [parent])
+        found = sorted(set(runs["sweep_id"].dropna()))
+        parents = sorted((cl.get_run(i) for i in found), key=lambda r: (r.info.start_time, r.info.run_id))
+        return Selection(uri, "experiment", experiment, experiment, _typed(runs, ids, parents), parents)
+    parents = [cl.get_run(s) for s in sweeps] if sweeps else [latest_sweep(cl)]
+    for parent in parents:
+        if parent.data.tags.get(f"{TAG}sweep") != "true":
+            raise LookupError(f"run {parent.info.run_id} is not a sweep's parent run "
+                              f"(no tag {TAG}sweep=true); pass a parent run id to --sweep")
+    if len({p.info.run_id for p in parents}) < len(parents):
+        raise LookupError("a sweep was named twice")
+    runs = pd.concat([load_runs(sweep=p.info.run_id, tracking_uri=uri) for p in parents],
+                     ignore_index=True)
+    names = [sweep_name(p) for p in parents]
+    name = names[0] if len(parents) == 1 else " vs ".join(names)
+    return Selection(uri, "sweep" if len(parents) == 1 else "sweeps",
+                     parents[0].info.run_id if len(parents) == 1 else [p.info.run_id for p in parents],
+                     name, _typed(runs, ids, parents), parents, chosen=not sweeps)
 
 
-def groups(selection: Selection) -> list[Group]:
-    """The runs split by loss (every loss.* param) and optimizer, each with its curves read."""
-    runs = selection.runs[selection.runs["mlflow_status"] == "FINISHED"]
-    if runs.empty:
-        return []
-    loss_keys = [c for c in runs.columns if c.startswith("loss.")]
-    key = runs[loss_keys + ["optimizer"]].map(str).agg("|".join, axis=1)
-    out, titles = [], set()
-    for _, part in runs.groupby(key, sort=True):
-        title = f"{part['loss'].iloc[0]} \u00b7 {part['optimizer'].iloc[0]}"
-        base, n = title, 2
-        while title in titles:  # same loss name, other settings
-            title, n = f"{base} ({n})", n + 1
-        titles.add(title)
-        group = Group(title, _slug(title), part.reset_index(drop=True))
-        for run in part.itertuples():
-            try:
-                curve = load_curve(run.run_id, selection.uri, artifact_uri=run.artifact_uri)
-            except FileNotFoundError:
-                group.missing.append(run.run_name)
-                continue
-            group.losses[run.run_id] = curve["loss"].to_numpy()
-            coords = [c for c in curve.columns if c not in ("step", "loss", "grad_norm", "lr", "sharpness")]
-            if len(coords) == 2:
-                group.paths[run.run_id] = curve[coords].to_numpy()
-        out.append(group)
-    return out
+def sweep_name(parent) -> str:
+    return parent.data.tags.get(f"{TAG}sweep_name") or parent.info.run_name
+
+
+def started(parent) -> str:
+    """A run's start time, UTC, to the second."""
+    when = datetime.fromtimestamp(parent.info.start_time / 1000, tz=timezone.utc)
+    return when.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def sweep_labels(parents: list) -> dict[str, str]:
+    """parent run id -> how a comparison names the sweep: its name, with its id where names repeat."""
+    names = [sweep_name(p) for p in parents]
+    return {p.info.run_id: n if names.count(n) == 1 else f"{n}-{p.info.run_id[:8]}"
+            for p, n in zip(parents, names)}
+
+
+def grouped(sel: Selection) -> tuple[pd.DataFrame, list[str]]:
+    """The runs with their GROUP column, and the keys that name the groups.
+
+    A comparison labels every sweep's runs with the same keys: those that name
+    groups within any of the sweeps (a key that differs only between the
+    sweeps is said once, in the comparison's table, not in every label), each
+    label prefixed with its sweep.
+    """
+    runs, searched = sel.runs, searched_keys(sel.parents)
+    if sel.by != "sweeps":
+        keys = group_keys(runs, searched)
+        return with_groups(runs, keys), keys
+    keys = []
+    for _, part in runs.groupby("sweep", sort=False):
+        keys += [k for k in group_keys(part, searched) if k not in keys]
+    runs = with_groups(runs, keys)
+    order = list(sweep_labels(sel.parents).values())
+    labels = runs["sweep"].astype(str) + ": " + runs[GROUP].astype(str)
+    categories = [f"{s}: {g}" for s in order for g in runs[GROUP].cat.categories]
+    runs[GROUP] = pd.Categorical(labels, categories=[c for c in categories if c in set(labels)], ordered=True)
+    return runs, keys
+
+
+def searched_keys(parents: list) -> list[str]:
+    """The keys an Optuna sweep searched besides the learning rate (its `gdexp.optuna_best.*` tags)."""
+    prefix = f"{TAG}optuna_best."
+    return sorted({k[len(prefix):] for p in parents for k in p.data.tags if k.startswith(prefix)})
+
+
+def read_curves(sel: Selection, runs: pd.DataFrame, title: str, slug: str) -> Group:
+    """A group's runs with their curves read from each run's curve.parquet."""
+    group = Group(title, slug, runs.reset_index(drop=True))
+    for run in group.runs.itertuples():
+        if run.mlflow_status != "FINISHED":
+            continue
+        try:
+            curve = load_curve(run.run_id, sel.uri, artifact_uri=run.artifact_uri)
+        except FileNotFoundError:
+            group.missing.append(run.run_name)
+            continue
+        group.losses[run.run_id] = curve["loss"].to_numpy()
+        coords = coordinates(curve.columns)
+        if len(coords) == 2:
+            group.paths[run.run_id] = curve[coords].to_numpy()
+            group.coords = tuple(coords)
+    return group
+
+
+def coordinates(columns) -> list[str]:
+    """The curve columns that are the loss's parameters (x0, x1... or its param_names).
+
+    >>> coordinates(["step", "loss", "grad_norm", "slope", "intercept"])
+    ['slope', 'intercept']
+    >>> coordinates(["step", "loss", "grad_norm", "lr", "x0", "x1"])
+    ['x0', 'x1']
+    """
+    return [c for c in columns if c not in CURVE_COLUMNS]
 
 
 def run_config(selection: Selection, run) -> dict:
@@ -94,5 +181,39 @@ def run_config(selection: Selection, run) -> dict:
         return yaml.safe_load(path.read_text())
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower() or "runs"
+def loss_of(selection: Selection, run):
+    """The Loss a run descended, rebuilt from its config.yaml."""
+    return plan(upgrade(run_config(selection, run))).loss
+
+
+def run_url(ui: str, experiment_id: str, run_id: str) -> str:
+    """The run's page in the MLflow UI at `ui`.
+
+    >>> run_url("http://127.0.0.1:5000/", "1", "ab12")
+    'http://127.0.0.1:5000/#/experiments/1/runs/ab12'
+    """
+    return f"{ui.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+def client(uri: str):
+    return tracking.client(uri)
+
+
+def _typed(runs: pd.DataFrame, experiment_ids: dict[str, str], parents: list) -> pd.DataFrame:
+    runs = runs.copy()
+    runs["experiment_id"] = runs["experiment"].map(experiment_ids)
+    runs["sweep"] = runs["sweep_id"].map(sweep_labels(parents))
+    return runs
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)
+
+
+def slug(text: str) -> str:
+    """A file-name part from a group label.
+
+    >>> slug("optimizer=adam, loss.eigenvalues=[1,100]")
+    'optimizer-adam-loss-eigenvalues-1-100'
+    """
+    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()[:80].strip("-") or "runs"

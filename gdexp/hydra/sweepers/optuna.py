@@ -8,6 +8,7 @@ result the sampler learns from, not a failed trial it ignores.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Override, RangeSweep
@@ -17,6 +18,8 @@ from gdexp.core.errors import ConfigError
 from gdexp.core.outcomes import DESCENT_STATUSES, DIVERGED, FAILED
 from gdexp.hydra.grids import clean
 from gdexp.hydra.sweepers.search import Outcome, SearchSweeper, fixed_line
+from gdexp.tracking import env
+from gdexp.tracking.store import resolve_uri
 
 # The objective is log10(final loss). log10 of the largest double is 308.25, so
 # no finite final loss (and a run that did not diverge always ends finite)
@@ -108,7 +111,10 @@ class OptunaSweeper(SearchSweeper):
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # gdexp prints its own table
         sampler = optuna.samplers.TPESampler(seed=self.seed, n_startup_trials=self.n_startup_trials,
                                              constant_liar=True)
-        study = optuna.create_study(direction="minimize", sampler=sampler)
+        # Kept beside the MLflow store, named by the parent run: optuna-dashboard and
+        # optuna.visualization (and gdexp report) open it afterwards.
+        storage, name = study_storage(self.config), env.get(env.PARENT_RUN)
+        study = optuna.create_study(direction="minimize", sampler=sampler, storage=storage, study_name=name)
         while len(study.trials) < self.n_trials:
             trials = [study.ask(self.space) for _ in range(min(self.batch_size, self.n_trials - len(study.trials)))]
             for trial, summary in zip(trials, self._launch([[*fixed, *_assign(t.params)] for t in trials])):
@@ -124,7 +130,8 @@ class OptunaSweeper(SearchSweeper):
                     "n_startup_trials": self.n_startup_trials, "objective": "log10(final_loss)",
                     "diverged_value": DIVERGED_VALUE}
         return Outcome(metrics, params={f"optuna.{k}": v for k, v in settings.items()},
-                       tags={f"gdexp.optuna_best.{k}": str(v) for k, v in best.items()}, report=report,
+                       tags={**{f"gdexp.optuna_best.{k}": str(v) for k, v in best.items()},
+                             "gdexp.optuna.storage": storage, "gdexp.optuna.study": name}, report=report,
                        error=None if best else "every trial diverged or failed: no best value")
 
     def _tell(self, study, trial, summary: dict) -> None:
@@ -137,6 +144,21 @@ class OptunaSweeper(SearchSweeper):
         if summary.get("run_id") and summary["status"] in (*DESCENT_STATUSES, FAILED):  # a run in the store
             self._log_results(summary["run_id"], {} if value is None else {"optuna_value": value},
                       tags={"gdexp.optuna.trial": str(trial.number), "gdexp.optuna.state": state.name})
+
+
+def study_storage(config) -> str:
+    """Where a sweep keeps its Optuna study: an RDB URL beside the MLflow store.
+
+    `optuna.db` in the folder of a SQLite MLflow store; for a tracking server,
+    in the sweep's folder (hydra.sweep.dir).
+    """
+    uri = resolve_uri(config.tracking.uri)
+    if uri.startswith("sqlite:///"):
+        folder = Path(uri[len("sqlite:///"):].split("?", 1)[0]).parent
+    else:
+        folder = Path(config.hydra.sweep.dir).resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{folder / 'optuna.db'}"
 
 
 def _distribution(where: str, spec):

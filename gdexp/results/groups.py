@@ -1,0 +1,347 @@
+"""Runs grouped by what a sweep varied, repeats aggregated, and each group's answer.
+
+The one implementation behind the CLI summary, `summary.csv` and the report.
+It works on a load_runs-style table (gdexp.tracking.reader builds it): one row
+per run, with
+
+- `lr` (float), `status` (converged, diverged, max_iters; failed, killed or
+  running for a run without a descent result), `diverged` (bool),
+  `diverged_step`, and the metric compared (`final_loss`, or a validation
+  metric such as `val_loss`);
+- every config param under its key: dotted for a group's keys
+  (`optimizer.name`, `optimizer.lr`, `loss.eigenvalues`), plain for the
+  top-level ones (`seed`, `init`).
+
+A sweep's question is "which learning rate, for each setting of the rest".
+So runs are split into groups by every key that varies except the learning
+rate and the seed (repeats of one setting), and within a group by lr:
+
+>>> import pandas as pd
+>>> runs = pd.DataFrame({
+...     "optimizer.name": ["gd", "gd", "gd", "adam", "adam", "adam"],
+...     "optimizer.eps": [None, None, None, 1e-8, 1e-8, 1e-8],   # adam's default, not swept
+...     "optimizer.lr": [0.01, 0.1, 1.0, 0.01, 0.1, 1.0],
+...     "lr": [0.01, 0.1, 1.0, 0.01, 0.1, 1.0],
+...     "seed": [0, 0, 0, 0, 0, 0],
+...     "status": ["max_iters", "converged", "diverged", "max_iters", "max_iters", "converged"],
+...     "diverged": [False, False, True, False, False, False],
+...     "diverged_step": [None, None, 4, None, None, None],
+...     "final_loss": [0.5, 1e-6, 2.6e13, 3.0, 0.2, 1e-4]})
+>>> swept_keys(runs)
+['optimizer.name', 'optimizer.eps']
+>>> group_keys(runs)      # eps follows from the optimizer: it names nothing
+['optimizer.name']
+>>> print(answers(runs)[["group", "best_lr", "max_stable_lr", "min_diverged_lr"]].to_string(index=False))
+         group  best_lr  max_stable_lr  min_diverged_lr
+optimizer=adam      1.0            1.0              NaN
+  optimizer=gd      0.1            0.1              1.0
+"""
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from gdexp.core.outcomes import DESCENT_STATUSES
+
+GROUP = "group"                      # the column with_groups adds: each run's group label
+LR_KEYS = ("lr", "optimizer.lr")     # the learning rate: the x axis, never a group key
+REPEAT_KEY = "seed"                  # runs that differ only in it are repeats of one setting
+TOP_LEVEL_PARAMS = ("init", "seed")  # conf/config.yaml's own keys; every other param is dotted
+BOOKKEEPING = ("tracking.", "hydra.")  # where runs are recorded, not what they compute
+# Who names a group when nothing but the learning rate (and the seed) varies.
+DEFAULT_KEYS = ("loss.name", "optimizer.name")
+
+
+def swept_keys(runs: pd.DataFrame) -> list[str]:
+    """The param keys whose values differ between runs.
+
+    Params are the dotted columns and the top-level config keys
+    (TOP_LEVEL_PARAMS); the learning rate (LR_KEYS), the seed and the
+    bookkeeping keys (`tracking.*`, `hydra.*`) never count. A missing value
+    (a key an optimizer does not have) is a value of its own. Runs that carry
+    no param at all (a job that failed before logging any) are left out.
+
+    Args:
+        runs: one row per run (load_runs).
+
+    Returns:
+        Keys in the table's column order.
+
+    >>> swept_keys(pd.DataFrame({"loss.b": [1, 10], "seed": [0, 1], "lr": [0.1, 0.1],
+    ...                          "tracking.uri": ["a", "b"], "loss.a": [1, 1]}))
+    ['loss.b']
+    """
+    params = [c for c in runs.columns if _is_param(c)]
+    logged = runs[params].notna().any(axis=1) if params else pd.Series(False, index=runs.index)
+    rows = runs.loc[logged, params]
+    return [key for key in params
+            if key not in LR_KEYS and key != REPEAT_KEY and not key.startswith(BOOKKEEPING)
+            and len({_norm(v) for v in rows[key]}) > 1]
+
+
+def group_keys(runs: pd.DataFrame, exclude: Sequence[str] = ()) -> list[str]:
+    """The keys that split runs into groups and name them.
+
+    The swept keys (swept_keys), less a group's option defaults: a key under
+    `G.` that takes one value per value of a swept `G.name` (adam's `eps`
+    beside gd's none, in an optimizer sweep) follows from the choice and
+    names nothing. Choices (`G.name`) come first. When no key varies, the
+    one group is named by DEFAULT_KEYS (`loss.name`, `optimizer.name`).
+
+    Args:
+        runs: one row per run.
+        exclude: keys that never split: those an Optuna search sampled from
+            a range (every trial its own value; they are the search's axes,
+            not its groups).
+
+    >>> group_keys(pd.DataFrame({"optimizer.name": ["momentum", "momentum", "nesterov"],
+    ...                          "optimizer.momentum": [0.5, 0.9, 0.9]}))
+    ['optimizer.name', 'optimizer.momentum']
+    >>> group_keys(pd.DataFrame({"loss.name": ["quadratic"], "optimizer.name": ["gd"]}))
+    ['loss.name', 'optimizer.name']
+    """
+    swept = [k for k in swept_keys(runs) if k not in exclude]
+    choices = {k.split(".")[0]: k for k in swept if k.count(".") == 1 and k.endswith(".name")}
+    keys = [k for k in swept if k in choices.values()]
+    for key in swept:
+        choice = choices.get(key.split(".")[0])
+        if key in keys or (choice is not None and _follows(runs, key, choice)):
+            continue
+        keys.append(key)
+    return keys or [k for k in DEFAULT_KEYS if k in runs.columns]
+
+
+def label(values: Mapping[str, object]) -> str:
+    """A group's name from its key values, as a user would write the overrides.
+
+    `G.name` shows as `G`, lists compactly, floats as their shortest exact
+    repr (so two different values never print alike).
+
+    >>> label({"optimizer.name": "adam", "loss.eigenvalues": "[1.0, 100.0]", "optimizer.eps": 1e-08})
+    'optimizer=adam, loss.eigenvalues=[1,100], optimizer.eps=1e-08'
+    """
+    return ", ".join(f"{_key_text(k)}={_value_text(v)}" for k, v in values.items())
+
+
+def with_groups(runs: pd.DataFrame, keys: Sequence[str] | None = None) -> pd.DataFrame:
+    """A copy of `runs` with the column GROUP: each run's group label.
+
+    Args:
+        runs: one row per run.
+        keys: the keys to split by (default: group_keys(runs)). Give them to
+            label several tables alike (the sweeps of a comparison).
+
+    Returns:
+        The copy; GROUP is an ordered categorical whose order sorts groups by
+        their key values (numbers as numbers, lists element by element), so
+        groupby and sort_values keep that order.
+
+    >>> with_groups(pd.DataFrame({"loss.b": [10, 2, 10]}))["group"].tolist()
+    ['loss.b=10', 'loss.b=2', 'loss.b=10']
+    >>> list(with_groups(pd.DataFrame({"loss.b": [10, 2, 10]}))["group"].cat.categories)
+    ['loss.b=2', 'loss.b=10']
+    """
+    keys = group_keys(runs) if keys is None else list(keys)
+    values = [tuple(_norm(v) for v in row) for row in runs[keys].itertuples(index=False, name=None)]
+    order = sorted(set(values), key=lambda t: tuple(_sort_key(v) for v in t))
+    names = {t: label(dict(zip(keys, t))) for t in order}
+    out = runs.copy()
+    out[GROUP] = pd.Categorical([names[t] for t in values], categories=[names[t] for t in order],
+                                ordered=True)
+    return out
+
+
+def monitor(runs: pd.DataFrame) -> tuple[str, str]:
+    """The metric a sweep is judged by, as Keras callbacks name it: (column, mode).
+
+    `val_loss` (mode "min") where runs have one, else `val_accuracy` ("max"),
+    else `final_loss` ("min"): a validation metric, where there is one, is what
+    a learning rate is chosen for.
+
+    >>> monitor(pd.DataFrame({"final_loss": [1.0], "val_accuracy": [0.9]}))
+    ('val_accuracy', 'max')
+    """
+    for column, mode in (("val_loss", "min"), ("val_accuracy", "max")):
+        if column in runs.columns and runs[column].notna().any():
+            return column, mode
+    return "final_loss", "min"
+
+
+def aggregate(runs: pd.DataFrame, metric: str = "final_loss") -> pd.DataFrame:
+    """One row per (group, learning rate): its runs (the seeds, or any repeats) summarized.
+
+    A diverged run's metric (its last finite value, e.g. 2.6e13) is no
+    result: the statistics cover the runs that did not diverge, and
+    divergence is counted apart. Runs without a descent result (failed,
+    killed, running) are counted in `failed` and nothing else.
+
+    Args:
+        runs: one row per run, with or without GROUP (with_groups adds it).
+        metric: the column summarized.
+
+    Returns:
+        Columns GROUP, lr, runs, failed, diverged (runs that diverged),
+        diverged_fraction (of the runs with a result), diverged_step_min,
+        diverged_step_max, {metric}_mean, {metric}_std (ddof=1: NaN for one
+        run), {metric}_min, {metric}_max, {metric}_count (runs in the
+        statistics), stable (at least one result, and no run diverged).
+        Sorted by group order, then lr.
+
+    >>> cells = aggregate(pd.DataFrame({
+    ...     "seed": [0, 1, 2], "lr": [0.1, 0.1, 0.1], "optimizer.name": "gd",
+    ...     "status": ["converged", "converged", "diverged"], "diverged": [False, False, True],
+    ...     "diverged_step": [None, None, 7], "final_loss": [1.0, 3.0, 1e13]}))
+    >>> cells[["runs", "diverged", "final_loss_mean", "final_loss_count", "stable"]].values.tolist()
+    [[3, 1, 2.0, 2, False]]
+    """
+    runs = runs if GROUP in runs.columns else with_groups(runs)
+    runs = runs[runs["lr"].notna()]
+    result = runs["status"].isin(DESCENT_STATUSES)
+    diverged = result & runs["diverged"].astype(bool)
+    value = pd.to_numeric(runs[metric], errors="coerce").where(result & ~diverged)
+    step = pd.to_numeric(runs["diverged_step"], errors="coerce").where(diverged)
+    frame = pd.DataFrame({GROUP: runs[GROUP], "lr": runs["lr"], "result": result, "diverged": diverged,
+                          "value": value, "step": step})
+    cells = frame.groupby([GROUP, "lr"], observed=True, sort=True)
+    out = pd.DataFrame({
+        "runs": cells.size(),
+        "failed": cells["result"].size() - cells["result"].sum(),
+        "diverged": cells["diverged"].sum(),
+        "diverged_step_min": cells["step"].min(),
+        "diverged_step_max": cells["step"].max(),
+        f"{metric}_mean": cells["value"].mean(),
+        f"{metric}_std": cells["value"].std(),
+        f"{metric}_min": cells["value"].min(),
+        f"{metric}_max": cells["value"].max(),
+        f"{metric}_count": cells["value"].count(),
+    }).reset_index()
+    with_result = out["runs"] - out["failed"]
+    out.insert(5, "diverged_fraction", out["diverged"] / with_result.where(with_result > 0))
+    out["stable"] = (with_result > 0) & (out["diverged"] == 0)
+    for column in ("runs", "failed", "diverged", f"{metric}_count"):
+        out[column] = out[column].astype(int)
+    return out
+
+
+def answers(runs: pd.DataFrame, metric: str = "final_loss", mode: str = "min") -> pd.DataFrame:
+    """Each group's answer to the sweep: its best and its largest stable learning rate.
+
+    - best_lr: the learning rate with the lowest mean `metric` (highest for
+      mode "max") among those where no run diverged. Without repeats that is
+      the lowest final loss among the runs that did not diverge; with seeds
+      it is the best MEAN over the seeds, among learning rates where no seed
+      diverged. Ties go to the smaller learning rate.
+    - max_stable_lr: the largest learning rate where no run (no seed) diverged.
+    - min_diverged_lr: the smallest where one did. Between the two lies the
+      stability limit the grid resolves (a method whose stable set is not an
+      interval can have min_diverged_lr < max_stable_lr).
+
+    Args:
+        runs: one row per run, with or without GROUP.
+        metric, mode: the column compared and "min" or "max" (see monitor()).
+
+    Returns:
+        One row per group, in group order: GROUP, best_lr, best_value (the
+        mean metric there), max_stable_lr, min_diverged_lr (NaN where there
+        is none), lrs (distinct learning rates), runs, diverged, failed,
+        repeats (the most runs at one learning rate).
+
+    Raises:
+        ValueError: mode is neither "min" nor "max".
+    """
+    if mode not in ("min", "max"):
+        raise ValueError(f"mode must be 'min' or 'max', not {mode!r}")
+    cells = aggregate(runs, metric)
+    rows = []
+    for group, part in cells.groupby(GROUP, observed=True, sort=True):
+        stable = part[part["stable"] & part[f"{metric}_mean"].notna()]
+        if len(stable):
+            means = stable[f"{metric}_mean"]
+            best = stable.loc[means.idxmin() if mode == "min" else means.idxmax()]  # first = smaller lr
+            best_lr, best_value = float(best["lr"]), float(best[f"{metric}_mean"])
+        else:
+            best_lr = best_value = math.nan
+        rows.append({
+            GROUP: group, "best_lr": best_lr, "best_value": best_value,
+            "max_stable_lr": float(part.loc[part["stable"], "lr"].max()),
+            "min_diverged_lr": float(part.loc[part["diverged"] > 0, "lr"].min()),
+            "lrs": len(part), "runs": int(part["runs"].sum()), "diverged": int(part["diverged"].sum()),
+            "failed": int(part["failed"].sum()), "repeats": int(part["runs"].max()),
+        })
+    out = pd.DataFrame(rows, columns=[GROUP, "best_lr", "best_value", "max_stable_lr", "min_diverged_lr",
+                                      "lrs", "runs", "diverged", "failed", "repeats"])
+    out[GROUP] = pd.Categorical(out[GROUP], categories=cells[GROUP].cat.categories, ordered=True)
+    return out
+
+
+def _is_param(column: str) -> bool:
+    return "." in column or column in TOP_LEVEL_PARAMS
+
+
+def _norm(value):
+    """A hashable value with every missing value alike (None, NaN, pd.NA)."""
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _follows(runs: pd.DataFrame, key: str, choice: str) -> bool:
+    """Whether `key` takes one value for each value of `choice` (an option's default)."""
+    pairs = {(_norm(c), _norm(v)) for c, v in zip(runs[choice], runs[key])}
+    return len(pairs) == len({c for c, _ in pairs})
+
+
+def _key_text(key: str) -> str:
+    return key[: -len(".name")] if key.count(".") == 1 and key.endswith(".name") else key
+
+
+def _value_text(value) -> str:
+    value = _norm(value)
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (int, float)):
+        return _number(value)
+    items = _list(value)
+    if items is not None:
+        return "[" + ",".join(_number(v) if isinstance(v, (int, float)) and not isinstance(v, bool)
+                              else json.dumps(v) for v in items) + "]"
+    return str(value)
+
+
+def _number(value: float) -> str:
+    """Integers as integers; else the shortest repr that reads back exactly."""
+    value = float(value)
+    return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
+
+
+def _list(value) -> list | None:
+    """A logged list (MLflow keeps lists as JSON strings), or None."""
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    if isinstance(value, str) and value.startswith("["):
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            return None
+        return parsed if isinstance(parsed, list) else None
+    return None
+
+
+def _sort_key(value) -> tuple:
+    """Numbers before text before missing; numbers by value, lists element by element."""
+    if value is None:
+        return (3,)
+    if isinstance(value, (bool, int, float)):
+        return (0, float(value))
+    items = _list(value)
+    if items is not None and all(isinstance(v, (int, float)) for v in items):
+        return (1, tuple(float(v) for v in items))
+    return (2, str(value))
