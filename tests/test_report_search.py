@@ -10,7 +10,7 @@ import pytest
 from mlflow import MlflowClient
 
 from cli_runner import run_cli, store_in
-from gdexp.report import main as report
+from gdexp.commands.report import main as report
 from report_pages import table, plots
 
 # 3-D (no contours, no GIFs: fast), lambda_max = 50: GD is stable below 2/50 = 0.04.

@@ -165,11 +165,22 @@ def _inline(text: str) -> str:
     return "".join(f"<code>{html.escape(p)}</code>" if i % 2 else _links(p) for i, p in enumerate(parts))
 
 
+def md_escape(text: str) -> str:
+    """Brackets escaped for a Markdown link text.
+
+    >>> md_escape("lr=0.1-eigenvalues=[1,100]")
+    'lr=0.1-eigenvalues=\\\\[1,100\\\\]'
+    """
+    return str(text).replace("[", "\\[").replace("]", "\\]")
+
+
 def _links(text: str) -> str:
-    parts = re.split(r"\[([^\]]*)\]\((https?://[^)\s]*)\)", text)
+    # Link text may hold brackets escaped as \[ \] (run names such as lr=0.1-eigenvalues=[1,100]).
+    parts = re.split(r"\[((?:\\.|[^\]\\])*)\]\((https?://[^)\s]*)\)", text)
     out = []
     for i in range(0, len(parts), 3):
         out.append(html.escape(parts[i]))
         if i + 2 < len(parts):
-            out.append(f'<a href="{html.escape(parts[i + 2])}">{html.escape(parts[i + 1])}</a>')
+            label = re.sub(r"\\([\[\]])", r"\1", parts[i + 1])
+            out.append(f'<a href="{html.escape(parts[i + 2])}">{html.escape(label)}</a>')
     return "".join(out)

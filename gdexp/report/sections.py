@@ -8,6 +8,7 @@ import pandas as pd
 
 from gdexp.report.select import TAG as _T
 from gdexp.report.select import DESCENT_STATUSES, Selection, sweep_labels, started
+from gdexp.report.render import md_escape
 from gdexp.results.groups import GROUP, REPEAT_KEY, label, swept_keys
 
 ORDER = [GROUP, "lr", REPEAT_KEY, "run_name", "run_id"]   # the runs table's row order
@@ -82,7 +83,7 @@ def runs_table(runs: pd.DataFrame, keys: list[str], metric: str, urls: dict[str,
         rows.append(([str(r["sweep"])] if by_sweep else []) + [_value(r[k]) for k in shown]
                     + ([_num(r[REPEAT_KEY])] if seeds else [])
                     + [_num(r["lr"]), r["status"] or "", result, _num(r["best_loss"]), _num(r["iterations"]),
-                       f"[{r['run_name']}]({url})" if url else str(r["run_name"])])
+                       f"[{md_escape(r['run_name'])}]({url})" if url else str(r["run_name"])])
     first = len(header) - 6
     blocks = [("h", 2, "Runs"), ("table", header, rows, {first, first + 2, first + 3, first + 4}
                                  | ({first - 1} if seeds else set()))]

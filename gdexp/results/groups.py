@@ -52,6 +52,8 @@ LR_KEYS = ("lr", "optimizer.lr")     # the learning rate: the x axis, never a gr
 REPEAT_KEY = "seed"                  # runs that differ only in it are repeats of one setting
 TOP_LEVEL_PARAMS = ("init", "seed")  # conf/config.yaml's own keys; every other param is dotted
 BOOKKEEPING = ("tracking.", "hydra.")  # where runs are recorded, not what they compute
+# A section's implementation (`loss._target_`): it changes with the section's `name`, which says it.
+IMPLEMENTATION = "._target_"
 # Who names a group when nothing but the learning rate (and the seed) varies.
 DEFAULT_KEYS = ("loss.name", "optimizer.name")
 
@@ -61,7 +63,8 @@ def swept_keys(runs: pd.DataFrame) -> list[str]:
 
     Params are the dotted columns and the top-level config keys
     (TOP_LEVEL_PARAMS); the learning rate (LR_KEYS), the seed and the
-    bookkeeping keys (`tracking.*`, `hydra.*`) never count. A missing value
+    bookkeeping keys (`tracking.*`, `hydra.*`) and the implementations
+    (`loss._target_`, named by `loss.name`) never count. A missing value
     (a key an optimizer does not have) is a value of its own. Runs that carry
     no param at all (a job that failed before logging any) are left out.
 
@@ -80,6 +83,7 @@ def swept_keys(runs: pd.DataFrame) -> list[str]:
     rows = runs.loc[logged, params]
     return [key for key in params
             if key not in LR_KEYS and key != REPEAT_KEY and not key.startswith(BOOKKEEPING)
+            and not key.endswith(IMPLEMENTATION)
             and len({_norm(v) for v in rows[key]}) > 1]
 
 

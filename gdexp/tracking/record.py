@@ -124,6 +124,15 @@ def log_result(cl, info, spec, result: Result, curve_points: int, log_params: bo
             cl.log_artifacts(info.run_id, tmp)
 
 
+def attach_files(uri: str, run_id: str, files: list[Path], folder: str) -> None:
+    """Log files on a run (a sweep's parent: its report), as artifacts under `folder`/."""
+    from gdexp.tracking.store import client
+
+    cl = client(uri)
+    for path in files:
+        cl.log_artifact(run_id, str(path), artifact_path=folder)
+
+
 def local_dir(artifact_uri: str) -> Path | None:
     """The folder behind a local artifact URI (file://...), None for remote stores."""
     from urllib.parse import unquote, urlparse
