@@ -186,18 +186,36 @@ def test_configs_run_as_one_batch_give_bit_identical_curves(compose, overrides):
         np.testing.assert_array_equal(run.x, alone.x)
 
 
-@pytest.mark.parametrize("name", sorted(__import__("gdexp.core.losses", fromlist=["LOSSES"]).LOSSES))
+FLAGGING = sorted(n for n, f in __import__("gdexp.core.losses", fromlist=["LOSSES"]).LOSSES.items()
+                  if getattr(f, "flags_nonfinite_x", False) or n in ("linear_regression", "logistic_regression"))
+
+
+@pytest.mark.parametrize("name", FLAGGING)
 @pytest.mark.parametrize("bad", [np.inf, -np.inf, np.nan])
-def test_a_non_finite_parameter_makes_every_loss_non_finite(name, bad):
-    # The loop's cheap per-step screen looks at loss and gradient norm only;
-    # this is what makes that enough (its exact check also looks at x).
+def test_a_non_finite_parameter_makes_every_flagging_loss_non_finite(name, bad):
+    # The loop's cheap per-step screen looks at loss and gradient norm only for losses
+    # that claim this (flags_nonfinite_x); this is what makes that enough.
     loss = make_loss(name)
+    assert loss.flags_nonfinite_x
     x = np.tile(loss.default_init() + 0.3, (loss.dim, 1))
     np.fill_diagonal(x, bad)
     with np.errstate(all="ignore"):
         f, g = loss.value_and_grad(x)
     assert not np.isfinite(f).any() or not np.isfinite(np.einsum("ij,ij->i", g, g)).all()
     assert all(not np.isfinite(f[i]) or not np.isfinite(g[i]).all() for i in range(loss.dim))
+
+
+def test_a_non_finite_parameter_stops_a_loss_that_saturates():
+    # tanh saturates: an infinite weight can leave an MLP's loss and gradient finite, so the
+    # loop checks x itself for losses that do not flag non-finite parameters.
+    loss = make_loss("mlp", dataset="iris", hidden=[2], val_fraction=0.0)
+    assert not loss.flags_nonfinite_x
+    x0 = loss.default_init()
+    x0[0] = np.inf  # the first weight of the first layer
+    with np.errstate(all="ignore"):
+        f, g = loss.value_and_grad(x0[None])
+    (run,) = descend(loss, make_optimizer("gd", lr=0.1), x0[None], budget(max_iters=50))
+    assert run.status == "diverged" and run.stop_reason in ("inf", "nan") and run.iterations == 0
 
 
 def _per_step(loss, optimizer, x0, row: dict):

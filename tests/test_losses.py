@@ -26,9 +26,11 @@ CASES = [
     ("rastrigin-12d", "rastrigin", {"A": 4.0, "dim": 12}),
     ("linear_regression", "linear_regression", {"n": 30}),
     ("logistic_regression", "logistic_regression", {"n": 40}),
+    ("mlp", "mlp", {"dataset": "iris", "hidden": [3], "val_fraction": 0.0}),
+    ("expression", "expression", {"expr": "(1 - x)**2 + 100*(y - x**2)**2 + sin(z) * exp(-z**2)"}),
 ]
 CONSTANT_HESSIAN = {"quadratic", "booth", "linear_regression"}
-NO_KNOWN_MINIMUM = {"logistic_regression"}
+NO_KNOWN_MINIMUM = {"logistic_regression", "mlp", "expression"}
 
 
 @pytest.fixture(params=CASES, ids=[case[0] for case in CASES])
@@ -66,7 +68,8 @@ def test_shapes_types_and_name(case):
     assert loss.value(x).shape == (7,) and loss.value(x).dtype == np.float64
     assert loss.grad(x).shape == (7, loss.dim) and loss.grad(x).dtype == np.float64
     assert loss.default_init().shape == (loss.dim,)
-    assert loss.data_sha256() is None  # every case uses synthetic data or none
+    # Synthetic data or none, except the MLP's bundled data set (its arrays' digest).
+    assert (loss.data_sha256() is None) == (name != "mlp")
     assert (loss.hessian_extremes() is not None) == (name in CONSTANT_HESSIAN)
     assert (loss.minima() is None) == (name in NO_KNOWN_MINIMUM)
 

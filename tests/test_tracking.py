@@ -25,7 +25,7 @@ def artifact_path(cl, run, name):
 
 def test_a_run_records_params_curves_tags_and_artifacts(gdexp, store):
     code, _, err = gdexp("loss=quadratic", "loss.eigenvalues=[1,10,100]", "optimizer=gd",
-                         "optimizer.lr=0.015", "stopping.maxiter=500")
+                         "optimizer.lr=0.015", "stopping.maxiter=500", "tracking.curve_points=1000")
     assert code == 0, err
     cl, run = only_run(store)
     p, m, t = run.data.params, run.data.metrics, run.data.tags

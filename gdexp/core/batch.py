@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gdexp.core.descent import descend
+from gdexp.core.descent import Options, descend
 from gdexp.core.params import switches
 from gdexp.core.result import Result
 from gdexp.core.spec import RunSpec
@@ -42,15 +42,37 @@ def execute_isolated(specs: list[RunSpec]) -> list[Result | Exception]:
 
 def descend_batch(batch: list[RunSpec]) -> list[Result]:
     """One vectorized descent over runs of equal batch_key: each row its own
-    hyper-parameters, start point and stopping rules."""
+    hyper-parameters, schedule values, seed, start point and stopping rules."""
     target = batch[0].optimizer.target
-    flags = switches(target)
-    hyper = {k: (v if k in flags else np.array([s.optimizer.params[k] for s in batch], dtype=float))
-             for k, v in batch[0].optimizer.params.items()}
-    optimizer = target(**hyper)
+    optimizer = target(**_stacked([s.optimizer.params for s in batch], shared=switches(target)))
     x0 = np.stack([s.x0 for s in batch])
     rules = StoppingRules.of([s.config["stopping"] for s in batch])
-    return descend(batch[0].loss, optimizer, x0, rules)
+    tracking = batch[0].config.get("tracking") or {}
+    options = Options(schedule=_schedule(batch, rules), batch_size=batch[0].config["loss"].get("batch_size"),
+                      seeds=np.array([s.config["seed"] for s in batch], dtype=np.int64),
+                      eval_every=int(tracking.get("eval_every", 0) or 0),
+                      sharpness_every=int(tracking.get("sharpness_every", 0) or 0))
+    return descend(batch[0].loss, optimizer, x0, rules, options)
+
+
+def _schedule(batch: list[RunSpec], rules: StoppingRules):
+    if batch[0].constant_rate:
+        return None
+    params = [s.schedule.params for s in batch]
+    shared = tuple(k for k, v in params[0].items() if not _number_like(v))
+    return batch[0].schedule.target(**_stacked(params, shared=shared), maxiter=rules.maxiter)
+
+
+def _stacked(rows: list[dict], shared: tuple[str, ...]) -> dict:
+    """Keyword arguments for a batch: numbers (and lists of numbers) stacked row by row into
+    (B,) (or (B, k)) arrays; the `shared` keys taken from the first row (equal in a batch)."""
+    return {k: (v if k in shared else np.array([r[k] for r in rows], dtype=float)) for k, v in rows[0].items()}
+
+
+def _number_like(value) -> bool:
+    if isinstance(value, (list, tuple)):
+        return all(_number_like(v) for v in value)
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _alone(spec: RunSpec) -> Result | Exception:

@@ -2,17 +2,39 @@
 
 numpy only. A row's arithmetic never mixes with other rows (the losses and
 optimizers promise that too), so a run gives bit-identical curves alone or
-inside any batch.
+inside any batch. `descend` is the fast loop; `descend_reference` states the
+same semantics one run and one step at a time, and tests hold the two equal
+bit for bit.
+
+Per step t = 0, 1, ... of each run (step 0 is the start):
+
+1. with mini-batches, the run's batch for step t is drawn (gdexp.core.minibatch);
+2. the loss and its gradient at x_t (on that batch) are recorded with x_t;
+3. at steps that are multiples of `eval_every` (and 0), the loss's evaluation
+   metrics (val_loss, ...) and, with mini-batches, the full training loss;
+   at multiples of `sharpness_every`, the Hessian's top eigenvalue;
+4. the stopping rules (gdexp.core.stopping), in the order of
+   gdexp.core.outcomes.STOP_REASONS; with mini-batches the divergence
+   threshold applies to the full loss at evaluation steps, and a non-finite
+   mini-batch loss still diverges at once;
+5. otherwise the update: the schedule sets the rate (and cycled momentum) of
+   update t + 1 (gdexp.core.schedules), then x_{t+1} = x_t + update.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
+from gdexp.core.minibatch import MinibatchSampler
 from gdexp.core.outcomes import STATUS_OF_REASON, STOP_REASONS
 from gdexp.core.result import Result
+from gdexp.core.schedules import Schedule
+from gdexp.core.sharpness import sharpness
 from gdexp.core.stopping import StoppingRules
 
 _RUNNING = 0  # STOP_REASONS[0]: the row is still running
+_REASON = {name: code for code, name in enumerate(STOP_REASONS)}
 
 # Parameters are kept at every step only while they are few enough to plot.
 MAX_TRACKED_DIM = 10
@@ -21,45 +43,102 @@ MAX_TRACKED_DIM = 10
 _BLOCK = 32
 
 
-def descend(loss, optimizer, x0: np.ndarray, rules: StoppingRules) -> list[Result]:
+@dataclass(frozen=True)
+class Options:
+    """What a batch does besides plain full-batch descent at a constant rate (all off by default).
+
+    Attributes:
+        schedule: a learning-rate schedule (gdexp.core.schedules); None or `constant` = none.
+        batch_size: mini-batch size for a loss with data (`n_data`); None = full batch.
+        seeds: (B,) the runs' seeds, which draw their mini-batches.
+        eval_every: steps between evaluations (the loss's `eval_metrics`, and the full
+            training loss under mini-batches); 0 = at the start and the end only.
+        sharpness_every: steps between measurements of the sharpness (0 = never).
+    """
+
+    schedule: Schedule | None = None
+    batch_size: int | None = None
+    seeds: np.ndarray | None = None
+    eval_every: int = 0
+    sharpness_every: int = 0
+
+
+def descend(loss, optimizer, x0: np.ndarray, rules: StoppingRules, options: Options = Options()) -> list[Result]:
     """Run gradient descent on every row of x0 until each row stops.
 
     Args:
-        loss: a gdexp.core.losses Loss (value_and_grad over (B, dim) points).
+        loss: a gdexp Loss (value_and_grad over (B, dim) points).
         optimizer: a gdexp.core.optimizers Optimizer, its hyper-parameters per row.
         x0: (B, dim) start points.
         rules: per-row stopping rules.
+        options: schedule, mini-batches, evaluations, sharpness.
 
     Returns:
         One Result per row, in row order.
     """
-    x = np.array(x0, dtype=float)
-    B, dim = x.shape
-    steps = int(rules.maxiter.max())
-    # np.empty, not full: a row's entries past its stop are never read, and
-    # filling 300 MB of a 1,000-run sweep with NaN costs more than its descent.
-    losses = np.empty((steps + 1, B))
-    gnorms = np.empty((steps + 1, B))
-    params = np.empty((steps + 1, B, dim)) if dim <= MAX_TRACKED_DIM else None
-    final_x = np.full((B, dim), np.nan)
-    reason = np.zeros(B, dtype=np.int8)
-    stop_step = np.zeros(B, dtype=np.int64)
-
+    run = _Batch(loss, optimizer, np.array(x0, dtype=float), rules, options)
     # Diverged rows produce inf/nan on purpose: that is data, not a warning.
     with np.errstate(all="ignore"):
-        state = optimizer.init(x)
-        f, g = loss.value_and_grad(x)
-        # Work arrays hold only the rows still running; `rows` maps them back
-        # (a slice while none has stopped: cheaper to index than an array).
-        rows: slice | np.ndarray = slice(None)
-        live = {
-            "threshold": rules.divergence_factor * np.abs(f),
-            "best": f.copy(),
-            "wait": np.zeros(B, dtype=np.int64),
-            "gtol": rules.gtol, "patience": rules.patience,
-            "min_delta": rules.min_delta, "maxiter": rules.maxiter,
+        run.start()
+        t0 = 0
+        while run.running():
+            t1 = run.block_end(t0)
+            run.steps(t0, t1)
+            run.check(t0, t1)
+            t0 = t1 + 1
+        run.finish()
+    return run.results()
+
+
+class _Batch:
+    """The state of one vectorized descent; `descend` calls its steps in order.
+
+    Work arrays hold only the rows still running; `rows` maps them back to the
+    batch (a slice while none has stopped: cheaper to index than an array).
+    """
+
+    def __init__(self, loss, optimizer, x: np.ndarray, rules: StoppingRules, options: Options):
+        self.loss, self.optimizer, self.x, self.options = loss, optimizer, x, options
+        B, dim = x.shape
+        self.B, self.dim = B, dim
+        self.schedule = None if options.schedule is None or options.schedule.is_constant else options.schedule
+        self.sampler = None
+        if options.batch_size is not None and getattr(loss, "n_data", None):
+            sampler = MinibatchSampler(loss.n_data, options.batch_size, options.seeds)
+            self.sampler = None if sampler.full_batch else sampler
+        self.evaluates = hasattr(loss, "eval_metrics") or self.sampler is not None
+        steps = int(rules.maxiter.max())
+        # np.empty, not full: a row's entries past its stop are never read, and
+        # filling 300 MB of a 1,000-run sweep with NaN costs more than its descent.
+        self.losses = np.empty((steps + 1, B))
+        self.gnorms = np.empty((steps + 1, B))
+        self.params = np.empty((steps + 1, B, dim)) if dim <= MAX_TRACKED_DIM else None
+        self.lrs = np.empty((steps + 1, B)) if self.schedule is not None else None
+        self.events: dict[str, list[tuple[int, np.ndarray, np.ndarray]]] = {}  # name -> [(step, rows, values)]
+        self.final_x = np.full((B, dim), np.nan)
+        self.reason = np.zeros(B, dtype=np.int8)
+        self.stop_step = np.zeros(B, dtype=np.int64)
+        self.rows: slice | np.ndarray = slice(None)
+        self.rules = rules
+        self.vector = None  # the sharpness's warm start
+        self.flags_nonfinite_x = getattr(loss, "flags_nonfinite_x", False)
+
+    # -- the named steps of `descend` -------------------------------------------------
+
+    def start(self) -> None:
+        """Step 0: the optimizer's and schedule's states, the first gradient, the thresholds."""
+        self.state = self.optimizer.init(self.x)
+        self.sched = self.schedule.init(self.state) if self.schedule is not None else None
+        self.f, self.g = self._gradient(0)
+        reference = self.loss.value(self.x) if self.sampler is not None else self.f
+        self.live = {
+            "threshold": self.rules.divergence_factor * np.abs(reference),
+            "best": self.f.copy(),
+            "wait": np.zeros(self.B, dtype=np.int64),
+            "gtol": self.rules.gtol, "patience": self.rules.patience,
+            "min_delta": self.rules.min_delta, "maxiter": self.rules.maxiter,
         }
-        uses_patience = bool((rules.patience > 0).any())
+        self.uses_patience = bool((self.rules.patience > 0).any())
         # Steps run in blocks, and the stopping rules are checked once per
         # block over its recorded curves: per step, the checks cost a 2-D
         # sweep as much as its arithmetic. A row that stopped inside a block
@@ -68,74 +147,261 @@ def descend(loss, optimizer, x0: np.ndarray, rules: StoppingRules) -> list[Resul
         # nothing else, rows being independent. Patience needs its counter at
         # every step, and the x check needs x at every step (not recorded
         # above MAX_TRACKED_DIM): those runs check every step.
-        block = 1 if uses_patience or params is None else _BLOCK
-        first_budget_end = int(rules.maxiter.min())
-        t0 = 0
-        while True:
-            # Never past the first budget end: no row runs past its own max_iters,
-            # so the record arrays (max_iters.max() + 1 steps) never overflow.
-            t1 = min(t0 + block - 1, first_budget_end)
-            n = len(f)
-            if isinstance(rows, slice):  # record straight into the batch's arrays
-                rec_f, rec_g = losses[t0:t1 + 1], gnorms[t0:t1 + 1]
-                rec_x = None if params is None else params[t0:t1 + 1]
-            else:  # contiguous buffers, scattered to `rows` once per block
-                rec_f, rec_g = np.empty((t1 - t0 + 1, n)), np.empty((t1 - t0 + 1, n))
-                rec_x = None if params is None else np.empty((t1 - t0 + 1, n, dim))
-            for j, t in enumerate(range(t0, t1 + 1)):
-                if t:
-                    updates, state = optimizer.update(g, state, x)
-                    x = x + updates
-                    f, g = loss.value_and_grad(x)
-                rec_f[j] = f
-                # Squared norms here, one sqrt per block below (elementwise:
-                # the same values).
-                _sq_norm(g, out=rec_g[j])
-                if rec_x is not None:
-                    rec_x[j] = x
-                if uses_patience and t:
-                    improved = f < live["best"] - live["min_delta"]
-                    live["best"] = np.where(improved, f, live["best"])
-                    live["wait"] = np.where(improved, 0, live["wait"] + 1)
-            np.sqrt(rec_g, out=rec_g)
-            if not isinstance(rows, slice):
-                losses[t0:t1 + 1, rows] = rec_f
-                gnorms[t0:t1 + 1, rows] = rec_g
-                if rec_x is not None:
-                    # One coordinate at a time: numpy scatters (steps, rows)
-                    # of doubles 4x faster than (steps, rows, dim).
-                    for d in range(dim):
-                        params[t0:t1 + 1, rows, d] = rec_x[..., d]
-            if t1 < first_budget_end and not _may_stop(rec_f, rec_g, live, uses_patience):
-                t0 = t1 + 1
-                continue
-            # Each row's reason at each step of the block, from the recorded x
-            # (or, in one-step blocks without a record, x now).
-            why = _stop_reasons(t0, rec_f, rec_g, x[None] if rec_x is None else rec_x, live)
-            done = (why != _RUNNING).any(axis=0)
-            if not done.any():
-                t0 = t1 + 1
-                continue
-            cols = np.flatnonzero(done)
-            first = (why[:, cols] != _RUNNING).argmax(axis=0)  # the step each stopped at
-            index = np.arange(B)[rows][cols]
-            reason[index] = why[first, cols]
-            stop_step[index] = t0 + first
-            final_x[index] = x[cols] if rec_x is None else rec_x[first, cols]
-            keep = ~done
-            if not keep.any():
-                break
-            rows = np.arange(B)[rows][keep]
-            x, f, g = x[keep], f[keep], g[keep]
-            state = {k: v[keep] for k, v in state.items()}
-            live = {k: v[keep] for k, v in live.items()}
-            first_budget_end = int(live["maxiter"].min())
-            t0 = t1 + 1
+        self.block = 1 if self.uses_patience or self.params is None else _BLOCK
+        self.budget_end = int(self.rules.maxiter.min())
+        self.every = [k for k in (self.options.eval_every if self.evaluates else 0,
+                                  self.options.sharpness_every) if k > 0]
 
-    return [
-        _trajectory(i, int(stop_step[i]), STOP_REASONS[reason[i]], losses, gnorms, params, final_x[i])
-        for i in range(B)
-    ]
+    def running(self) -> bool:
+        return len(self.f) > 0
+
+    def block_end(self, t0: int) -> int:
+        """The last step of the block from t0: never past the first budget end (no row runs past
+        its own maxiter, so the record arrays never overflow), and ending on every event step."""
+        t1 = min(t0 + self.block - 1, self.budget_end)
+        for k in self.every:
+            t1 = min(t1, -(-t0 // k) * k)
+        if self.evaluates and t0 == 0:
+            t1 = 0
+        return t1
+
+    def steps(self, t0: int, t1: int) -> None:
+        """Steps t0..t1 of the running rows: update (t > 0), gradient, record."""
+        n = len(self.f)
+        if isinstance(self.rows, slice):  # record straight into the batch's arrays
+            rec_f, rec_g = self.losses[t0:t1 + 1], self.gnorms[t0:t1 + 1]
+            rec_x = None if self.params is None else self.params[t0:t1 + 1]
+            rec_lr = None if self.lrs is None else self.lrs[t0:t1 + 1]
+        else:  # contiguous buffers, scattered to `rows` once per block
+            rec_f, rec_g = np.empty((t1 - t0 + 1, n)), np.empty((t1 - t0 + 1, n))
+            rec_x = None if self.params is None else np.empty((t1 - t0 + 1, n, self.dim))
+            rec_lr = None if self.lrs is None else np.empty((t1 - t0 + 1, n))
+        for j, t in enumerate(range(t0, t1 + 1)):
+            if t:
+                if self.sched is not None:
+                    self.state = {**self.state, **self.schedule.at(t - 1, self.sched)}
+                updates, self.state = self.optimizer.update(self.g, self.state, self.x)
+                self.x = self.x + updates
+                self.f, self.g = self._gradient(t)
+            rec_f[j] = self.f
+            # Squared norms here, one sqrt per block below (elementwise: the same values).
+            _sq_norm(self.g, out=rec_g[j])
+            if rec_x is not None:
+                rec_x[j] = self.x
+            if rec_lr is not None:
+                # The rate of the update that led to step t (step 0: the first update's).
+                rec_lr[j] = (self.state if t else self.schedule.at(0, self.sched))["lr"][:, 0]
+            if self.uses_patience and t:
+                improved = self.f < self.live["best"] - self.live["min_delta"]
+                self.live["best"] = np.where(improved, self.f, self.live["best"])
+                self.live["wait"] = np.where(improved, 0, self.live["wait"] + 1)
+        np.sqrt(rec_g, out=rec_g)
+        self.block_record = (rec_f, rec_g, rec_x)
+        if not isinstance(self.rows, slice):
+            self.losses[t0:t1 + 1, self.rows] = rec_f
+            self.gnorms[t0:t1 + 1, self.rows] = rec_g
+            if rec_lr is not None:
+                self.lrs[t0:t1 + 1, self.rows] = rec_lr
+            if rec_x is not None:
+                # One coordinate at a time: numpy scatters (steps, rows) of doubles
+                # 4x faster than (steps, rows, dim).
+                for d in range(self.dim):
+                    self.params[t0:t1 + 1, self.rows, d] = rec_x[..., d]
+
+    def check(self, t0: int, t1: int) -> None:
+        """Events at t1, then the stopping rules over the block; stopped rows leave the work arrays."""
+        rec_f, rec_g, rec_x = self.block_record
+        full_loss = self._events(t1)
+        diverged_full = None
+        if full_loss is not None:  # mini-batches: the threshold is the full loss's
+            diverged_full = full_loss > self.live["threshold"]
+        if (t1 < self.budget_end and not (diverged_full is not None and diverged_full.any())
+                and not _may_stop(rec_f, rec_g, self.live, self.uses_patience, self.sampler is None)
+                and (self.flags_nonfinite_x or np.isfinite(self.x if rec_x is None else rec_x).all())):
+            return
+        # Each row's reason at each step of the block, from the recorded x
+        # (or, in one-step blocks without a record, x now).
+        why = _stop_reasons(t0, rec_f, rec_g, self.x[None] if rec_x is None else rec_x, self.live,
+                            threshold_on_f=self.sampler is None)
+        if diverged_full is not None:
+            last = why[-1]
+            worse = diverged_full & ((last == _RUNNING) | (last > _REASON["threshold"]))
+            last[worse] = _REASON["threshold"]
+        done = (why != _RUNNING).any(axis=0)
+        if not done.any():
+            return
+        cols = np.flatnonzero(done)
+        first = (why[:, cols] != _RUNNING).argmax(axis=0)  # the step each stopped at
+        index = np.arange(self.B)[self.rows][cols]
+        self.reason[index] = why[first, cols]
+        self.stop_step[index] = t0 + first
+        self.final_x[index] = self.x[cols] if rec_x is None else rec_x[first, cols]
+        self._drop(~done)
+
+    def finish(self) -> None:
+        """Each run's evaluation at its stop step (where the last event did not fall on it)."""
+        if not self.evaluates:
+            return
+        values = self._evaluate(self.final_x)
+        for name, column in values.items():
+            self.events.setdefault(name, []).append((-1, np.arange(self.B), column))
+
+    def results(self) -> list[Result]:
+        return [self._result(i) for i in range(self.B)]
+
+    # -- helpers ------------------------------------------------------------------------
+
+    def _gradient(self, t: int):
+        batch = self.sampler.at(t) if self.sampler is not None else None
+        return self.loss.value_and_grad(self.x) if batch is None else self.loss.value_and_grad(self.x, batch)
+
+    def _events(self, t: int) -> np.ndarray | None:
+        """Evaluations and sharpness due at step t on the running rows; the full training loss
+        under mini-batches (None otherwise, or when no evaluation is due)."""
+        index = np.arange(self.B)[self.rows]
+        full = None
+        k = self.options.eval_every
+        if self.evaluates and (t == 0 or (k and t % k == 0)):
+            values = self._evaluate(self.x)
+            for name, column in values.items():
+                self.events.setdefault(name, []).append((t, index, column))
+            full = values.get("train_loss") if self.sampler is not None else None
+        k = self.options.sharpness_every
+        if k and t % k == 0:
+            found = sharpness(self.loss, self.x, self.vector)
+            self.vector = found.v
+            self.events.setdefault("sharpness", []).append((t, index, found.lam))
+            lr = self.state["lr"][:, 0] if self.sched is None else self.schedule.at(t, self.sched)["lr"][:, 0]
+            self.events.setdefault("2/lr", []).append((t, index, 2.0 / np.broadcast_to(lr, found.lam.shape)))
+        return full
+
+    def _evaluate(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        values = dict(self.loss.eval_metrics(x)) if hasattr(self.loss, "eval_metrics") else {}
+        if self.sampler is not None and "train_loss" not in values:
+            values["train_loss"] = self.loss.value(x)
+        return values
+
+    def _drop(self, keep: np.ndarray) -> None:
+        self.rows = np.arange(self.B)[self.rows][keep]
+        self.x, self.f, self.g = self.x[keep], self.f[keep], self.g[keep]
+        self.state = {k: v[keep] for k, v in self.state.items()}
+        self.live = {k: v[keep] for k, v in self.live.items()}
+        if self.sched is not None:
+            self.sched = {k: v[keep] for k, v in self.sched.items()}
+        if self.sampler is not None:
+            self.sampler = self.sampler.take(keep)
+        if self.vector is not None:
+            self.vector = self.vector[keep]
+        if len(self.f):
+            self.budget_end = int(self.live["maxiter"].min())
+
+    def _result(self, i: int) -> Result:
+        last = int(self.stop_step[i])
+        reason = STOP_REASONS[self.reason[i]]
+        # Views into the batch's arrays, not copies: 3,000 strided copies cost a
+        # 1,000-run sweep more than a third of its descent.
+        return Result(
+            status=STATUS_OF_REASON[reason], stop_reason=reason, iterations=last,
+            loss=self.losses[: last + 1, i], grad_norm=self.gnorms[: last + 1, i],
+            path=None if self.params is None else self.params[: last + 1, i], x=self.final_x[i],
+            lr=None if self.lrs is None else self.lrs[: last + 1, i],
+            events=self._row_events(i, last))
+
+    def _row_events(self, i: int, last: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        out = {}
+        for name, points in self.events.items():
+            steps, values = [], []
+            for step, index, column in points:
+                at = np.flatnonzero(index == i)
+                if not at.size or step > last:
+                    continue
+                step = last if step < 0 else step
+                if steps and steps[-1] == step:  # the stop step fell on an event step
+                    continue
+                steps.append(step)
+                values.append(float(column[at[0]]))
+            if steps:
+                out[name] = (np.array(steps, dtype=np.int64), np.array(values))
+        return out
+
+
+def descend_reference(loss, optimizer, x0: np.ndarray, rules: dict, options: Options = Options()) -> Result:
+    """One run, one step at a time, every rule checked at every step: the semantics `descend`
+    implements, in the plainest code (tests hold the two bit-identical).
+
+    Args:
+        x0: (dim,) the start.
+        rules: one row's stopping rules (a ``stopping`` config dict).
+        options: as for descend, with `seeds` of length 1.
+    """
+    x = np.asarray(x0, dtype=float)[None]
+    schedule = None if options.schedule is None or options.schedule.is_constant else options.schedule
+    sampler = None
+    if options.batch_size is not None and getattr(loss, "n_data", None):
+        sampler = MinibatchSampler(loss.n_data, options.batch_size, options.seeds)
+        sampler = None if sampler.full_batch else sampler
+    evaluates = hasattr(loss, "eval_metrics") or sampler is not None
+
+    def gradient(t):
+        batch = sampler.at(t) if sampler is not None else None
+        return loss.value_and_grad(x) if batch is None else loss.value_and_grad(x, batch)
+
+    def evaluate(at):
+        values = dict(loss.eval_metrics(at)) if hasattr(loss, "eval_metrics") else {}
+        if sampler is not None and "train_loss" not in values:
+            values["train_loss"] = loss.value(at)
+        return values
+
+    with np.errstate(all="ignore"):
+        state = optimizer.init(x)
+        sched = schedule.init(state) if schedule is not None else None
+        f, g = gradient(0)
+        start = loss.value(x)[0] if sampler is not None else f[0]
+        threshold, best, wait = rules["divergence_factor"] * abs(start), f[0], 0
+        curves, lrs, events, vector = [], [], {}, None
+        for t in range(rules["maxiter"] + 1):
+            if t:
+                if sched is not None:
+                    state = {**state, **schedule.at(t - 1, sched)}
+                updates, state = optimizer.update(g, state, x)
+                x = x + updates
+                f, g = gradient(t)
+            fv, gn = f[0], np.sqrt(np.einsum("ij,ij->i", g, g))[0]
+            curves.append((fv, gn, x[0]))
+            if schedule is not None:
+                lrs.append(schedule.at(max(t - 1, 0), sched)["lr"][0, 0])
+            if t and rules["patience"]:
+                best, wait = (fv, 0) if fv < best - rules["min_delta"] else (best, wait + 1)
+            full = None
+            if evaluates and (t == 0 or (options.eval_every and t % options.eval_every == 0)):
+                for name, value in evaluate(x).items():
+                    events.setdefault(name, []).append((t, float(value[0])))
+                full = events["train_loss"][-1][1] if sampler is not None else None
+            if options.sharpness_every and t % options.sharpness_every == 0:
+                found = sharpness(loss, x, vector)
+                vector = found.v
+                events.setdefault("sharpness", []).append((t, float(found.lam[0])))
+                lr = state["lr"][0, 0] if sched is None else schedule.at(t, sched)["lr"][0, 0]
+                events.setdefault("2/lr", []).append((t, 2.0 / lr))
+            values = np.concatenate([[fv, gn], x[0]])
+            over = (fv > threshold) if sampler is None else (full is not None and full > threshold)
+            for reason, fired in [("nan", np.isnan(values).any()), ("inf", np.isinf(values).any()),
+                                  ("threshold", over), ("grad_tol", gn < rules["gtol"]),
+                                  ("patience", rules["patience"] and wait >= rules["patience"]),
+                                  ("max_iters", t >= rules["maxiter"])]:
+                if fired:
+                    if evaluates:
+                        for name, value in evaluate(x).items():
+                            if not events.get(name) or events[name][-1][0] != t:
+                                events.setdefault(name, []).append((t, float(value[0])))
+                    loss_c, gn_c, x_c = (np.array(c) for c in zip(*curves))
+                    return Result(
+                        status=STATUS_OF_REASON[reason], stop_reason=reason, iterations=t, loss=loss_c,
+                        grad_norm=gn_c, path=x_c if x.shape[1] <= MAX_TRACKED_DIM else None, x=x[0],
+                        lr=np.array(lrs) if schedule is not None else None,
+                        events={k: (np.array([s for s, _ in v], dtype=np.int64), np.array([w for _, w in v]))
+                                for k, v in events.items()})
+    raise AssertionError("maxiter always stops a run")
 
 
 def _sq_norm(g: np.ndarray, out: np.ndarray) -> None:
@@ -154,7 +420,7 @@ def _sq_norm(g: np.ndarray, out: np.ndarray) -> None:
         np.einsum("ij,ij->i", g, g, out=out)
 
 
-def _may_stop(f, gn, live, uses_patience: bool) -> bool:
+def _may_stop(f, gn, live, uses_patience: bool, threshold_on_f: bool) -> bool:
     """A cheap screen of a block of steps, (steps, rows): could any row stop in it (budget aside)?
 
     f + gn carries every nan and inf of either into one array (it can also
@@ -164,11 +430,11 @@ def _may_stop(f, gn, live, uses_patience: bool) -> bool:
     """
     if uses_patience and (live["wait"] >= live["patience"]).any():
         return True
-    return bool((gn < live["gtol"]).any() or (f > live["threshold"]).any()
+    return bool((gn < live["gtol"]).any() or (threshold_on_f and (f > live["threshold"]).any())
                 or not np.isfinite(f + gn).all())
 
 
-def _stop_reasons(t0: int, f, gn, x, live) -> np.ndarray:
+def _stop_reasons(t0: int, f, gn, x, live, threshold_on_f: bool = True) -> np.ndarray:
     """Each running row's reason to stop at each step t0, t0 + 1, ... of a block (0 = keep going).
 
     f, gn: (steps, rows); x: (steps, rows, dim). Patience is only checked in
@@ -177,25 +443,11 @@ def _stop_reasons(t0: int, f, gn, x, live) -> np.ndarray:
     why = np.zeros(f.shape, dtype=np.int8)
     step = t0 + np.arange(len(f))[:, None]
     # Lowest priority first, so a more serious reason overwrites it.
-    why[step >= live["maxiter"]] = STOP_REASONS.index("max_iters")
-    why[np.broadcast_to((live["patience"] > 0) & (live["wait"] >= live["patience"]), f.shape)] = \
-        STOP_REASONS.index("patience")
-    why[gn < live["gtol"]] = STOP_REASONS.index("grad_tol")
-    why[f > live["threshold"]] = STOP_REASONS.index("threshold")
-    why[np.isinf(f) | np.isinf(gn) | np.isinf(x).any(axis=-1)] = STOP_REASONS.index("inf")
-    why[np.isnan(f) | np.isnan(gn) | np.isnan(x).any(axis=-1)] = STOP_REASONS.index("nan")
+    why[step >= live["maxiter"]] = _REASON["max_iters"]
+    why[np.broadcast_to((live["patience"] > 0) & (live["wait"] >= live["patience"]), f.shape)] = _REASON["patience"]
+    why[gn < live["gtol"]] = _REASON["grad_tol"]
+    if threshold_on_f:
+        why[f > live["threshold"]] = _REASON["threshold"]
+    why[np.isinf(f) | np.isinf(gn) | np.isinf(x).any(axis=-1)] = _REASON["inf"]
+    why[np.isnan(f) | np.isnan(gn) | np.isnan(x).any(axis=-1)] = _REASON["nan"]
     return why
-
-
-def _trajectory(i, last, stop_reason, losses, gnorms, params, final_x) -> Result:
-    # Views into the batch's arrays, not copies: 3,000 strided copies cost a
-    # 1,000-run sweep more than a third of its descent.
-    return Result(
-        status=STATUS_OF_REASON[stop_reason],
-        stop_reason=stop_reason,
-        iterations=last,
-        loss=losses[: last + 1, i],
-        grad_norm=gnorms[: last + 1, i],
-        path=None if params is None else params[: last + 1, i],
-        x=final_x,
-    )

@@ -1,7 +1,7 @@
 """What a descent returns for each run: status, curves, final point (scipy's OptimizeResult, batched)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -21,6 +21,11 @@ class Result:
         path: ``(iterations + 1, dim)`` parameters at every step, or None for losses
             with more than MAX_TRACKED_DIM parameters.
         x: ``(dim,)`` the final parameters (at the stop step).
+        lr: ``(iterations + 1,)`` the rate of the update that led to each step (step 0: the
+            first update's), under a schedule; None at a constant rate.
+        events: values measured at some steps only, ``name -> (steps, values)``: the loss's
+            evaluation metrics (``val_loss``, ``val_accuracy``, ``train_loss``: the full
+            training loss), ``sharpness`` and ``2/lr``; each at its steps and the stop step.
     """
 
     status: str
@@ -30,6 +35,8 @@ class Result:
     grad_norm: np.ndarray
     path: np.ndarray | None
     x: np.ndarray
+    lr: np.ndarray | None = None
+    events: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
     @property
     def diverged(self) -> bool:

@@ -20,7 +20,10 @@ from gdexp.core.params import NonNegativeInt, check_value, switches
 from gdexp.core.stopping import check_stopping
 
 # The sections of a run's config the core reads; the rest (tracking, ...) belongs to the layers above.
-CORE_KEYS = ("loss", "optimizer", "stopping", "init", "seed")
+CORE_KEYS = ("loss", "optimizer", "schedule", "stopping", "init", "seed")
+CONSTANT = {"_target_": "gdexp.core.schedules.constant"}
+# gdexp's own keys in the loss section (not the loss's): the mini-batch size.
+LOSS_KEYS = ("batch_size",)
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,7 @@ class RunSpec:
             target section with its ``_target_``, display ``name`` and checked keys.
         loss: the built loss.
         optimizer: the optimizer's resolved section (target and checked hyper-parameters).
+        schedule: the learning-rate schedule's resolved section (gdexp.core.schedules).
         x0: ``(dim,)`` the start point actually used.
         config_hash: 16 hex digits over everything that determines the result.
         run_name: e.g. ``rosenbrock-adam-lr=0.01``.
@@ -40,6 +44,7 @@ class RunSpec:
     config: dict
     loss: Loss
     optimizer: registry.Section
+    schedule: registry.Section
     x0: np.ndarray
     config_hash: str
     run_name: str
@@ -50,51 +55,77 @@ class RunSpec:
 
     @property
     def batch_key(self) -> str:
-        """Runs with equal keys descend together as rows of one batch: same loss, same
-        optimizer, same values of its batch-wide switches (bool hyper-parameters)."""
-        opt = self.optimizer
-        fixed = {k: opt.params.get(k) for k in switches(opt.target)}
+        """Runs with equal keys descend together as rows of one batch: same loss (and mini-batch
+        size), same optimizer and schedule with the same batch-wide settings (bools, names,
+        lists' lengths), same evaluation and sharpness steps. Numbers may differ row by row."""
+        opt, sched = self.optimizer, self.schedule
+        tracking = self.config.get("tracking") or {}
         return canonical({"loss": self.config["loss"], "optimizer": self.config["optimizer"]["_target_"],
-                          **fixed})
+                          "switches": {k: opt.params.get(k) for k in switches(opt.target)},
+                          "schedule": self.config["schedule"]["_target_"],
+                          "schedule_shape": {k: _shape(v) for k, v in sched.params.items()},
+                          "every": [tracking.get("eval_every", 0), tracking.get("sharpness_every", 0)]})
+
+    @property
+    def constant_rate(self) -> bool:
+        return bool(getattr(self.schedule.target, "__name__", "") == "constant")
 
 
-def plan(config: dict, name_keys: tuple[str, ...] = ()) -> RunSpec:
+def plan(config: dict, name_keys: tuple[str, ...] = (), search_dir: str | None = None) -> RunSpec:
     """Validate a run's config and build its loss and start point.
 
     Args:
         config: the resolved config, plain containers (sections loss, optimizer,
-            stopping, init, seed; other sections are carried along unchecked).
+            schedule, stopping, init, seed; other sections are carried along unchecked).
         name_keys: dotted keys whose values go into the run name besides the
             learning rate (the keys a sweep varies), e.g. ``("loss.eigenvalues",)``.
+        search_dir: the folder a user's loss module is imported from (the one gdexp
+            was started in); None = the current folder.
 
     Returns:
-        The RunSpec; its ``config`` holds the checked, canonical values.
+        The RunSpec; its ``config`` holds the checked, canonical values. A null
+        ``*seed`` key of the loss (the MLP's ``init_seed``) takes the run's ``seed``.
 
     Raises:
         ConfigError: naming the first key whose value cannot be run.
     """
-    loss_section = registry.section("loss", config.get("loss"))
+    seed = check_value("seed", config.get("seed", 0), NonNegativeInt)
+    node = _with_run_seed(config.get("loss"), seed)
+    search_dir = search_dir or os.getcwd()
+    loss_section = registry.section("loss", node, reserved=LOSS_KEYS, search_dir=search_dir)
     optimizer = registry.section("optimizer", config.get("optimizer"))
+    schedule = registry.section("schedule", config.get("schedule") or CONSTANT)
+    if "maxiter" in schedule.params:
+        raise ConfigError("schedule.maxiter", schedule.params["maxiter"], "is the run's budget: set stopping.maxiter")
     checked = dict(config)
-    checked["loss"] = loss_section.config(config["loss"]["_target_"])
-    checked["optimizer"] = optimizer.config(config["optimizer"]["_target_"])
+    checked["loss"] = loss_section.config()
+    if "batch_size" in node:
+        checked["loss"]["batch_size"] = check_value("loss.batch_size", node["batch_size"], int | None)
+    checked["optimizer"] = optimizer.config()
+    checked["schedule"] = schedule.config()
     checked["stopping"] = check_stopping(config.get("stopping") or {})
-    checked["seed"] = check_value("seed", config.get("seed", 0), NonNegativeInt)
-    loss = _build_loss(canonical(checked["loss"]), _file_stamp(checked["loss"].get("data")))
+    checked["seed"] = seed
+    loss = _build_loss(canonical({k: v for k, v in checked["loss"].items() if k not in LOSS_KEYS}),
+                       _file_stamp(checked["loss"].get("data")), search_dir)
+    _check_batch_size(checked["loss"].get("batch_size"), loss)
     x0 = _start(config.get("init"), loss)
     checked["init"] = config.get("init")
-    return RunSpec(checked, loss, optimizer, x0, config_hash(checked, loss), run_name(checked, name_keys))
+    _check_schedule(schedule, optimizer, checked["stopping"]["maxiter"], x0)
+    return RunSpec(checked, loss, optimizer, schedule, x0, config_hash(checked, loss), run_name(checked, name_keys))
 
 
 def config_hash(config: dict, loss: Loss | None = None) -> str:
     """Stable hash of everything that determines a run's result.
 
     The tracking section is left out (where a run is stored does not change
-    it); a data file's checksum is put in (its contents do).
+    it); a data file's checksum is put in (its contents do), and so is the
+    checksum of a user's loss module (its code does).
     """
     content = {k: v for k, v in config.items() if k != "tracking"}
     if loss is not None and loss.data_sha256():
         content["data_sha256"] = loss.data_sha256()
+    if getattr(loss, "source_sha256", None):  # a user's loss: the code it runs
+        content["source_sha256"] = loss.source_sha256
     return hashlib.sha256(canonical(content).encode()).hexdigest()[:16]
 
 
@@ -134,13 +165,46 @@ def _short(value) -> str:
     return str(value)
 
 
+def _with_run_seed(node, seed: int):
+    """The loss section with each null `*seed` key set to the run's seed."""
+    if not isinstance(node, dict):
+        return node
+    return {k: (seed if v is None and k.endswith("seed") else v) for k, v in node.items()}
+
+
+def _check_batch_size(batch_size, loss: Loss) -> None:
+    if batch_size is None:
+        return
+    if batch_size < 1:
+        raise ConfigError("loss.batch_size", batch_size, "must be null (full batch) or an integer >= 1")
+    if loss.n_data is None:
+        raise ConfigError("loss.batch_size", batch_size,
+                          f"loss {loss.name} has no data to draw mini-batches from (null = full batch)")
+
+
+def _check_schedule(schedule: registry.Section, optimizer: registry.Section, maxiter: int, x0: np.ndarray) -> None:
+    """Build the schedule for this run alone and start it on the optimizer's state: a bad value,
+    or a setting the optimizer cannot follow (momentum cycled without momentum), fails here."""
+    built = schedule.target(**schedule.params, maxiter=maxiter)
+    if not built.is_constant:
+        built.init(optimizer.target(**optimizer.params).init(x0[None]))
+
+
+def _shape(value):
+    """What of a schedule value must be shared by a batch: a flag or name itself, a list's length."""
+    if isinstance(value, (bool, str)) or value is None:
+        return value
+    if isinstance(value, (list, tuple)):
+        return ["list", len(value)]
+    return "number"
+
+
 @lru_cache(maxsize=64)
-def _build_loss(loss_json: str, data_stamp: tuple | None) -> Loss:
+def _build_loss(loss_json: str, data_stamp: tuple | None, search_dir: str) -> Loss:
     # Cached: a 1,000-run sweep of one loss reads its data file once. The data
     # file's stamp is part of the key, so a file changed on disk is read again.
     node = json.loads(loss_json)
-    resolved = registry.section("loss", node)
-    loss = resolved.target(**resolved.params)
+    loss = registry.section("loss", node, reserved=LOSS_KEYS, search_dir=search_dir).build()
     if not isinstance(loss, Loss):
         raise ConfigError("loss._target_", node["_target_"], "must build a gdexp Loss")
     return loss

@@ -36,7 +36,7 @@ def prepare(argv: list[str]) -> list[str]:
     Raises:
         ConfigError: a grid that cannot be expanded, or a key given twice.
     """
-    argv = [renamed(a) if "=" in a and not a.startswith("-") else a for a in argv]
+    argv = [_quoted_formula(renamed(a)) if "=" in a and not a.startswith("-") else a for a in argv]
     overrides = _overrides(argv)
     out = [expand(a) if a in overrides else a for a in argv]
     _refuse_repeats([expand(a) for a in overrides])
@@ -115,6 +115,19 @@ def _overrides(argv: list[str]) -> list[str]:
         if "=" in a:
             out.append(a)
     return out
+
+
+def _quoted_formula(arg: str) -> str:
+    """`loss.expr=(1 - x)**2` as Hydra must read it: quoted (its grammar takes `(` and `sin(...)`
+    for its own), so the issue's command works as typed after the shell removed its quotes.
+
+    >>> _quoted_formula("loss.expr=(1 - x)**2 + sin(y)")
+    "loss.expr='(1 - x)**2 + sin(y)'"
+    """
+    key, eq, value = arg.partition("=")
+    if key.lstrip("+") != "loss.expr" or not value or value[0] in "'\"":
+        return arg
+    return f"{key}{eq}'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def _refuse_repeats(overrides: list[str]) -> None:

@@ -46,6 +46,7 @@ class Config:
 
     loss: Any = MISSING
     optimizer: Any = MISSING
+    schedule: Any = MISSING
     stopping: Any = field(default_factory=StoppingConf)
     tracking: Any = field(default_factory=TrackingConf)
     init: Optional[List[float]] = None

@@ -10,10 +10,12 @@ import pandas as pd
 
 # Summary metrics every finished run has (the last two only for losses with a closed form).
 SUMMARY_METRICS = ("final_loss", "best_loss", "iterations", "lr_max_stable", "lr_optimal")
+# Measured at some steps (evaluations, sharpness): each run's last value (at its stop step).
+MEASURED = ("val_loss", "val_accuracy", "train_loss", "train_accuracy", "sharpness")
 
 # The first columns of the table, in this order; every param follows under its dotted key.
 COLUMNS = ["run_id", "run_name", "experiment", "sweep_id", "loss", "optimizer", "lr", "status",
-           "diverged", "diverged_step", "divergence", "stop_reason", *SUMMARY_METRICS,
+           "diverged", "diverged_step", "divergence", "stop_reason", *SUMMARY_METRICS, *MEASURED,
            "mlflow_status", "error", "config_hash", "data_sha256", "version", "start_time",
            "artifact_uri"]
 
@@ -28,7 +30,8 @@ def typed_table(rows: list[dict]) -> pd.DataFrame:
     frame = pd.DataFrame(rows)
     params = sorted(c for c in frame.columns if c not in COLUMNS)
     frame = frame.reindex(columns=COLUMNS + params)
-    frame["lr"] = pd.to_numeric(frame["lr"], errors="coerce").astype(float)
+    for name in ("lr", *SUMMARY_METRICS, *MEASURED):
+        frame[name] = pd.to_numeric(frame[name], errors="coerce").astype(float)
     frame["diverged"] = frame["diverged"].fillna(False).astype(bool)
     for name in ("diverged_step", "iterations"):
         frame[name] = pd.to_numeric(frame[name], errors="coerce").round().astype("Int64")

@@ -19,12 +19,21 @@ class TrackingConfig:
         uri: MLflow tracking URI; None = sqlite:///<start folder>/mlflow.db.
             MLFLOW_TRACKING_URI in the environment wins, as in MLflow.
         experiment: MLflow experiment name.
-        curve_points: steps of each curve logged to MLflow (curve.parquet keeps every step).
+        curve_points: steps of each curve logged to MLflow (curve.parquet keeps every step);
+            320 is what the MLflow UI draws of a curve (its get-history-bulk-interval
+            requests ask for 320 points), so every logged point is drawn.
+        eval_every: steps between evaluations: a loss's validation metrics (val_loss,
+            val_accuracy) and, under mini-batches, the full training loss (on which
+            divergence is judged); 0 = at the start and the end only.
+        sharpness_every: steps between measurements of the sharpness, the largest
+            eigenvalue of the loss's Hessian (logged with 2/lr); 0 = never.
     """
 
     uri: str | None = None
     experiment: str = "gdexp"
-    curve_points: Annotated[int, Range(ge=2, finite=False)] = 1000
+    curve_points: Annotated[int, Range(ge=2, finite=False)] = 320
+    eval_every: Annotated[int, Range(ge=0, finite=False)] = 100
+    sharpness_every: Annotated[int, Range(ge=0, finite=False)] = 0
 
 
 def check_tracking(section: dict) -> dict:

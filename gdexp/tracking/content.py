@@ -115,9 +115,15 @@ def run_metrics(spec, result: Result, curve_points: int, now: int | None = None)
     now = int(time.time() * 1000) if now is None else now
     keep = [result.best_step] + ([result.iterations] if result.diverged else [])
     steps = sample_steps(result.loss, curve_points, keep)
-    metrics = [(name, v, now, int(s))
-               for name, curve in (("loss", result.loss), ("grad_norm", result.grad_norm))
+    curves = [("loss", result.loss), ("grad_norm", result.grad_norm)]
+    if result.lr is not None:  # under a schedule: the rate actually used, step by step
+        curves.append(("lr", result.lr))
+    metrics = [(name, v, now, int(s)) for name, curve in curves
                for s, v in zip(steps.tolist(), curve[steps].tolist()) if math.isfinite(v)]
+    for name, (at, values) in result.events.items():
+        chosen = sample_steps(values, curve_points)
+        metrics += [(name, v, now, int(s)) for s, v in zip(at[chosen].tolist(), values[chosen].tolist())
+                    if math.isfinite(v)]
     metrics += [(name, value, now, 0) for name, value in summary_metrics(spec, result).items()]
     metrics += [(name, value, now, 0) for name, value in numeric_params(spec.config).items()]
     return metrics
@@ -130,7 +136,9 @@ def summary_metrics(spec, result: Result) -> dict[str, float]:
     reports its last finite loss (its tags say it diverged).
     """
     out = {"final_loss": result.final_loss, "best_loss": result.best_loss,
-           "iterations": float(result.iterations), "lr": spec.lr}
+           "iterations": float(result.iterations)}
+    if result.lr is None:  # a constant rate; under a schedule `lr` is the curve of rates used
+        out["lr"] = spec.lr
     out.update(theory_metrics(spec))
     return {k: v for k, v in out.items() if np.isfinite(v)}
 
@@ -167,9 +175,18 @@ def result_dict(spec, result: Result) -> dict:
 
 
 def curve_table(spec, result: Result) -> dict[str, np.ndarray]:
-    """curve.parquet's columns: step, loss, grad_norm, then each parameter by its name
-    (losses of at most MAX_TRACKED_DIM parameters)."""
-    curve = {"step": np.arange(result.iterations + 1), "loss": result.loss, "grad_norm": result.grad_norm}
+    """curve.parquet's columns: step, loss, grad_norm; lr under a schedule; the measurements
+    taken at some steps only (val_loss, val_accuracy, train_loss, sharpness, 2/lr: NaN at
+    the other steps); then each parameter by its name (losses of at most MAX_TRACKED_DIM
+    parameters)."""
+    n = result.iterations + 1
+    curve = {"step": np.arange(n), "loss": result.loss, "grad_norm": result.grad_norm}
+    if result.lr is not None:
+        curve["lr"] = result.lr
+    for name, (at, values) in result.events.items():  # measured at some steps: NaN elsewhere
+        column = np.full(n, np.nan)
+        column[at] = values
+        curve[name] = column
     if result.path is not None:
         curve.update({name: np.ascontiguousarray(result.path[:, j])
                       for j, name in enumerate(spec.loss.param_names)})
@@ -206,7 +223,8 @@ def run_row(spec, run_id: str | None, result: Result | None, status: str | None 
     if result is not None:
         row.update({"diverged": result.diverged, "diverged_step": result.diverged_step,
                     "divergence": result.divergence, "stop_reason": result.stop_reason,
-                    **summary_metrics(spec, result), "iterations": result.iterations})
+                    **summary_metrics(spec, result), "iterations": result.iterations, "lr": spec.lr,
+                    **{name: float(values[-1]) for name, (_, values) in result.events.items()}})
     else:
         row.update(theory_metrics(spec))
     return {**row, **params(spec.config)}

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from gdexp.results.table import SUMMARY_METRICS, typed_table
+from gdexp.results.table import MEASURED, SUMMARY_METRICS, typed_table
 from gdexp.tracking import TAG as _T
 from gdexp.tracking.content import STAND_IN, flatten
 from gdexp.tracking.record import local_dir
@@ -141,7 +141,7 @@ def _row(run, experiment_names: dict[str, str]) -> dict:
         "diverged_step": t.get(f"{_T}diverged_step"),
         "divergence": t.get(f"{_T}divergence"),
         "stop_reason": t.get(f"{_T}stop_reason"),
-        **{name: m.get(name, np.nan) for name in SUMMARY_METRICS},
+        **{name: m.get(name, np.nan) for name in (*SUMMARY_METRICS, *MEASURED)},
         "mlflow_status": info.status,
         "error": t.get(f"{_T}error"),
         "config_hash": t.get(f"{_T}config_hash"),

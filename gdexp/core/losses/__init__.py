@@ -1,4 +1,5 @@
-"""Loss functions, by the name a config's `loss.name` gives them."""
+"""The built-in losses. Configs name them with `_target_` (conf/loss/*.yaml, gdexp.core.registry);
+LOSSES lists them by name for scripts, tests and `make_loss`."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -7,13 +8,19 @@ from gdexp.core.errors import ConfigError
 from gdexp.core.params import check_section
 from gdexp.core.losses.base import Loss
 from gdexp.core.losses.classic import Beale, Booth, Himmelblau, Rastrigin, Rosenbrock
+# The factories of mlp.py and expression.py keep their modules' names free: their targets are
+# gdexp.core.losses.mlp.mlp and gdexp.core.losses.expression.expression.
+from gdexp.core.losses.expression import Expression
+from gdexp.core.losses.expression import expression as _expression
+from gdexp.core.losses.mlp import MLP
+from gdexp.core.losses.mlp import mlp as _mlp
 from gdexp.core.losses.quadratic import Quadratic
 from gdexp.core.losses.regression import (LinearRegression, LogisticRegression, linear_regression,
                                      logistic_regression)
 
 __all__ = [
-    "LOSSES", "Beale", "Booth", "Himmelblau", "LinearRegression", "LogisticRegression", "Loss",
-    "Quadratic", "Rastrigin", "Rosenbrock", "linear_regression", "logistic_regression", "make_loss",
+    "LOSSES", "Beale", "Booth", "Expression", "Himmelblau", "LinearRegression", "LogisticRegression", "Loss",
+    "MLP", "Quadratic", "Rastrigin", "Rosenbrock", "linear_regression", "logistic_regression", "make_loss",
 ]
 
 # Each factory's keyword arguments are the config keys under `loss.`.
@@ -26,6 +33,8 @@ LOSSES: dict[str, Callable[..., Loss]] = {
     "rastrigin": Rastrigin,
     "linear_regression": linear_regression,
     "logistic_regression": logistic_regression,
+    "mlp": _mlp,
+    "expression": _expression,
 }
 
 

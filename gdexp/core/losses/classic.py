@@ -26,6 +26,8 @@ class Rosenbrock(Loss):
     array([0., 1.])
     """
 
+    flags_nonfinite_x: ClassVar[bool] = True
+
     a: float = 1.0
     b: float = 100.0
     dim: int = 2
@@ -95,6 +97,8 @@ class Rosenbrock(Loss):
 class Himmelblau(Loss):
     """(x^2 + y - 11)^2 + (x + y^2 - 7)^2: four minima of equal value 0."""
 
+    flags_nonfinite_x: ClassVar[bool] = True
+
     dim: ClassVar[int] = 2
     name: ClassVar[str] = "himmelblau"
 
@@ -134,6 +138,8 @@ class Himmelblau(Loss):
 class Beale(Loss):
     """sum_k (c_k - x + x y^k)^2 for c = (1.5, 2.25, 2.625): flat plateaus, sharp ridges."""
 
+    flags_nonfinite_x: ClassVar[bool] = True
+
     dim: ClassVar[int] = 2
     name: ClassVar[str] = "beale"
 
@@ -169,6 +175,8 @@ class Beale(Loss):
 @dataclass(frozen=True)
 class Booth(Loss):
     """(x + 2y - 7)^2 + (2x + y - 5)^2: a tilted quadratic bowl, Hessian [[10, 8], [8, 10]]."""
+
+    flags_nonfinite_x: ClassVar[bool] = True
 
     dim: ClassVar[int] = 2
     name: ClassVar[str] = "booth"
@@ -212,6 +220,8 @@ class Rastrigin(Loss):
         A: Height of the ripples, > 0.
         dim: Number of coordinates, >= 1.
     """
+
+    flags_nonfinite_x: ClassVar[bool] = True
 
     A: float = 10.0
     dim: int = 2

@@ -28,6 +28,8 @@ class Quadratic(Loss):
     array([2.5])
     """
 
+    flags_nonfinite_x: ClassVar[bool] = True
+
     eigenvalues: tuple[float, ...] = (1.0, 10.0, 100.0)
     center: tuple[float, ...] | None = None
     rotate: bool = False

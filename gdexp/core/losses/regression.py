@@ -24,6 +24,8 @@ from gdexp.core.losses.base import Loss
 class _LinearModel(Loss):
     """Data shared by both regressions: the design matrix [X 1] and the targets."""
 
+    flags_nonfinite_x: ClassVar[bool] = True
+
     features: np.ndarray
     targets: np.ndarray
     sha256: str | None = None
