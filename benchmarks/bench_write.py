@@ -17,8 +17,8 @@ this one run, the methods interleaved so that load on the machine hits all alike
                tables: their keys and indexes (metrics has three) are what any
                writer of MLflow's schema pays;
   client       MlflowClient create_run / log_batch / set_terminated per run
-               (gdexp.bulk_store.write_runs_via_client);
-  fast         gdexp.bulk_store.write_runs (fence check included);
+               (gdexp.tracking.fast.write.write_runs_via_client);
+  fast         gdexp.tracking.fast.write.write_runs (fence check included);
   prepare      of which the Python work (validation, NaN/inf, dedup, latest values).
 Each method writes into a fresh copy of one migrated store (made before timing).
 """
@@ -40,8 +40,8 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # tests/pg_server.py: the throwaway PostgreSQL
 
-from gdexp import bulk_store  # noqa: E402
-from gdexp.bulk_store import RunRecord  # noqa: E402
+from gdexp.tracking.fast import fence, records as fast_records, write as bulk_store  # noqa: E402
+from gdexp.tracking.fast.records import RunRecord  # noqa: E402
 
 CURVE_POINTS = 775
 STEPS = 10_000
@@ -171,7 +171,7 @@ def timed(fn, *args) -> float:
 def prepare_only(records, location: str) -> float:
     t0 = time.perf_counter()
     for r in records:
-        bulk_store._prepare(r, location)
+        fast_records._prepare(r, location)
     return time.perf_counter() - t0
 
 
@@ -216,7 +216,7 @@ def measure(backend: str, args, folder: Path) -> dict[str, list[float]]:
                         seconds = timed(bulk_store.write_runs_via_client, uri, records, cl)
                     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
-                    for engines in (bulk_store._ENGINES, SqlAlchemyStore._engine_map):
+                    for engines in (fence._ENGINES, SqlAlchemyStore._engine_map):
                         engine = engines.pop(uri, None)
                         if engine is not None:
                             engine.dispose()

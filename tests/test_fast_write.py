@@ -1,4 +1,4 @@
-"""gdexp.bulk_store: runs written by the fast path read back exactly as runs written by MlflowClient.
+"""gdexp.tracking.fast: runs written by the fast path read back exactly as runs written by MlflowClient.
 
 Every equivalence test writes the same RunRecords twice, into two copies of one
 store: once with `write_runs` (SQL below MLflow's API), once with
@@ -29,8 +29,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gdexp import bulk_store
-from gdexp.bulk_store import RunRecord, fast_path_available, write_runs, write_runs_via_client
+from gdexp.tracking.fast import records as bulk_store
+from gdexp.tracking.fast import fence
+from gdexp.tracking.fast.fence import fast_path_available
+from gdexp.tracking.fast.records import RunRecord
+from gdexp.tracking.fast.write import write_runs, write_runs_via_client
 
 T0 = 1_700_000_000_000  # ms: explicit times, so both paths store the same ones
 
@@ -389,8 +392,8 @@ def test_a_process_killed_mid_write_leaves_no_run(sqlite_pair, tmp_path):
     exp = MlflowClient(tracking_uri=uri).create_experiment("e")
     script = textwrap.dedent(f"""
         import os, signal
-        from gdexp import bulk_store
-        from gdexp.bulk_store import RunRecord
+        from gdexp.tracking.fast import write as bulk_store
+        from gdexp.tracking.fast.records import RunRecord
         bulk_store._CHUNK_POINTS = 50
         flush, calls = bulk_store._flush, []
         def dying_flush(*args):
@@ -403,7 +406,7 @@ def test_a_process_killed_mid_write_leaves_no_run(sqlite_pair, tmp_path):
                    for i in range(5)]
         bulk_store.write_runs({uri!r}, records)
     """)
-    env = {**os.environ, "PYTHONPATH": str(Path(bulk_store.__file__).parents[1])}
+    env = {**os.environ, "PYTHONPATH": str(Path(bulk_store.__file__).parents[3])}
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == -signal.SIGKILL, done.stderr
     assert Path(uri[len("sqlite:///"):] + "-journal").exists()  # the transaction was open when it died
@@ -416,7 +419,7 @@ def test_a_process_killed_mid_write_leaves_no_run(sqlite_pair, tmp_path):
 
 def test_the_fence_knows_mlflows_migration_head():
     # Fails when MLflow's schema moves on: test the fast path on the new revision, then move TESTED_REVISION.
-    assert bulk_store.mlflow_migration_head() == bulk_store.TESTED_REVISION
+    assert fence.mlflow_migration_head() == fence.TESTED_REVISION
 
 
 def test_a_store_on_an_unknown_revision_is_refused_with_its_reason(sqlite_pair):
@@ -424,13 +427,13 @@ def test_a_store_on_an_unknown_revision_is_refused_with_its_reason(sqlite_pair):
     with sqlite3.connect(uri[len("sqlite:///"):]) as conn:
         conn.execute("UPDATE alembic_version SET version_num = 'ffffffffffff'")
     ok, reason = fast_path_available(uri)
-    assert not ok and "ffffffffffff" in reason and bulk_store.TESTED_REVISION in reason and "\n" not in reason
-    with pytest.raises(bulk_store.FastPathUnavailable, match="ffffffffffff"):
+    assert not ok and "ffffffffffff" in reason and fence.TESTED_REVISION in reason and "\n" not in reason
+    with pytest.raises(fence.FastPathUnavailable, match="ffffffffffff"):
         write_runs(uri, [RunRecord("0")])
 
 
 def test_mlflow_on_another_head_is_refused(sqlite_pair, monkeypatch):
-    monkeypatch.setattr(bulk_store, "mlflow_migration_head", lambda: "0123456789ab")
+    monkeypatch.setattr(fence, "mlflow_migration_head", lambda: "0123456789ab")
     ok, reason = fast_path_available(sqlite_pair[0])
     assert not ok and "0123456789ab" in reason
 

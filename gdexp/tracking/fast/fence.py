@@ -1,0 +1,135 @@
+"""Where the fast write path may write: SQL stores at the schema revision it was tested on."""
+from __future__ import annotations
+
+import os
+import re
+from functools import lru_cache
+from pathlib import Path
+
+TESTED_REVISION = "dc11669786a5"     # MLflow 3.17's migration head, where this path was tested
+
+TESTED_MLFLOW = "3.17"
+
+_DRIVERS = ("sqlite", "postgresql+psycopg2")  # plain postgresql:// is psycopg 3 in SQLAlchemy 2.1: untested
+
+_SERVER_SCHEMES = ("http", "https", "databricks", "databricks-uc", "uc", "file", "")
+
+class FastPathUnavailable(RuntimeError):
+    """The store is not one the fast path was tested on; the message says why in one line."""
+
+def fast_path_available(uri: str) -> tuple[bool, str]:
+    """Whether `write_runs` may write to the store at `uri`, and a one-line reason.
+
+    True only for an existing SQLite file or a PostgreSQL database reached with
+    psycopg2 (postgresql+psycopg2://; plain postgresql:// means psycopg 3 in
+    SQLAlchemy 2.1, not tested) whose `alembic_version` is TESTED_REVISION, with MLflow's installed
+    migrations also ending at TESTED_REVISION (read from mlflow's migration
+    scripts, without importing mlflow). Never for a tracking server (http(s)://,
+    databricks): there runs go through MLflow's REST API. The store must exist
+    already (MlflowClient creates and migrates it on first use).
+
+    >>> fast_path_available("http://127.0.0.1:5000")[0]
+    False
+    """
+    scheme = _scheme(uri)
+    if scheme in _SERVER_SCHEMES:
+        where = "a tracking server" if scheme not in ("file", "") else "not a SQL store"
+        return False, f"{uri} is {where}: runs go through MLflow's API"
+    if scheme not in _DRIVERS:
+        return False, f"the fast path is tested on sqlite:// and postgresql+psycopg2:// only, not {scheme}://"
+    if _env_true("MLFLOW_ENABLE_WORKSPACES"):
+        return False, "MLFLOW_ENABLE_WORKSPACES is on: workspace-scoped stores are not tested"
+    if scheme == "sqlite":
+        path = _sqlite_path(uri)
+        if path is None:
+            return False, "an in-memory SQLite store is one database per connection"
+        if not Path(path).is_file():
+            return False, f"{path} does not exist yet (MLflow creates the store on first use)"
+    try:
+        head = mlflow_migration_head()
+    except (OSError, ValueError) as exc:
+        return False, f"cannot read MLflow's migration head: {exc}"
+    if head != TESTED_REVISION:
+        return False, (f"installed MLflow's schema head is {head}, the fast path was tested on "
+                       f"{TESTED_REVISION} (MLflow {TESTED_MLFLOW})")
+    try:
+        found = store_revision(uri)
+    except Exception as exc:  # any driver error: not a store we can vouch for
+        return False, f"cannot read the store's schema revision: {type(exc).__name__}: {_first_line(exc)}"
+    if found != TESTED_REVISION:
+        return False, f"the store's schema revision is {found}, the fast path was tested on {TESTED_REVISION}"
+    return True, f"schema {TESTED_REVISION} (MLflow {TESTED_MLFLOW}), the revision the fast path was tested on"
+
+@lru_cache(maxsize=None)
+def mlflow_migration_head() -> str:
+    """The head revision of the installed MLflow's alembic migrations, read from the scripts.
+
+    Parses `revision = "..."` / `down_revision = ...` in mlflow/store/db_migrations/versions
+    (the same files alembic reads) so that mlflow itself is not imported.
+
+    Raises:
+        ValueError: the scripts do not form a single head.
+    """
+    from importlib.util import find_spec
+
+    spec = find_spec("mlflow")
+    if spec is None or not spec.submodule_search_locations:
+        raise ValueError("mlflow is not installed")
+    versions = Path(list(spec.submodule_search_locations)[0]) / "store" / "db_migrations" / "versions"
+    revisions, parents = set(), set()
+    for script in versions.glob("*.py"):
+        text = script.read_text(encoding="utf-8")
+        rev = re.search(r'^revision\s*(?::[^=]*)?=\s*["\']([0-9a-zA-Z_]+)["\']', text, re.M)
+        down = re.search(r"^down_revision\s*(?::[^=]*)?=\s*(.+)$", text, re.M)
+        if rev is None or down is None:
+            continue
+        revisions.add(rev.group(1))
+        parents.update(re.findall(r'["\']([0-9a-zA-Z_]+)["\']', down.group(1)))
+    heads = revisions - parents
+    if len(heads) != 1:
+        raise ValueError(f"{len(heads)} heads in {versions}: {sorted(heads)}")
+    return heads.pop()
+
+def store_revision(uri: str) -> str | None:
+    """The alembic revision recorded in the store's `alembic_version` table."""
+    import sqlalchemy as sa
+
+    with _engine(uri).connect() as conn:
+        return conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+
+def _scheme(uri: str) -> str:
+    """'sqlite', 'postgresql+psycopg2', 'http', 'databricks' ('databricks://profile' or bare);
+    '' for a plain path (MLflow's file store)."""
+    if "://" in uri:
+        return uri.split("://", 1)[0].lower()
+    head = uri.split(":", 1)[0].lower()
+    return head if head in _SERVER_SCHEMES else ""
+
+def _sqlite_path(uri: str) -> str | None:
+    """The file behind a sqlite:// URI; None for an in-memory database."""
+    rest = uri.split("://", 1)[1]
+    path = rest[1:] if rest.startswith("/") else rest
+    path = path.split("?", 1)[0]
+    if path in ("", ":memory:") or path.startswith("file::memory:"):
+        return None
+    return path
+
+def _env_true(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else ""
+
+
+_ENGINES: dict = {}
+
+
+def _engine(uri: str):
+    """One engine per URI and process, created as MLflow creates its own (pool_pre_ping)."""
+    engine = _ENGINES.get(uri)
+    if engine is None:
+        import sqlalchemy as sa
+
+        engine = _ENGINES[uri] = sa.create_engine(uri, pool_pre_ping=True)
+    return engine
