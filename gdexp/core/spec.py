@@ -67,6 +67,17 @@ class RunSpec:
                           "every": [tracking.get("eval_every", 0), tracking.get("sharpness_every", 0)]})
 
     @property
+    def memory_bytes(self) -> int:
+        """Bytes of the curves this run records in memory while it descends (float64 per step:
+        loss, gradient norm, the rate under a schedule, and the path of a loss of at most
+        MAX_TRACKED_DIM parameters), plus its parameters and their gradient."""
+        from gdexp.core.descent import MAX_TRACKED_DIM
+
+        dim = self.loss.dim
+        columns = 2 + (0 if self.constant_rate else 1) + (dim if dim <= MAX_TRACKED_DIM else 0)
+        return 8 * ((self.config["stopping"]["maxiter"] + 1) * columns + 4 * dim)
+
+    @property
     def constant_rate(self) -> bool:
         return bool(getattr(self.schedule.target, "__name__", "") == "constant")
 

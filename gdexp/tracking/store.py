@@ -59,11 +59,18 @@ def client(uri: str):
     return cl
 
 
+# A SQL store that cannot take writes for now: full disk, I/O error, a lock held past the timeout.
+_UNAVAILABLE_SQL = ("database or disk is full", "disk i/o error", "database is locked", "no space left on device",
+                    "could not extend file", "connection refused", "server closed the connection")
+
+
 def unreachable(exc: BaseException) -> bool:
-    """Whether `exc` means the store could not be reached (after the client's retries).
+    """Whether `exc` means the store could not take the write (after the client's retries): the
+    run is then kept on disk for `gdexp resume`, not failed.
 
     MLflow wraps a refused connection, a timeout or too many 5xx answers in an
     MlflowException "API request to ... failed ..."; the requests error is its context.
+    A SQL store says so in its OperationalError (full disk, I/O error, locked).
     """
     import requests
 
@@ -74,6 +81,8 @@ def unreachable(exc: BaseException) -> bool:
             return True
         message = getattr(exc, "message", None) or str(exc)
         if type(exc).__name__ == "MlflowException" and message.startswith("API request to ") and " failed " in message:
+            return True
+        if type(exc).__name__ == "OperationalError" and any(m in str(exc).lower() for m in _UNAVAILABLE_SQL):
             return True
         exc = exc.__cause__ or exc.__context__
     return False
@@ -113,19 +122,29 @@ class Store:
         client: its MlflowClient.
         down: the error that showed the store not answering, once it has (then
             this process stops asking it: runs are kept on disk instead).
+        fast: whether gdexp.tracking.bulk may write below MLflow's API here (None: not asked yet).
     """
 
     def __init__(self, uri: str, experiment: str):
         self.uri, self.experiment = uri, experiment
         self.client = client(uri)
         self._experiment_id: str | None = None
+        self._artifact_location: str | None = None
         self.down: BaseException | None = None
+        self.fast: bool | None = None
 
     @property
     def experiment_id(self) -> str:
         if self._experiment_id is None:
             self._experiment_id = experiment_id(self.client, self.experiment)
         return self._experiment_id
+
+    @property
+    def artifact_location(self) -> str:
+        """The experiment's artifact root (each run's files go under <root>/<run id>/artifacts)."""
+        if self._artifact_location is None:
+            self._artifact_location = self.client.get_experiment(self.experiment_id).artifact_location
+        return self._artifact_location
 
 
 # One Store per (uri, experiment) in this process: a sweep's jobs share one client and

@@ -21,13 +21,14 @@ from hydra.experimental.callback import Callback
 from hydra.plugins.launcher import Launcher
 from omegaconf import OmegaConf
 
-from gdexp.core.batch import execute_isolated
+from gdexp.core.batch import chunks
 from gdexp.core.spec import RunSpec
 from gdexp.hydra.compose import Job, shared_composer
 from gdexp.hydra.internals import get_omega_conf_dumper
 from gdexp.hydra.launchers.progress import progress
 from gdexp.hydra.task import keep_folder, sweep_job_store, write_job_log
 from gdexp.tracking import env
+from gdexp.tracking.bulk import write_chunk
 from gdexp.tracking.record import write_run
 
 log = logging.getLogger(__name__)
@@ -45,28 +46,51 @@ class BatchedLauncher(Launcher):
         jobs = [composer.job(initial_job_idx + i, list(o)) for i, o in enumerate(job_overrides)]
         specs = [composer.spec(job.overrides, job.num) for job in jobs]
         log.info(f"Launching {len(jobs)} jobs: descent in {len({s.batch_key for s in specs})} vectorized batch(es)")
-        outcomes = execute_isolated(specs)
-        returns = []
+        returns: list[JobReturn | None] = [None] * len(jobs)
         with progress(len(jobs)) as bar:
-            for job, spec, outcome in zip(jobs, specs, outcomes):
-                returns.append(self._record(composer, job, spec, outcome))
-                bar.update(returns[-1].return_value)
+            # Chunk by chunk: each is descended, recorded and let go before the next (bounded memory).
+            for rows, outcomes in chunks(specs):
+                for i, ret in zip(rows, self._record(composer, [jobs[i] for i in rows], [specs[i] for i in rows],
+                                                     outcomes)):
+                    returns[i] = ret
+                    bar.update(ret.return_value)
         return returns
 
-    def _record(self, composer, job: Job, spec: RunSpec, outcome) -> JobReturn:
+    def _record(self, composer, jobs: list[Job], specs: list[RunSpec], outcomes: list) -> list[JobReturn]:
+        """Record one chunk's runs (one write per store where the store allows it) and their job folders."""
+        sweeper = self.config.hydra.sweeper.get("_target_")
+        parent_id = env.get(env.PARENT_RUN)
+        if _wants_job_events(self.hydra_context.callbacks):
+            return [self._run_job(composer, job, spec, outcome, sweeper, parent_id)
+                    for job, spec, outcome in zip(jobs, specs, outcomes)]
+        rows: list[dict | None] = [None] * len(jobs)
+        stores: dict[tuple, list[int]] = {}
+        for i, spec in enumerate(specs):
+            tracking = spec.config["tracking"]
+            stores.setdefault((tracking["uri"], tracking["experiment"]), []).append(i)
+        for part in stores.values():
+            store = sweep_job_store(specs[part[0]], sweeper)
+            written = write_chunk(store, [specs[i] for i in part], [outcomes[i] for i in part],
+                                  parent_id=parent_id, keep_dir=keep_folder())
+            for i, row in zip(part, written):
+                rows[i] = row
+        return [_lean_job(job, self._job_dir(composer, job), row) for job, row in zip(jobs, rows)]
+
+    def _run_job(self, composer, job: Job, spec: RunSpec, outcome, sweeper, parent_id) -> JobReturn:
+        """Hydra's run_job, for callbacks that want each job's start and end."""
         def task(_cfg=None) -> dict:
-            store = sweep_job_store(spec, self.config.hydra.sweeper.get("_target_"))
-            return write_run(store, spec, lambda: _unwrap(outcome), parent_id=env.get(env.PARENT_RUN),
+            return write_run(sweep_job_store(spec, sweeper), spec, lambda: _unwrap(outcome), parent_id=parent_id,
                              keep_dir=keep_folder(), swallow=True, done=True)
 
-        if _wants_job_events(self.hydra_context.callbacks):
-            return run_job(hydra_context=self.hydra_context, task_function=task,
-                           config=composer.full_config(job.num, job.overrides),
-                           job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
+        return run_job(hydra_context=self.hydra_context, task_function=task,
+                       config=composer.full_config(job.num, job.overrides),
+                       job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
+
+    def _job_dir(self, composer, job: Job) -> str:
         subdir = str(job.num)
         if job.hydra["sweep"]["subdir"] != "${hydra.job.num}":  # a custom form: let Hydra resolve it
             subdir = str(composer.full_config(job.num, job.overrides).hydra.sweep.subdir)
-        return _lean_job(job, os.path.join(str(self.config.hydra.sweep.dir), subdir), task)
+        return os.path.join(str(self.config.hydra.sweep.dir), subdir)
 
 
 def _unwrap(outcome):
@@ -81,8 +105,9 @@ def _wants_job_events(callbacks) -> bool:
                for cb in getattr(callbacks, "callbacks", []) for h in hooks)
 
 
-def _lean_job(job: Job, output_dir: str, task) -> JobReturn:
-    """Hydra's run_job without its per-job deep copies and logging reconfiguration."""
+def _lean_job(job: Job, output_dir: str, row: dict) -> JobReturn:
+    """Hydra's run_job without its per-job deep copies and logging reconfiguration: the job's
+    folder (.hydra files, its log) and its JobReturn, for a run already recorded (`row`)."""
     hydra = job.hydra
     output_dir = os.path.abspath(output_dir)
     hydra["runtime"]["output_dir"] = output_dir
@@ -94,7 +119,7 @@ def _lean_job(job: Job, output_dir: str, task) -> JobReturn:
         _save(hydra["overrides"]["task"], folder / "overrides.yaml")
     ret = JobReturn(overrides=hydra["overrides"]["task"], cfg=OmegaConf.create(job.config),
                     working_dir=os.getcwd(), task_name=hydra["job"]["name"])
-    ret.return_value = row = task()
+    ret.return_value = row
     ret.status = JobStatus.COMPLETED
     # Hydra's default job logging gives each job <output_dir>/<job name>.log; the job's line goes there.
     Path(output_dir).mkdir(parents=True, exist_ok=True)

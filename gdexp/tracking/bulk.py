@@ -1,0 +1,131 @@
+"""A chunk of finished runs recorded at once: through the fast path (gdexp.tracking.fast) where the
+store allows it, else one run at a time through MLflow's client (gdexp.tracking.record).
+
+Both ways write the same content (gdexp.tracking.content) and return the same rows. The fast
+path writes every run of the chunk in one transaction, after their artifact files: a process
+killed half-way leaves none of the chunk's runs in the store (never one RUNNING or without its
+files), and `gdexp resume` runs them again. A store that stops answering (a server down, a full
+disk, a lock held past SQLite's timeout) is not a failure of the runs: they are kept on disk
+for `gdexp resume` (gdexp.tracking.pending), as the client path does.
+"""
+from __future__ import annotations
+
+import socket
+import sys
+import time
+from pathlib import Path
+
+from gdexp.core.outcomes import FAILED, UNRECORDED
+from gdexp.tracking import content
+from gdexp.tracking.pending import keep_run, short_reason
+from gdexp.tracking.record import local_dir, write_run
+from gdexp.tracking.store import Store, unreachable
+
+
+def write_chunk(store: Store, specs: list, outcomes: list, *, parent_id: str | None, keep_dir: Path) -> list[dict]:
+    """Record finished descents; returns each run's row (gdexp.tracking.content.run_row), in order.
+
+    Args:
+        store: where the runs go.
+        specs: the runs (RunSpecs).
+        outcomes: each run's Result, or the exception its descent raised (the run is then
+            FAILED with its params and error, as in gdexp.tracking.record.terminating).
+        parent_id: the sweep's parent run.
+        keep_dir: where runs the store does not take are kept (gdexp-unrecorded/).
+    """
+    if not _fast(store):
+        return [write_run(store, spec, lambda o=outcome: _unwrap(o), parent_id=parent_id, keep_dir=keep_dir,
+                          swallow=True, done=True) for spec, outcome in zip(specs, outcomes)]
+    from gdexp.tracking.fast.records import RunRecord, artifact_uri
+    from gdexp.tracking.fast.write import write_runs
+
+    now = int(time.time() * 1000)
+    curve_points = [spec.config["tracking"]["curve_points"] for spec in specs]
+    records = [RunRecord(store.experiment_id, spec.run_name, **_record(spec, outcome, parent_id, points, now),
+                         start_time=now, end_time=now)
+               for spec, outcome, points in zip(specs, outcomes, curve_points)]
+    remote, failed = [], {}
+    for i, (record, spec, outcome) in enumerate(zip(records, specs, outcomes)):
+        if isinstance(outcome, BaseException):
+            continue
+        folder = local_dir(artifact_uri(store.artifact_location, record.run_id))
+        if folder is None:
+            remote.append((record, spec, outcome))
+            continue
+        try:  # first the files, then the rows: a crash between leaves no run without its files
+            folder.mkdir(parents=True, exist_ok=True)
+            content.write_artifacts(folder, spec, outcome)
+        except Exception as exc:  # this run is FAILED with what it has; the others go on
+            failed[i] = f"{type(exc).__name__}: {exc}"
+            record.status = "FAILED"
+            record.tags.update(content.error_tag(failed[i]))
+    try:
+        write_runs(store.uri, records)
+    except Exception as exc:
+        if not unreachable(exc):
+            raise
+        store.down = exc
+        return [_keep(store, spec, outcome, parent_id, exc, keep_dir, now) for spec, outcome in zip(specs, outcomes)]
+    for record, spec, outcome in remote:
+        _upload(store, record.run_id, spec, outcome)
+    rows = []
+    for i, (record, spec, outcome) in enumerate(zip(records, specs, outcomes)):
+        if isinstance(outcome, BaseException) or i in failed:
+            error = failed.get(i) or f"{type(outcome).__name__}: {outcome}"
+            print(f"gdexp: run {spec.run_name} ({record.run_id}) FAILED: {error}", file=sys.stderr)
+            result = None if isinstance(outcome, BaseException) else outcome
+            rows.append(content.run_row(spec, record.run_id, result, FAILED, error, parent_id))
+        else:
+            rows.append(content.run_row(spec, record.run_id, outcome, parent_id=parent_id))
+    return rows
+
+
+def _record(spec, outcome, parent_id: str | None, curve_points: int, now: int) -> dict:
+    """A run's tags, params, metrics and status for a RunRecord."""
+    tags = content.identity_tags(spec, parent_id)
+    if isinstance(outcome, BaseException):
+        tags.update(content.error_tag(f"{type(outcome).__name__}: {outcome}"))
+        return {"tags": tags, "params": content.params(spec.config), "metrics": [], "status": "FAILED"}
+    tags.update(content.status_tags(outcome))
+    return {"tags": tags, "params": content.params(spec.config), "status": "FINISHED",
+            "metrics": content.run_metrics(spec, outcome, curve_points, now)}
+
+
+def _fast(store: Store) -> bool:
+    """Whether the fast path may write to this store (decided once per store; the reason it may
+    not is printed once, unless the store is a server, where the client is the way)."""
+    if store.fast is None:
+        from gdexp.tracking.fast.fence import fast_path_available
+
+        ok, why = fast_path_available(store.uri)
+        if not ok and not store.uri.startswith(("http://", "https://")):
+            print(f"gdexp: writing runs through MLflow's client, one at a time: {why}", file=sys.stderr)
+        store.fast = ok
+    return store.fast
+
+
+def _upload(store: Store, run_id: str, spec, result) -> None:
+    """A run's files to a store whose artifacts are not local (s3://, ...)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="gdexp-") as tmp:
+        content.write_artifacts(Path(tmp), spec, result)
+        store.client.log_artifacts(run_id, tmp)
+
+
+def _keep(store: Store, spec, outcome, parent_id, exc, keep_dir: Path, now: int) -> dict:
+    """The run kept on disk for `gdexp resume`; its row, status UNRECORDED."""
+    result = None if isinstance(outcome, BaseException) else outcome
+    error = None if result is not None else f"{type(outcome).__name__}: {outcome}"
+    where = {"uri": store.uri, "experiment": store.experiment, "parent_id": parent_id}
+    entry = keep_run(keep_dir, where, None, spec, result, error, spec.config["tracking"]["curve_points"], now)
+    reason = short_reason(exc)
+    print(f"gdexp: run {spec.run_name} not recorded ({store.uri} did not take it on {socket.gethostname()}: "
+          f"{reason}); kept in {entry}", file=sys.stderr)
+    return {**content.run_row(spec, None, result, UNRECORDED, reason, parent_id), "kept": str(entry), "uri": store.uri}
+
+
+def _unwrap(outcome):
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return outcome
