@@ -20,7 +20,7 @@ def median(values) -> float:
     return statistics.median(values)
 
 
-def floor_write(uri: str, specs, trajectories, curve_points: int = 1000, with_store: bool = True) -> float:
+def floor_write(uri: str, specs, trajectories, with_store: bool = True) -> float:
     """The cheapest plain-MLflow way to store the same runs: seconds taken.
 
     Per run: create_run, one log_batch of the same params, the same curve
@@ -31,8 +31,7 @@ def floor_write(uri: str, specs, trajectories, curve_points: int = 1000, with_st
     from mlflow import MlflowClient
     from mlflow.entities import Metric, Param, RunTag
 
-    from gdexp import tracking
-    from gdexp.core.sampling import sample_steps
+    from gdexp.tracking import content
 
     t0 = time.perf_counter()
     cl = MlflowClient(uri)
@@ -41,14 +40,11 @@ def floor_write(uri: str, specs, trajectories, curve_points: int = 1000, with_st
         t0 = time.perf_counter()
     for spec, traj in zip(specs, trajectories):
         run = cl.create_run(exp, run_name=spec.run_name)
-        keep = [traj.best_step] + ([traj.iterations] if traj.diverged else [])
-        steps = sample_steps(traj.loss, curve_points, keep)
-        metrics = [Metric(n, float(c[s]), 0, int(s)) for n, c in (("loss", traj.loss), ("grad_norm", traj.grad_norm))
-                   for s in steps]
-        metrics += [Metric(k, v, 0, 0) for k, v in tracking.summary_metrics(spec, traj).items()]
+        # The same points gdexp logs (content.run_metrics), through the plain client.
+        metrics = [Metric(*m) for m in content.run_metrics(spec, traj, spec.config["tracking"]["curve_points"], 0)]
         cl.log_batch(run.info.run_id, metrics=metrics,
-                     params=[Param(k, v) for k, v in tracking.flatten(spec.config).items()],
-                     tags=[RunTag(k, v) for k, v in tracking.status_tags(traj).items()])
+                     params=[Param(k, v) for k, v in content.params(spec.config).items()],
+                     tags=[RunTag(k, v) for k, v in content.status_tags(traj).items()])
         cl.set_terminated(run.info.run_id)
     return time.perf_counter() - t0
 

@@ -51,6 +51,7 @@ class JobComposer:
         self._tasks: dict[tuple[str, ...], DictConfig] = {}
         self._reads_hydra: dict[tuple[str, ...], bool] = {}
         self.name_keys: tuple[str, ...] = ()
+        self._parsed: dict[str, Override] = {}
 
     def task_config(self, overrides: list[str], num: int = 0) -> dict:
         """The resolved task config of a job (gdexp.hydra.task.to_config), memoized.
@@ -59,7 +60,7 @@ class JobComposer:
         ``${hydra:job.num}``, ...) is resolved with the job's Hydra config, as
         Hydra's launchers resolve it; only such configs are memoized per job number.
         """
-        parsed = self._parser.parse_overrides(list(overrides))
+        parsed = self._parse(overrides)
         structural = tuple(o.input_line for o in parsed if not self._is_value(o))
         values = [o for o in parsed if self._is_value(o)]
         cfg = self._task_template(structural)
@@ -91,8 +92,16 @@ class JobComposer:
 
     def job(self, num: int, overrides: list[str]) -> Job:
         """A job with its hydra node set as Hydra sets it for job `num`."""
-        parsed = self._parser.parse_overrides(list(overrides))
+        parsed = self._parse(overrides)
         return Job(num, list(overrides), self.task_config(overrides, num), self._hydra_node(num, overrides, parsed))
+
+    def _parse(self, overrides: list[str]) -> list[Override]:
+        """Hydra's parsed overrides, each line parsed once per sweep: its grammar costs ~1 ms a
+        line, and a sweep's jobs share all their lines but the swept values."""
+        for line in overrides:
+            if line not in self._parsed:
+                (self._parsed[line],) = self._parser.parse_overrides([line])
+        return [self._parsed[line] for line in overrides]
 
     def _hydra_node(self, num: int, overrides: list[str], parsed: list[Override]) -> dict:
         structural = tuple(o.input_line for o in parsed if not self._is_value(o))

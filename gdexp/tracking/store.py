@@ -44,19 +44,90 @@ def client(uri: str):
     doing that at once on one file fail (`duplicate column`, alembic errors):
     the first opening of a SQLite file happens under a file lock beside it
     (`<file>.lock`), so the second process waits and then finds it migrated.
+    A new SQLite store is a copy of an empty one made by MLflow's migrations
+    earlier on this machine for the same schema revision (see fresh_sqlite_store),
+    which saves the seconds the migrations take.
     """
     from mlflow import MlflowClient
 
     env.http_client_defaults(uri)
-    cl = MlflowClient(tracking_uri=uri)
     path = sqlite_path(uri)
-    if path is not None:
-        from filelock import FileLock
+    if path is None:
+        return MlflowClient(tracking_uri=uri)
+    from filelock import FileLock
 
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with FileLock(f"{path}.lock"):
-            cl._tracking_client.store  # noqa: B018 - opens (creates, migrates) the store under the lock
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(f"{path}.lock"):
+        created = not path.exists() and fresh_sqlite_store(path)
+        cl = MlflowClient(tracking_uri=uri)
+        cl._tracking_client.store  # noqa: B018 - opens (creates, migrates) the store under the lock
+        if not created:
+            remember_fresh_store(path)
     return cl
+
+
+def template_folder() -> Path:
+    """Where migrated empty stores are kept: $GDEXP_CACHE_DIR, else ~/.cache/gdexp."""
+    return Path(os.environ.get("GDEXP_CACHE_DIR") or Path.home() / ".cache" / "gdexp")
+
+
+def fresh_sqlite_store(path: Path) -> bool:
+    """Make `path` a new, empty MLflow store by copying a migrated one of the installed MLflow's
+    schema revision, if one was kept (remember_fresh_store); False if none was.
+
+    Only MLflow's own Default experiment is in it; its artifact location and times are set as
+    MLflow sets them for a new store (<current folder>/mlruns/0, now).
+    """
+    import shutil
+    import sqlite3
+    import time
+
+    template = _template_path()
+    if template is None or not template.is_file():
+        return False
+    part = path.with_name(f".{path.name}.{os.getpid()}.part")
+    shutil.copyfile(template, part)
+    now = int(time.time() * 1000)
+    with sqlite3.connect(part) as conn:
+        conn.execute("UPDATE experiments SET artifact_location = ?, creation_time = ?, last_update_time = ? "
+                     "WHERE experiment_id = 0", (str(Path.cwd().resolve() / "mlruns" / "0"), now, now))
+    conn.close()
+    os.replace(part, path)
+    return True
+
+
+def remember_fresh_store(path: Path) -> None:
+    """Keep a copy of a store MLflow has just created and migrated, if it is still empty (no run,
+    only the Default experiment) and none of its revision is kept yet."""
+    import shutil
+    import sqlite3
+
+    template = _template_path()
+    if template is None or template.is_file():
+        return
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
+            revision = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+            runs = conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
+            experiments = conn.execute("SELECT COUNT(*) FROM experiments").fetchone()[0]
+        conn.close()
+        if revision is None or revision[0] != template.stem.rsplit("-", 1)[-1] or runs or experiments != 1:
+            return
+        template.parent.mkdir(parents=True, exist_ok=True)
+        part = template.with_name(f".{template.name}.{os.getpid()}.part")
+        shutil.copyfile(path, part)
+        os.replace(part, template)
+    except (OSError, sqlite3.Error):
+        return  # a cache: without it, new stores are migrated by MLflow as before
+
+
+def _template_path() -> Path | None:
+    from gdexp.tracking.fast.fence import mlflow_migration_head
+
+    try:
+        return template_folder() / f"mlflow-store-{mlflow_migration_head()}.db"
+    except (OSError, ValueError):
+        return None
 
 
 # A SQL store that cannot take writes for now: full disk, I/O error, a lock held past the timeout.

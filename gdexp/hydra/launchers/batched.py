@@ -24,7 +24,7 @@ from omegaconf import OmegaConf
 from gdexp.core.batch import chunks
 from gdexp.core.spec import RunSpec
 from gdexp.hydra.compose import Job, shared_composer
-from gdexp.hydra.internals import get_omega_conf_dumper
+from gdexp.hydra.internals import fast_omega_conf_dumper
 from gdexp.hydra.launchers.progress import progress
 from gdexp.hydra.task import keep_folder, sweep_job_store, write_job_log
 from gdexp.tracking import env
@@ -130,4 +130,4 @@ def _lean_job(job: Job, output_dir: str, row: dict) -> JobReturn:
 def _save(obj, path: Path) -> None:
     # The same dumper and options as OmegaConf.to_yaml, so the files match Hydra's.
     path.write_text(yaml.dump(obj, default_flow_style=False, allow_unicode=True, sort_keys=False,
-                              Dumper=get_omega_conf_dumper()))
+                              Dumper=fast_omega_conf_dumper()))
