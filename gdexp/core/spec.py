@@ -120,7 +120,7 @@ def plan(config: dict, name_keys: tuple[str, ...] = (), search_dir: str | None =
                        _file_stamp(checked["loss"].get("data")), search_dir)
     _check_batch_size(checked["loss"].get("batch_size"), loss)
     x0 = _start(config.get("init"), loss)
-    checked["init"] = config.get("init")
+    checked["init"] = None if config.get("init") is None else [float(v) for v in x0]
     _check_schedule(schedule, optimizer, checked["stopping"]["maxiter"], x0)
     return RunSpec(checked, loss, optimizer, schedule, x0, config_hash(checked, loss), run_name(checked, name_keys))
 

@@ -50,8 +50,10 @@ class JobComposer:
         self._hydra_nodes: dict[tuple[str, ...], dict] = {}
         self._tasks: dict[tuple[str, ...], DictConfig] = {}
         self._reads_hydra: dict[tuple[str, ...], bool] = {}
+        self._resolved: dict[tuple[str, ...], dict] = {}
         self.name_keys: tuple[str, ...] = ()
         self._parsed: dict[str, Override] = {}
+        self._values: dict[str, bool] = {}
 
     def task_config(self, overrides: list[str], num: int = 0) -> dict:
         """The resolved task config of a job (gdexp.hydra.task.to_config), memoized.
@@ -67,14 +69,41 @@ class JobComposer:
         per_job = self._reads_hydra[structural] or any("hydra:" in o.input_line for o in values)
         key = (num, *overrides) if per_job else tuple(overrides)
         if key not in self._configs:
-            cfg = copy.deepcopy(cfg)
-            apply_overrides(values, cfg)
-            if per_job:
+            plain = None if per_job else self._plain_values(structural, values)
+            if plain is not None:
+                self._configs[key] = plain
+            elif per_job:
+                cfg = copy.deepcopy(cfg)
+                apply_overrides(values, cfg)
                 with job_hydra_config(self._hydra_node(num, overrides, parsed)):
                     self._configs[key] = to_config(cfg)
             else:
+                cfg = copy.deepcopy(cfg)
+                apply_overrides(values, cfg)
                 self._configs[key] = to_config(cfg)
         return self._configs[key]
+
+    def _plain_values(self, structural: tuple[str, ...], values: list[Override]) -> dict | None:
+        """The job's config from the template's resolved dict and its values, without OmegaConf
+        (a deepcopy and an apply_overrides cost ~5 ms a job: more than its descent); None
+        where Hydra must apply them (a new or deleted key, an interpolation, a dict value).
+        The values are checked when the job is planned (gdexp.hydra.task.plan_job), as
+        OmegaConf's schema would: tests compare both ways."""
+        if structural not in self._resolved:
+            self._resolved[structural] = to_config(self._task_template(structural))
+        config = copy.deepcopy(self._resolved[structural])
+        for o in values:
+            value = o.value()
+            if o.type != OverrideType.CHANGE or isinstance(value, dict) or _interpolates(value):
+                return None
+            *path, last = o.key_or_group.split(".")
+            node = config
+            for part in path:
+                node = node.get(part) if isinstance(node, dict) else None
+            if not isinstance(node, dict) or last not in node or isinstance(node[last], dict):
+                return None  # Hydra says what is wrong with it
+            node[last] = value
+        return config
 
     def spec(self, overrides: list[str], num: int = 0) -> RunSpec:
         """The job's planned run (gdexp.hydra.task.plan_job), once per process.
@@ -149,10 +178,16 @@ class JobComposer:
         return self._templates[structural]
 
     def _is_value(self, o: Override) -> bool:
-        # A plain `key=value` on a key that is not a config group and not Hydra's.
-        return (o.type == OverrideType.CHANGE and o.package is None and not o.is_hydra_override()
-                and not o.is_sweep_override()
-                and not self._loader.repository.group_exists(o.key_or_group))
+        # A plain `key=value` on a key that is not a config group and not Hydra's (once per line).
+        if o.input_line not in self._values:
+            self._values[o.input_line] = (
+                o.type == OverrideType.CHANGE and o.package is None and not o.is_hydra_override()
+                and not o.is_sweep_override() and not self._loader.repository.group_exists(o.key_or_group))
+        return self._values[o.input_line]
+
+    def parse(self, overrides: list[str]) -> list[Override]:
+        """The overrides parsed by Hydra (each distinct line once per sweep)."""
+        return self._parse(overrides)
 
 
 _SHARED: dict[int, JobComposer] = {}
@@ -179,6 +214,15 @@ def job_hydra_config(hydra: dict):
         yield
     finally:
         instance.cfg = saved
+
+
+def _interpolates(value) -> bool:
+    """Whether a parsed override value holds an interpolation (${...}) anywhere."""
+    if isinstance(value, str):
+        return "${" in value
+    if isinstance(value, (list, tuple)):
+        return any(_interpolates(v) for v in value)
+    return False
 
 
 def _reads_hydra(cfg: DictConfig) -> bool:

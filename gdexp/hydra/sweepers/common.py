@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
 from gdexp.core.outcomes import FAILED
@@ -23,11 +22,11 @@ def validate_jobs(comp: JobComposer, jobs: list[list[str]]) -> list[RunSpec]:
     return [comp.spec(list(overrides), num) for num, overrides in enumerate(jobs)]
 
 
-def swept_keys(jobs: list[list[str]], parser: OverridesParser) -> tuple[str, ...]:
+def swept_keys(jobs: list[list[str]], comp: JobComposer) -> tuple[str, ...]:
     """The keys whose values differ between jobs, in first-seen order (for run names)."""
     seen: dict[str, set] = {}
     for overrides in jobs:
-        for o in parser.parse_overrides(list(overrides)):
+        for o in comp.parse(list(overrides)):
             seen.setdefault(o.key_or_group, set()).add(o.input_line)
     return tuple(key for key, lines in seen.items() if len(lines) > 1 and not key.startswith("hydra."))
 

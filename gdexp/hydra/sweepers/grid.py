@@ -35,7 +35,7 @@ class GridSweeper(BasicSweeper):
             self.overrides = self.split_arguments(parser.parse_overrides(lines), self.max_batch_size)
             jobs = [job for batch in self.overrides for job in batch]
             comp = composer(self)
-            comp.name_keys = swept_keys(jobs, parser)
+            comp.name_keys = swept_keys(jobs, comp)
             validate_jobs(comp, jobs)
         except ConfigError as exc:
             exit_invalid(exc)  # one line, no run created
