@@ -18,7 +18,7 @@ from pathlib import Path
 from gdexp.core.outcomes import FAILED, UNRECORDED
 from gdexp.tracking import content
 from gdexp.tracking.pending import keep_run, short_reason
-from gdexp.tracking.record import local_dir, write_run
+from gdexp.tracking.record import local_dir, log_dataset, write_run
 from gdexp.tracking.store import Store, unreachable
 
 
@@ -68,6 +68,8 @@ def write_chunk(store: Store, specs: list, outcomes: list, *, parent_id: str | N
         return [_keep(store, spec, outcome, parent_id, exc, keep_dir, now) for spec, outcome in zip(specs, outcomes)]
     for record, spec, outcome in remote:
         _upload(store, record.run_id, spec, outcome)
+    for record, spec in zip(records, specs):  # through the client: one request a run with data
+        log_dataset(store.client, record.run_id, spec)
     rows = []
     for i, (record, spec, outcome) in enumerate(zip(records, specs, outcomes)):
         if isinstance(outcome, BaseException) or i in failed:

@@ -77,15 +77,28 @@ def numeric_params(config: dict) -> dict[str, float]:
 
 
 def identity_tags(spec, parent_id: str | None = None) -> dict[str, str]:
-    """The tags a run is created with: what it is, and the sweep it belongs to."""
+    """The tags a run is created with: what it is, the sweep it belongs to, and MLflow's
+    standard tags (`mlflow.source.*`, `mlflow.user`) that fill the UI's Source and User columns."""
     from gdexp import __version__
+    from gdexp.tracking.provenance import standard_tags
 
-    tags = {f"{TAG}config_hash": spec.config_hash, f"{TAG}version": __version__}
+    tags = {**standard_tags(), f"{TAG}config_hash": spec.config_hash, f"{TAG}version": __version__}
     if spec.loss.data_sha256():
         tags[f"{TAG}data_sha256"] = spec.loss.data_sha256()
     if parent_id:
         tags["mlflow.parentRunId"] = parent_id
     return tags
+
+
+def dataset(spec) -> dict | None:
+    """The run's data set as MLflow records it (`mlflow.log_input`: the UI's Dataset column):
+    name, digest (the first 12 hex digits of its SHA-256) and source; None without data."""
+    source, sha256 = spec.loss.data_source(), spec.loss.data_sha256()
+    if not source or not sha256:
+        return None
+    name = source.removeprefix("sklearn.datasets.load_") if source.startswith("sklearn.") else Path(source).name
+    kind = "code" if source.startswith("sklearn.") else "local"
+    return {"name": name, "digest": sha256[:12], "source_type": kind, "source": json.dumps({"uri": source})}
 
 
 def status_tags(result: Result) -> dict[str, str]:

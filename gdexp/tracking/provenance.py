@@ -5,6 +5,7 @@ import json
 import platform
 import subprocess
 import sys
+from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -24,6 +25,25 @@ def set_command(argv: list[str]) -> None:
 def command() -> list[str]:
     """The arguments of the running `gdexp` command as typed (without the program name)."""
     return list(_typed) if _typed is not None else sys.argv[1:]
+
+
+@lru_cache(maxsize=1)
+def standard_tags() -> dict[str, str]:
+    """MLflow's standard run tags, as its fluent API sets them: the source (the `gdexp` command,
+    its git commit where known) and the user."""
+    import getpass
+
+    commit, _ = _git_state(str(Path(__file__).resolve().parent))
+    if commit == "unknown":
+        commit, _ = _git_state(None)
+    tags = {"mlflow.source.name": "gdexp", "mlflow.source.type": "LOCAL"}
+    if commit != "unknown":
+        tags["mlflow.source.git.commit"] = commit
+    try:
+        tags["mlflow.user"] = getpass.getuser()
+    except (KeyError, OSError):  # no user name for this uid (a container)
+        pass
+    return tags
 
 
 def provenance() -> dict[str, str]:

@@ -113,6 +113,7 @@ def log_result(cl, info, spec, result: Result, curve_points: int, log_params: bo
     metrics = [Metric(*m) for m in content.run_metrics(spec, result, curve_points, now)]
     tags = [RunTag(k, v) for k, v in content.status_tags(result).items()]
     cl.log_batch(info.run_id, metrics=metrics, tags=tags, params=_params(spec) if log_params else [])
+    log_dataset(cl, info.run_id, spec)
     local = local_dir(info.artifact_uri)
     if local is not None:
         # A local store: write the files in place, skipping MLflow's copy.
@@ -122,6 +123,16 @@ def log_result(cl, info, spec, result: Result, curve_points: int, log_params: bo
         with tempfile.TemporaryDirectory(prefix="gdexp-") as tmp:
             content.write_artifacts(Path(tmp), spec, result)
             cl.log_artifacts(info.run_id, tmp)
+
+
+def log_dataset(cl, run_id: str, spec) -> None:
+    """The run's data set as an MLflow dataset input (the UI's Dataset column), if it has one."""
+    found = content.dataset(spec)
+    if found is None:
+        return
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+
+    cl.log_inputs(run_id, datasets=[DatasetInput(Dataset(**found), tags=[InputTag("mlflow.data.context", "training")])])
 
 
 def attach_files(uri: str, run_id: str, files: list[Path], folder: str) -> None:

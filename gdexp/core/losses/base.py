@@ -87,6 +87,11 @@ class Loss:
         """SHA-256 of the data file the loss was built from, or None."""
         return None
 
+    def data_source(self) -> str | None:
+        """Where the loss's data came from (a file's path, ``sklearn.datasets.load_digits``), or None
+        for a loss without data or with synthetic data (its seed in the config fixes it)."""
+        return None
+
     @property
     def param_names(self) -> tuple[str, ...]:
         """A name per parameter, for curve.parquet's columns and plot axes."""

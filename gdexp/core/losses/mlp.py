@@ -88,6 +88,12 @@ class MLP(Loss):
         return (f"MLP({self.data.name!r}, hidden={self.hidden}, activation={self.activation!r}, "
                 f"dim={self.dim})")
 
+    def data_source(self) -> str:
+        from gdexp.core.data import SKLEARN_DATASETS
+
+        name = self.data.name
+        return f"sklearn.datasets.load_{name}" if name in SKLEARN_DATASETS else name
+
     def data_sha256(self) -> str:
         return self.data.sha256
 
