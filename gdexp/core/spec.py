@@ -17,6 +17,7 @@ from gdexp.core import registry
 from gdexp.core.errors import ConfigError
 from gdexp.core.losses.base import Loss
 from gdexp.core.params import NonNegativeInt, check_value, switches
+from gdexp.core.resources import check_run_memory
 from gdexp.core.stopping import check_stopping
 
 # The sections of a run's config the core reads; the rest (tracking, ...) belongs to the layers above.
@@ -122,7 +123,9 @@ def plan(config: dict, name_keys: tuple[str, ...] = (), search_dir: str | None =
     x0 = _start(config.get("init"), loss)
     checked["init"] = None if config.get("init") is None else [float(v) for v in x0]
     _check_schedule(schedule, optimizer, checked["stopping"]["maxiter"], x0)
-    return RunSpec(checked, loss, optimizer, schedule, x0, config_hash(checked, loss), run_name(checked, name_keys))
+    spec = RunSpec(checked, loss, optimizer, schedule, x0, config_hash(checked, loss), run_name(checked, name_keys))
+    check_run_memory(spec.memory_bytes, checked["stopping"]["maxiter"])
+    return spec
 
 
 def config_hash(config: dict, loss: Loss | None = None) -> str:

@@ -1,0 +1,85 @@
+"""Will it fit? Memory and disk a run needs, against what the machine has, checked before it starts.
+
+A sweep descends chunk by chunk (gdexp.core.batch.chunks), so its memory is that
+of one chunk however many runs it has; what must fit is the largest single run.
+Disk is the sum of every run's curve.parquet. Estimates are upper bounds (a run
+that stops early writes less), stated as such in the errors.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from gdexp.core.errors import ConfigError
+
+# Of the memory the machine has free, what one run may take: the rest is for Python,
+# MLflow and the chunk being recorded.
+MEMORY_SHARE = 0.7
+
+
+def available_memory() -> int | None:
+    """Bytes the machine can give without swapping (Linux' MemAvailable; None elsewhere)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def free_disk(folder: str | os.PathLike) -> int | None:
+    """Free bytes on the filesystem of `folder` (its nearest existing parent)."""
+    path = Path(folder).resolve()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    try:
+        return shutil.disk_usage(path).free
+    except OSError:
+        return None
+
+
+def check_run_memory(run_bytes: int, maxiter: int, available: int | None = None) -> None:
+    """Refuse a run whose curves cannot be held in memory, naming stopping.maxiter.
+
+    Raises:
+        ConfigError: run_bytes > MEMORY_SHARE x the available memory.
+
+    >>> check_run_memory(8 * 10**12, 10**12, available=16 * 10**9)
+    Traceback (most recent call last):
+    ...
+    gdexp.core.errors.ConfigError: stopping.maxiter=1000000000000: a run this long records 8 TB of curves in memory; 16 GB are available: at most ~1.4e+09 steps fit
+    """
+    available = available_memory() if available is None else available
+    if available is None or run_bytes <= MEMORY_SHARE * available:
+        return
+    fits = int(MEMORY_SHARE * available / max(run_bytes / max(maxiter, 1), 1))
+    raise ConfigError("stopping.maxiter", maxiter,
+                      f"a run this long records {_size(run_bytes)} of curves in memory; {_size(available)} are "
+                      f"available: at most ~{fits:.2g} steps fit")
+
+
+def check_disk(total_bytes: int, folder: str | os.PathLike, runs: int) -> None:
+    """Refuse a sweep whose curve files cannot fit on the disk that holds them.
+
+    Raises:
+        ConfigError: total_bytes > the free space at `folder`, saying how to split the sweep.
+    """
+    free = free_disk(folder)
+    if free is None or total_bytes <= free:
+        return
+    parts = -(-total_bytes // max(free, 1))
+    raise ConfigError("stopping.maxiter", None,
+                      f"the sweep's {runs} runs may write up to {_size(total_bytes)} of curves (curve.parquet at "
+                      f"every step), and {folder} has {_size(free)} free: split the grid into {parts} sweeps or "
+                      f"more, or lower stopping.maxiter")
+
+
+def _size(nbytes: float) -> str:
+    for unit in ("B", "kB", "MB", "GB", "TB", "PB"):
+        if nbytes < 1000 or unit == "PB":
+            return f"{nbytes:.3g} {unit}"
+        nbytes /= 1000
+    return f"{nbytes:.3g} PB"
