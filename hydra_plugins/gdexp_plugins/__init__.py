@@ -1,40 +1,24 @@
 """Hydra instantiates plugins only from the `hydra_plugins` namespace package.
 
 gdexp's sweepers and launchers live in gdexp/hydra/sweepers/ and
-gdexp/hydra/launchers/; these subclasses are where Hydra looks for them
-(conf: hydra/sweeper=gdexp, hydra/launcher=gdexp, and the named sweeps' choices).
+gdexp/hydra/launchers/; the classes here are where Hydra looks for them (conf:
+hydra/sweeper=gdexp, hydra/launcher=gdexp, and the named sweeps' choices). Each
+imports its implementation only when Hydra builds it: Hydra imports this module
+for every command (its plugin scan), and the implementations bring MLflow's and
+pandas' import costs, and for Ray and submitit an extra that may be missing.
 """
 from hydra.plugins.launcher import Launcher
-
-from gdexp.hydra.launchers import batched as _batched
-from gdexp.hydra.sweepers import grid as _grid
-from gdexp.hydra.sweepers import lr_find as _lr_find
-from gdexp.hydra.sweepers import optuna as _optuna
+from hydra.plugins.sweeper import Sweeper
 
 
-class GridSweeper(_grid.GridSweeper):
-    """gdexp.hydra.sweepers.grid.GridSweeper (hydra/sweeper=gdexp)."""
+class _Lazy:
+    """A plugin whose implementation (`_impl`, "module:Class") is imported when Hydra builds it.
 
+    Not itself a plugin class, so Hydra's plugin listing (--info) does not show it.
+    """
 
-class BatchedLauncher(_batched.BatchedLauncher):
-    """gdexp.hydra.launchers.batched.BatchedLauncher (hydra/launcher=gdexp)."""
-
-
-class LrFindSweeper(_lr_find.LrFindSweeper):
-    """gdexp.hydra.sweepers.lr_find.LrFindSweeper (hydra/sweeper=lr_find)."""
-
-
-class OptunaSweeper(_optuna.OptunaSweeper):
-    """gdexp.hydra.sweepers.optuna.OptunaSweeper (hydra/sweeper=optuna)."""
-
-
-class _LazyLauncher:
-    """A gdexp launcher over an optional plugin (Ray, submitit), imported only when used:
-    without the extra, Hydra's scan of this package must still succeed. Not itself a
-    Launcher, so Hydra's plugin listing (--info) does not show it."""
-
-    _impl: str   # module:class
-    _extra: str  # gdexp's extra that installs the plugin
+    _impl: str
+    _extra: str | None = None  # gdexp's extra that installs what the implementation needs
 
     def __init__(self, **config) -> None:
         import importlib
@@ -43,15 +27,51 @@ class _LazyLauncher:
         try:
             implementation = getattr(importlib.import_module(module), name)
         except ImportError as exc:
-            raise ImportError(f"hydra/launcher needs the {self._extra} extra ({exc}): "
+            if self._extra is None:
+                raise
+            raise ImportError(f"this launcher needs the {self._extra} extra ({exc}): "
                               f"pip install 'gdexp[{self._extra}]'") from exc
-        self._launcher = implementation(**config)
+        self._plugin = implementation(**config)
 
     def setup(self, **kwargs) -> None:
-        self._launcher.setup(**kwargs)
+        self._plugin.setup(**kwargs)
 
+    def __getattr__(self, name: str):
+        return getattr(self.__dict__["_plugin"], name)
+
+
+class _LazySweeper(_Lazy):
+    def sweep(self, arguments):
+        return self._plugin.sweep(arguments)
+
+
+class _LazyLauncher(_Lazy):
     def launch(self, job_overrides, initial_job_idx):
-        return self._launcher.launch(job_overrides, initial_job_idx)
+        return self._plugin.launch(job_overrides, initial_job_idx)
+
+
+class GridSweeper(_LazySweeper, Sweeper):
+    """gdexp.hydra.sweepers.grid.GridSweeper (hydra/sweeper=gdexp)."""
+
+    _impl = "gdexp.hydra.sweepers.grid:GridSweeper"
+
+
+class LrFindSweeper(_LazySweeper, Sweeper):
+    """gdexp.hydra.sweepers.lr_find.LrFindSweeper (hydra/sweeper=lr_find)."""
+
+    _impl = "gdexp.hydra.sweepers.lr_find:LrFindSweeper"
+
+
+class OptunaSweeper(_LazySweeper, Sweeper):
+    """gdexp.hydra.sweepers.optuna.OptunaSweeper (hydra/sweeper=optuna)."""
+
+    _impl = "gdexp.hydra.sweepers.optuna:OptunaSweeper"
+
+
+class BatchedLauncher(_LazyLauncher, Launcher):
+    """gdexp.hydra.launchers.batched.BatchedLauncher (hydra/launcher=gdexp)."""
+
+    _impl = "gdexp.hydra.launchers.batched:BatchedLauncher"
 
 
 class RayLauncher(_LazyLauncher, Launcher):
