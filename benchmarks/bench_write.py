@@ -17,8 +17,8 @@ this one run, the methods interleaved so that load on the machine hits all alike
                tables: their keys and indexes (metrics has three) are what any
                writer of MLflow's schema pays;
   client       MlflowClient create_run / log_batch / set_terminated per run
-               (gdexp.bulk_store.write_runs_via_client);
-  fast         gdexp.bulk_store.write_runs (fence check included);
+               (gdexp.tracking.bulk_store.write_runs_via_client);
+  fast         gdexp.tracking.bulk_store.write_runs (fence check included);
   prepare      of which the Python work (validation, NaN/inf, dedup, latest values).
 Each method writes into a fresh copy of one migrated store (made before timing).
 """
@@ -40,8 +40,8 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # tests/pg_server.py: the throwaway PostgreSQL
 
-from gdexp import bulk_store  # noqa: E402
-from gdexp.bulk_store import RunRecord  # noqa: E402
+from gdexp.tracking import bulk_store  # noqa: E402
+from gdexp.tracking.bulk_store import RunRecord  # noqa: E402
 
 CURVE_POINTS = 775
 STEPS = 10_000

@@ -29,7 +29,7 @@ import numpy as np
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gdexp.bulk_store import RunRecord, write_runs  # noqa: E402
+from gdexp.tracking.bulk_store import RunRecord, write_runs  # noqa: E402
 from gdexp.core.sampling import sample_steps  # noqa: E402
 
 UI_MAX_RESULTS = 320  # maxResults in MLflow 3.17's chart code

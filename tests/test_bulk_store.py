@@ -1,4 +1,4 @@
-"""gdexp.bulk_store: runs written by the fast path read back exactly as runs written by MlflowClient.
+"""gdexp.tracking.bulk_store: runs written by the fast path read back exactly as runs written by MlflowClient.
 
 Every equivalence test writes the same RunRecords twice, into two copies of one
 store: once with `write_runs` (SQL below MLflow's API), once with
@@ -29,8 +29,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gdexp import bulk_store
-from gdexp.bulk_store import RunRecord, fast_path_available, write_runs, write_runs_via_client
+from gdexp.tracking import bulk_store
+from gdexp.tracking.bulk_store import RunRecord, fast_path_available, write_runs, write_runs_via_client
 
 T0 = 1_700_000_000_000  # ms: explicit times, so both paths store the same ones
 
@@ -389,8 +389,8 @@ def test_a_process_killed_mid_write_leaves_no_run(sqlite_pair, tmp_path):
     exp = MlflowClient(tracking_uri=uri).create_experiment("e")
     script = textwrap.dedent(f"""
         import os, signal
-        from gdexp import bulk_store
-        from gdexp.bulk_store import RunRecord
+        from gdexp.tracking import bulk_store
+        from gdexp.tracking.bulk_store import RunRecord
         bulk_store._CHUNK_POINTS = 50
         flush, calls = bulk_store._flush, []
         def dying_flush(*args):
@@ -403,7 +403,7 @@ def test_a_process_killed_mid_write_leaves_no_run(sqlite_pair, tmp_path):
                    for i in range(5)]
         bulk_store.write_runs({uri!r}, records)
     """)
-    env = {**os.environ, "PYTHONPATH": str(Path(bulk_store.__file__).parents[1])}
+    env = {**os.environ, "PYTHONPATH": str(Path(bulk_store.__file__).parents[2])}
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == -signal.SIGKILL, done.stderr
     assert Path(uri[len("sqlite:///"):] + "-journal").exists()  # the transaction was open when it died
