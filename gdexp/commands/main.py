@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> None:
     if "--help" in argv or "-h" in argv:
         from gdexp.commands.help import help_text
 
-        print(help_text())
+        print(help_text(SUBCOMMANDS))
         return
     run_hydra(argv)
 

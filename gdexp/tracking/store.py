@@ -59,6 +59,14 @@ def client(uri: str):
     return cl
 
 
+def store_error() -> type[Exception]:
+    """MLflow's exception class (MlflowException), for the layers above that catch what the
+    store refuses without importing MLflow themselves."""
+    from mlflow.exceptions import MlflowException
+
+    return MlflowException
+
+
 def unreachable(exc: BaseException) -> bool:
     """Whether `exc` means the store could not be reached (after the client's retries).
 
