@@ -112,7 +112,8 @@ def switches(target) -> tuple[str, ...]:
     return tuple(name for name in schema(target) if _base(hints(target).get(name)) is bool)
 
 
-def check_section(prefix: str, target, values: dict, label: str | None = None) -> dict:
+def check_section(prefix: str, target, values: dict, label: str | None = None, *,
+                  extra: tuple[str, ...] = (), supplied: tuple[str, ...] = ()) -> dict:
     """Check a config section's keys and values against `target`'s signature.
 
     Args:
@@ -120,6 +121,10 @@ def check_section(prefix: str, target, values: dict, label: str | None = None) -
         target: the factory, function or class the section configures.
         values: the section without the reserved keys.
         label: how messages name the target (default: its __name__).
+        extra: keys the section may hold that are gdexp's, not the target's (checked by
+            the caller, left out of `values`): listed among the valid keys.
+        supplied: keyword arguments of the target that gdexp passes itself (a
+            schedule's ``maxiter``): not config keys, so neither listed nor required.
 
     Returns:
         The values coerced to their annotated types (ints to floats where a float
@@ -129,11 +134,12 @@ def check_section(prefix: str, target, values: dict, label: str | None = None) -
         ConfigError: an unknown key (listing the valid ones), a missing required
             key, or a value of the wrong type or outside its range.
     """
-    params, types = schema(target), hints(target)
+    params = {k: p for k, p in schema(target).items() if k not in supplied}
+    types = hints(target)
     name = label or getattr(target, "__name__", str(target))
     for key, value in values.items():
         if key not in params and not accepts_any(target):
-            valid = ", ".join(params) or "none"
+            valid = ", ".join([*params, *extra]) or "none"
             raise ConfigError(f"{prefix}.{key}", value, f"not a key of {prefix} {name}; valid keys: {valid}")
     for key, p in params.items():
         if key not in values and p.default is inspect.Parameter.empty:
