@@ -59,14 +59,6 @@ def client(uri: str):
     return cl
 
 
-def store_error() -> type[Exception]:
-    """MLflow's exception class (MlflowException), for the layers above that catch what the
-    store refuses without importing MLflow themselves."""
-    from mlflow.exceptions import MlflowException
-
-    return MlflowException
-
-
 def unreachable(exc: BaseException) -> bool:
     """Whether `exc` means the store could not be reached (after the client's retries).
 
@@ -167,3 +159,11 @@ def where_to_look(uri: str, experiment_id: str, run_id: str, single: bool = Fals
     return (f"Runs are in {uri}, {'run' if single else 'sweep'} {run_id}.\n"
             f"Open the MLflow UI: {how}\n"
             f"  then {base}/#/experiments/{experiment_id}/{page}")
+
+
+def store_error() -> type[Exception]:
+    """MLflow's exception class (MlflowException), for the layers above that catch what the
+    store refuses without importing MLflow themselves."""
+    from mlflow.exceptions import MlflowException
+
+    return MlflowException
