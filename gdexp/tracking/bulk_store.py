@@ -30,6 +30,7 @@ errors (a bad metric name, an unknown experiment) also roll everything back.
 mlflow and sqlalchemy are imported inside the functions: importing this module
 costs nothing.
 """
+# Kept whole (over ~300 lines): one fence (TESTED_REVISION) guards every statement below MLflow's API.
 from __future__ import annotations
 
 import math
