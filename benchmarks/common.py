@@ -31,7 +31,7 @@ def floor_write(uri: str, specs, trajectories, curve_points: int = 1000, with_st
     from mlflow import MlflowClient
     from mlflow.entities import Metric, Param, RunTag
 
-    from gdexp import tracking
+    from gdexp.tracking import content
     from gdexp.core.sampling import sample_steps
 
     t0 = time.perf_counter()
@@ -45,10 +45,10 @@ def floor_write(uri: str, specs, trajectories, curve_points: int = 1000, with_st
         steps = sample_steps(traj.loss, curve_points, keep)
         metrics = [Metric(n, float(c[s]), 0, int(s)) for n, c in (("loss", traj.loss), ("grad_norm", traj.grad_norm))
                    for s in steps]
-        metrics += [Metric(k, v, 0, 0) for k, v in tracking.summary_metrics(spec, traj).items()]
+        metrics += [Metric(k, v, 0, 0) for k, v in content.summary_metrics(spec, traj).items()]
         cl.log_batch(run.info.run_id, metrics=metrics,
-                     params=[Param(k, v) for k, v in tracking.flatten(spec.config).items()],
-                     tags=[RunTag(k, v) for k, v in tracking.status_tags(traj).items()])
+                     params=[Param(k, v) for k, v in content.flatten(spec.config).items()],
+                     tags=[RunTag(k, v) for k, v in content.status_tags(traj).items()])
         cl.set_terminated(run.info.run_id)
     return time.perf_counter() - t0
 
