@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -197,7 +198,7 @@ def test_importing_a_layer_loads_no_framework_above_it(name):
         f"print(json.dumps([names, [m for m in {list(NOT_LOADED[name])!r} if m in sys.modules]]))\n"
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
-                          env={**__import__("os").environ, "PYTHONPATH": str(PACKAGE.parent)})
+                          env={**os.environ, "PYTHONPATH": str(PACKAGE.parent)})
     assert done.returncode == 0, done.stderr
     names, loaded = json.loads(done.stdout.splitlines()[-1])
     expected = sorted(n for n in MODULES if layer(n) == name and n != f"gdexp.{name}")

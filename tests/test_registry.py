@@ -51,7 +51,7 @@ def target_of(group: str, node: dict):
 def test_the_tables_are_not_empty():
     """So that the table-driven tests below cannot pass on nothing."""
     assert {g for g, _, _ in BUILT_IN} == set(REGISTRIES)
-    assert len(BUILT_IN) == sum(len(r) for r in REGISTRIES.values()) == 10 + 6 + 7
+    assert len(BUILT_IN) == sum(len(r) for r in REGISTRIES.values()) and all(REGISTRIES.values())
 
 
 @pytest.mark.parametrize("group", sorted(REGISTRIES))
