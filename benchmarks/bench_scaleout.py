@@ -42,7 +42,7 @@ def per_point(uri: str, runs: int = 20, points: int = 1000, calls: int = 2) -> f
     """Seconds per metric point of log_batch on `uri` (median over runs, `calls` batches each)."""
     from mlflow.entities import Metric
 
-    from gdexp import tracking
+    from gdexp.tracking import store as tracking  # client, experiment_id
 
     cl = tracking.client(uri)
     exp = tracking.experiment_id(cl, f"bench-{time.time_ns()}")

@@ -2,17 +2,20 @@
 
 Both go through the same code as the command line, so the runs they record
 are the ones `gdexp ...` records: same params, metrics, tags, artifacts,
-parent run and summary. Bad input raises ConfigError (one line, no run made)
-instead of exiting.
+run names, parent run and summary (tests/test_api.py compares the stores).
+Bad input raises ConfigError (one line, no run made) instead of exiting.
 """
 from __future__ import annotations
 
 from contextlib import contextmanager
-from pathlib import Path
 
 import pandas as pd
 
 from gdexp.core.errors import ConfigError, InvalidInputExit
+
+# Hydra's logging set-up is left out of a run from Python: it would take over the
+# notebook's root logger and write a .hydra/ folder per call. The store is the same.
+_QUIET = ("hydra.output_subdir=null", "hydra/job_logging=none", "hydra/hydra_logging=none")
 
 
 def run(overrides: list[str] | tuple[str, ...] = ()) -> dict:
@@ -22,12 +25,14 @@ def run(overrides: list[str] | tuple[str, ...] = ()) -> dict:
         overrides: Hydra overrides, e.g. ``["loss=quadratic", "optimizer.lr=0.01"]``.
 
     Returns:
-        The run's row: run_id, run_name, status, final_loss, best_loss, iterations,
-        diverged_step, lr, ... and every param under its dotted key (MLflow's strings).
+        The run's row (gdexp.tracking.content.run_row): run_id, run_name, status,
+        final_loss, best_loss, iterations, diverged_step, lr, ... and every param
+        under its dotted key (MLflow's strings).
 
     Raises:
-        ConfigError: bad input (nothing recorded).
-        RuntimeError: the run failed, or the store did not take it (it is kept on disk).
+        ConfigError: bad input (one line ``KEY=VALUE: reason``; nothing recorded).
+        RuntimeError: the run failed, or the store did not take it (it is kept on
+            disk: ``gdexp resume``), or the overrides made no run (``-m``: use sweep).
 
     >>> row = run(["loss=booth", "optimizer.lr=0.05"])  # doctest: +SKIP
     >>> row["status"], round(row["final_loss"], 12)      # doctest: +SKIP
@@ -36,9 +41,13 @@ def run(overrides: list[str] | tuple[str, ...] = ()) -> dict:
     from gdexp.commands.main import run_hydra
     from gdexp.hydra.task import last_row
 
+    last_row()  # a row left by an earlier call is not this run's
     with _as_api():
-        run_hydra([*overrides, "hydra.output_subdir=null", "hydra/job_logging=none", "hydra/hydra_logging=none"])
-    return last_row()
+        run_hydra([*overrides, *_QUIET])
+    row = last_row()
+    if row is None:
+        raise RuntimeError(f"gdexp.run({list(overrides)!r}) made no run (for a sweep, use gdexp.sweep)")
+    return row
 
 
 def sweep(overrides: list[str] | tuple[str, ...] = ()) -> pd.DataFrame:
@@ -46,31 +55,34 @@ def sweep(overrides: list[str] | tuple[str, ...] = ()) -> pd.DataFrame:
 
     A named sweep works too: ``sweep(["+sweep=lr_grid", "stopping.maxiter=500"])``.
 
+    Args:
+        overrides: Hydra overrides; comma lists and grids (``optimizer.lr='logspace(1e-4,1,13)'``)
+            make the sweep's jobs, as on the command line.
+
     Returns:
         One typed row per run of the sweep (gdexp.tracking.reader.load_runs' columns),
         read back from the store the sweep wrote to.
 
     Raises:
-        ConfigError: bad input (nothing recorded).
+        ConfigError: bad input (one line ``KEY=VALUE: reason``; nothing recorded).
         RuntimeError: runs failed or were kept on disk; the message says which.
+
+    >>> table = sweep(["loss=booth", "optimizer.lr=0.01,0.1"])  # doctest: +SKIP
+    >>> table[["run_name", "status"]].values.tolist()             # doctest: +SKIP
+    [['booth-gd-lr=0.1', 'converged'], ['booth-gd-lr=0.01', 'max_iters']]
     """
     from gdexp.commands.main import run_hydra
-    from gdexp.tracking import TAG
+    from gdexp.tracking.parent_run import last_sweep
     from gdexp.tracking.reader import load_runs
-    from gdexp.tracking.store import client, resolve_uri
 
-    folder = Path("multirun") / f"api-{pd.Timestamp.now().strftime('%Y%m%d-%H%M%S-%f')}"
-    argv = ["-m", *overrides]
-    if not any(o.lstrip("+").startswith("hydra.sweep.dir=") for o in overrides):
-        argv.append(f"hydra.sweep.dir={folder}")
+    last_sweep()  # a sweep left by an earlier call is not this one
     with _as_api():
-        run_hydra(argv)
-    uri = resolve_uri(_configured_uri(overrides))
-    cl = client(uri)
-    ids = [e.experiment_id for e in cl.search_experiments()]
-    wanted = str(Path(_sweep_dir(overrides) or folder).resolve())
-    parents = cl.search_runs(ids, f"tags.`{TAG}sweep_dir` = '{wanted}'", order_by=["attributes.start_time DESC"])
-    return load_runs(sweep=parents[0].info.run_id, tracking_uri=uri)
+        run_hydra(["-m", *overrides])
+    opened = last_sweep()
+    if opened is None:
+        raise RuntimeError(f"gdexp.sweep({list(overrides)!r}) ran no sweep")
+    parent_id, uri = opened
+    return load_runs(sweep=parent_id, tracking_uri=uri)
 
 
 @contextmanager
@@ -79,23 +91,26 @@ def _as_api():
     try:
         yield
     except InvalidInputExit as exc:
-        error = exc.error
-        raise (error if isinstance(error, ConfigError) else ConfigError("input", str(error), "refused")) from None
+        raise _config_error(exc.error) from None
     except SystemExit as exc:
         if exc.code in (0, None):
             return
         raise RuntimeError(exc.code if isinstance(exc.code, str) else f"gdexp exited with status {exc.code}") from None
 
 
-def _configured_uri(overrides) -> str | None:
-    for o in overrides:
-        if o.startswith("tracking.uri="):
-            return o.partition("=")[2]
-    return None
+def _config_error(error) -> ConfigError:
+    """The ConfigError of a refusal; one of Hydra's, already a line ``KEY=VALUE: reason``, keeps its text.
 
-
-def _sweep_dir(overrides) -> str | None:
-    for o in overrides:
-        if o.lstrip("+").startswith("hydra.sweep.dir="):
-            return o.partition("=")[2]
-    return None
+    >>> str(_config_error("loss='nope': no such option; options: beale, booth"))
+    "loss='nope': no such option; options: beale, booth"
+    >>> _config_error("loss='nope': no such option").key
+    'loss'
+    """
+    if isinstance(error, ConfigError):
+        return error
+    line = str(error)
+    key, eq, rest = line.partition("=")
+    value, colon, reason = rest.partition(": ")
+    out = ConfigError(key, value, reason) if eq and colon else ConfigError("input", None, line)
+    out.args = (line,)  # the text the command prints, unquoted
+    return out

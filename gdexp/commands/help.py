@@ -23,9 +23,12 @@ Choose an option with GROUP=OPTION, set a key with GROUP.KEY=VALUE.
 Invalid input: one line `gdexp: error: KEY=VALUE: reason`, exit status 2, no run created."""
 
 
-def help_text() -> str:
-    """The whole help: usage, the config groups with their options and keys, sweeps, commands."""
-    from gdexp.commands.main import SUBCOMMANDS
+def help_text(commands: dict[str, tuple[str, str]]) -> str:
+    """The whole help: usage, the config groups with their options and keys, sweeps, commands.
+
+    Args:
+        commands: the other commands, name -> (module, what it does) (gdexp.commands.main.SUBCOMMANDS).
+    """
     from gdexp.hydra.named_sweeps import describe
 
     parts = [_USAGE, "", "== Config groups (GROUP=OPTION; default first) =="]
@@ -34,7 +37,7 @@ def help_text() -> str:
     parts += ["", "== Named sweeps (gdexp +sweep=NAME) =="]
     parts += [f"  gdexp +sweep={name:<16} {line}" for name, line in describe()]
     parts += ["", "== Other commands =="]
-    parts += [f"  gdexp {name + ' --help':<16} {what}" for name, (_, what) in SUBCOMMANDS.items()]
+    parts += [f"  gdexp {name + ' --help':<16} {what}" for name, (_, what) in commands.items()]
     return "\n".join(parts)
 
 

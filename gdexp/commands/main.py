@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> None:
     if "--help" in argv or "-h" in argv:
         from gdexp.commands.help import help_text
 
-        print(help_text())
+        print(help_text(SUBCOMMANDS))
         return
     run_hydra(argv)
 
@@ -121,7 +121,8 @@ def hydra_error(exc: BaseException, argv: list[str]) -> str | None:
     key = override.group(1) if override else None
     if key is not None:
         value = given.get(key, given.get(f"+{key}"))
-        if "not in struct" in text or "Could not override" in text and "is not in" in text:
+        # a dict node says "Key 'k' is not in struct", a schema's dataclass "Key 'k' not in 'StoppingConfig'"
+        if "not in struct" in text or "Could not override" in text and re.search(r"Key '[^']+' (is )?not in", text):
             return str(ConfigError(key, value, f"not a config key; {_valid_keys(key, given)}"))
         validation = re.search(r"Value '([^']*)' (?:of type '\w+' )?could not be converted to (\w+)", text)
         if validation:
@@ -155,11 +156,14 @@ def _valid_keys(key: str, given: dict[str, str]) -> str:
     if section in fixed:
         return f"valid keys{' of ' + section if section else ''}: {', '.join(fixed[section])}"
     defaults = yaml.safe_load((conf_dir() / "config.yaml").read_text())["defaults"]
-    option = given.get(section) or next((d[section] for d in defaults if isinstance(d, dict) and section in d), None)
-    path = conf_dir() / section / f"{option}.yaml"
-    if option and path.is_file():
-        keys = [k for k in OmegaConf.load(path) if k != "_target_"]
-        return f"valid keys of {section}={option}: {', '.join(keys)}"
+    chosen = given.get(section) or next((d[section] for d in defaults if isinstance(d, dict) and section in d), None)
+    # A sweep over options (optimizer=gd,adam, or choice(gd,adam)): the first one without the key.
+    options = re.sub(r"^\w+\((.*)\)$", r"\1", str(chosen or "")).split(",")
+    for option in (o.strip() for o in options):
+        path = conf_dir() / section / f"{option}.yaml"
+        keys = [k for k in OmegaConf.load(path) if k != "_target_"] if option and path.is_file() else None
+        if keys is not None and key.rsplit(".", 1)[-1] not in keys:
+            return f"valid keys of {section}={option}: {', '.join(keys) or 'none'}"
     return "see `gdexp --cfg job` for the valid keys"
 
 
@@ -176,3 +180,7 @@ def _literal(text: str):
 def _article(kind: str) -> str:
     words = {"Integer": "an integer", "Float": "a number", "Boolean": "true or false", "String": "a string"}
     return words.get(kind, kind)
+
+
+if __name__ == "__main__":  # python -m gdexp.commands.main, as the console script
+    main()

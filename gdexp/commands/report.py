@@ -65,14 +65,13 @@ def compare_main(argv: list[str]) -> int:
 
 
 def _report(experiment: str | None, sweeps: list[str] | None, args, prog: str) -> int:
-    from mlflow.exceptions import MlflowException
-
     from gdexp.report.build import build_report
     from gdexp.report.select import select, started
+    from gdexp.tracking.store import store_error
 
     try:
         sel = select(experiment, sweeps, args.tracking_uri)
-    except (LookupError, MlflowException) as exc:
+    except (LookupError, store_error()) as exc:
         print(f"{prog}: error: {_message(exc)}", file=sys.stderr)
         return 2
     if sel.runs.empty:

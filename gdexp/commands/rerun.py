@@ -33,9 +33,8 @@ def main(argv: list[str]) -> int:
         print("gdexp rerun: error: give RUN_ID..., or --sweep PARENT_RUN_ID, or --experiment NAME",
               file=sys.stderr)
         return 2
-    from mlflow.exceptions import MlflowException
-
     from gdexp.tracking.reader import load_runs
+    from gdexp.tracking.store import store_error
 
     try:
         if args.run_ids:
@@ -43,7 +42,7 @@ def main(argv: list[str]) -> int:
         else:
             table = load_runs(experiment=args.experiment, sweep=args.sweep, tracking_uri=args.tracking_uri)
             runs = table.to_dict("records")
-    except (LookupError, MlflowException) as exc:
+    except (LookupError, store_error()) as exc:
         print(f"gdexp rerun: error: {getattr(exc, 'message', None) or exc}", file=sys.stderr)
         return 2
     if not runs:

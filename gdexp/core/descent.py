@@ -20,6 +20,7 @@ Per step t = 0, 1, ... of each run (step 0 is the start):
 5. otherwise the update: the schedule sets the rate (and cycled momentum) of
    update t + 1 (gdexp.core.schedules), then x_{t+1} = x_t + update.
 """
+# Kept whole (over ~300 lines): the fast loop's named steps beside descend_reference, their spec.
 from __future__ import annotations
 
 from dataclasses import dataclass

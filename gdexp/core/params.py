@@ -112,7 +112,8 @@ def switches(target) -> tuple[str, ...]:
     return tuple(name for name in schema(target) if _base(hints(target).get(name)) is bool)
 
 
-def check_section(prefix: str, target, values: dict, label: str | None = None) -> dict:
+def check_section(prefix: str, target, values: dict, label: str | None = None, *,
+                  extra: tuple[str, ...] = (), supplied: tuple[str, ...] = ()) -> dict:
     """Check a config section's keys and values against `target`'s signature.
 
     Args:
@@ -120,6 +121,10 @@ def check_section(prefix: str, target, values: dict, label: str | None = None) -
         target: the factory, function or class the section configures.
         values: the section without the reserved keys.
         label: how messages name the target (default: its __name__).
+        extra: keys the section may hold that are gdexp's, not the target's (checked by
+            the caller, left out of `values`): listed among the valid keys.
+        supplied: keyword arguments of the target that gdexp passes itself (a
+            schedule's ``maxiter``): not config keys, so neither listed nor required.
 
     Returns:
         The values coerced to their annotated types (ints to floats where a float
@@ -129,11 +134,12 @@ def check_section(prefix: str, target, values: dict, label: str | None = None) -
         ConfigError: an unknown key (listing the valid ones), a missing required
             key, or a value of the wrong type or outside its range.
     """
-    params, types = schema(target), hints(target)
+    params = {k: p for k, p in schema(target).items() if k not in supplied}
+    types = hints(target)
     name = label or getattr(target, "__name__", str(target))
     for key, value in values.items():
         if key not in params and not accepts_any(target):
-            valid = ", ".join(params) or "none"
+            valid = ", ".join([*params, *extra]) or "none"
             raise ConfigError(f"{prefix}.{key}", value, f"not a key of {prefix} {name}; valid keys: {valid}")
     for key, p in params.items():
         if key not in values and p.default is inspect.Parameter.empty:
@@ -175,20 +181,37 @@ def check_array(key: str, value, annotation) -> np.ndarray:
     ...
     gdexp.core.errors.ConfigError: optimizer.lr=-1.0: must be finite and > 0 (row 1)
     """
+    arr = as_rows(key, value)
+    _, extras = _unwrap(annotation)
+    for rule in (e for e in extras if isinstance(e, Range)):
+        refuse_rows(key, value, ~rule.ok(arr), rule.describe())
+    return arr
+
+
+def as_rows(key: str, value) -> np.ndarray:
+    """A number or a (B,) array of numbers (one per row) as float64; ConfigError naming `key` otherwise."""
     try:
         arr = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
         arr = None
     if arr is None or arr.ndim > 1 or arr.size == 0:
         raise ConfigError(key, value, "must be a number or a (B,) array of numbers")
-    _, extras = _unwrap(annotation)
-    for rule in (e for e in extras if isinstance(e, Range)):
-        bad = np.flatnonzero(~rule.ok(arr))
-        if bad.size and arr.ndim:
-            raise ConfigError(key, arr[bad[0]].item(), f"{rule.describe()} (row {bad[0]})")
-        if bad.size:
-            raise ConfigError(key, value, rule.describe())
     return arr
+
+
+def refuse_rows(key: str, value, bad, reason: str) -> None:
+    """Raise ConfigError for the first row where `bad` (a scalar or (B,) mask) holds, showing
+    `value` there as it was given.
+
+    >>> refuse_rows("schedule.gamma", [0.5, 2.0], np.array([False, True]), "must be < 1")
+    Traceback (most recent call last):
+    ...
+    gdexp.core.errors.ConfigError: schedule.gamma=2.0: must be < 1 (row 1)
+    """
+    if np.any(bad):
+        first = int(np.flatnonzero(bad)[0]) if np.ndim(bad) else 0
+        shown = np.asarray(value)[first].item() if np.ndim(value) else value
+        raise ConfigError(key, shown, reason + (f" (row {first})" if np.ndim(bad) else ""))
 
 
 _UnionType = type(int | None)

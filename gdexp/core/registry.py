@@ -18,6 +18,9 @@ from gdexp.core.errors import ConfigError
 from gdexp.core.params import RESERVED, check_section
 from gdexp.core.targets import is_gdexp_target, resolve
 
+# Keyword arguments gdexp passes to a section's target itself, never set in the section, and why.
+SUPPLIED = {"schedule": {"maxiter": "is the run's budget: set stopping.maxiter"}}
+
 
 @dataclass(frozen=True)
 class Section:
@@ -58,12 +61,14 @@ def section(prefix: str, node: dict, reserved: tuple[str, ...] = (), search_dir:
 
     Args:
         reserved: keys of the section that are gdexp's, not the target's (left out of
-            the check; the caller checks them), e.g. the loss's ``batch_size``.
+            the check, the caller checks them; listed among the valid keys), e.g. the
+            loss's ``batch_size``.
         search_dir: the folder gdexp was started in, where a user's module is found.
 
     Raises:
         ConfigError: a missing or bad ``_target_``, an unknown key (listing the
-            valid ones), a value of the wrong type or range.
+            valid ones), a key gdexp supplies itself (SUPPLIED), a value of the wrong
+            type or range.
     """
     if not isinstance(node, dict) or not node.get("_target_") or node.get("_target_") == "???":
         raise ConfigError(f"{prefix}._target_", None if not isinstance(node, dict) else node.get("_target_"),
@@ -79,7 +84,12 @@ def section(prefix: str, node: dict, reserved: tuple[str, ...] = (), search_dir:
     given = {k: v for k, v in node.items() if k not in (*RESERVED, *reserved)}
     if prefix == "loss" and not is_gdexp_target(path):
         return _UserLoss(path, target, given, name, folder)  # checked by user_loss when built
-    return Section(path, target, check_section(prefix, target, given, label), name, folder)
+    supplied = SUPPLIED.get(prefix, {})
+    for key, reason in supplied.items():
+        if key in given:
+            raise ConfigError(f"{prefix}.{key}", given[key], reason)
+    checked = check_section(prefix, target, given, label, extra=reserved, supplied=tuple(supplied))
+    return Section(path, target, checked, name, folder)
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ Every numeric value is a scalar or a (B,) array, so runs that differ only in
 schedule values share a batch; the schedule's name, `milestones`' length,
 `cycle_momentum` and `anneal_strategy` are batch-wide.
 """
+# Kept whole (over ~300 lines): every schedule beside the others and their row-wise checks, as in optax.
 from __future__ import annotations
 
 import inspect
@@ -34,6 +35,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 
 from gdexp.core.errors import ConfigError
+from gdexp.core.params import as_rows, refuse_rows
 
 __all__ = [
     "SCHEDULES", "Schedule", "make_schedule",
@@ -75,19 +77,10 @@ def _number(key: str, value, ok: Callable[[np.ndarray], np.ndarray], reason: str
     key = f"{group}.{key}"
     if isinstance(value, (bool, np.bool_)):
         raise ConfigError(key, value, "must be a number or a (B,) array of numbers")
-    try:
-        arr = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        arr = None
-    if arr is None or arr.ndim > 1 or arr.size == 0:
-        raise ConfigError(key, value, "must be a number or a (B,) array of numbers")
+    arr = as_rows(key, value)
     if integer:
         ok, reason = (lambda v, ok=ok: ok(v) & (v == np.floor(v))), f"must be an integer {reason}"
-    bad = np.flatnonzero(~ok(arr))  # NaN fails every comparison, so it is rejected too
-    if bad.size and arr.ndim:
-        raise ConfigError(key, _shown(value, bad[0]), f"{reason} (row {bad[0]})")
-    if bad.size:
-        raise ConfigError(key, value, reason)
+    refuse_rows(key, value, ~ok(arr), reason)  # NaN fails every comparison, so it is refused too
     return arr
 
 
@@ -109,19 +102,6 @@ def _flag(key: str, value) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise ConfigError(f"schedule.{key}", value, "must be true or false, shared by the batch")
     return bool(value)
-
-
-def _shown(value, row: int):
-    """The value as the user wrote it: row `row` of a (B,) array, else the scalar itself."""
-    return np.asarray(value)[row].item() if np.ndim(value) else value
-
-
-def _rows_where(key: str, bad: np.ndarray, value, reason: str) -> None:
-    """Raises for the first row where `bad` (a scalar or (B,) mask) holds, showing `value` there."""
-    if np.any(bad):
-        first = int(np.flatnonzero(bad)[0]) if np.ndim(bad) else 0
-        where = f" (row {first})" if np.ndim(bad) else ""
-        raise ConfigError(f"schedule.{key}", _shown(value, first), reason + where)
 
 
 def _split(values: dict[str, np.ndarray]) -> tuple[State, State]:
@@ -277,7 +257,7 @@ def warmup_cosine(warmup: int = 100, start_factor: float = 0.01, eta_min: float 
     """
     horizon = _maxiter(maxiter, "warmup_cosine")
     steps = _count("warmup", warmup, 0)
-    _rows_where("warmup", steps >= horizon, warmup, "must be < stopping.maxiter")
+    refuse_rows("schedule.warmup", warmup, steps >= horizon, "must be < stopping.maxiter")
     values = {"warmup": steps, "maxiter": horizon, "eta_min": _eta_min(eta_min),
               "start_factor": _number("start_factor", start_factor, lambda v: (v > 0) & (v <= 1),
                                       "must be in (0, 1]")}
@@ -332,7 +312,7 @@ def onecycle(pct_start: float = 0.3, div_factor: float = 25.0, final_div_factor:
     total = _maxiter(maxiter, "onecycle")
     pct = _number("pct_start", pct_start, lambda v: (v > 0) & (v < 1), "must be in (0, 1)")
     # pct_start * maxiter - 1 is where torch's first phase ends; at <= 0 it has no update.
-    _rows_where("pct_start", pct * total <= 1, pct_start,
+    refuse_rows("schedule.pct_start", pct_start, pct * total <= 1,
                 "leaves the warm-up no update: need pct_start * maxiter > 1")
     if anneal_strategy not in ("cos", "linear"):
         raise ConfigError("schedule.anneal_strategy", anneal_strategy, "must be 'cos' or 'linear'")

@@ -107,8 +107,6 @@ def plan(config: dict, name_keys: tuple[str, ...] = (), search_dir: str | None =
     loss_section = registry.section("loss", node, reserved=LOSS_KEYS, search_dir=search_dir)
     optimizer = registry.section("optimizer", config.get("optimizer"))
     schedule = registry.section("schedule", config.get("schedule") or CONSTANT)
-    if "maxiter" in schedule.params:
-        raise ConfigError("schedule.maxiter", schedule.params["maxiter"], "is the run's budget: set stopping.maxiter")
     checked = dict(config)
     checked["loss"] = loss_section.config()
     if "batch_size" in node:

@@ -15,6 +15,7 @@ outside gdexp, and refuses a module the user did not name with
 Standard library only: the Hydra layer and the commands use it before any
 numpy work starts.
 """
+# Kept whole (over ~300 lines): importing a _target_, checking and trusting it walk one dotted path.
 from __future__ import annotations
 
 import difflib

@@ -14,17 +14,13 @@ import secrets
 import time
 
 from gdexp.core.errors import ConfigError
+# Deprecated in 0.2: the `budget` group is now `stopping` (gdexp.core.legacy holds the map).
+from gdexp.core.legacy import RENAMED, warn_renamed
 from gdexp.hydra.grids import expand
 
 # Groups whose options name different implementations, so their keys differ from option to option.
 TARGET_GROUPS = ("loss", "optimizer")
 
-# Deprecated in 0.2: the `budget` group is now `stopping`, with scipy's names. The old keys keep
-# working until 0.3, each with a one-line warning (the command line, gdexp.run/sweep, sweep files).
-RENAMED = {f"budget.{old}": f"stopping.{new}" for old, new in (
-    ("max_iters", "maxiter"), ("tol", "gtol"), ("patience", "patience"), ("min_delta", "min_delta"),
-    ("divergence_factor", "divergence_factor"))}
-_warned: set[str] = set()
 _FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn",
                      "--config-dir", "-cd", "--info", "-i", "--shell-completion", "-sc", "--experimental-rerun"}
 
@@ -63,16 +59,6 @@ def renamed(override: str) -> str:
                           + ", ".join(RENAMED.values()))
     warn_renamed(key)
     return f"{prefix.replace('+', '')}{RENAMED[key]}{eq}{value}"
-
-
-def warn_renamed(key: str) -> None:
-    """Say once per process that `key` is deprecated, and its new name."""
-    import sys
-
-    if key not in _warned:
-        _warned.add(key)
-        print(f"gdexp: warning: {key} is deprecated, use {RENAMED[key]} (the old name works until gdexp 0.3)",
-              file=sys.stderr)
 
 
 def is_multirun(argv: list[str]) -> bool:

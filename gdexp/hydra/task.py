@@ -58,9 +58,10 @@ def task(cfg: DictConfig) -> dict:
     return row
 
 
-def last_row() -> dict:
-    """The row of the last run the task recorded in this process (for gdexp.run)."""
-    return _last[0]
+def last_row() -> dict | None:
+    """The row of the last run the task recorded in this process, taken: None when no run was
+    recorded since the last call (for gdexp.run)."""
+    return _last.pop() if _last else None
 
 
 def job_store(spec: RunSpec) -> Store:

@@ -5,6 +5,7 @@ no global figure state), and saved without a Software stamp; built inside
 `style()`, a user's matplotlibrc cannot change them: the same runs give the
 same PNG bytes.
 """
+# Kept whole (over ~300 lines): the matplotlib set-up the figure modules share, beside the still figures.
 from __future__ import annotations
 
 from contextlib import contextmanager

@@ -8,6 +8,7 @@ name, lr, status and result, and carries its MLflow UI address: clicking it
 opens the run there (render.py's click handler reads a curve trace's `meta`, else
 the point's `customdata`).
 """
+# Kept whole (over ~300 lines): report.html's plotly figures and the hover and colour helpers they share.
 from __future__ import annotations
 
 import math

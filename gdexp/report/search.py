@@ -6,6 +6,7 @@ A sweep is recognised by what its parent run carries: lr_find's settings
 the MLflow store and named on the parent by the tags `gdexp.optuna.storage`
 (an RDB URL) and `gdexp.optuna.study`.
 """
+# Kept whole (over ~300 lines): the lr_find and Optuna sections, chosen by what a search's parent run carries.
 from __future__ import annotations
 
 import json

@@ -36,6 +36,7 @@ rate and the seed (repeats of one setting), and within a group by lr:
 optimizer=adam      1.0            1.0              NaN
   optimizer=gd      0.1            0.1              1.0
 """
+# Kept whole (over ~300 lines): the one implementation of groups, aggregates and answers, and its labels.
 from __future__ import annotations
 
 import json

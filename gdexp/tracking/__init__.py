@@ -8,6 +8,7 @@
 - env.py         what a sweep hands its jobs through the environment
 - guards.py      checks that turn silent run loss into one clear error
 - provenance.py  versions, platform and git state recorded on a sweep
+- bulk_store.py  a fast write path for finished runs into MLflow's SQL tables (fenced by schema revision)
 
 `import mlflow` costs most of a second: every module imports it inside the
 functions that need it, so `import gdexp.tracking` stays cheap.

@@ -23,6 +23,7 @@ from gdexp.tracking.store import client, experiment_id, forget_stores, resolve_u
 
 # On a parent run whose sweep left runs on disk (gdexp resume): how many.
 UNRECORDED_TAG = f"{TAG}unrecorded"
+_opened: list[tuple[str, str]] = []  # (parent run id, tracking URI) of the last sweep opened here (gdexp.sweep)
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,7 @@ def sweep_run(sweep: Sweep, rows: Callable[[], list[dict]]):
         **{f"{TAG}{k}": v for k, v in provenance().items()},
     }
     parent_id = cl.create_run(exp, run_name=sweep.name, tags=tags).info.run_id
+    _opened[:] = [(parent_id, uri)]
     values = {env.PARENT_RUN: parent_id, env.TRACKING_URI: uri, env.SWEEP_DIR: str(folder),
               env.START_DIR: os.getcwd()}
     with env.sweep_environment(values):
@@ -111,6 +113,12 @@ def sweep_run(sweep: Sweep, rows: Callable[[], list[dict]]):
     if counts["failed"]:
         sys.exit(f"gdexp: {int(counts['failed'])} of {int(counts['runs'])} runs failed "
                  "(their errors are above and on each run's gdexp.error tag)")
+
+
+def last_sweep() -> tuple[str, str] | None:
+    """(parent run id, tracking URI) of the last sweep this process opened, taken: None when no
+    sweep was opened since the last call (for gdexp.sweep)."""
+    return _opened.pop() if _opened else None
 
 
 def close(cl, parent_id: str, uri: str, table: pd.DataFrame) -> dict:

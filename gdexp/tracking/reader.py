@@ -74,8 +74,15 @@ def load_curve(run_id: str, tracking_uri: str | None = None,
             saves a look-up per run when reading many curves.
 
     Returns:
-        Columns step, loss, grad_norm, and x0..x{d-1} when the loss has at
-        most 10 parameters. A diverged run's last row is its divergence step.
+        Columns step, loss, grad_norm (gdexp.tracking.content.curve_table); lr under a
+        schedule; the measurements taken at some steps (val_loss, ..., NaN elsewhere);
+        then each parameter by its name (``x[0]``, ``x[1]``, ... or the loss's own
+        names, e.g. ``m``, ``b``) when the loss has few enough to track. A diverged
+        run's last row is its divergence step.
+
+    Raises:
+        FileNotFoundError: a run of a local store without curve.parquet.
+        mlflow.exceptions.MlflowException: no run with this id (or, remote, no curve.parquet).
     """
     with artifact_file(run_id, "curve.parquet", tracking_uri, artifact_uri) as path:
         return pd.read_parquet(path)

@@ -249,3 +249,11 @@ def where_to_look(uri: str, experiment_id: str, run_id: str, single: bool = Fals
     return (f"Runs are in {uri}, {'run' if single else 'sweep'} {run_id}.\n"
             f"Open the MLflow UI: {how}\n"
             f"  then {base}/#/experiments/{experiment_id}/{page}")
+
+
+def store_error() -> type[Exception]:
+    """MLflow's exception class (MlflowException), for the layers above that catch what the
+    store refuses without importing MLflow themselves."""
+    from mlflow.exceptions import MlflowException
+
+    return MlflowException

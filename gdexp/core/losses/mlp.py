@@ -8,6 +8,7 @@ Parameter layout: layer by layer, the weight ``W`` of shape ``(out, in)``
 (torch's ``nn.Linear.weight``) row-major, then the bias ``b`` of shape ``(out,)``:
 exactly ``torch.nn.utils.parameters_to_vector(model.parameters())``.
 """
+# Kept whole (over ~300 lines): one network: forward and backward in torch's order, and its checks.
 from __future__ import annotations
 
 import math

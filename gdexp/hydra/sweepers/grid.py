@@ -31,7 +31,8 @@ class GridSweeper(BasicSweeper):
     def sweep(self, arguments: List[str]) -> Any:
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
         try:
-            lines = [expand(x) for x in [*self._parse_config(), *arguments]]
+            params = [f"{k}={v}" for k, v in self.params.items()]  # hydra.sweeper.params, as BasicSweeper reads them
+            lines = [expand(x) for x in [*params, *arguments]]
             self.overrides = self.split_arguments(parser.parse_overrides(lines), self.max_batch_size)
             jobs = [job for batch in self.overrides for job in batch]
             comp = composer(self)
