@@ -1,200 +1,270 @@
-"""A sweep as a user finds it in the MLflow UI: `mlflow server` over a real store, in Chromium.
+"""Sweeps as a user finds them in the MLflow UI: `mlflow server` over a real store, in Chromium.
+
+One store, one server and one browser for the module: a sweep over two keys with its
+report attached, an MLP run on iris, and a run whose loss overflowed. Each test opens
+its own page (a fresh browser context: the UI keeps expanded rows and picked columns
+in localStorage) and compares what the page shows with what MLflow's client reads.
 
 Needs Debian's Chromium (`apt-get install -y chromium`) and the `playwright` package;
 skips, saying which is missing, without them. Never `playwright install`: that downloads
 a browser, and this machine has no internet. The selectors are MLflow 3.17 internals
-(AG Grid rows, the column picker), which is why pyproject pins mlflow to 3.17.
+(AG Grid rows, the column picker, the chart cards; tests/mlflow_pages.py holds the runs
+page's), which is why pyproject pins mlflow to 3.17. Screenshots of each step are left
+in each test's tmp_path.
 """
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
+import json
+import struct
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from mlflow import MlflowClient
+
+from cli_runner import run_cli, store_in
+from mlflow_pages import RunsTable, serve
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 UI_TIMEOUT_MS = 30_000  # a React app on a loaded 2-core CI machine; typical waits are < 3 s
-SERVER_START_S = 60     # /health answers after ~4 s on an idle machine
+
+# Two keys swept: lr 0.05 diverges where the top eigenvalue is 100 (past 2/100) and not
+# where it is 10. Three dimensions, not two: the report then draws no contours or
+# animations (~3 s, not ~10 s).
+SWEEP = ("-m", "loss=quadratic", "loss.eigenvalues=[1,10,10],[1,10,100]",
+         "optimizer.lr=0.001,0.01,0.05", "stopping.maxiter=200")
+WITH_DATA = ("loss=mlp", "loss.dataset=iris", "loss.hidden=[4]", "stopping.maxiter=20",
+             "tracking.experiment=with-data")
+# No divergence factor: the loss grows ~10^4-fold a step (|1 - lr*100|^2) until it
+# overflows to inf at step 77.
+BLOWUP = ("loss=quadratic", "optimizer.lr=1", "stopping.divergence_factor=inf",
+          "tracking.experiment=blowup")
 
 LR, STATUS = "optimizer.lr", "gdexp.status"
-LR_CELL, STATUS_CELL = f'[col-id="params.`{LR}`"]', f'[col-id="tags.`{STATUS}`"]'
+LR_PARAM, LR_METRIC = f'[col-id="params.`{LR}`"]', f'[col-id="metrics.`{LR}`"]'
+STATUS_CELL, DATASET_CELL = f'[col-id="tags.`{STATUS}`"]', '[col-id="attributes.`Dataset`"]'
 DIVERGED_QUERY = f"tags.`{STATUS}` = 'diverged'"
-EXPAND = 'button[data-component-id*="runnamecellrenderer"]'
+LR_FILTERS = ("metrics.lr > 0.005", f"metrics.`{LR}` <= 0.01")  # different runs pass each
+CHART_CARD = "experiment-view-compare-runs-card"  # data-testid of one chart on a run's page
 # The MLflow Assistant side panel opens by itself on a first visit and narrows the grid
 # until columns fall off-screen (AG Grid leaves those out of the DOM); a user who has
 # seen it once has this key set.
 ASSISTANT_SEEN = "localStorage.setItem('mlflow.assistant.fab.autoOpenedOnFirstLoad_v1', 'true')"
 
 
-@pytest.fixture
-def page(tmp_path):
-    """A headless Chromium page, 1920x1080; its last state is saved as last.png."""
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """The module's store, filled by real gdexp commands, read back through MLflow's client."""
+    folder = tmp_path_factory.mktemp("ui")
+    with store_in(folder) as uri:
+        client = MlflowClient(uri)
+        assert run_cli(*SWEEP) == 0
+        (parent,) = client.search_runs(["1"], "tags.`gdexp.sweep` = 'true'")
+        assert run_cli("report", "--sweep", parent.info.run_id) == 0
+        assert run_cli(*WITH_DATA) == 0
+        assert run_cli(*BLOWUP) == 0
+        (with_data,) = client.search_runs([_experiment(client, "with-data")])
+        (blowup,) = client.search_runs([_experiment(client, "blowup")])
+        yield SimpleNamespace(
+            uri=uri, folder=folder, client=client, parent=parent, with_data=with_data, blowup=blowup,
+            children=client.search_runs(["1"], f"tags.mlflow.parentRunId = '{parent.info.run_id}'"))
+
+
+def _experiment(client: MlflowClient, name: str) -> str:
+    return client.get_experiment_by_name(name).experiment_id
+
+
+@pytest.fixture(scope="module")
+def mlflow_ui(runs):
+    """The base URL of `mlflow server` over the module's store, stopped (with its workers) after.
+
+    Started once the runs are in the store, so the server never creates the schema
+    while gdexp does.
+    """
+    with serve(runs.uri, runs.folder) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Debian Chromium, driven by Playwright; skips where either is missing."""
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is missing: the UI test needs Debian's chromium package "
                     "(apt-get install -y chromium, as root; .ci/run does it)")
     sync_api = pytest.importorskip(
         "playwright.sync_api",
         reason="the UI test needs the playwright package (pip install playwright; .ci/run does it)")
-
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1920, "height": 1080})
-        context.add_init_script(ASSISTANT_SEEN)
-        context.set_default_timeout(UI_TIMEOUT_MS)
         sync_api.expect.set_options(timeout=UI_TIMEOUT_MS)
-        page = context.new_page()
         try:
-            yield page
+            yield browser
         finally:
             sync_api.expect.set_options(timeout=None)  # back to Playwright's 5 s default
-            with contextlib.suppress(sync_api.Error):  # a crashed page must not hide the failure
-                page.screenshot(path=tmp_path / "last.png")  # what the page showed, pass or fail
             browser.close()
 
 
 @pytest.fixture
-def sweep(gdexp, store):
-    """A 3-run learning-rate sweep, read back through MLflow's client: (parent, children)."""
-    code, _, err = gdexp("-m", "loss=quadratic", f"{LR}=0.001,0.01,0.05", "stopping.maxiter=200")
-    assert code == 0, err
-    client = MlflowClient(store)
-    experiments = [e.experiment_id for e in client.search_experiments()]
-    (parent,) = client.search_runs(experiments, "tags.`gdexp.sweep` = 'true'")
-    children = client.search_runs(experiments, f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
-    return parent, children
+def page(browser, tmp_path):
+    """A page in a fresh context, 1920x1080; its last state is saved as last.png."""
+    from playwright.sync_api import Error
 
-
-@pytest.fixture
-def mlflow_ui(store, sweep, tmp_path):
-    """The base URL of `mlflow server` over the test's store, stopped (with its workers) after.
-
-    Started once the sweep is in the store, so the server never creates the schema
-    while gdexp does.
-    """
-    mlflow = Path(sys.executable).with_name("mlflow")
-    port = _free_port()
-    log_path = tmp_path / "mlflow-server.log"
-    env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false",  # 2 processes, not ~10
-               MLFLOW_DISABLE_TELEMETRY="true")
-    artifacts = tmp_path / "server-artifacts"
-    artifacts.mkdir()
-    with open(log_path, "wb") as log:
-        server = subprocess.Popen(
-            [str(mlflow), "server", "--backend-store-uri", store,
-             "--default-artifact-root", str(artifacts),
-             "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-            stdout=log, stderr=subprocess.STDOUT, env=env,
-            start_new_session=True)  # its own process group: uvicorn outlives a killed parent
+    context = browser.new_context(viewport={"width": 1920, "height": 1080})
+    context.add_init_script(ASSISTANT_SEEN)
+    context.set_default_timeout(UI_TIMEOUT_MS)
+    page = context.new_page()
     try:
-        url = f"http://127.0.0.1:{port}"
-        _wait_healthy(url, server, log_path)
-        yield url
+        yield page
     finally:
-        _stop(server)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_healthy(url: str, server: subprocess.Popen, log_path: Path) -> None:
-    deadline = time.monotonic() + SERVER_START_S
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            pytest.fail(f"mlflow server exited with {server.returncode}:\n{log_path.read_text()}")
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(0.2)
-    pytest.fail(f"mlflow server gave no /health in {SERVER_START_S} s:\n{log_path.read_text()}")
-
-
-def _stop(server: subprocess.Popen) -> None:
-    """SIGTERM the server's process group, then SIGKILL what is left of it.
-
-    The SIGKILL comes once the parent has exited (a uvicorn worker may linger) or after 10 s.
-    """
-    for sig, wait_s in ((signal.SIGTERM, 10), (signal.SIGKILL, None)):
-        try:
-            os.killpg(server.pid, sig)
-        except ProcessLookupError:
-            break
-        try:
-            server.wait(timeout=wait_s)
-        except subprocess.TimeoutExpired:
-            pass
+        with contextlib.suppress(Error):  # a crashed page must not hide the failure
+            page.screenshot(path=tmp_path / "last.png")  # what the page showed, pass or fail
+        context.close()
 
 
 @pytest.mark.ui
-def test_the_runs_page_shows_the_sweep_its_children_and_the_diverged_run(page, sweep, mlflow_ui,
-                                                                          tmp_path):
+def test_the_runs_page_shows_the_sweep_its_children_by_unique_names_and_the_diverged_run(
+        page, runs, mlflow_ui, tmp_path):
     from playwright.sync_api import expect  # here, not at the top: without playwright `page` skips
 
-    parent, children = sweep
-    # What the page must show, from MLflow's client: three rates, the one past 2/100 diverged.
-    assert sorted(float(r.data.params[LR]) for r in children) == [0.001, 0.01, 0.05]
+    parent, children = runs.parent, runs.children
+    # What the page must show, from MLflow's client: three rates on two Hessians, the
+    # one past 2/100 diverged; the rate is a param (text) and a metric (a number).
+    assert sorted(float(r.data.params[LR]) for r in children) == [0.001, 0.001, 0.01, 0.01, 0.05, 0.05]
+    assert all(r.data.metrics[LR] == float(r.data.params[LR]) for r in children)
     (diverged,) = [r for r in children if r.data.tags[STATUS] == "diverged"]
     assert diverged.data.params[LR] == "0.05"
+    assert json.loads(diverged.data.params["loss.eigenvalues"]) == [1, 10, 100]
 
-    page.goto(f"{mlflow_ui}/#/experiments/{parent.info.experiment_id}/runs"
-              "?workflowType=machine_learning")
-    # AG Grid draws each row twice: run names pinned left, the other columns in the center.
-    names = page.locator(".ag-pinned-left-cols-container")
-    cells = page.locator(".ag-center-cols-container")
-
-    def name_row(run):
-        return names.locator(f'.ag-row[row-id="{run.info.run_id}"]')
-
-    def cell_row(run):
-        return cells.locator(f'.ag-row[row-id="{run.info.run_id}"]')
-
-    def name_link(run):
-        return name_row(run).get_by_role("link", name=run.info.run_name, exact=True)
-
+    table = RunsTable(page, mlflow_ui, parent.info.experiment_id)
     # The sweep's parent is one row, its children folded under it until expanded.
-    expect(name_link(parent)).to_be_visible()
-    expect(names.locator(".ag-row")).to_have_count(1)
-    name_row(parent).locator(EXPAND).click()
-    expect(names.locator(".ag-row")).to_have_count(1 + len(children))
+    expect(table.name_link(parent)).to_be_visible()
+    expect(table.names.locator(".ag-row")).to_have_count(1)
+    table.expand(parent, children)
     for run in children:
-        expect(name_link(run)).to_be_visible()
+        expect(table.name_link(run)).to_be_visible()
 
-    # Each child's learning rate and status, as columns picked in the Columns menu.
-    page.get_by_role("button", name="Columns", exact=True).click()
-    picker = page.get_by_role("dialog")
-    for column in (LR, STATUS):
-        picker.get_by_placeholder("Search columns").fill(column)
-        picker.get_by_text(column, exact=True).click()
-    page.keyboard.press("Escape")
-    expect(picker).to_be_hidden()
+    # Each child by its own name: the client's, unique in the sweep, carrying both swept
+    # keys (the cell elides a long name with CSS at 190 px; the link's text is the whole name).
+    shown = [table.name_row(r).get_by_role("link").inner_text() for r in children]
+    assert shown == [r.info.run_name for r in children]
+    assert len(set(shown)) == len(children)
+    for run, name in zip(children, shown):
+        eigenvalues = ",".join(f"{v:g}" for v in json.loads(run.data.params["loss.eigenvalues"]))
+        assert f"lr={run.data.params[LR]}" in name and f"eigenvalues=[{eigenvalues}]" in name, name
+
+    # Each child's learning rate (as the metric and as the param) and status.
+    table.pick_columns({LR: 2, STATUS: 1}, tmp_path / "columns.png")
     for run in children:
-        expect(cell_row(run).locator(LR_CELL)).to_have_text(run.data.params[LR])
-        expect(cell_row(run).locator(STATUS_CELL)).to_have_text(run.data.tags[STATUS])
+        row = table.cell_row(run)
+        expect(row.locator(LR_PARAM)).to_have_text(run.data.params[LR])
+        expect(row.locator(LR_METRIC)).to_have_text(f"{run.data.metrics[LR]:g}")
+        expect(row.locator(STATUS_CELL)).to_have_text(run.data.tags[STATUS])
     page.screenshot(path=tmp_path / "sweep.png")
 
     # Searching for diverged runs leaves exactly the diverged child, under its parent.
-    search = page.get_by_placeholder('metrics.rmse < 1 and params.model = "tree"')
-    search.fill(DIVERGED_QUERY)
-    search.press("Enter")
-    expect(names.locator(".ag-row")).to_have_count(2)
-    expect(name_row(parent)).to_be_visible()
-    expect(name_link(diverged)).to_be_visible()
-    expect(cell_row(diverged).locator(LR_CELL)).to_have_text("0.05")
-    expect(cell_row(diverged).locator(STATUS_CELL)).to_have_text("diverged")
+    table.search(DIVERGED_QUERY)
+    table.shows_exactly(parent, [diverged], [r for r in children if r is not diverged])
+    expect(table.cell_row(diverged).locator(LR_PARAM)).to_have_text("0.05")
+    expect(table.cell_row(diverged).locator(STATUS_CELL)).to_have_text("diverged")
     page.screenshot(path=tmp_path / "diverged.png")
+
+
+@pytest.mark.ui
+def test_a_numeric_filter_on_the_learning_rate_shows_the_runs_the_client_finds(page, runs, mlflow_ui,
+                                                                              tmp_path):
+    parent, children = runs.parent, runs.children
+    table = RunsTable(page, mlflow_ui, parent.info.experiment_id)
+    table.expand(parent, children)
+    table.pick_columns({LR: 2})  # for the screenshots: the rates the filters pass
+    for i, query in enumerate(LR_FILTERS):
+        found = runs.client.search_runs([parent.info.experiment_id], query)
+        ids = {r.info.run_id for r in found}
+        assert ids and ids < {r.info.run_id for r in children}  # some children pass, not all
+        table.search(query)
+        table.shows_exactly(parent, [r for r in children if r.info.run_id in ids],
+                            [r for r in children if r.info.run_id not in ids])
+        page.screenshot(path=tmp_path / f"filter-{i}.png")
+
+
+@pytest.mark.ui
+def test_the_dataset_column_shows_the_data_set_of_a_run_with_data(page, runs, mlflow_ui, tmp_path):
+    from playwright.sync_api import expect
+
+    run = runs.with_data
+    (given,) = run.inputs.dataset_inputs
+    dataset = given.dataset
+    assert dataset.name == "iris" and run.data.tags["gdexp.data_sha256"].startswith(dataset.digest)
+    table = RunsTable(page, mlflow_ui, run.info.experiment_id)
+    cell = table.cell_row(run).locator(DATASET_CELL)
+    button = cell.get_by_role("button", name=f"{dataset.name} ({dataset.digest})", exact=True)
+    expect(button).to_be_visible()
+    expect(cell.get_by_role("status")).to_have_text("training")  # the input's mlflow.data.context
+    page.screenshot(path=tmp_path / "dataset-column.png")
+
+    # Its drawer: the data set by name, with its digest.
+    button.click()
+    drawer = page.get_by_role("dialog", name="Data details for")
+    expect(drawer).to_be_visible()
+    expect(drawer.get_by_role("link", name=run.info.run_name)).to_be_visible()
+    expect(drawer.get_by_role("heading", name=dataset.name, exact=True).first).to_be_visible()
+    expect(drawer.locator("code")).to_have_text(dataset.digest)
+    page.screenshot(path=tmp_path / "dataset-drawer.png")
+
+
+@pytest.mark.ui
+def test_the_parent_run_lists_the_report_in_its_artifacts_tab(page, runs, mlflow_ui, tmp_path):
+    from playwright.sync_api import expect
+
+    parent = runs.parent
+    files = [Path(f.path).name for f in runs.client.list_artifacts(parent.info.run_id, "report")]
+    assert {"report.html", "report.md", "fig-overlay.png"} <= set(files)
+    page.goto(f"{mlflow_ui}/#/experiments/{parent.info.experiment_id}/runs/{parent.info.run_id}")
+    page.get_by_role("tab", name="Artifacts").click()
+    tree = page.get_by_role("main").get_by_role("list").first
+    tree.get_by_text("report", exact=True).click()
+    folder = tree.get_by_role("listitem").filter(has=page.get_by_text("report", exact=True))
+    for name in files:  # in the viewport: not clipped while the folder unfolds
+        expect(folder.get_by_text(name, exact=True)).to_be_in_viewport()
+    expect(folder.get_by_role("list").get_by_role("listitem")).to_have_count(len(files))
+    page.screenshot(path=tmp_path / "artifacts.png")
+
+    # The overlay figure previews as the image logged: the PNG's own width and height.
+    folder.get_by_text("fig-overlay.png", exact=True).click()
+    image = page.get_by_role("img", name="report/fig-overlay.png", exact=True)
+    expect(image).to_be_visible()
+    local = runs.client.download_artifacts(parent.info.run_id, "report/fig-overlay.png", str(tmp_path))
+    size = struct.unpack(">II", Path(local).read_bytes()[16:24])  # IHDR: width, height
+    assert tuple(image.evaluate("img => [img.naturalWidth, img.naturalHeight]")) == size
+    page.screenshot(path=tmp_path / "overlay.png")
+
+
+@pytest.mark.ui
+def test_a_run_whose_loss_overflowed_shows_its_loss_and_grad_norm_charts(page, runs, mlflow_ui,
+                                                                          tmp_path):
+    """Issue 9 item 15: a curve whose latest value was NaN or inf got no chart at all."""
+    from playwright.sync_api import expect
+
+    run = runs.blowup
+    assert (run.data.tags[STATUS], run.data.tags["gdexp.stop_reason"]) == ("diverged", "inf")
+    page.goto(f"{mlflow_ui}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}")
+    expect(page.get_by_role("heading", name=run.info.run_name, exact=True)).to_be_visible()
+    page.get_by_role("tab", name="Model metrics").click()
+    for metric in ("loss", "grad_norm"):
+        history = runs.client.get_metric_history(run.info.run_id, metric)
+        steps = [m.step for m in history]
+        # Every step before the overflow at step `iterations`: that one is left out (MLflow
+        # would store inf as 1.8e308, and a NaN last point hides the whole chart).
+        assert steps == list(range(int(run.data.metrics["iterations"])))
+        card = page.get_by_test_id(CHART_CARD).filter(
+            has=page.get_by_role("heading", name=metric, exact=True))
+        plot = card.locator(".js-plotly-plot")
+        expect(plot.locator("path.js-line").first).to_be_visible()
+        # What plotly draws: each trace's points, read from the chart's own data (float():
+        # Playwright hands a whole-valued JS number back as an int, e.g. 461372347429193660).
+        traces = plot.evaluate("g => g.data.map(t => [Array.from(t.x), Array.from(t.y)])")
+        assert traces and all(x == steps and [float(v) for v in y] == [m.value for m in history]
+                              for x, y in traces), metric
+    page.screenshot(path=tmp_path / "charts.png")
