@@ -188,3 +188,29 @@ def test_named_sweep_from_another_folder_with_the_installed_command(tmp_path):
                 for r in children}
     assert all(s == "diverged" for (k, lr), s in statuses.items() if lr == "2.5")
     assert statuses[(1.0, "0.5")] == "converged"
+
+
+def test_job_files_spliced_from_a_template_equal_full_dumps(compose, tmp_path):
+    """A sweep's job files come from a checked template with each job's values spliced in:
+    byte for byte what a full dump gives, for scalars of every kind, and a full dump where
+    the values cannot be spliced (lists, long strings) or the config interpolates."""
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from gdexp.hydra.launchers.jobfiles import JobFiles, dump
+    from gdexp.hydra.paths import conf_dir
+
+    master = compose("loss=quadratic", f"hydra.sweep.dir={tmp_path}", raw=True)
+    GlobalHydra.instance().clear()
+    values = ["0.001", "1e-05", "true", "'1.5'", "abc", "'a: b'", "null", "[1,2]", "'" + "x" * 90 + "'"]
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base=None):
+        comp = JobComposer(GlobalHydra.instance().config_loader(), master)
+        files = JobFiles()
+        for num, value in enumerate(values):
+            job = comp.job(num, ["loss=quadratic", f"tracking.experiment={value}", f"optimizer.lr=0.{num + 1}"])
+            folder = tmp_path / str(num)
+            files.write(folder, job.config, job.hydra, comp.changed(job.overrides), comp.selection(job.overrides))
+            assert (folder / "config.yaml").read_text() == dump(job.config)
+            assert (folder / "hydra.yaml").read_text() == dump({"hydra": job.hydra})
+            assert (folder / "overrides.yaml").read_text() == dump(list(job.hydra["overrides"]["task"]))
+    assert any(t is not None for t in files._templates.values())  # templates were used, not only full dumps

@@ -51,6 +51,7 @@ class JobComposer:
         self._tasks: dict[tuple[str, ...], DictConfig] = {}
         self._reads_hydra: dict[tuple[str, ...], bool] = {}
         self._resolved: dict[tuple[str, ...], dict] = {}
+        self._interpolates: dict[tuple[str, ...], bool] = {}
         self.name_keys: tuple[str, ...] = ()
         self._parsed: dict[str, Override] = {}
         self._values: dict[str, bool] = {}
@@ -89,6 +90,9 @@ class JobComposer:
         where Hydra must apply them (a new or deleted key, an interpolation, a dict value).
         The values are checked when the job is planned (gdexp.hydra.task.plan_job), as
         OmegaConf's schema would: tests compare both ways."""
+        self._task_template(structural)
+        if self._interpolates[structural]:
+            return None  # a value may feed other keys through ${...}: OmegaConf resolves them
         if structural not in self._resolved:
             self._resolved[structural] = to_config(self._task_template(structural))
         config = copy.deepcopy(self._resolved[structural])
@@ -163,7 +167,9 @@ class JobComposer:
             with open_dict(task):
                 del task["hydra"]
             self._tasks[structural] = task
-            self._reads_hydra[structural] = _reads_hydra(task)
+            text = OmegaConf.to_yaml(task, resolve=False)
+            self._reads_hydra[structural] = "${hydra:" in text
+            self._interpolates[structural] = "${" in text
         return self._tasks[structural]
 
     def _hydra_container(self, structural: tuple[str, ...]) -> dict:
@@ -184,6 +190,20 @@ class JobComposer:
                 o.type == OverrideType.CHANGE and o.package is None and not o.is_hydra_override()
                 and not o.is_sweep_override() and not self._loader.repository.group_exists(o.key_or_group))
         return self._values[o.input_line]
+
+    def changed(self, overrides: list[str]) -> tuple[tuple[str, ...], ...]:
+        """The key paths of a job's config that its value overrides set."""
+        return tuple(tuple(o.key_or_group.split(".")) for o in self._parse(overrides) if self._is_value(o))
+
+    def selection(self, overrides: list[str]) -> tuple[str, ...]:
+        """A job's group choices and other structural overrides (its template's key)."""
+        return tuple(o.input_line for o in self._parse(overrides) if not self._is_value(o))
+
+    def interpolates(self, overrides: list[str]) -> bool:
+        """Whether the job's config template holds interpolations (a value may feed other keys)."""
+        selection = self.selection(overrides)
+        self._task_template(selection)
+        return self._interpolates[selection]
 
     def parse(self, overrides: list[str]) -> list[Override]:
         """The overrides parsed by Hydra (each distinct line once per sweep)."""
@@ -223,8 +243,3 @@ def _interpolates(value) -> bool:
     if isinstance(value, (list, tuple)):
         return any(_interpolates(v) for v in value)
     return False
-
-
-def _reads_hydra(cfg: DictConfig) -> bool:
-    """Whether a config holds a ``${hydra:...}`` interpolation anywhere."""
-    return "${hydra:" in OmegaConf.to_yaml(cfg, resolve=False)

@@ -15,7 +15,6 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-import yaml
 from hydra.core.utils import JobReturn, JobStatus, configure_log, run_job, setup_globals
 from hydra.experimental.callback import Callback
 from hydra.plugins.launcher import Launcher
@@ -24,7 +23,7 @@ from omegaconf import OmegaConf
 from gdexp.core.batch import chunks
 from gdexp.core.spec import RunSpec
 from gdexp.hydra.compose import Job, shared_composer
-from gdexp.hydra.internals import fast_omega_conf_dumper
+from gdexp.hydra.launchers.jobfiles import JobFiles
 from gdexp.hydra.launchers.progress import progress
 from gdexp.hydra.task import keep_folder, sweep_job_store, write_job_log
 from gdexp.tracking import env
@@ -74,7 +73,14 @@ class BatchedLauncher(Launcher):
                                   parent_id=parent_id, keep_dir=keep_folder())
             for i, row in zip(part, written):
                 rows[i] = row
-        return [_lean_job(job, self._job_dir(composer, job), row) for job, row in zip(jobs, rows)]
+        if id(composer) not in _FILES:
+            _FILES.clear()  # one sweep at a time per process
+            _FILES[id(composer)] = JobFiles()
+        files = _FILES[id(composer)]
+        # A template with interpolations may carry a job's values into other keys: dumped in full.
+        return [_lean_job(job, self._job_dir(composer, job), row, files,
+                          None if composer.interpolates(job.overrides) else composer.changed(job.overrides),
+                          composer.selection(job.overrides)) for job, row in zip(jobs, rows)]
 
     def _run_job(self, composer, job: Job, spec: RunSpec, outcome, sweeper, parent_id) -> JobReturn:
         """Hydra's run_job, for callbacks that want each job's start and end."""
@@ -105,18 +111,14 @@ def _wants_job_events(callbacks) -> bool:
                for cb in getattr(callbacks, "callbacks", []) for h in hooks)
 
 
-def _lean_job(job: Job, output_dir: str, row: dict) -> JobReturn:
+def _lean_job(job: Job, output_dir: str, row: dict, files: JobFiles, changed, selection) -> JobReturn:
     """Hydra's run_job without its per-job deep copies and logging reconfiguration: the job's
     folder (.hydra files, its log) and its JobReturn, for a run already recorded (`row`)."""
     hydra = job.hydra
     output_dir = os.path.abspath(output_dir)
     hydra["runtime"]["output_dir"] = output_dir
     if hydra.get("output_subdir") is not None:
-        folder = Path(output_dir, hydra["output_subdir"])
-        folder.mkdir(parents=True, exist_ok=True)
-        _save(job.config, folder / "config.yaml")
-        _save({"hydra": hydra}, folder / "hydra.yaml")
-        _save(hydra["overrides"]["task"], folder / "overrides.yaml")
+        files.write(Path(output_dir, hydra["output_subdir"]), job.config, hydra, changed, selection)
     ret = _LeanReturn(overrides=hydra["overrides"]["task"], working_dir=os.getcwd(), task_name=hydra["job"]["name"])
     ret.config = job.config
     ret.return_value = row
@@ -125,6 +127,10 @@ def _lean_job(job: Job, output_dir: str, row: dict) -> JobReturn:
     Path(output_dir).mkdir(parents=True, exist_ok=True)
     write_job_log(Path(output_dir), hydra["job"]["name"], row)
     return ret
+
+
+# The job-file templates of the running sweep (one composer per sweep).
+_FILES: dict[int, JobFiles] = {}
 
 
 class _LeanReturn(JobReturn):
@@ -143,9 +149,3 @@ class _LeanReturn(JobReturn):
     @cfg.setter
     def cfg(self, value) -> None:
         self._cfg = value
-
-
-def _save(obj, path: Path) -> None:
-    # The same dumper and options as OmegaConf.to_yaml, so the files match Hydra's.
-    path.write_text(yaml.dump(obj, default_flow_style=False, allow_unicode=True, sort_keys=False,
-                              Dumper=fast_omega_conf_dumper()))
