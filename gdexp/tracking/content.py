@@ -215,7 +215,10 @@ def write_artifacts(folder: Path, spec, result: Result) -> None:
     dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml when present: 10x faster
     (folder / "config.yaml").write_text(yaml.dump(spec.config, Dumper=dumper, sort_keys=False))
     (folder / "result.json").write_text(json.dumps(result_dict(spec, result), indent=2) + "\n")
-    pq.write_table(pa.table(curve_table(spec, result)), folder / "curve.parquet")
+    # No dictionary encoding (float curves never repeat: numpy-random floats cost it 3x the
+    # write) and no column statistics (nothing filters on them): the same file, read back alike.
+    pq.write_table(pa.table(curve_table(spec, result)), folder / "curve.parquet", use_dictionary=False,
+                   write_statistics=False)
 
 
 def run_row(spec, run_id: str | None, result: Result | None, status: str | None = None,

@@ -13,6 +13,7 @@ other job gets a full dump. tests/test_sweeps.py compares job folders with Hydra
 from __future__ import annotations
 
 import copy
+from functools import lru_cache
 from pathlib import Path
 
 import yaml
@@ -59,8 +60,8 @@ class JobFiles:
 
     def _render(self, key: tuple, obj, paths: tuple[tuple, ...]) -> str:
         try:
-            values = [_get(obj, p) for p in paths]
-        except (KeyError, IndexError, TypeError):
+            values = [_scalar(_get(obj, p)) for p in paths]
+        except (KeyError, IndexError, TypeError):  # a path it lacks, or a list or dict value
             return dump(obj)
         if not all(_spliceable(v) for v in values):
             return dump(obj)
@@ -96,23 +97,27 @@ class JobFiles:
         return pieces, order
 
 
-def _splice(template, values) -> str:
+def _splice(template, texts: list[str]) -> str:
     pieces, order = template
     out = [pieces[0]]
     for i, piece in zip(order, pieces[1:]):
-        out += [_scalar(values[i]), piece]
+        out += [texts[i], piece]
     return "".join(out)
 
 
-def _scalar(value) -> str:
-    """A scalar as the dumper writes it after `key: ` (or `- `)."""
+@lru_cache(maxsize=4096)
+def _scalar_text(kind: type, value) -> str:
     return dump({"k": value})[len("k: "):].rstrip("\n")
 
 
-def _spliceable(value) -> bool:
+def _scalar(value) -> str:
+    """A scalar as the dumper writes it after `key: ` (or `- `); TypeError for a list or dict."""
     if isinstance(value, (dict, list, tuple)):
-        return False
-    text = _scalar(value)
+        raise TypeError("not a scalar")
+    return _scalar_text(type(value), value)  # the type too: 1 and 1.0 and True are equal keys
+
+
+def _spliceable(text: str) -> bool:
     return "\n" not in text and len(text) <= _SHORT and not text.startswith(("|", ">"))
 
 
