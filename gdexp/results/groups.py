@@ -64,7 +64,9 @@ def swept_keys(runs: pd.DataFrame) -> list[str]:
     Params are the dotted columns and the top-level config keys
     (TOP_LEVEL_PARAMS); the learning rate (LR_KEYS), the seed and the
     bookkeeping keys (`tracking.*`, `hydra.*`) and the implementations
-    (`loss._target_`, named by `loss.name`) never count. A missing value
+    (`loss._target_`, named by `loss.name`) never count, nor does a `*seed`
+    key equal to the seed in every run (a null `loss.init_seed` takes the
+    run's seed: it repeats it). A missing value
     (a key an optimizer does not have) is a value of its own. Runs that carry
     no param at all (a job that failed before logging any) are left out.
 
@@ -75,7 +77,7 @@ def swept_keys(runs: pd.DataFrame) -> list[str]:
         Keys in the table's column order.
 
     >>> swept_keys(pd.DataFrame({"loss.b": [1, 10], "seed": [0, 1], "lr": [0.1, 0.1],
-    ...                          "tracking.uri": ["a", "b"], "loss.a": [1, 1]}))
+    ...                          "tracking.uri": ["a", "b"], "loss.a": [1, 1], "loss.init_seed": [0, 1]}))
     ['loss.b']
     """
     params = [c for c in runs.columns if _is_param(c)]
@@ -84,7 +86,7 @@ def swept_keys(runs: pd.DataFrame) -> list[str]:
     return [key for key in params
             if key not in LR_KEYS and key != REPEAT_KEY and not key.startswith(BOOKKEEPING)
             and not key.endswith(IMPLEMENTATION)
-            and len({_norm(v) for v in rows[key]}) > 1]
+            and len({_norm(v) for v in rows[key]}) > 1 and not _is_the_seed(rows, key)]
 
 
 def group_keys(runs: pd.DataFrame, exclude: Sequence[str] = ()) -> list[str]:
@@ -293,6 +295,15 @@ def _norm(value):
     if isinstance(value, np.generic):
         return value.item()
     return value
+
+
+def _is_the_seed(rows: pd.DataFrame, key: str) -> bool:
+    """Whether a `*seed` key of a section took the run's seed (a null `loss.init_seed` does,
+    gdexp.core.spec.plan): equal to `seed` in every run, it repeats the seed and splits nothing."""
+    if not key.endswith("seed") or REPEAT_KEY not in rows.columns:
+        return False
+    pairs = [(_norm(v), _norm(s)) for v, s in zip(rows[key], rows[REPEAT_KEY])]
+    return all(v == s for v, s in pairs)
 
 
 def _follows(runs: pd.DataFrame, key: str, choice: str) -> bool:

@@ -16,7 +16,7 @@ MEASURED = ("val_loss", "val_accuracy", "train_loss", "train_accuracy", "sharpne
 # The first columns of the table, in this order; every param follows under its dotted key.
 COLUMNS = ["run_id", "run_name", "experiment", "sweep_id", "loss", "optimizer", "lr", "status",
            "diverged", "diverged_step", "divergence", "stop_reason", *SUMMARY_METRICS, *MEASURED,
-           "mlflow_status", "error", "config_hash", "data_sha256", "version", "start_time",
+           "mlflow_status", "error", "config_hash", "data_sha256", "source_sha256", "version", "start_time",
            "artifact_uri"]
 
 
