@@ -20,11 +20,11 @@ from gdexp.tracking import store as tracking
 from gdexp.tracking.reader import latest_sweep, load_curve, load_runs, stored_config
 from gdexp.report import UI_URL  # noqa: F401 - build's default
 from gdexp.results.groups import GROUP, group_keys, with_groups
+from gdexp.results.table import MEASURED  # val_loss, train_loss, sharpness, ...: curves, not coordinates
 
 # Curve columns that are not a coordinate of the parameters (curve.parquet holds
 # step, the curves, then one column per parameter, named by the loss's param_names).
-CURVE_COLUMNS = frozenset({"step", "loss", "grad_norm", "lr", "sharpness", "2/lr", "full_loss",
-                           "val_loss", "val_accuracy"})
+CURVE_COLUMNS = frozenset({"step", "loss", "grad_norm", "lr", "2/lr", "full_loss", *MEASURED})
 
 
 @dataclass
@@ -38,6 +38,8 @@ class Group:
     paths: dict[str, np.ndarray] = field(default_factory=dict)    # run_id -> (steps, 2) for 2-D losses
     coords: tuple[str, str] = ("x0", "x1")                        # the two parameters' names
     missing: list[str] = field(default_factory=list)              # finished runs without curve.parquet
+    # run_id -> (steps, sharpness, 2/lr) at the steps it was measured (tracking.sharpness_every)
+    sharpness: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=dict)
 
 
 @dataclass
@@ -163,6 +165,10 @@ def read_curves(sel: Selection, runs: pd.DataFrame, title: str, slug: str) -> Gr
             group.missing.append(run.run_name)
             continue
         group.losses[run.run_id] = curve["loss"].to_numpy()
+        if "sharpness" in curve.columns and curve["sharpness"].notna().any():
+            at = curve["sharpness"].notna().to_numpy()
+            limit = curve["2/lr"].to_numpy()[at] if "2/lr" in curve.columns else np.full(at.sum(), 2 / run.lr)
+            group.sharpness[run.run_id] = (curve["step"].to_numpy()[at], curve["sharpness"].to_numpy()[at], limit)
         coords = coordinates(curve.columns)
         if len(coords) == 2:
             group.paths[run.run_id] = curve[coords].to_numpy()
@@ -177,6 +183,8 @@ def coordinates(columns) -> list[str]:
     ['slope', 'intercept']
     >>> coordinates(["step", "loss", "grad_norm", "lr", "x0", "x1"])
     ['x0', 'x1']
+    >>> coordinates(["step", "loss", "grad_norm", "train_loss", "train_accuracy", "val_loss"])
+    []
     """
     return [c for c in columns if c not in CURVE_COLUMNS]
 

@@ -164,14 +164,18 @@ def with_groups(runs: pd.DataFrame, keys: Sequence[str] | None = None) -> pd.Dat
 def monitor(runs: pd.DataFrame) -> tuple[str, str]:
     """The metric a sweep is judged by, as Keras callbacks name it: (column, mode).
 
-    `val_loss` (mode "min") where runs have one, else `val_accuracy` ("max"),
-    else `final_loss` ("min"): a validation metric, where there is one, is what
-    a learning rate is chosen for.
+    `val_accuracy` (mode "max") where runs have one (a classifier: what it is
+    for; its val_loss keeps growing as an overfit net grows confident on the
+    points it gets wrong, while its accuracy holds), else `val_loss` ("min",
+    a regression), else `final_loss` ("min"): a validation metric, where there
+    is one, is what a learning rate is chosen for.
 
-    >>> monitor(pd.DataFrame({"final_loss": [1.0], "val_accuracy": [0.9]}))
+    >>> monitor(pd.DataFrame({"final_loss": [1.0], "val_loss": [0.3], "val_accuracy": [0.9]}))
     ('val_accuracy', 'max')
+    >>> monitor(pd.DataFrame({"final_loss": [1.0], "val_loss": [0.3], "val_accuracy": [None]}))
+    ('val_loss', 'min')
     """
-    for column, mode in (("val_loss", "min"), ("val_accuracy", "max")):
+    for column, mode in (("val_accuracy", "max"), ("val_loss", "min")):
         if column in runs.columns and runs[column].notna().any():
             return column, mode
     return "final_loss", "min"

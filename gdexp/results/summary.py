@@ -100,8 +100,8 @@ class Summary:
             columns[REPEAT_KEY] = number_column(runs[REPEAT_KEY])
         columns["lr"] = number_column(runs["lr"])
         columns["status"] = runs["status"].fillna("").tolist()
-        for metric in _present(runs, SUMMARIZED):
-            columns[metric] = result_column(runs, metric)
+        for i, metric in enumerate(_present(runs, SUMMARIZED)):
+            columns[metric] = result_column(runs, metric, mark=i == 0)
         columns["iterations"] = number_column(runs["iterations"])
         columns["run_name"] = runs["run_name"].fillna("").tolist()
         return _render(columns)
@@ -240,11 +240,13 @@ def number_column(values) -> list[str]:
     return ["" if pd.isna(v) else fmt(v) if math.isfinite(v) else _special(v) for v in numbers]
 
 
-def result_column(runs: pd.DataFrame, metric: str) -> list[str]:
-    """A metric's column, a diverged run's cell reading ``diverged (step k)``."""
+def result_column(runs: pd.DataFrame, metric: str, mark: bool = True) -> list[str]:
+    """A metric's column: a diverged run's cell reads ``diverged (step k)`` (with `mark`, else
+    stays empty), never its last finite value."""
     values = number_column(runs[metric].where(~runs["diverged"].astype(bool)))
     steps = runs["diverged_step"].tolist()
-    return [f"diverged (step {_step(s)})" if d else v for v, d, s in zip(values, runs["diverged"], steps)]
+    return [(f"diverged (step {_step(s)})" if mark else "") if d else v
+            for v, d, s in zip(values, runs["diverged"], steps)]
 
 
 def value_column(values) -> list[str]:
