@@ -13,28 +13,15 @@ from mlflow import MlflowClient
 from gdexp.core.losses import Rosenbrock
 
 jax = pytest.importorskip("jax", reason="the function form needs the jax extra (CI installs it)")
+from test_user_loss import BOWL  # noqa: E402
 
-MODULE = """
+FUNCTIONS = """
     import jax.numpy as jnp
-    import numpy as np
-    from gdexp.core.losses.base import Loss
 
     def saddle(x, scale=1.0):
-        # minima at (0, +-1), value -scale/4 ... times 1: a double well along x[1]
+        # a double well along x[1]: minima at (0, -1) and (0, 1), where it is -scale/4
         return scale * (x[0]**2 - 0.5 * x[1]**2 + 0.25 * x[1]**4)
     saddle.init = [1.0, 0.1]
-
-    class Bowl(Loss):
-        name = "bowl"
-
-        def __init__(self, dim=2, scale=1.0):
-            self.dim, self.scale = dim, scale
-
-        def value_and_grad(self, x, rows=None):
-            return 0.5 * self.scale * np.einsum("bi,bi->b", x, x), self.scale * x
-
-        def default_init(self):
-            return np.full(self.dim, 2.0)
 
     SCALE = 3.0
 
@@ -47,6 +34,8 @@ MODULE = """
     def two_args(x, y):
         return jnp.sum(x) + y
 """
+# Bowl(dim=2, scale=1.0): 0.5 scale |x|^2 from (2, ..., 2), the numpy class form.
+MODULE = textwrap.dedent(FUNCTIONS) + textwrap.dedent(BOWL)
 
 
 @pytest.fixture
@@ -56,7 +45,7 @@ def mypkg(store, tmp_path, monkeypatch):
     monkeypatch.delenv("JAX_ENABLE_X64", raising=False)
     (tmp_path / "mypkg").mkdir()
     (tmp_path / "mypkg" / "__init__.py").write_text("")
-    (tmp_path / "mypkg" / "losses.py").write_text(textwrap.dedent(MODULE))
+    (tmp_path / "mypkg" / "losses.py").write_text(MODULE)
     yield tmp_path / "mypkg" / "losses.py"
     for name in [n for n in sys.modules if n == "mypkg" or n.startswith("mypkg.")]:
         del sys.modules[name]

@@ -26,6 +26,13 @@ def build(case: str):
     return make_loss(name, **LOSSES[case])
 
 
+def points_and_rows(loss, seed: int, runs: int, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """(runs, dim) seeded points near 0 and (runs, m) mini-batch indices, each row its own."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(0.0, 0.3, size=(runs, loss.dim))
+    return x, np.stack([rng.choice(loss.n_data, size=m, replace=False) for _ in range(runs)])
+
+
 def central_differences(loss, x: np.ndarray, rows, h: float = 1e-6) -> np.ndarray:
     """(B, d) gradient of each row's mini-batch loss by central differences."""
     grad = np.empty_like(x)
@@ -39,9 +46,7 @@ def central_differences(loss, x: np.ndarray, rows, h: float = 1e-6) -> np.ndarra
 @pytest.mark.parametrize("case", LOSSES)
 def test_mini_batch_gradients_match_central_differences(case):
     loss = build(case)
-    rng = np.random.default_rng(0)
-    x = rng.normal(0.0, 0.3, size=(3, loss.dim))
-    rows = np.stack([rng.choice(loss.n_data, size=7, replace=False) for _ in range(3)])
+    x, rows = points_and_rows(loss, seed=0, runs=3, m=7)
     f, g = loss.value_and_grad(x, rows)
     assert f.shape == (3,) and g.shape == (3, loss.dim)
     np.testing.assert_allclose(g, central_differences(loss, x, rows), rtol=1e-6, atol=1e-8)
@@ -51,9 +56,7 @@ def test_mini_batch_gradients_match_central_differences(case):
 def test_a_mini_batch_is_the_full_loss_of_its_points(case):
     """Row b's value and gradient on rows[b] equal the full-batch loss of a fit to those points alone."""
     loss = build(case)
-    rng = np.random.default_rng(1)
-    x = rng.normal(0.0, 0.3, size=(2, loss.dim))
-    rows = np.stack([rng.choice(loss.n_data, size=9, replace=False) for _ in range(2)])
+    x, rows = points_and_rows(loss, seed=1, runs=2, m=9)
     f, g = loss.value_and_grad(x, rows)
     for b in range(2):
         alone = type(loss)(loss.features[rows[b]], loss.targets[rows[b]])
@@ -65,9 +68,7 @@ def test_a_mini_batch_is_the_full_loss_of_its_points(case):
 @pytest.mark.parametrize("case", LOSSES)
 def test_rows_are_independent_of_the_other_rows(case):
     loss = build(case)
-    rng = np.random.default_rng(2)
-    x = rng.normal(0.0, 0.3, size=(5, loss.dim))
-    rows = np.stack([rng.choice(loss.n_data, size=6, replace=False) for _ in range(5)])
+    x, rows = points_and_rows(loss, seed=2, runs=5, m=6)
     f, g = loss.value_and_grad(x, rows)
     f2, g2 = loss.value_and_grad(x[2:3], rows[2:3])
     assert f[2] == f2[0] and np.array_equal(g[2], g2[0])
