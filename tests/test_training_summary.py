@@ -141,3 +141,10 @@ def test_seeds_as_repeats_from_the_cli_to_load_runs_aggregate(gdexp, store):
     stored = pd.read_csv(cl.download_artifacts(parent.info.run_id, "aggregate.csv"))
     assert stored["final_loss_mean"].tolist() == pytest.approx(cells["final_loss_mean"].tolist(), nan_ok=True)
     assert parent.data.metrics["max_stable_lr/loss.eigenvalues-1_100"] == 0.01
+
+
+def test_keys_a_search_sampled_never_split_groups():
+    table = runs(lr=[0.01, 0.02, 0.03], **{"optimizer.momentum": [0.51, 0.73, 0.94]}, final_loss=[3.0, 1.0, 2.0])
+    assert len(summarize(table).answers) == 3  # a grid over momentum: a group each
+    s = summarize(table, searched=["optimizer.momentum"])
+    assert s.keys == [] and s.metrics()["best_lr"] == 0.02

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -144,8 +145,11 @@ class Summary:
         return lines
 
 
-def summarize(runs: pd.DataFrame) -> Summary:
+def summarize(runs: pd.DataFrame, searched: Sequence[str] = ()) -> Summary:
     """Group, aggregate and answer a sweep's runs (one row per run, load_runs' columns).
+
+    `searched`: keys a search sweeper sampled besides the learning rate (Optuna's
+    ranges): every trial has its own value, so they never split groups.
 
     >>> runs = pd.DataFrame({"loss.eigenvalues": ["[1, 10]"] * 2 + ["[1, 100]"] * 2, "lr": [0.01, 0.1] * 2,
     ...     "optimizer.lr": [0.01, 0.1] * 2, "seed": 0, "run_name": list("abcd"), "iterations": [1000, 175, 1000, 3],
@@ -164,9 +168,10 @@ def summarize(runs: pd.DataFrame) -> Summary:
     >>> s.metrics()["max_stable_lr/loss.eigenvalues-1_100"]
     0.01
     """
-    keys = group_keys(runs)
+    keys = group_keys(runs, searched)
     grouped = with_groups(runs, keys)
-    named = keys if swept_keys(runs) else []  # nothing swept: one group, named by the defaults
+    # Nothing swept: one group, named by the defaults, which need no column.
+    named = keys if [k for k in swept_keys(runs) if k not in searched] else []
     metric, mode = monitor(grouped)
     metrics = [metric, *(m for m in _present(grouped, SUMMARIZED) if m != metric)]
     cells = _with_keys(_aggregate(grouped, metrics), grouped, keys)

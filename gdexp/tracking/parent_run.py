@@ -43,6 +43,7 @@ class Sweep:
     name: str
     folder: Path
     launcher: dict | None = None
+    searched: tuple[str, ...] = ()  # keys a search samples besides the lr: they never split the summary's groups
 
 
 @contextmanager
@@ -96,7 +97,7 @@ def sweep_run(sweep: Sweep, rows: Callable[[], list[dict]]):
             if left:  # the parent stays open until `gdexp resume` has recorded them
                 cl.set_tag(parent_id, UNRECORDED_TAG, str(left))
             else:
-                counts = close(cl, parent_id, uri, typed_table(rows()))
+                counts = close(cl, parent_id, uri, typed_table(rows()), sweep.searched)
         except KeyboardInterrupt:
             cl.set_terminated(parent_id, status="KILLED")
             raise
@@ -113,11 +114,11 @@ def sweep_run(sweep: Sweep, rows: Callable[[], list[dict]]):
                  "(their errors are above and on each run's gdexp.error tag)")
 
 
-def close(cl, parent_id: str, uri: str, table: pd.DataFrame) -> dict:
+def close(cl, parent_id: str, uri: str, table: pd.DataFrame, searched: tuple[str, ...] = ()) -> dict:
     """Log the summary of the sweep's runs (gdexp.results.summary) on the parent, print it, close the parent."""
     from mlflow.entities import Metric
 
-    summary = summarize(table)
+    summary = summarize(table, searched)
     counts = summary.metrics()
     cl.log_batch(parent_id, metrics=[Metric(k, v, 0, 0) for k, v in counts.items()])
     with tempfile.TemporaryDirectory(prefix="gdexp-") as tmp:
