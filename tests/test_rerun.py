@@ -106,3 +106,138 @@ def test_compare_is_bit_for_bit_and_nan_equals_nan():
         False, "r: differs at step 2: the logged curve has 3 steps, the rerun 2")
     off = {"loss": same["loss"], "grad_norm": np.array([2.0, 1.25, np.nan])}
     assert compare("r", logged, off)[1] == "r: differs at step 1: grad_norm 1.0 logged vs 1.25 rerun (rel 2.0e-01)"
+
+
+# --- trust: code named by a stored config -----------------------------------------------------
+
+# A user's loss whose module, when imported, writes a file beside itself: the trace of its code running.
+TRACED = '''
+from pathlib import Path
+import numpy as np
+from gdexp.core.losses.base import Loss
+
+Path(__file__).with_name("IMPORTED").write_text("imported")
+
+class Bowl(Loss):
+    name = "bowl"
+    def __init__(self, dim=2):
+        self.dim = dim
+    def value_and_grad(self, x, rows=None):
+        return 0.5 * np.einsum("bi,bi->b", x, x), x.copy()
+    def default_init(self):
+        return np.array([1.0, -2.0])[: self.dim]
+'''
+
+
+@pytest.fixture(scope="module")
+def own(tmp_path_factory):
+    """A 2-D sweep of a user's loss (traced.Bowl) recorded in its own store, then the module forgotten
+    (as in a fresh process) and its trace removed."""
+    import sys
+
+    folder = tmp_path_factory.mktemp("own")
+    (folder / "traced.py").write_text(TRACED)
+    saved = list(sys.path)
+    with store_in(folder) as uri:
+        assert run_cli("-m", "loss=custom", "loss._target_=traced.Bowl", "optimizer.lr=0.1,0.5",
+                       "stopping.maxiter=40") == 0
+        cl = MlflowClient(uri)
+        parent = cl.search_runs(["1"], "tags.`gdexp.sweep` = 'true'")[0].info.run_id
+        sys.modules.pop("traced", None)
+        sys.path[:] = saved
+        (folder / "IMPORTED").unlink()
+        yield SimpleNamespace(folder=folder, uri=uri, cl=cl, parent=parent, trace=folder / "IMPORTED")
+        sys.modules.pop("traced", None)
+        sys.path[:] = saved
+
+
+def test_rerun_never_imports_a_module_it_was_not_allowed(own, capsys, monkeypatch):
+    monkeypatch.chdir(own.folder)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", own.uri)
+    assert rerun(["--sweep", own.parent]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert not own.trace.exists()
+    assert out[0].endswith("not re-executed: loss._target_='traced.Bowl': a stored config naming code "
+                           "outside gdexp; it is imported only if you trust it: pass --allow-module traced")
+    assert out[-1] == "0 of 2 runs identical, 2 not"
+    # Allowed, it runs (so the test above could fail): identical, and the import left its trace.
+    assert rerun(["--sweep", own.parent, "--allow-module", "traced"]) == 0
+    assert own.trace.exists() and capsys.readouterr().out.splitlines()[-1] == "2 of 2 runs identical"
+
+
+def test_report_and_load_runs_never_import_a_module_not_allowed(own, gdexp, monkeypatch, tmp_path):
+    import sys
+
+    import gdexp as api
+
+    monkeypatch.chdir(own.folder)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", own.uri)
+    sys.modules.pop("traced", None)
+    own.trace.unlink(missing_ok=True)
+    table = api.load_runs(sweep=own.parent)
+    assert table["loss._target_"].tolist() == ["traced.Bowl"] * 2 and table["source_sha256"].notna().all()
+    api.load_curve(table["run_id"][0])
+    code, out, err = gdexp("report", "--sweep", own.parent, "--out", str(tmp_path / "r"))
+    assert code == 0, err
+    assert not own.trace.exists() and "traced" not in sys.modules
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert "No contour plot" in md and "pass --allow-module traced" in md
+    code, out, err = gdexp("report", "--sweep", own.parent, "--out", str(tmp_path / "r2"),
+                           "--allow-module", "traced")
+    assert code == 0, err
+    assert own.trace.exists() and "fig-" in (tmp_path / "r2" / "report.md").read_text().split("contours")[-1]
+
+
+def test_a_changed_loss_source_is_one_line_and_not_rerun(own, capsys, monkeypatch):
+    monkeypatch.chdir(own.folder)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", own.uri)
+    source = own.folder / "traced.py"
+    logged = own.cl.search_runs(["1"], f"tags.mlflow.parentRunId = '{own.parent}'")[0]
+    try:
+        source.write_text(TRACED + "# edited\n")
+        assert rerun([logged.info.run_id, "--allow-module", "traced"]) == 1
+        out = capsys.readouterr().out
+        assert out.count("\n") == 1
+        assert f"the source of loss._target_=traced.Bowl ({source}) changed since the run: sha256 now " in out
+        assert f"logged {logged.data.tags['gdexp.source_sha256']}; not re-executed" in out
+    finally:
+        source.write_text(TRACED)
+
+
+@pytest.mark.parametrize("text, says", [
+    ("loss: [unclosed\n", "not a valid config (YAML error at line 2, column 1: expected"),
+    ("- just\n- a list\n", "not a valid config (a list, not a mapping of sections)"),
+    ("loss: 3\noptimizer: {name: gd}\n", "cannot re-execute its logged config: "),
+    ("loss: !!python/object/apply:os.system ['touch PWNED']\n", "not a valid config (YAML error"),
+])
+def test_a_tampered_config_is_one_line(sweep, capsys, monkeypatch, text, says):
+    monkeypatch.chdir(sweep.folder)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", sweep.cl.tracking_uri)
+    run = sweep.runs[0]
+    path = Path(urlparse(run.info.artifact_uri).path) / "config.yaml"
+    saved = path.read_text()
+    try:
+        path.write_text(text)
+        assert rerun([run.info.run_id]) == 1
+        out = capsys.readouterr().out
+        assert out.count("\n") == 1 and says in out and "Traceback" not in out
+        assert not (sweep.folder / "PWNED").exists()
+    finally:
+        path.write_text(saved)
+
+
+def test_allow_module_must_be_a_module_name(sweep, capsys, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", sweep.cl.tracking_uri)
+    assert rerun(["--sweep", sweep.parent, "--allow-module", "my-pkg"]) == 2
+    assert capsys.readouterr().err == ("gdexp rerun: error: --allow-module='my-pkg': not a module name "
+                                       "like mypkg or mypkg.losses\n")
+
+
+def test_a_run_on_a_bundled_data_set_reruns_identical(gdexp, store, capsys):
+    """The MLP on digits logs the data set's checksum without a data file: checked on the rebuilt loss."""
+    code, _, err = gdexp("loss=mlp", "loss.hidden=[4]", "loss.batch_size=64", "stopping.maxiter=30")
+    assert code == 0, err
+    (run,) = MlflowClient(store).search_runs(["1"])
+    assert run.data.tags["gdexp.data_sha256"]
+    assert rerun([run.info.run_id]) == 0
+    assert capsys.readouterr().out.endswith("identical (31 steps)\n")

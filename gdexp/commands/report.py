@@ -28,7 +28,9 @@ learning rate that diverged, the runs table, the provenance of the runs, and
 the commands that reproduce them. Building twice from the same store gives
 the same bytes. When the runs belong to one sweep, the folder is also attached
 to its parent run as the artifact folder report/ (MLflow UI: open the parent
-run, Artifacts, report/report.html)."""
+run, Artifacts, report/report.html). A stored config naming code outside
+gdexp (your own loss) is never imported unless you pass --allow-module for
+its module."""
 
 _EPILOG = """\
 examples:
@@ -65,13 +67,16 @@ def compare_main(argv: list[str]) -> int:
 
 
 def _report(experiment: str | None, sweeps: list[str] | None, args, prog: str) -> int:
+    from gdexp.core.errors import ConfigError
     from gdexp.report.build import build_report
     from gdexp.report.select import select, started
+    from gdexp.tracking.reader import check_allow_list
     from gdexp.tracking.store import store_error
 
     try:
-        sel = select(experiment, sweeps, args.tracking_uri)
-    except (LookupError, store_error()) as exc:
+        check_allow_list(args.allow_module)
+        sel = select(experiment, sweeps, args.tracking_uri, args.allow_module)
+    except (LookupError, store_error(), ConfigError) as exc:
         print(f"{prog}: error: {_message(exc)}", file=sys.stderr)
         return 2
     if sel.runs.empty:
@@ -117,6 +122,11 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="where the MLflow UI serves this store, for the links from each run in the "
                         "report to its page, URL/#/experiments/<id>/runs/<run id> (default: "
                         "http://127.0.0.1:5000, where `mlflow ui` listens)")
+    p.add_argument("--allow-module", metavar="MOD", action="append", default=[],
+                   help="trust code in module MOD named by a stored config's _target_ (your own loss "
+                        "mypkg.losses.saddle: --allow-module mypkg), to rebuild its loss for the "
+                        "contour figures; repeatable. Without it such code is never imported: the "
+                        "report is written without those contours and says so")
 
 
 def _attach(sel, files: list[Path]) -> str:

@@ -15,15 +15,23 @@ _DESCRIPTION = """\
 Re-execute runs from the config.yaml each one logged (never from today's
 defaults), compare the new curve with the logged curve.parquet step by step,
 bit for bit (NaN equals NaN), and print `identical` or the first step that
-differs and by how much. A run made from a data file is compared only if the
-file's SHA-256 still matches the one the run logged. No MLflow run is created.
-Exit status 0 only if every run is identical."""
+differs and by how much. A run made from a data file (or a bundled data set)
+is compared only if its SHA-256 still matches the one the run logged, and a
+run of your own loss only if the source file of its _target_ still matches.
+No MLflow run is created. Exit status 0 only if every run is identical.
+
+Trust: a config.yaml names code (`_target_`), and importing a module runs it.
+A stored config naming code outside gdexp is re-executed only if you name its
+module with --allow-module (a store someone else wrote is input, not code you
+chose to run). The module is imported from the current folder, as the run
+imported it from the folder gdexp was started in."""
 
 _EPILOG = """\
 examples:
   gdexp rerun 0f3c9a2b51e44d0f8c1d2e3f4a5b6c7d
   gdexp rerun --sweep 7ab3ae1e83b346d38b263dd5b4ffdfd3
-  gdexp rerun --experiment gdexp --tracking-uri sqlite:///runs/mlflow.db"""
+  gdexp rerun --experiment gdexp --tracking-uri sqlite:///runs/mlflow.db
+  gdexp rerun --sweep 7ab3ae1e... --allow-module mypkg   runs of your own loss mypkg.losses.saddle"""
 
 
 def main(argv: list[str]) -> int:
@@ -33,22 +41,24 @@ def main(argv: list[str]) -> int:
         print("gdexp rerun: error: give RUN_ID..., or --sweep PARENT_RUN_ID, or --experiment NAME",
               file=sys.stderr)
         return 2
-    from gdexp.tracking.reader import load_runs
+    from gdexp.core.errors import ConfigError
+    from gdexp.tracking.reader import check_allow_list, load_runs
     from gdexp.tracking.store import store_error
 
     try:
+        check_allow_list(args.allow_module)
         if args.run_ids:
             runs = [_logged_run(run_id, args.tracking_uri) for run_id in args.run_ids]
         else:
             table = load_runs(experiment=args.experiment, sweep=args.sweep, tracking_uri=args.tracking_uri)
             runs = table.to_dict("records")
-    except (LookupError, store_error()) as exc:
+    except (LookupError, store_error(), ConfigError) as exc:
         print(f"gdexp rerun: error: {getattr(exc, 'message', None) or exc}", file=sys.stderr)
         return 2
     if not runs:
         print("gdexp rerun: error: no runs selected", file=sys.stderr)
         return 2
-    results = [check(run, args.tracking_uri) for run in runs]
+    results = [check(run, args.tracking_uri, args.allow_module) for run in runs]
     for ok, line in results:
         print(line)
     bad = sum(not ok for ok, _ in results)
@@ -57,36 +67,43 @@ def main(argv: list[str]) -> int:
     return 1 if bad else 0
 
 
-def check(run: dict, tracking_uri: str | None = None) -> tuple[bool, str]:
+def check(run: dict, tracking_uri: str | None = None, allow_modules=()) -> tuple[bool, str]:
     """Re-execute one run and compare; (identical, the line to print).
 
     Args:
-        run: a load_runs row as a dict (run_id, run_name, data_sha256, artifact_uri, ...).
+        run: a load_runs row as a dict (run_id, run_name, data_sha256, source_sha256, artifact_uri, ...).
+        allow_modules: modules whose code a stored `_target_` may name (--allow-module).
     """
     import pandas as pd
-    import yaml
 
     from gdexp.core.batch import execute
     from gdexp.core.errors import ConfigError
     from gdexp.core.legacy import upgrade
     from gdexp.core.spec import plan
-    from gdexp.tracking.reader import artifact_file
+    from gdexp.tracking.reader import artifact_file, stored_config
 
     who = f"{run['run_name']} ({run['run_id']})"
     try:
-        with artifact_file(run["run_id"], "config.yaml", tracking_uri, run["artifact_uri"]) as path:
-            config = yaml.safe_load(path.read_text())
+        config = stored_config(run["run_id"], tracking_uri, run["artifact_uri"], allow_modules)
         with artifact_file(run["run_id"], "curve.parquet", tracking_uri, run["artifact_uri"]) as path:
             logged = pd.read_parquet(path)
+    except ConfigError as exc:
+        return False, f"{who}: not re-executed: {exc}"
     except (FileNotFoundError, OSError) as exc:
         return False, f"{who}: cannot compare, {exc} (run status {run.get('mlflow_status', '?')})"
-    changed = _data_changed(config, run.get("data_sha256"))
-    if changed:
-        return False, f"{who}: {changed}; not re-executed"
     try:
-        spec = plan(upgrade(config))
+        config = upgrade(config)
+        changed = _data_changed(config, run.get("data_sha256")) or _source_changed(config, run.get("source_sha256"))
+        if changed:
+            return False, f"{who}: {changed}; not re-executed"
+        spec = plan(config)
     except ConfigError as exc:
         return False, f"{who}: cannot re-execute its logged config: {exc}"
+    except (LookupError, TypeError, ValueError, AttributeError) as exc:  # a config.yaml edited by hand
+        return False, f"{who}: cannot re-execute its logged config: {type(exc).__name__}: {exc}"
+    changed = _bundled_changed(config, spec, run.get("data_sha256"))
+    if changed:
+        return False, f"{who}: {changed}; not re-executed"
     traj = execute([spec])[0]
     fresh = {"loss": traj.loss, "grad_norm": traj.grad_norm}
     if traj.path is not None:
@@ -131,16 +148,61 @@ def _data_changed(config: dict, logged_sha) -> str | None:
     """Why the run's data file no longer matches its logged checksum, or None."""
     if not isinstance(logged_sha, str):
         return None  # synthetic data: the config's seed fixes it
-    data = config["loss"].get("data")
+    data = _loss_section(config).get("data")
+    if data is None:
+        return None  # a bundled data set: checked on the loss once built (_bundled_changed)
     # Hashed here, not taken from the planned loss: plan() caches losses by their
     # config, so in a long-lived process it could hand back the data it read first.
     try:
         now = hashlib.sha256(Path(data).read_bytes()).hexdigest()
-    except OSError as exc:
-        return f"cannot read its data file {data} ({exc.strerror}; a relative path is read from the current folder)"
+    except (OSError, TypeError) as exc:
+        why = getattr(exc, "strerror", None) or str(exc)
+        return f"cannot read its data file {data} ({why}; a relative path is read from the current folder)"
     if now != logged_sha:
         return f"data file {data} changed since the run: sha256 now {now}, logged {logged_sha}"
     return None
+
+
+def _bundled_changed(config: dict, spec, logged_sha) -> str | None:
+    """Why a bundled data set (loss.dataset) no longer matches its logged checksum, or None."""
+    if not isinstance(logged_sha, str) or _loss_section(config).get("data") is not None:
+        return None
+    now = spec.loss.data_sha256()
+    if now != logged_sha:
+        name = _loss_section(config).get("dataset")
+        return (f"data set {name} changed since the run (another scikit-learn release?): "
+                f"sha256 now {now}, logged {logged_sha}")
+    return None
+
+
+def _source_changed(config: dict, logged_sha) -> str | None:
+    """Why the source file of the run's own loss no longer matches its logged checksum, or None.
+
+    The target is imported (it is allowed: stored_config checked it) and its
+    defining file hashed now, as the run hashed it (gdexp.core.targets.source_sha256).
+    """
+    if not isinstance(logged_sha, str):
+        return None  # a loss of gdexp's own, or a run recorded before gdexp 0.2 logged the tag
+    import inspect
+    import os
+
+    from gdexp.core.targets import resolve, source_sha256
+
+    target = _loss_section(config).get("_target_")
+    obj = resolve(target, "loss._target_", os.getcwd())
+    now = source_sha256(obj)
+    if now != logged_sha:
+        file = inspect.getsourcefile(inspect.unwrap(obj)) if now else "its source"
+        return (f"the source of loss._target_={target} ({file}) changed since the run: "
+                f"sha256 now {now}, logged {logged_sha}")
+    return None
+
+
+def _loss_section(config: dict) -> dict:
+    loss = config.get("loss")
+    if not isinstance(loss, dict):
+        raise ValueError(f"its loss section is {type(loss).__name__}, not a mapping")
+    return loss
 
 
 def _logged_run(run_id: str, tracking_uri: str | None) -> dict:
@@ -150,6 +212,7 @@ def _logged_run(run_id: str, tracking_uri: str | None) -> dict:
     run = client(resolve_uri(tracking_uri)).get_run(run_id)
     return {"run_id": run_id, "run_name": run.info.run_name, "artifact_uri": run.info.artifact_uri,
             "data_sha256": run.data.tags.get(f"{TAG}data_sha256"),
+            "source_sha256": run.data.tags.get(f"{TAG}source_sha256"),
             "mlflow_status": run.info.status}
 
 
@@ -162,4 +225,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--tracking-uri", metavar="URI",
                    help="MLflow store (default: sqlite:///./mlflow.db); MLFLOW_TRACKING_URI, when "
                         "set, wins, as for every gdexp command")
+    p.add_argument("--allow-module", metavar="MOD", action="append", default=[],
+                   help="trust code in module MOD (and its submodules) named by a stored config's "
+                        "_target_, e.g. your own loss mypkg.losses.saddle: --allow-module mypkg; "
+                        "repeat it for several. Without it, a run naming code outside gdexp is not "
+                        "re-executed (its module is never imported)")
     return p

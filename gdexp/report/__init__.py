@@ -6,6 +6,8 @@
 - interactive.py  the plotly figures of report.html
 - figures.py      the static (matplotlib) figures of report.md; animate.py the GIFs
 - search.py       what lr_find and Optuna searched
+- sharpness.py    sharpness against 2/lr under the training loss (the edge of stability)
+- batch_size.py   best and largest stable lr against the mini-batch size, beside linear scaling
 - sections.py     text sections: answers, runs table, provenance, how to reproduce
 - render.py       blocks -> Markdown and HTML
 

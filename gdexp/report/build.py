@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from gdexp.report import figures, interactive, render, search, sections
+from gdexp.report import batch_size, figures, interactive, render, search, sections, sharpness
 from gdexp.report.animate import descent_gif
 from gdexp.report.overlay import BOUNDS, overlay, overlay_png
 from gdexp.report.select import (UI_URL, Group, Selection, grouped, loss_of, read_curves, run_url,
@@ -40,11 +40,13 @@ def build_report(sel: Selection, out: Path, ui: str = UI_URL) -> list[Path]:
     with figures.style():
         blocks += _overlay_section(runs, answer, keys, metric, mode, urls, out, sel.by == "sweeps",
                                    searched_keys(sel.parents))
+        blocks += batch_size.section(runs, answer, keys, metric, lambda run: _data_points(sel, run), out)
         if sel.by == "sweeps":
             blocks += sections.comparison(sel, answer, keys)
         blocks += search.sections(sel, urls, out)
         parts = _curve_groups(sel, runs)
-        blocks += _curve_section(parts, urls, out) + _contour_section(sel, parts, out)
+        blocks += _curve_section(parts, urls, out) + sharpness.section(parts, urls, out)
+        blocks += _contour_section(sel, parts, out)
     blocks += sections.runs_table(runs, keys, metric, urls, by_sweep=sel.by == "sweeps")
     blocks += sections.provenance(sel, runs) + sections.reproduce(sel)
     (out / "report.md").write_text(render.to_markdown(blocks))
@@ -94,6 +96,14 @@ def _overlay_section(runs, answer, keys, metric, mode, urls, out: Path, by_sweep
     else:
         blocks.append(("p", "No closed-form learning-rate bound for these losses: no vertical line drawn."))
     return blocks
+
+
+def _data_points(sel: Selection, run) -> int | None:
+    """The points a full batch of the run's loss holds (its n_data), or None if it cannot be rebuilt."""
+    try:
+        return getattr(loss_of(sel, run), "n_data", None)
+    except Exception:  # a data file moved, a module not allowed: the full batch is left out
+        return None
 
 
 def _curve_groups(sel: Selection, runs: pd.DataFrame) -> list[Group]:

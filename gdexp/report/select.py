@@ -12,21 +12,19 @@ from datetime import datetime, timezone
 
 import numpy as np
 import pandas as pd
-import yaml
-
 from gdexp.core.legacy import upgrade
 from gdexp.core.outcomes import DESCENT_STATUSES  # noqa: F401 - the report's vocabulary
 from gdexp.core.spec import plan
 from gdexp.tracking import TAG
 from gdexp.tracking import store as tracking
-from gdexp.tracking.reader import artifact_file, latest_sweep, load_curve, load_runs
+from gdexp.tracking.reader import latest_sweep, load_curve, load_runs, stored_config
 from gdexp.report import UI_URL  # noqa: F401 - build's default
 from gdexp.results.groups import GROUP, group_keys, with_groups
+from gdexp.results.table import MEASURED  # val_loss, train_loss, sharpness, ...: curves, not coordinates
 
 # Curve columns that are not a coordinate of the parameters (curve.parquet holds
 # step, the curves, then one column per parameter, named by the loss's param_names).
-CURVE_COLUMNS = frozenset({"step", "loss", "grad_norm", "lr", "sharpness", "2/lr", "full_loss",
-                           "val_loss", "val_accuracy"})
+CURVE_COLUMNS = frozenset({"step", "loss", "grad_norm", "lr", "2/lr", "full_loss", *MEASURED})
 
 
 @dataclass
@@ -40,6 +38,8 @@ class Group:
     paths: dict[str, np.ndarray] = field(default_factory=dict)    # run_id -> (steps, 2) for 2-D losses
     coords: tuple[str, str] = ("x0", "x1")                        # the two parameters' names
     missing: list[str] = field(default_factory=list)              # finished runs without curve.parquet
+    # run_id -> (steps, sharpness, 2/lr) at the steps it was measured (tracking.sharpness_every)
+    sharpness: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=dict)
 
 
 @dataclass
@@ -51,6 +51,7 @@ class Selection:
     runs: pd.DataFrame   # load_runs' table, plus `sweep` (the sweep's label) and `experiment_id`
     parents: list        # the MLflow runs of the sweeps these runs belong to, oldest first
     chosen: bool = False  # the latest sweep, picked because none was named
+    allow_modules: tuple = ()  # modules a stored _target_ may name (--allow-module); else never imported
 
     @property
     def parent_id(self) -> str | None:
@@ -67,8 +68,13 @@ class Selection:
         return _safe(f"compare-{ids}" if self.by == "sweeps" else f"{self.name}-{ids}")
 
 
-def select(experiment: str | None, sweeps: list[str] | None, tracking_uri: str | None) -> Selection:
+def select(experiment: str | None, sweeps: list[str] | None, tracking_uri: str | None,
+           allow_modules=()) -> Selection:
     """The runs of an experiment, of one or several sweeps, or of the latest sweep in the store.
+
+    ``allow_modules`` (``--allow-module``): where a figure needs a run's loss
+    rebuilt (contours), a stored ``_target_`` outside gdexp is imported only
+    from these modules (loss_of).
 
     Raises:
         LookupError: no such experiment, no sweep in the store, or a run id
@@ -82,7 +88,8 @@ def select(experiment: str | None, sweeps: list[str] | None, tracking_uri: str |
         runs = load_runs(experiment=experiment, tracking_uri=uri)
         found = sorted(set(runs["sweep_id"].dropna()))
         parents = sorted((cl.get_run(i) for i in found), key=lambda r: (r.info.start_time, r.info.run_id))
-        return Selection(uri, "experiment", experiment, experiment, _typed(runs, ids, parents), parents)
+        return Selection(uri, "experiment", experiment, experiment, _typed(runs, ids, parents), parents,
+                         allow_modules=tuple(allow_modules))
     parents = [cl.get_run(s) for s in sweeps] if sweeps else [latest_sweep(cl)]
     for parent in parents:
         if parent.data.tags.get(f"{TAG}sweep") != "true":
@@ -96,7 +103,8 @@ def select(experiment: str | None, sweeps: list[str] | None, tracking_uri: str |
     name = names[0] if len(parents) == 1 else " vs ".join(names)
     return Selection(uri, "sweep" if len(parents) == 1 else "sweeps",
                      parents[0].info.run_id if len(parents) == 1 else [p.info.run_id for p in parents],
-                     name, _typed(runs, ids, parents), parents, chosen=not sweeps)
+                     name, _typed(runs, ids, parents), parents, chosen=not sweeps,
+                     allow_modules=tuple(allow_modules))
 
 
 def sweep_name(parent) -> str:
@@ -157,6 +165,10 @@ def read_curves(sel: Selection, runs: pd.DataFrame, title: str, slug: str) -> Gr
             group.missing.append(run.run_name)
             continue
         group.losses[run.run_id] = curve["loss"].to_numpy()
+        if "sharpness" in curve.columns and curve["sharpness"].notna().any():
+            at = curve["sharpness"].notna().to_numpy()
+            limit = curve["2/lr"].to_numpy()[at] if "2/lr" in curve.columns else np.full(at.sum(), 2 / run.lr)
+            group.sharpness[run.run_id] = (curve["step"].to_numpy()[at], curve["sharpness"].to_numpy()[at], limit)
         coords = coordinates(curve.columns)
         if len(coords) == 2:
             group.paths[run.run_id] = curve[coords].to_numpy()
@@ -171,18 +183,20 @@ def coordinates(columns) -> list[str]:
     ['slope', 'intercept']
     >>> coordinates(["step", "loss", "grad_norm", "lr", "x0", "x1"])
     ['x0', 'x1']
+    >>> coordinates(["step", "loss", "grad_norm", "train_loss", "train_accuracy", "val_loss"])
+    []
     """
     return [c for c in columns if c not in CURVE_COLUMNS]
 
 
 def run_config(selection: Selection, run) -> dict:
-    """The resolved config a run was made from (its config.yaml artifact)."""
-    with artifact_file(run.run_id, "config.yaml", selection.uri, run.artifact_uri) as path:
-        return yaml.safe_load(path.read_text())
+    """The resolved config a run was made from (its config.yaml artifact), its targets checked
+    for trust (gdexp.tracking.reader.stored_config: ConfigError for a module not allowed)."""
+    return stored_config(run.run_id, selection.uri, run.artifact_uri, selection.allow_modules)
 
 
 def loss_of(selection: Selection, run):
-    """The Loss a run descended, rebuilt from its config.yaml."""
+    """The Loss a run descended, rebuilt from its config.yaml (never from a module not allowed)."""
     return plan(upgrade(run_config(selection, run))).loss
 
 

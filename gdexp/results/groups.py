@@ -65,7 +65,9 @@ def swept_keys(runs: pd.DataFrame) -> list[str]:
     Params are the dotted columns and the top-level config keys
     (TOP_LEVEL_PARAMS); the learning rate (LR_KEYS), the seed and the
     bookkeeping keys (`tracking.*`, `hydra.*`) and the implementations
-    (`loss._target_`, named by `loss.name`) never count. A missing value
+    (`loss._target_`, named by `loss.name`) never count, nor does a `*seed`
+    key equal to the seed in every run (a null `loss.init_seed` takes the
+    run's seed: it repeats it). A missing value
     (a key an optimizer does not have) is a value of its own. Runs that carry
     no param at all (a job that failed before logging any) are left out.
 
@@ -76,7 +78,7 @@ def swept_keys(runs: pd.DataFrame) -> list[str]:
         Keys in the table's column order.
 
     >>> swept_keys(pd.DataFrame({"loss.b": [1, 10], "seed": [0, 1], "lr": [0.1, 0.1],
-    ...                          "tracking.uri": ["a", "b"], "loss.a": [1, 1]}))
+    ...                          "tracking.uri": ["a", "b"], "loss.a": [1, 1], "loss.init_seed": [0, 1]}))
     ['loss.b']
     """
     params = [c for c in runs.columns if _is_param(c)]
@@ -85,7 +87,7 @@ def swept_keys(runs: pd.DataFrame) -> list[str]:
     return [key for key in params
             if key not in LR_KEYS and key != REPEAT_KEY and not key.startswith(BOOKKEEPING)
             and not key.endswith(IMPLEMENTATION)
-            and len({_norm(v) for v in rows[key]}) > 1]
+            and len({_norm(v) for v in rows[key]}) > 1 and not _is_the_seed(rows, key)]
 
 
 def group_keys(runs: pd.DataFrame, exclude: Sequence[str] = ()) -> list[str]:
@@ -163,14 +165,18 @@ def with_groups(runs: pd.DataFrame, keys: Sequence[str] | None = None) -> pd.Dat
 def monitor(runs: pd.DataFrame) -> tuple[str, str]:
     """The metric a sweep is judged by, as Keras callbacks name it: (column, mode).
 
-    `val_loss` (mode "min") where runs have one, else `val_accuracy` ("max"),
-    else `final_loss` ("min"): a validation metric, where there is one, is what
-    a learning rate is chosen for.
+    `val_accuracy` (mode "max") where runs have one (a classifier: what it is
+    for; its val_loss keeps growing as an overfit net grows confident on the
+    points it gets wrong, while its accuracy holds), else `val_loss` ("min",
+    a regression), else `final_loss` ("min"): a validation metric, where there
+    is one, is what a learning rate is chosen for.
 
-    >>> monitor(pd.DataFrame({"final_loss": [1.0], "val_accuracy": [0.9]}))
+    >>> monitor(pd.DataFrame({"final_loss": [1.0], "val_loss": [0.3], "val_accuracy": [0.9]}))
     ('val_accuracy', 'max')
+    >>> monitor(pd.DataFrame({"final_loss": [1.0], "val_loss": [0.3], "val_accuracy": [None]}))
+    ('val_loss', 'min')
     """
-    for column, mode in (("val_loss", "min"), ("val_accuracy", "max")):
+    for column, mode in (("val_accuracy", "max"), ("val_loss", "min")):
         if column in runs.columns and runs[column].notna().any():
             return column, mode
     return "final_loss", "min"
@@ -294,6 +300,15 @@ def _norm(value):
     if isinstance(value, np.generic):
         return value.item()
     return value
+
+
+def _is_the_seed(rows: pd.DataFrame, key: str) -> bool:
+    """Whether a `*seed` key of a section took the run's seed (a null `loss.init_seed` does,
+    gdexp.core.spec.plan): equal to `seed` in every run, it repeats the seed and splits nothing."""
+    if not key.endswith("seed") or REPEAT_KEY not in rows.columns:
+        return False
+    pairs = [(_norm(v), _norm(s)) for v, s in zip(rows[key], rows[REPEAT_KEY])]
+    return all(v == s for v, s in pairs)
 
 
 def _follows(runs: pd.DataFrame, key: str, choice: str) -> bool:

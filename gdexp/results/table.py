@@ -11,12 +11,12 @@ import pandas as pd
 # Summary metrics every finished run has (the last two only for losses with a closed form).
 SUMMARY_METRICS = ("final_loss", "best_loss", "iterations", "lr_max_stable", "lr_optimal")
 # Measured at some steps (evaluations, sharpness): each run's last value (at its stop step).
-MEASURED = ("val_loss", "val_accuracy", "train_loss", "train_accuracy", "sharpness")
+MEASURED = ("val_loss", "val_accuracy", "train_loss", "train_accuracy", "sharpness", "2/lr")
 
 # The first columns of the table, in this order; every param follows under its dotted key.
 COLUMNS = ["run_id", "run_name", "experiment", "sweep_id", "loss", "optimizer", "lr", "status",
            "diverged", "diverged_step", "divergence", "stop_reason", *SUMMARY_METRICS, *MEASURED,
-           "mlflow_status", "error", "config_hash", "data_sha256", "version", "start_time",
+           "mlflow_status", "error", "config_hash", "data_sha256", "source_sha256", "version", "start_time",
            "artifact_uri"]
 
 
@@ -55,6 +55,6 @@ def _typed(column: pd.Series) -> pd.Series:
         return column  # a name, a list: the logged string (JSON for a list) is its value
     out = pd.to_numeric(column, errors="coerce")
     integral = np.isfinite(out).all() and (out == out.round()).all()
-    if integral and not present.str.contains(r"[.eE]").any():
+    if integral and not present.astype(str).str.contains(r"[.eE]").any():
         return out.astype("int64")
     return out.astype(float)

@@ -85,6 +85,8 @@ def identity_tags(spec, parent_id: str | None = None) -> dict[str, str]:
     tags = {**standard_tags(), f"{TAG}config_hash": spec.config_hash, f"{TAG}version": __version__}
     if spec.loss.data_sha256():
         tags[f"{TAG}data_sha256"] = spec.loss.data_sha256()
+    if getattr(spec.loss, "source_sha256", None):  # a user's loss: the file its code is in
+        tags[f"{TAG}source_sha256"] = spec.loss.source_sha256
     if parent_id:
         tags["mlflow.parentRunId"] = parent_id
     return tags

@@ -13,7 +13,7 @@ from typing import Callable
 import pandas as pd
 
 from gdexp.core.errors import ConfigError
-from gdexp.results.summary import format_counts, format_table, sweep_counts
+from gdexp.results.summary import summarize
 from gdexp.results.table import typed_table
 from gdexp.tracking import TAG, env, guards
 from gdexp.tracking.pending import keep_parent, kept, resume_message, short_reason
@@ -44,6 +44,7 @@ class Sweep:
     name: str
     folder: Path
     launcher: dict | None = None
+    searched: tuple[str, ...] = ()  # keys a search samples besides the lr: they never split the summary's groups
 
 
 @contextmanager
@@ -98,7 +99,7 @@ def sweep_run(sweep: Sweep, rows: Callable[[], list[dict]]):
             if left:  # the parent stays open until `gdexp resume` has recorded them
                 cl.set_tag(parent_id, UNRECORDED_TAG, str(left))
             else:
-                counts = close(cl, parent_id, uri, typed_table(rows()))
+                counts = close(cl, parent_id, uri, typed_table(rows()), sweep.searched)
         except KeyboardInterrupt:
             cl.set_terminated(parent_id, status="KILLED")
             raise
@@ -121,18 +122,19 @@ def last_sweep() -> tuple[str, str] | None:
     return _opened.pop() if _opened else None
 
 
-def close(cl, parent_id: str, uri: str, table: pd.DataFrame) -> dict:
-    """Log the summary of the sweep's runs (gdexp.results.table) on the parent, print it, close the parent."""
+def close(cl, parent_id: str, uri: str, table: pd.DataFrame, searched: tuple[str, ...] = ()) -> dict:
+    """Log the summary of the sweep's runs (gdexp.results.summary) on the parent, print it, close the parent."""
     from mlflow.entities import Metric
 
-    counts = sweep_counts(table)
+    summary = summarize(table, searched)
+    counts = summary.metrics()
     cl.log_batch(parent_id, metrics=[Metric(k, v, 0, 0) for k, v in counts.items()])
     with tempfile.TemporaryDirectory(prefix="gdexp-") as tmp:
-        table.to_csv(Path(tmp) / "summary.csv", index=False)
+        for name, part in summary.tables().items():
+            part.to_csv(Path(tmp) / name, index=False)
         cl.log_artifacts(parent_id, tmp)
     cl.set_terminated(parent_id, status="FAILED" if counts["failed"] else "FINISHED")
-    print(format_table(table) if len(table) else "(no runs)")
-    print(format_counts(counts))
+    print(summary.text())
     print(where_to_look(uri, cl.get_run(parent_id).info.experiment_id, parent_id))
     return counts
 

@@ -7,13 +7,16 @@ back into numbers and read the full curve from the run's `curve.parquet`.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from gdexp.core.errors import ConfigError
+from gdexp.core.targets import check_allowed
+from gdexp.results.summary import aggregate_runs
 from gdexp.results.table import MEASURED, SUMMARY_METRICS, typed_table
 from gdexp.tracking import TAG as _T
 from gdexp.tracking.content import STAND_IN, flatten
@@ -22,14 +25,25 @@ from gdexp.tracking.store import client, resolve_uri
 
 
 def load_runs(experiment: str | None = None, sweep: str | None = None,
-              tracking_uri: str | None = None) -> pd.DataFrame:
-    """One row per gdexp run, with typed columns.
+              tracking_uri: str | None = None, aggregate: bool = False) -> pd.DataFrame:
+    """One row per gdexp run, with typed columns; or, with `aggregate`, one row per group and lr.
 
     Args:
         experiment: Every run of this experiment (sweep parents left out).
         sweep: The child runs of this sweep's parent run id.
         tracking_uri: The store; MLFLOW_TRACKING_URI wins, then this, then ./mlflow.db.
             With neither `experiment` nor `sweep`: the latest sweep in the store.
+        aggregate: return the runs' aggregate instead (gdexp.results.summary.aggregate_runs):
+            runs split into groups by every swept key but the learning rate and the seed,
+            then one row per group and learning rate with the group's key values,
+            `group` (its label), `lr`, `runs`, `failed`, `diverged`,
+            `diverged_fraction`, `diverged_step_min`/`_max`, `stable` (no run
+            diverged), and for final_loss (and val_loss, val_accuracy where the runs
+            have them) `_mean`, `_std`, `_min`, `_max`, `_count` over the runs
+            that did not diverge (a diverged run's last finite loss is no result).
+
+    Nothing read imports code: a stored config's `_target_` stays a string
+    (gdexp rerun and gdexp report import one only when the user allows it).
 
     Returns:
         Columns gdexp.results.table.COLUMNS, then every param under its dotted key
@@ -60,7 +74,8 @@ def load_runs(experiment: str | None = None, sweep: str | None = None,
         runs = search(cl, [parent.info.experiment_id],
                        f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
     names = {e.experiment_id: e.name for e in cl.search_experiments()}
-    return typed_table([_full_params(_row(r, names), resolve_uri(tracking_uri)) for r in runs])
+    table = typed_table([_full_params(_row(r, names), resolve_uri(tracking_uri)) for r in runs])
+    return aggregate_runs(table) if aggregate else table
 
 
 def load_curve(run_id: str, tracking_uri: str | None = None,
@@ -153,12 +168,96 @@ def _row(run, experiment_names: dict[str, str]) -> dict:
         "error": t.get(f"{_T}error"),
         "config_hash": t.get(f"{_T}config_hash"),
         "data_sha256": t.get(f"{_T}data_sha256"),
+        "source_sha256": t.get(f"{_T}source_sha256"),
         "version": t.get(f"{_T}version"),
         "start_time": info.start_time,
         "artifact_uri": info.artifact_uri,
     }
     row.update({key: value for key, value in p.items() if key not in row})
     return row
+
+
+def stored_config(run_id: str, tracking_uri: str | None = None, artifact_uri: str | None = None,
+                  allow_modules: Sequence[str] = ()) -> dict:
+    """A run's config.yaml, parsed safely, with every ``_target_`` it names checked for trust.
+
+    For configs read back from a store (``gdexp rerun``, ``gdexp report``):
+    a target outside gdexp's core is refused unless its module is in
+    ``allow_modules`` (gdexp.core.targets.check_allowed). Nothing is imported
+    here; the caller imports the targets (plan) only after this returns.
+
+    Args:
+        run_id, tracking_uri, artifact_uri: as for load_curve.
+        allow_modules: the modules the user trusts (``--allow-module``): ``mypkg``
+            allows everything in it, ``mypkg.losses`` only what is inside that.
+
+    Raises:
+        ConfigError: one line: config.yaml is not a YAML mapping (a tampered file),
+            or it names a target the user did not allow.
+        FileNotFoundError: the run has no config.yaml.
+    """
+    with artifact_file(run_id, "config.yaml", tracking_uri, artifact_uri) as path:
+        config = parse_config(path.read_text(), path)
+    check_targets(config, allow_modules)
+    return config
+
+
+def parse_config(text: str, where) -> dict:
+    """A stored config.yaml's text as a dict (YAML's safe loader: no tags, no objects).
+
+    >>> parse_config("loss: {name: booth}", "config.yaml")
+    {'loss': {'name': 'booth'}}
+    >>> parse_config("loss: [unclosed", "runs/1/config.yaml")
+    Traceback (most recent call last):
+    ...
+    gdexp.core.errors.ConfigError: config.yaml='runs/1/config.yaml': not a valid config (YAML error at line 1, column 16: expected ',' or ']', but got '<stream end>')
+    >>> parse_config("- a list", "config.yaml")
+    Traceback (most recent call last):
+    ...
+    gdexp.core.errors.ConfigError: config.yaml='config.yaml': not a valid config (a list, not a mapping of sections)
+    """
+    import yaml
+
+    try:
+        config = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(error, "problem", None) or type(error).__name__
+        raise ConfigError("config.yaml", str(where), f"not a valid config (YAML error{at}: {problem})") from None
+    if not isinstance(config, dict) or not all(isinstance(k, str) for k in config):
+        kind = {list: "a list", str: "text", type(None): "empty"}.get(type(config), type(config).__name__)
+        raise ConfigError("config.yaml", str(where), f"not a valid config ({kind}, not a mapping of sections)")
+    return config
+
+
+def check_targets(config: dict, allow_modules: Sequence[str] = ()) -> None:
+    """Refuse a stored config any of whose ``_target_`` keys (loss, optimizer, schedule, ...)
+    names code outside gdexp's core that ``allow_modules`` does not allow (one ConfigError line).
+
+    >>> check_targets({"loss": {"_target_": "gdexp.core.losses.Rosenbrock"}})
+    >>> check_targets({"loss": {"_target_": "evil.boom"}}, ["evil"])
+    >>> check_targets({"optimizer": {"_target_": "evil.boom"}})
+    Traceback (most recent call last):
+    ...
+    gdexp.core.errors.ConfigError: optimizer._target_='evil.boom': a stored config naming code outside gdexp; it is imported only if you trust it: pass --allow-module evil
+    """
+    for key, value in flatten(config).items():
+        if key == "_target_" or key.endswith("._target_"):
+            check_allowed(value, list(allow_modules), key)
+
+
+def check_allow_list(allow_modules: Sequence[str]) -> None:
+    """ConfigError (one line) for an ``--allow-module`` value that is not a module name.
+
+    >>> check_allow_list(["mypkg", "mypkg.losses"])
+    >>> check_allow_list(["my-pkg"])
+    Traceback (most recent call last):
+    ...
+    gdexp.core.errors.ConfigError: --allow-module='my-pkg': not a module name like mypkg or mypkg.losses
+    """
+    # check_allowed checks the list before the path; a path of gdexp's own is then allowed as is.
+    check_allowed("gdexp.core.losses.base.Loss", list(allow_modules), "loss._target_")
 
 
 def _full_params(row: dict, uri: str) -> dict:
@@ -168,8 +267,6 @@ def _full_params(row: dict, uri: str) -> dict:
         return row
     import json
 
-    import yaml
-
     with artifact_file(row["run_id"], "config.yaml", uri, row["artifact_uri"]) as path:
-        config = flatten(yaml.safe_load(path.read_text()))
+        config = flatten(parse_config(path.read_text(), path))
     return {**row, **{k: json.dumps(config[k]) for k in long if k in config}}

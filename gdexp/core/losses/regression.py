@@ -1,7 +1,8 @@
-"""Linear and logistic regression on a CSV file or on seeded synthetic data.
+"""Linear and logistic regression on a CSV file, a bundled data set, or seeded synthetic data.
 
 The parameters are (w_1, ..., w_k, b) for the prediction X w + b, so a batch
-of B parameter vectors gives B independent fits of the same data.
+of B parameter vectors gives B independent fits of the same data. Both take
+mini-batches (``rows``): each run's loss and gradient over its own points.
 """
 from __future__ import annotations
 
@@ -16,8 +17,13 @@ from typing import ClassVar
 
 import numpy as np
 
+from gdexp.core.data import SKLEARN_DATASETS, load_dataset
 from gdexp.core.errors import ConfigError
 from gdexp.core.losses.base import Loss
+
+# The bundled scikit-learn sets (gdexp.core.data.SKLEARN_DATASETS) each regression can fit:
+# a regression target for the linear one, two classes for the logistic one.
+BUNDLED = {"regression": ("diabetes",), "binary": ("breast_cancer",)}
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -32,6 +38,11 @@ class _LinearModel(Loss):
     # [X 1] transposed, one row per parameter: both einsums below then run their
     # inner loop along the n data points, which is what makes them fast.
     _columns: np.ndarray = field(init=False, repr=False)
+
+    @property
+    def n_data(self) -> int:
+        """Data points a mini-batch is drawn from (``loss.batch_size``)."""
+        return len(self.targets)
 
     def __post_init__(self):
         features = np.array(self.features, dtype=np.float64)
@@ -53,14 +64,32 @@ class _LinearModel(Loss):
     def __repr__(self) -> str:  # the data itself would flood logs
         return f"{type(self).__name__}(n={len(self.targets)}, dim={self.dim}, sha256={self.sha256!r})"
 
-    def _predict(self, w: np.ndarray) -> np.ndarray:
-        """(B, dim) parameters -> (B, n) linear predictions X w + b."""
+    def _points(self, rows) -> np.ndarray | None:
+        """Each run's mini-batch of design rows, ``(B, m, dim)``, from ``rows`` ``(B, m)``; None = all points."""
+        if rows is None:
+            return None
+        rows = np.asarray(rows)
+        if rows.ndim != 2:
+            raise ValueError(f"rows must be (B, m) indices, got shape {rows.shape}")
+        return self._columns.T[rows]
+
+    def _targets(self, rows) -> np.ndarray:
+        """``(n,)`` every target, or each run's ``(B, m)``."""
+        return self.targets if rows is None else self.targets[np.asarray(rows)]
+
+    def _predict(self, w: np.ndarray, points: np.ndarray | None = None) -> np.ndarray:
+        """(B, dim) parameters -> (B, n) linear predictions X w + b, or (B, m) on each run's points."""
+        w = np.ascontiguousarray(w, dtype=np.float64)
+        if points is not None:
+            return np.einsum("bij,bj->bi", points, w)
         # einsum without `optimize` never calls BLAS, and on a C-contiguous batch it
         # sums each row in the same order whatever B is: rows stay bit-identical.
-        return np.einsum("ji,bj->bi", self._columns, np.ascontiguousarray(w, dtype=np.float64))
+        return np.einsum("ji,bj->bi", self._columns, w)
 
-    def _mean_over_data(self, per_point: np.ndarray) -> np.ndarray:
-        """(B, n) -> (B, dim): mean over the data of per_point * [X 1]."""
+    def _mean_over_data(self, per_point: np.ndarray, points: np.ndarray | None = None) -> np.ndarray:
+        """(B, n) -> (B, dim): mean over the data of per_point * [X 1] (over each run's m points)."""
+        if points is not None:
+            return np.einsum("bij,bi->bj", points, per_point) / per_point.shape[1]
         return np.einsum("ij,bj->bi", self._columns, per_point) / len(self.targets)
 
     def default_init(self) -> np.ndarray:
@@ -92,18 +121,20 @@ class LinearRegression(_LinearModel):
     def value(self, x: np.ndarray) -> np.ndarray:
         return self._value(self._residuals(x))
 
+    def value_and_grad(self, x: np.ndarray, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Mean squared errors ``(B,)`` and gradients ``(B, dim)``; with ``rows`` ``(B, m)``,
+        each run's over its m points."""
+        points = self._points(rows)
+        r = self._residuals(x, points, rows)
+        return self._value(r), 2.0 * self._mean_over_data(r, points)
 
-    def value_and_grad(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        r = self._residuals(x)
-        return self._value(r), 2.0 * self._mean_over_data(r)
-
-    def _residuals(self, x: np.ndarray) -> np.ndarray:
-        r = self._predict(x)
-        r -= self.targets  # in place: a (B, n) temporary costs more than the arithmetic
+    def _residuals(self, x: np.ndarray, points=None, rows=None) -> np.ndarray:
+        r = self._predict(x, points)
+        r -= self._targets(rows)  # in place: a (B, n) temporary costs more than the arithmetic
         return r
 
     def _value(self, r: np.ndarray) -> np.ndarray:
-        return np.einsum("bi,bi->b", r, r) / len(self.targets)
+        return np.einsum("bi,bi->b", r, r) / r.shape[1]
 
     def minima(self) -> np.ndarray:
         return self._minimum[None, :].copy()
@@ -119,31 +150,35 @@ class LogisticRegression(_LinearModel):
     name: ClassVar[str] = "logistic_regression"
 
     def value(self, x: np.ndarray) -> np.ndarray:
-        return self._value(*self._logits(x))
+        return self._value(*self._logits(x), self.targets)
 
+    def value_and_grad(self, x: np.ndarray, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Mean cross-entropies ``(B,)`` and gradients ``(B, dim)``; with ``rows`` ``(B, m)``,
+        each run's over its m points."""
+        points = self._points(rows)
+        labels = self._targets(rows)
+        z, tail = self._logits(x, points)
+        return self._value(z, tail, labels), self._grad(z, tail, labels, points)
 
-    def value_and_grad(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        z, tail = self._logits(x)
-        return self._value(z, tail), self._grad(z, tail)
-
-    def _logits(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _logits(self, x: np.ndarray, points=None) -> tuple[np.ndarray, np.ndarray]:
         """Logits z and exp(-|z|), which never overflows and serves both value and grad."""
-        z = self._predict(x)
+        z = self._predict(x, points)
         tail = np.abs(z)
         return z, np.exp(np.negative(tail, out=tail), out=tail)
 
-    def _value(self, z: np.ndarray, tail: np.ndarray) -> np.ndarray:
+    def _value(self, z: np.ndarray, tail: np.ndarray, labels: np.ndarray) -> np.ndarray:
         # log(1 + e^z) = max(z, 0) + log1p(e^-|z|): np.logaddexp(0, z)'s stable form,
         # which costs about eight times as much.
         softplus = np.log1p(tail)
         softplus += np.maximum(z, 0.0)
-        return (np.sum(softplus, axis=-1) - np.einsum("bi,i->b", z, self.targets)) / len(self.targets)
+        picked = np.einsum("bi,i->b", z, labels) if labels.ndim == 1 else np.einsum("bi,bi->b", z, labels)
+        return (np.sum(softplus, axis=-1) - picked) / z.shape[1]
 
-    def _grad(self, z: np.ndarray, tail: np.ndarray) -> np.ndarray:
+    def _grad(self, z: np.ndarray, tail: np.ndarray, labels: np.ndarray, points=None) -> np.ndarray:
         sigmoid = np.where(z >= 0.0, 1.0, tail)
         sigmoid /= 1.0 + tail
-        sigmoid -= self.targets
-        return self._mean_over_data(sigmoid)
+        sigmoid -= labels
+        return self._mean_over_data(sigmoid, points)
 
     def minima(self) -> None:
         return None  # separable data has none; otherwise only a numerical solve finds it
@@ -154,11 +189,14 @@ class LogisticRegression(_LinearModel):
 
 def linear_regression(data: str | None = None, x: str | Sequence[str] = "x", y: str = "y",
                       slope: float = 2.0, intercept: float = -1.0, noise: float = 0.1,
-                      n: int = 100, seed: int = 0) -> LinearRegression:
-    """Linear regression on the CSV file `data`, or on synthetic data when it is None.
+                      n: int = 100, seed: int = 0, dataset: str | None = None) -> LinearRegression:
+    """Linear regression on the CSV file `data`, a bundled data set, or synthetic data.
 
     Args:
-        data: Path of a CSV file with a header row; None draws synthetic data.
+        data: Path of a CSV file with a header row; None (and no `dataset`) draws synthetic data.
+        dataset: A bundled scikit-learn regression set (``diabetes``): every row,
+            features and target standardized (gdexp.core.data.load_dataset with
+            val_fraction=0), so the loss starts near 1 and lr grids carry over.
         x: The feature column, or a list of them (one weight each).
         y: The target column.
         slope, intercept, noise: Synthetic data only: y = slope x + intercept + noise N(0, 1).
@@ -167,7 +205,12 @@ def linear_regression(data: str | None = None, x: str | Sequence[str] = "x", y: 
 
     >>> linear_regression(n=10).dim
     2
+    >>> diabetes = linear_regression(dataset="diabetes")
+    >>> diabetes.n_data, diabetes.dim  # 442 patients; 10 features and the intercept
+    (442, 11)
     """
+    if dataset is not None:
+        return LinearRegression(*_bundled(dataset, data, "regression"))
     if data is not None:
         return LinearRegression(*_read_csv(data, x, y))
     _check_count(n)
@@ -182,18 +225,25 @@ def linear_regression(data: str | None = None, x: str | Sequence[str] = "x", y: 
 
 def logistic_regression(data: str | None = None, x: str | Sequence[str] = ("x1", "x2"),
                         y: str = "y", n: int = 200, separation: float = 2.0,
-                        seed: int = 0) -> LogisticRegression:
-    """Logistic regression on the CSV file `data`, or on two synthetic Gaussian classes.
+                        seed: int = 0, dataset: str | None = None) -> LogisticRegression:
+    """Logistic regression on the CSV file `data`, a bundled data set, or two synthetic Gaussian classes.
 
     Args:
-        data: Path of a CSV file with a header row; None draws synthetic data.
+        data: Path of a CSV file with a header row; None (and no `dataset`) draws synthetic data.
+        dataset: A bundled scikit-learn set of two classes (``breast_cancer``, labels
+            0 malignant, 1 benign): every row, features standardized.
         x: The feature column, or a list of them (one weight each).
         y: The label column; every value must be 0 or 1.
         n: Synthetic data only: number of points, >= 2, half of them in each class.
         separation: Synthetic data only: distance between the two class means,
             which sit at -+separation/2 along (1, 1)/sqrt(2) with unit variance.
         seed: Synthetic data only: seed of np.random.default_rng.
+
+    >>> logistic_regression(dataset="breast_cancer").n_data
+    569
     """
+    if dataset is not None:
+        return LogisticRegression(*_bundled(dataset, data, "binary"))
     if data is not None:
         features, labels, sha256 = _read_csv(data, x, y)
         if not np.all((labels == 0) | (labels == 1)):
@@ -207,6 +257,23 @@ def logistic_regression(data: str | None = None, x: str | Sequence[str] = ("x1",
     offsets = (labels - 0.5) * separation / math.sqrt(2.0)
     features = rng.standard_normal((n, 2)) + offsets[:, None]
     return LogisticRegression(features, labels)
+
+
+def _bundled(name, data, kind: str) -> tuple[np.ndarray, np.ndarray, str]:
+    """(features, targets, sha256) of a bundled set, all rows, standardized (see gdexp.core.data).
+
+    kind: "regression" (linear regression's targets) or "binary" (two classes, coded 0 and 1).
+    """
+    fits = BUNDLED[kind]
+    if data is not None:
+        raise ConfigError("loss.data", data, f"loss.dataset={name!r} is set too; use one "
+                          "(loss.dataset=null to fit a CSV file)")
+    if name not in fits:
+        what = "a regression" if kind == "regression" else "a two-class"
+        known = f"; {name!r} is not" if name in SKLEARN_DATASETS else " (or loss.data=<path of a CSV file>)"
+        raise ConfigError("loss.dataset", name, f"needs {what} data set: {', '.join(fits)}{known}")
+    loaded = load_dataset(dataset=name, val_fraction=0.0)
+    return loaded.x_train, loaded.y_train.astype(np.float64), loaded.sha256
 
 
 def _read_csv(path, x, y) -> tuple[np.ndarray, np.ndarray, str]:
