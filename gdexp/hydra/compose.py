@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -67,7 +68,7 @@ class JobComposer:
         structural = tuple(o.input_line for o in parsed if not self._is_value(o))
         values = [o for o in parsed if self._is_value(o)]
         cfg = self._task_template(structural)
-        per_job = self._reads_hydra[structural] or any("hydra:" in o.input_line for o in values)
+        per_job = self._reads_hydra[structural] or any(_HYDRA_INTERPOLATION.search(str(o.value())) for o in values)
         key = (num, *overrides) if per_job else tuple(overrides)
         if key not in self._configs:
             plain = None if per_job else self._plain_values(structural, values)
@@ -118,10 +119,38 @@ class JobComposer:
         key = (num, *overrides)
         if key not in self._specs:
             try:
-                self._specs[key] = plan_job(self.task_config(overrides, num), self.name_keys)
+                self._specs[key] = plan_job(self._checked_config(overrides, num), self.name_keys)
             except ConfigError as exc:
                 raise ConfigError(exc.key, exc.value, f"{exc.reason} (job #{num}: {' '.join(overrides)})") from None
         return self._specs[key]
+
+    def _checked_config(self, overrides: list[str], num: int) -> dict:
+        """task_config, with Hydra's refusal of a job's value as a ConfigError: a key that the
+        job's own option lacks (``-m schedule=cosine,step schedule.eta_min=0.1``: step has none)."""
+        from hydra.errors import HydraException
+        from omegaconf.errors import OmegaConfBaseException
+
+        try:
+            return self.task_config(overrides, num)
+        except (HydraException, OmegaConfBaseException) as exc:
+            raise self._refused(exc, overrides) from None
+
+    def _refused(self, exc: BaseException, overrides: list[str]) -> ConfigError:
+        chain = [exc, exc.__cause__ or exc.__context__]
+        key = next((str(e.full_key) for e in chain if getattr(e, "full_key", None)), None)
+        if key is None:
+            return ConfigError("override", " ".join(overrides), str(exc).splitlines()[0])
+        value = next((o.partition("=")[2] for o in overrides if o.partition("=")[0].lstrip("+~") == key), None)
+        section = key.rsplit(".", 1)[0] if "." in key else ""
+        if not any("not in struct" in str(e) or " not in '" in str(e) for e in chain if e is not None):
+            return ConfigError(key, value, str(chain[-1] or exc).splitlines()[0])
+        parsed = self._parse(overrides)
+        template = self._template(tuple(o.input_line for o in parsed if not self._is_value(o)))
+        node = OmegaConf.select(template, section) if section else template
+        valid = [k for k in (node or {}) if k not in ("_target_", "hydra")]
+        option = template.hydra.runtime.choices.get(section)
+        where = f"{section}={option}" if option else (section or "the config")
+        return ConfigError(key, value, f"not a key of {where}; valid keys: {', '.join(map(str, valid)) or 'none'}")
 
     def job(self, num: int, overrides: list[str]) -> Job:
         """A job with its hydra node set as Hydra sets it for job `num`."""
@@ -168,7 +197,7 @@ class JobComposer:
                 del task["hydra"]
             self._tasks[structural] = task
             text = OmegaConf.to_yaml(task, resolve=False)
-            self._reads_hydra[structural] = "${hydra:" in text
+            self._reads_hydra[structural] = bool(_HYDRA_INTERPOLATION.search(text))
             self._interpolates[structural] = "${" in text
         return self._tasks[structural]
 
@@ -214,11 +243,20 @@ _SHARED: dict[int, JobComposer] = {}
 
 
 def shared_composer(config_loader, master_config: DictConfig) -> JobComposer:
-    """The composer of the running sweep, shared by its sweeper and launcher."""
+    """The composer of the running sweep, shared by its sweeper and launcher.
+
+    A new sweep also sets Hydra's global HydraConfig to its master config: Hydra
+    sets it only inside each job, but gdexp's sweepers read the master's task
+    keys (tracking.uri, tracking.experiment), and a ``${hydra:...}`` there would
+    fail with "HydraConfig was not set". Each job sets its own as it runs.
+    """
+    from hydra.core.hydra_config import HydraConfig
+
     key = id(master_config)
     if key not in _SHARED:
         _SHARED.clear()  # one sweep at a time per process
         _SHARED[key] = JobComposer(config_loader, master_config)
+        HydraConfig.instance().set_config(master_config)
     return _SHARED[key]
 
 
@@ -229,7 +267,11 @@ def job_hydra_config(hydra: dict):
 
     instance = HydraConfig.instance()
     saved = instance.cfg
-    instance.set_config(OmegaConf.create({"hydra": hydra}))
+    # Not set_config(): it asserts a node typed HydraConf, and a plain copy of the job's
+    # node is all the `hydra:` resolver reads (OmegaConf.select on HydraConfig.get()).
+    node = OmegaConf.create({"hydra": hydra})
+    OmegaConf.set_readonly(node, True)
+    instance.cfg = node
     try:
         yield
     finally:
@@ -243,3 +285,8 @@ def _interpolates(value) -> bool:
     if isinstance(value, (list, tuple)):
         return any(_interpolates(v) for v in value)
     return False
+
+
+# ${hydra:...}, also as a sweeper hands a job its value: escaped, `$\{hydra\:job.name\}`, and
+# parsed back by Override.value() before this sees it.
+_HYDRA_INTERPOLATION = re.compile(r"\$\{\s*hydra\s*:")
