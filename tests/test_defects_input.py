@@ -51,7 +51,7 @@ UNREAD = [
     (["optimizer=adam", "optimizer.beta=0.9"], "optimizer.beta", "beta1"),
     (["schedule=step", "+schedule.foo=1"], "schedule.foo", "step_size"),
     (["schedule=step", "schedule.gama=0.5"], "schedule.gama", "gamma"),
-    (["schedule.foo=1"], "schedule.foo", "takes no keys"),
+    (["schedule.foo=1"], "schedule.foo", "valid keys of schedule=constant: none"),
     (["+stopping.foo=1"], "stopping.foo", "maxiter"),
     (["stopping.maxiters=3"], "stopping.maxiters", "maxiter"),
     (["+tracking.bar=1"], "tracking.bar", "curve_points"),
@@ -62,7 +62,7 @@ UNREAD = [
 @pytest.mark.parametrize("args, key, listed", UNREAD, ids=[" ".join(u[0]) for u in UNREAD])
 def test_a_key_nothing_reads_is_refused_listing_the_valid_keys(gdexp, store, args, key, listed):
     line = assert_refused(gdexp, store, args, key, listed)
-    assert "valid keys" in line or "valid top-level keys" in line or "takes no keys" in line
+    assert "valid keys" in line or "valid top-level keys" in line
 
 
 def test_an_unread_key_in_a_sweep_is_refused_before_any_run(gdexp, store):
@@ -116,15 +116,15 @@ def test_a_key_of_the_swept_options_is_checked_against_each_job(gdexp, store):
 
 
 LACKING = [
-    (["-m", "optimizer=momentum,gd", "optimizer.momentum=0.5"], "optimizer.momentum", "optimizer=gd", "lr"),
-    (["-m", "schedule=cosine,step", "schedule.eta_min=0.1"], "schedule.eta_min", "schedule=step", "step_size"),
-    (["-m", "loss=quadratic,booth", "loss.eigenvalues=[1,2]"], "loss.eigenvalues", "loss=booth", "valid keys"),
+    (["-m", "optimizer=momentum,gd", "optimizer.momentum=0.5"], "optimizer.momentum", "optimizer=gd: lr, weight_decay"),
+    (["-m", "schedule=cosine,step", "schedule.eta_min=0.1"], "schedule.eta_min", "schedule=step: step_size, gamma"),
+    (["-m", "loss=quadratic,booth", "loss.eigenvalues=[1,2]"], "loss.eigenvalues", "loss=booth: none"),
 ]
 
 
-@pytest.mark.parametrize("args, key, option, listed", LACKING, ids=[a[1] for a in LACKING])
-def test_a_swept_option_that_lacks_the_key_is_named(gdexp, store, args, key, option, listed):
-    assert_refused(gdexp, store, args, key, f"not a key of {option}", listed, "job #1")
+@pytest.mark.parametrize("args, key, keys", LACKING, ids=[a[1] for a in LACKING])
+def test_a_swept_option_that_lacks_the_key_is_named(gdexp, store, args, key, keys):
+    assert_refused(gdexp, store, args, key, f"not a config key; valid keys of {keys}")
 
 
 # --- 6 and 12: grids -----------------------------------------------------------------------------

@@ -197,8 +197,20 @@ class Trap(Loss):
 '''
 
 
+@pytest.fixture
+def joblib_workers_ended():
+    """End joblib's worker processes after the test. They outlive a sweep, and a later joblib
+    sweep in this process would reuse them with this sweep's environment (its store, its
+    parent run): a defect of its own, not this test's."""
+    yield
+    from joblib.externals.loky import get_reusable_executor
+
+    get_reusable_executor().shutdown(wait=True)
+
+
 @pytest.mark.parametrize("launcher", ["gdexp", "basic", "joblib"])
-def test_a_job_that_raises_fails_alone_with_its_params(gdexp, store, tmp_path, monkeypatch, launcher):
+def test_a_job_that_raises_fails_alone_with_its_params(gdexp, store, tmp_path, monkeypatch, launcher,
+                                                       joblib_workers_ended):
     """lr 2.5 grows by 1.5 a step and raises; lr 0.1 shares its batch and must not fail with it."""
     (tmp_path / "trap.py").write_text(TRAP)
     monkeypatch.syspath_prepend(str(tmp_path))

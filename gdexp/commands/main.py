@@ -187,7 +187,7 @@ def _valid_keys(key: str, given: dict[str, str]) -> str:
         path = conf_dir() / section / f"{option}.yaml"
         keys = [k for k in OmegaConf.load(path) if k not in ("_target_", "defaults")] if option and path.is_file() else None
         if keys is not None and key.rsplit(".", 1)[-1] not in keys:
-            return f"valid keys of {section}={option}: {', '.join(keys)}" if keys else f"{section}={option} takes no keys"
+            return f"valid keys of {section}={option}: {', '.join(keys) or 'none'}"
     return "see `gdexp --cfg job` for the valid keys"
 
 

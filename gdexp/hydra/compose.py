@@ -119,38 +119,10 @@ class JobComposer:
         key = (num, *overrides)
         if key not in self._specs:
             try:
-                self._specs[key] = plan_job(self._checked_config(overrides, num), self.name_keys)
+                self._specs[key] = plan_job(self.task_config(overrides, num), self.name_keys)
             except ConfigError as exc:
                 raise ConfigError(exc.key, exc.value, f"{exc.reason} (job #{num}: {' '.join(overrides)})") from None
         return self._specs[key]
-
-    def _checked_config(self, overrides: list[str], num: int) -> dict:
-        """task_config, with Hydra's refusal of a job's value as a ConfigError: a key that the
-        job's own option lacks (``-m schedule=cosine,step schedule.eta_min=0.1``: step has none)."""
-        from hydra.errors import HydraException
-        from omegaconf.errors import OmegaConfBaseException
-
-        try:
-            return self.task_config(overrides, num)
-        except (HydraException, OmegaConfBaseException) as exc:
-            raise self._refused(exc, overrides) from None
-
-    def _refused(self, exc: BaseException, overrides: list[str]) -> ConfigError:
-        chain = [exc, exc.__cause__ or exc.__context__]
-        key = next((str(e.full_key) for e in chain if getattr(e, "full_key", None)), None)
-        if key is None:
-            return ConfigError("override", " ".join(overrides), str(exc).splitlines()[0])
-        value = next((o.partition("=")[2] for o in overrides if o.partition("=")[0].lstrip("+~") == key), None)
-        section = key.rsplit(".", 1)[0] if "." in key else ""
-        if not any("not in struct" in str(e) or " not in '" in str(e) for e in chain if e is not None):
-            return ConfigError(key, value, str(chain[-1] or exc).splitlines()[0])
-        parsed = self._parse(overrides)
-        template = self._template(tuple(o.input_line for o in parsed if not self._is_value(o)))
-        node = OmegaConf.select(template, section) if section else template
-        valid = [k for k in (node or {}) if k not in ("_target_", "hydra")]
-        option = template.hydra.runtime.choices.get(section)
-        where = f"{section}={option}" if option else (section or "the config")
-        return ConfigError(key, value, f"not a key of {where}; valid keys: {', '.join(map(str, valid)) or 'none'}")
 
     def job(self, num: int, overrides: list[str]) -> Job:
         """A job with its hydra node set as Hydra sets it for job `num`."""
