@@ -1,11 +1,21 @@
 """Shared fixtures: a real SQLite MLflow store under tmp_path, configs composed in-process."""
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 
 import pytest
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+# A new store is a copy of one that MLflow's migrations made once (gdexp.tracking.store.
+# fresh_sqlite_store: ~2 s of migrations saved a store). The suite keeps that one in a folder
+# of its own, made per session, never the user's ~/.cache/gdexp; subprocesses inherit it.
+_KEPT_STORES = tempfile.mkdtemp(prefix="gdexp-tests-cache-")
+atexit.register(shutil.rmtree, _KEPT_STORES, ignore_errors=True)
+os.environ.setdefault("GDEXP_CACHE_DIR", _KEPT_STORES)
 
 # The references some tests compare against, which .ci/run installs (torch from the CPU wheel
 # on disk, jax with gdexp's `jax` extra). On a developer's machine without one, those tests
@@ -32,17 +42,11 @@ pytest.importorskip = _importorskip_or_fail_in_ci
 
 @pytest.fixture
 def store(tmp_path, monkeypatch):
-    """A fresh SQLite tracking URI, exported as MLFLOW_TRACKING_URI like a user would.
-
-    Stores created during the test are copies of one migrated store (cli_runner.copy_migrated_schema).
-    """
-    from cli_runner import copy_migrated_schema
-
+    """A fresh SQLite tracking URI, exported as MLFLOW_TRACKING_URI like a user would."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.delenv("GDEXP_PARENT_RUN_ID", raising=False)
     monkeypatch.chdir(tmp_path)
-    copy_migrated_schema(monkeypatch)
     return uri
 
 
