@@ -364,3 +364,18 @@ def test_only_parameters_are_taken_for_path_coordinates(gdexp, store):
     runs = api.load_runs()
     found = {row.loss: coordinates(api.load_curve(row.run_id).columns) for row in runs.itertuples()}
     assert found == {"booth": ["x[0]", "x[1]"], "mlp": []}
+
+
+# --- 20: what `pytest --doctest-modules gdexp` found ------------------------------------------------
+def test_a_sweep_runs_after_gdexps_sweepers_were_imported_first(tmp_path):
+    """Importing sweepers/grid.py before any Hydra app (as doctest collection does) subclassed a
+    BasicSweeper that Hydra's first plugin scan then replaced: every later sweep failed."""
+    script = ("import gdexp.hydra.sweepers.grid, gdexp.hydra.sweepers.lr_find\n"
+              "from gdexp.commands.main import main\n"
+              "main(['-m', 'loss=booth', 'optimizer.lr=0.01,0.1', 'stopping.maxiter=5'])\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "GDEXP_PARENT_RUN_ID")}
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    _, children, parents = runs_of(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert len(children) == 2 and len(parents) == 1
