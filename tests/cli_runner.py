@@ -29,6 +29,16 @@ def run_cli(*args: str) -> int:
         logging.root.handlers[:] = handlers
 
 
+def runs_of(uri: str):
+    """(client, children, parents) of every experiment in the store at `uri`."""
+    from mlflow import MlflowClient
+
+    cl = MlflowClient(uri)
+    runs = cl.search_runs([e.experiment_id for e in cl.search_experiments()], max_results=10000)
+    return (cl, [r for r in runs if "mlflow.parentRunId" in r.data.tags],
+            [r for r in runs if r.data.tags.get("gdexp.sweep") == "true"])
+
+
 @contextmanager
 def store_in(folder):
     """A fresh SQLite store in `folder`, exported as MLFLOW_TRACKING_URI, cwd = folder.

@@ -37,10 +37,11 @@ _FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "
 
 def prepare(argv: list[str]) -> list[str]:
     """The arguments Hydra gets: grids expanded, keys checked for repeats, a multirun's values of
-    target groups deferred to each job, and output folders made unique.
+    target groups deferred to each job, output folders made unique, flags before overrides.
 
     Raises:
-        ConfigError: a grid that cannot be expanded, or a key given twice.
+        ConfigError: a grid that cannot be expanded, a key given twice, or an option whose
+            extra is not installed.
     """
     flags, positional = _split(argv)
     positional = [_quoted_formula(renamed(a)) if "=" in a else a for a in positional]

@@ -119,8 +119,7 @@ def _check_int_range(key: str, grid: str, args: list[int]) -> None:
     ...
     gdexp.core.errors.ConfigError: stopping.maxiter='range(5,1)': is empty: the step must lead from start towards stop (range excludes its stop, as Python's does)
     """
-    if len(args) not in _ARITY["range"]:
-        raise ConfigError(key, grid, "takes 2 or 3 numbers: range(start,stop,step)")
+    _check_arity(key, grid, "range", args)
     if len(args) == 3 and args[2] == 0:
         raise ConfigError(key, grid, "the step must not be 0")
     if not range(*args):
@@ -130,10 +129,14 @@ def _check_int_range(key: str, grid: str, args: list[int]) -> None:
 _EMPTY = "is empty: the step must lead from start towards stop (range excludes its stop, as Python's does)"
 
 
-def _values(key: str, grid: str, fn: str, raw: list[str]) -> list[float]:
-    if len(raw) not in _ARITY[fn]:
+def _check_arity(key: str, grid: str, fn: str, args: list) -> None:
+    if len(args) not in _ARITY[fn]:
         usage = {"range": "range(start,stop,step)"}.get(fn, f"{fn}(start,stop,num)")
         raise ConfigError(key, grid, f"takes {' or '.join(map(str, _ARITY[fn]))} numbers: {usage}")
+
+
+def _values(key: str, grid: str, fn: str, raw: list[str]) -> list[float]:
+    _check_arity(key, grid, fn, raw)
     try:
         args = [float(a) for a in raw]
     except ValueError:
