@@ -224,11 +224,13 @@ def shared_composer(config_loader, master_config: DictConfig) -> JobComposer:
     """
     from hydra.core.hydra_config import HydraConfig
 
+    # Not HydraConfig.set_config(master_config): it makes the master's hydra node read-only,
+    # and the Ray and submitit launchers still write to it (the sweep folder made absolute).
     key = id(master_config)
     if key not in _SHARED:
         _SHARED.clear()  # one sweep at a time per process
         _SHARED[key] = JobComposer(config_loader, master_config)
-        HydraConfig.instance().set_config(master_config)
+        HydraConfig.instance().cfg = _hydra_only(OmegaConf.to_container(master_config.hydra, resolve=False))
     return _SHARED[key]
 
 
@@ -239,11 +241,7 @@ def job_hydra_config(hydra: dict):
 
     instance = HydraConfig.instance()
     saved = instance.cfg
-    # Not set_config(): it asserts a node typed HydraConf, and a plain copy of the job's
-    # node is all the `hydra:` resolver reads (OmegaConf.select on HydraConfig.get()).
-    node = OmegaConf.create({"hydra": hydra})
-    OmegaConf.set_readonly(node, True)
-    instance.cfg = node
+    instance.cfg = _hydra_only(hydra)
     try:
         yield
     finally:
@@ -257,6 +255,15 @@ def _interpolates(value) -> bool:
     if isinstance(value, (list, tuple)):
         return any(_interpolates(v) for v in value)
     return False
+
+
+def _hydra_only(hydra: dict) -> DictConfig:
+    """What HydraConfig holds for `${hydra:...}`: a read-only {"hydra": node} of plain containers.
+    Not set_config(), which asserts a node typed HydraConf: the `hydra:` resolver only reads
+    (OmegaConf.select on HydraConfig.get())."""
+    node = OmegaConf.create({"hydra": hydra})
+    OmegaConf.set_readonly(node, True)
+    return node
 
 
 # ${hydra:...}, also as a sweeper hands a job its value: escaped, `$\{hydra\:job.name\}`, and
