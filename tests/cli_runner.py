@@ -7,11 +7,16 @@ from contextlib import contextmanager
 
 def run_cli(*args: str) -> int:
     """gdexp ARGS in this process; returns its exit status (a message exit counts 1)."""
+    import logging
+
     from hydra.core.global_hydra import GlobalHydra
 
     from gdexp.commands.main import main
 
     GlobalHydra.instance().clear()
+    # Hydra points the root logger's handlers at this call's sys.stdout/stderr (pytest's capture,
+    # closed after the test); a later call that logs before reconfiguring would write to them.
+    handlers = list(logging.root.handlers)
     try:
         main(list(args))
         return 0
@@ -21,6 +26,17 @@ def run_cli(*args: str) -> int:
         return exc.code if isinstance(exc.code, int) else int(exc.code is not None)
     finally:
         GlobalHydra.instance().clear()
+        logging.root.handlers[:] = handlers
+
+
+def runs_of(uri: str):
+    """(client, children, parents) of every experiment in the store at `uri`."""
+    from mlflow import MlflowClient
+
+    cl = MlflowClient(uri)
+    runs = cl.search_runs([e.experiment_id for e in cl.search_experiments()], max_results=10000)
+    return (cl, [r for r in runs if "mlflow.parentRunId" in r.data.tags],
+            [r for r in runs if r.data.tags.get("gdexp.sweep") == "true"])
 
 
 @contextmanager

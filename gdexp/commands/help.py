@@ -5,7 +5,8 @@ from pathlib import Path
 
 from gdexp.hydra.paths import conf_dir
 
-USER_GROUPS = ("loss", "optimizer", "stopping", "tracking")
+# conf/plugins picks gdexp's sweeper and launcher: Hydra's business, not a user's choice.
+INTERNAL_GROUPS = ("plugins",)
 
 _USAGE = """\
 gdexp: gradient-descent experiments, configured by Hydra, recorded in MLflow.
@@ -20,7 +21,11 @@ Grids in a sweep: KEY='logspace(1e-4,1,13)' (= geomspace), 'linspace(0,1,5)',
 'range(0.1,1,0.1)', also inside sort(...) and shuffle(...).
 Choose an option with GROUP=OPTION, set a key with GROUP.KEY=VALUE.
 `gdexp --cfg job [...]` prints the config a run would use; `gdexp --hydra-help` Hydra's own help.
-Invalid input: one line `gdexp: error: KEY=VALUE: reason`, exit status 2, no run created."""
+Invalid input: one line `gdexp: error: KEY=VALUE: reason`, exit status 2, no run created.
+
+Launchers (hydra/launcher=NAME): gdexp (default: vectorized batches in one process), basic
+(one job at a time), joblib (hydra.launcher.n_jobs processes); ray needs
+`pip install 'gdexp[ray]'`, submitit_local and submitit_slurm `pip install 'gdexp[slurm]'`."""
 
 
 def help_text(commands: dict[str, tuple[str, str]]) -> str:
@@ -32,13 +37,18 @@ def help_text(commands: dict[str, tuple[str, str]]) -> str:
     from gdexp.hydra.named_sweeps import describe
 
     parts = [_USAGE, "", "== Config groups (GROUP=OPTION; default first) =="]
-    for group in USER_GROUPS:
+    for group in user_groups():
         parts.append(_group_line(group))
     parts += ["", "== Named sweeps (gdexp +sweep=NAME) =="]
     parts += [f"  gdexp +sweep={name:<16} {line}" for name, line in describe()]
     parts += ["", "== Other commands =="]
     parts += [f"  gdexp {name + ' --help':<16} {what}" for name, (_, what) in commands.items()]
     return "\n".join(parts)
+
+
+def user_groups() -> list[str]:
+    """The config groups a user chooses from, in the order of conf/config.yaml's defaults."""
+    return [group for group in _defaults() if group not in INTERNAL_GROUPS and (conf_dir() / group).is_dir()]
 
 
 def _group_line(group: str) -> str:
@@ -56,7 +66,12 @@ def _group_line(group: str) -> str:
 
 
 def _default_option(group: str) -> str:
+    return _defaults()[group]
+
+
+def _defaults() -> dict[str, str]:
+    """conf/config.yaml's defaults list as {group: option}."""
     import yaml
 
     defaults = yaml.safe_load((conf_dir() / "config.yaml").read_text())["defaults"]
-    return next(d[group] for d in defaults if isinstance(d, dict) and group in d)
+    return {k: v for d in defaults if isinstance(d, dict) for k, v in d.items()}

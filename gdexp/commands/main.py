@@ -106,7 +106,7 @@ def hydra_error(exc: BaseException, argv: list[str]) -> str | None:
     while seen is not None:
         chain.append(seen)
         seen = seen.__cause__ or seen.__context__
-    if not any(type(e).__module__.split(".")[0] in ("hydra", "omegaconf") for e in chain):
+    if not any(type(e).__module__.split(".")[0] in ("hydra", "omegaconf") or _raised_in_hydra(e) for e in chain):
         return None
     text = "\n".join(str(e) for e in chain)
     given = {a.partition("=")[0].lstrip("+~"): _literal(a.partition("=")[2]) for a in argv if "=" in a}
@@ -122,7 +122,7 @@ def hydra_error(exc: BaseException, argv: list[str]) -> str | None:
     if key is not None:
         value = given.get(key, given.get(f"+{key}"))
         # a dict node says "Key 'k' is not in struct", a schema's dataclass "Key 'k' not in 'StoppingConfig'"
-        if "not in struct" in text or "Could not override" in text and re.search(r"Key '[^']+' (is )?not in", text):
+        if "not in struct" in text or re.search(r"Key '[^']+' (is )?not in '", text):
             return str(ConfigError(key, value, f"not a config key; {_valid_keys(key, given)}"))
         validation = re.search(r"Value '([^']*)' (?:of type '\w+' )?could not be converted to (\w+)", text)
         if validation:
@@ -133,8 +133,32 @@ def hydra_error(exc: BaseException, argv: list[str]) -> str | None:
         bad = parse.group(1)
         return str(ConfigError(bad.partition("=")[0], bad.partition("=")[2],
                                f"cannot be parsed ({parse.group(2).strip() or 'Hydra override syntax'})"))
+    unparsed = re.search(r"no viable alternative at input '(.*)'", text)
+    bad = _override_holding(argv, unparsed.group(1)) if unparsed else None
+    if bad:
+        return str(ConfigError(bad.partition("=")[0], bad.partition("=")[2],
+                               "cannot be parsed (Hydra override syntax: a bracket or parenthesis left open?)"))
+    if "does not support sweep type" in text:
+        bad = next((a for a in argv if re.search(r"=\s*(tag\(.*)?interval\(", a)), None)
+        if bad:
+            return str(ConfigError(bad.partition("=")[0], bad.partition("=")[2],
+                                   "interval() is a range to search, not a grid: use +sweep=lr_optuna, "
+                                   "or give values (a,b,c or logspace(a,b,n))"))
     first = next((line.strip() for line in text.splitlines() if line.strip()), type(exc).__name__)
     return first
+
+
+def _raised_in_hydra(exc: BaseException) -> bool:
+    """Whether Hydra's own code raised `exc` (a ValueError about its flags: ``-m --info``)."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and f"{os.sep}hydra{os.sep}" in tb.tb_frame.f_code.co_filename
+
+
+def _override_holding(argv: list[str], text: str) -> str | None:
+    """The KEY=VALUE argument whose value holds `text` (what Hydra's parser quoted back)."""
+    return next((a for a in argv if "=" in a and text and text in a.partition("=")[2]), None)
 
 
 def _valid_keys(key: str, given: dict[str, str]) -> str:
@@ -161,7 +185,7 @@ def _valid_keys(key: str, given: dict[str, str]) -> str:
     options = re.sub(r"^\w+\((.*)\)$", r"\1", str(chosen or "")).split(",")
     for option in (o.strip() for o in options):
         path = conf_dir() / section / f"{option}.yaml"
-        keys = [k for k in OmegaConf.load(path) if k != "_target_"] if option and path.is_file() else None
+        keys = [k for k in OmegaConf.load(path) if k not in ("_target_", "defaults")] if option and path.is_file() else None
         if keys is not None and key.rsplit(".", 1)[-1] not in keys:
             return f"valid keys of {section}={option}: {', '.join(keys) or 'none'}"
     return "see `gdexp --cfg job` for the valid keys"

@@ -18,28 +18,67 @@ from gdexp.core.errors import ConfigError
 from gdexp.core.legacy import RENAMED, warn_renamed
 from gdexp.hydra.grids import expand
 
-# Groups whose options name different implementations, so their keys differ from option to option.
-TARGET_GROUPS = ("loss", "optimizer")
+# Groups whose options name different implementations (`_target_`), so their keys differ from
+# option to option (gdexp.core.registry).
+TARGET_GROUPS = ("loss", "optimizer", "schedule")
 
+# Options that exist only with one of gdexp's extras installed: (group, option) -> (extra, a module it installs).
+NEEDS_EXTRA = {
+    ("hydra/launcher", "ray"): ("ray", "hydra_plugins.hydra_ray_launcher"),
+    ("hydra/launcher", "submitit_local"): ("slurm", "hydra_plugins.hydra_submitit_launcher"),
+    ("hydra/launcher", "submitit_slurm"): ("slurm", "hydra_plugins.hydra_submitit_launcher"),
+}
+# Hydra's flags that print and run nothing, so write no folder (--info would also take a
+# trailing override as its optional value).
+_NOTHING_RUNS = {"--info", "-i", "--cfg", "-c", "--shell-completion", "-sc", "--hydra-help", "--version"}
 _FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn",
                      "--config-dir", "-cd", "--info", "-i", "--shell-completion", "-sc", "--experimental-rerun"}
 
 
 def prepare(argv: list[str]) -> list[str]:
     """The arguments Hydra gets: grids expanded, keys checked for repeats, a multirun's values of
-    target groups deferred to each job, and output folders made unique.
+    target groups deferred to each job, output folders made unique, flags before overrides.
 
     Raises:
-        ConfigError: a grid that cannot be expanded, or a key given twice.
+        ConfigError: a grid that cannot be expanded, a key given twice, or an option whose
+            extra is not installed.
     """
-    argv = [_quoted_formula(renamed(a)) if "=" in a and not a.startswith("-") else a for a in argv]
-    overrides = _overrides(argv)
-    out = [expand(a) if a in overrides else a for a in argv]
-    _refuse_repeats([expand(a) for a in overrides])
+    flags, positional = _split(argv)
+    positional = [_quoted_formula(renamed(a)) if "=" in a else a for a in positional]
+    overrides = [a for a in positional if "=" in a]
+    check_extras(overrides)
+    out = [expand(a) if "=" in a else a for a in positional]
+    _refuse_repeats([a for a in out if "=" in a])
     multirun = is_multirun(argv)
     if multirun:
-        out = [_deferred(a) if a in overrides else a for a in out]
-    return out + unique_output_dir(argv, multirun)
+        out = [_deferred(a) if "=" in a else a for a in out]
+    # Flags first, then every override: Hydra's argparse takes one run of overrides, so
+    # `gdexp loss=booth -m optimizer.lr=0.1,0.2` (or ours added after a trailing -m) would fail.
+    return flags + out + unique_output_dir(argv, multirun)
+
+
+def check_extras(overrides: list[str]) -> None:
+    """Refuse an option whose extra is not installed, naming the extra (before Hydra's
+    "no such option" or its instantiation traceback).
+
+    Raises:
+        ConfigError: ``hydra/launcher='ray': needs gdexp's ray extra: pip install 'gdexp[ray]'``.
+    """
+    from importlib.util import find_spec
+
+    for a in overrides:
+        key, _, value = a.partition("=")
+        needed = NEEDS_EXTRA.get((key.lstrip("+~"), value.strip()))
+        if needed is None:
+            continue
+        extra, module = needed
+        try:
+            found = find_spec(module) is not None
+        except ImportError:
+            found = False
+        if not found:
+            raise ConfigError(key.lstrip("+~"), value.strip(),
+                              f"needs gdexp's {extra} extra: pip install 'gdexp[{extra}]'")
 
 
 def renamed(override: str) -> str:
@@ -82,7 +121,7 @@ def unique_output_dir(argv: list[str], multirun: bool) -> list[str]:
     second would write their job folders and multirun.yaml over each other's."""
     key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
     given = {a.partition("=")[0].lstrip("+~") for a in _overrides(argv)}
-    if key in given or _sweep_sets(argv, key):
+    if key in given or _sweep_sets(argv, key) or any(a in _NOTHING_RUNS for a in argv):
         return []
     root = "multirun" if multirun else "outputs"
     return [f"{key}={root}/{time.strftime('%Y-%m-%d')}/{time.strftime('%H-%M-%S')}-{secrets.token_hex(3)}"]
@@ -90,17 +129,23 @@ def unique_output_dir(argv: list[str], multirun: bool) -> list[str]:
 
 def _overrides(argv: list[str]) -> list[str]:
     """The key=value arguments (not flags, not a flag's value)."""
-    out, skip = [], False
+    return [a for a in _split(argv)[1] if "=" in a]
+
+
+def _split(argv: list[str]) -> tuple[list[str], list[str]]:
+    """(Hydra's flags with their values, the overrides), each in the order given.
+
+    >>> _split(["loss=booth", "-m", "optimizer.lr=0.1,0.2", "--config-name", "x", "~init"])
+    (['-m', '--config-name', 'x'], ['loss=booth', 'optimizer.lr=0.1,0.2', '~init'])
+    """
+    flags, positional, value_of_flag = [], [], False
     for a in argv:
-        if skip:
-            skip = False
-            continue
-        if a.startswith("-"):
-            skip = a in _FLAGS_WITH_VALUE
-            continue
-        if "=" in a:
-            out.append(a)
-    return out
+        if value_of_flag or a.startswith("-"):
+            flags.append(a)
+            value_of_flag = not value_of_flag and a in _FLAGS_WITH_VALUE
+        else:
+            positional.append(a)
+    return flags, positional
 
 
 def _quoted_formula(arg: str) -> str:

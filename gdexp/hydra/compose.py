@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -67,7 +68,7 @@ class JobComposer:
         structural = tuple(o.input_line for o in parsed if not self._is_value(o))
         values = [o for o in parsed if self._is_value(o)]
         cfg = self._task_template(structural)
-        per_job = self._reads_hydra[structural] or any("hydra:" in o.input_line for o in values)
+        per_job = self._reads_hydra[structural] or any(_HYDRA_INTERPOLATION.search(str(o.value())) for o in values)
         key = (num, *overrides) if per_job else tuple(overrides)
         if key not in self._configs:
             plain = None if per_job else self._plain_values(structural, values)
@@ -168,7 +169,7 @@ class JobComposer:
                 del task["hydra"]
             self._tasks[structural] = task
             text = OmegaConf.to_yaml(task, resolve=False)
-            self._reads_hydra[structural] = "${hydra:" in text
+            self._reads_hydra[structural] = bool(_HYDRA_INTERPOLATION.search(text))
             self._interpolates[structural] = "${" in text
         return self._tasks[structural]
 
@@ -214,11 +215,22 @@ _SHARED: dict[int, JobComposer] = {}
 
 
 def shared_composer(config_loader, master_config: DictConfig) -> JobComposer:
-    """The composer of the running sweep, shared by its sweeper and launcher."""
+    """The composer of the running sweep, shared by its sweeper and launcher.
+
+    A new sweep also sets Hydra's global HydraConfig to its master config: Hydra
+    sets it only inside each job, but gdexp's sweepers read the master's task
+    keys (tracking.uri, tracking.experiment), and a ``${hydra:...}`` there would
+    fail with "HydraConfig was not set". Each job sets its own as it runs.
+    """
+    from hydra.core.hydra_config import HydraConfig
+
+    # Not HydraConfig.set_config(master_config): it makes the master's hydra node read-only,
+    # and the Ray and submitit launchers still write to it (the sweep folder made absolute).
     key = id(master_config)
     if key not in _SHARED:
         _SHARED.clear()  # one sweep at a time per process
         _SHARED[key] = JobComposer(config_loader, master_config)
+        HydraConfig.instance().cfg = _hydra_only(OmegaConf.to_container(master_config.hydra, resolve=False))
     return _SHARED[key]
 
 
@@ -229,7 +241,7 @@ def job_hydra_config(hydra: dict):
 
     instance = HydraConfig.instance()
     saved = instance.cfg
-    instance.set_config(OmegaConf.create({"hydra": hydra}))
+    instance.cfg = _hydra_only(hydra)
     try:
         yield
     finally:
@@ -243,3 +255,17 @@ def _interpolates(value) -> bool:
     if isinstance(value, (list, tuple)):
         return any(_interpolates(v) for v in value)
     return False
+
+
+def _hydra_only(hydra: dict) -> DictConfig:
+    """What HydraConfig holds for `${hydra:...}`: a read-only {"hydra": node} of plain containers.
+    Not set_config(), which asserts a node typed HydraConf: the `hydra:` resolver only reads
+    (OmegaConf.select on HydraConfig.get())."""
+    node = OmegaConf.create({"hydra": hydra})
+    OmegaConf.set_readonly(node, True)
+    return node
+
+
+# ${hydra:...}, also as a sweeper hands a job its value: escaped, `$\{hydra\:job.name\}`, and
+# parsed back by Override.value() before this sees it.
+_HYDRA_INTERPOLATION = re.compile(r"\$\{\s*hydra\s*:")

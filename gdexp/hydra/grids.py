@@ -100,19 +100,43 @@ def expand(override: str) -> str:
     if not match:
         return override
     key, fn, raw = match["key"], match["fn"], [a.strip() for a in match["args"].split(",")]
-    if fn == "range" and all(re.fullmatch(r"[+-]?\d+", a) for a in raw):
-        return override
     grid = f"{fn}({match['args']})"
+    if fn == "range" and all(re.fullmatch(r"[+-]?\d+", a) for a in raw):
+        _check_int_range(key.lstrip("+~"), grid, [int(a) for a in raw])
+        return override
     values = [clean(v) for v in _values(key.lstrip("+~"), grid, fn, raw)]
     if wrapped:
         return f"{key}={wrapped['outer']}({','.join(values)}{wrapped['rest'] or ''})"
     return f"{key}=" + ",".join(values)
 
 
-def _values(key: str, grid: str, fn: str, raw: list[str]) -> list[float]:
-    if len(raw) not in _ARITY[fn]:
+def _check_int_range(key: str, grid: str, args: list[int]) -> None:
+    """An integer range, left to Hydra, refused here if it has no values (Hydra would run none,
+    or raise ValueError for a step of 0).
+
+    >>> _check_int_range("stopping.maxiter", "range(5,1)", [5, 1])
+    Traceback (most recent call last):
+    ...
+    gdexp.core.errors.ConfigError: stopping.maxiter='range(5,1)': is empty: the step must lead from start towards stop (range excludes its stop, as Python's does)
+    """
+    _check_arity(key, grid, "range", args)
+    if len(args) == 3 and args[2] == 0:
+        raise ConfigError(key, grid, "the step must not be 0")
+    if not range(*args):
+        raise ConfigError(key, grid, _EMPTY)
+
+
+_EMPTY = "is empty: the step must lead from start towards stop (range excludes its stop, as Python's does)"
+
+
+def _check_arity(key: str, grid: str, fn: str, args: list) -> None:
+    if len(args) not in _ARITY[fn]:
         usage = {"range": "range(start,stop,step)"}.get(fn, f"{fn}(start,stop,num)")
         raise ConfigError(key, grid, f"takes {' or '.join(map(str, _ARITY[fn]))} numbers: {usage}")
+
+
+def _values(key: str, grid: str, fn: str, raw: list[str]) -> list[float]:
+    _check_arity(key, grid, fn, raw)
     try:
         args = [float(a) for a in raw]
     except ValueError:
@@ -131,6 +155,5 @@ def _values(key: str, grid: str, fn: str, raw: list[str]) -> list[float]:
     except ValueError as exc:
         raise ConfigError(key, grid, str(exc)) from None
     if not values:
-        raise ConfigError(key, grid, "is empty: the step must lead from start towards stop "
-                                     "(range excludes its stop, as Python's does)")
+        raise ConfigError(key, grid, _EMPTY)
     return values

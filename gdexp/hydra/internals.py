@@ -49,8 +49,13 @@ def __getattr__(name: str):
     # BasicSweeper: the basic sweeper's cartesian product of comma lists and its batching,
     # which gdexp's grid sweeper (sweepers/grid.py) extends rather than copies. Imported only
     # when asked for: Hydra's first plugin scan re-executes hydra._internal.core_plugins, and
-    # a subclass of the class imported before that scan fails in BasicSweeper.__init__.
+    # a subclass of the class imported before that scan fails in BasicSweeper.__init__. So the
+    # scan happens first (it is once per process): importing sweepers/grid.py before any Hydra
+    # app ran (pytest --doctest-modules does) made every later sweep of the process fail.
     if name == "BasicSweeper":
+        from hydra.core.plugins import Plugins
+
+        Plugins.instance()
         from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 
         return BasicSweeper
