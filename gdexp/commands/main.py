@@ -59,11 +59,15 @@ def run_hydra(argv: list[str]) -> None:
     # Hydra reads sys.argv itself; with HYDRA_FULL_ERROR its errors reach us as exceptions.
     sys.argv = [saved_argv[0] if saved_argv else "gdexp", *hydra_argv]
     os.environ["HYDRA_FULL_ERROR"] = "1"
+    from gdexp.tracking import interrupts
+
     try:
-        app()
-    except KeyboardInterrupt:
-        # The run in flight and its sweep's parent are already marked KILLED.
-        sys.exit(130)
+        with interrupts.handled():  # SIGTERM stops gdexp as Ctrl-C does
+            app()
+    except KeyboardInterrupt as exc:
+        # The run in flight is already marked KILLED (a sweep says more and exits itself).
+        print(f"gdexp: interrupted ({interrupts.name(exc)}); the run in flight is marked KILLED", file=sys.stderr)
+        sys.exit(interrupts.exit_status(exc))
     except ConfigError as exc:
         exit_invalid(exc)
     except Exception as exc:

@@ -46,7 +46,12 @@ import numpy as np
 
 from gdexp.core.errors import ConfigError
 
-__all__ = ["SKLEARN_DATASETS", "TASKS", "Dataset", "load_dataset", "split_rows"]
+__all__ = ["MAX_DATA_BYTES", "SKLEARN_DATASETS", "TASKS", "Dataset", "load_dataset", "read_data_file",
+           "repeated_columns", "split_rows"]
+
+#: The largest data file gdexp reads (256 MiB): parsed into Python lists first, a CSV takes
+#: several times its size in memory. /dev/zero or a file grown by mistake fail at once.
+MAX_DATA_BYTES = 256 * 2**20
 
 #: scikit-learn's bundled data sets (``sklearn.datasets.load_<name>``) and their task.
 SKLEARN_DATASETS = {
@@ -247,7 +252,7 @@ def _sklearn_source(name: str) -> _Source:
 
 
 def _read_csv(path, x, y, task) -> _Source:
-    raw = _read_bytes(path)
+    raw = read_data_file(path)
     try:
         text = raw.decode("utf-8-sig")  # -sig: a spreadsheet's byte-order mark is not part of the first name
     except UnicodeDecodeError as error:
@@ -259,7 +264,7 @@ def _read_csv(path, x, y, task) -> _Source:
     if not table:
         raise ConfigError("loss.data", path, "is empty; need a header row and data rows")
     header = [name.strip() for name in table[0]]
-    repeated = [name for name, count in Counter(header).items() if count > 1]
+    repeated = repeated_columns(header)
     if repeated:
         raise ConfigError("loss.data", path, f"repeats the column name(s) {', '.join(map(repr, repeated))} in its header")
     rows = table[1:]
@@ -284,18 +289,43 @@ def _read_csv(path, x, y, task) -> _Source:
     return _Source(features, targets, tuple(names), classes, task, hashlib.sha256(raw).hexdigest())
 
 
-def _read_bytes(path) -> bytes:
-    if not isinstance(path, (str, Path)):
-        raise ConfigError("loss.data", path, "must be the path of a CSV file")
+def read_data_file(path, key: str = "loss.data") -> bytes:
+    """The bytes of a data file: a regular file (not a pipe or a device, which would hang or never
+    end) of at most MAX_DATA_BYTES.
+
+    Raises:
+        ConfigError: naming `key`: not a path, no such file, not a regular file, too large, unreadable.
+
+    >>> read_data_file("/dev/zero")
+    Traceback (most recent call last):
+    ...
+    gdexp.core.errors.ConfigError: loss.data='/dev/zero': not a regular file (a device, a pipe or a folder); give a CSV file
+    """
+    if not isinstance(path, (str, Path)) or not str(path):
+        raise ConfigError(key, path, "must be the path of a CSV file")
     file = Path(path)
     if not file.exists():
-        raise ConfigError("loss.data", path, "file not found")
+        raise ConfigError(key, path, "file not found")
     if not file.is_file():
-        raise ConfigError("loss.data", path, "not a regular file")
+        raise ConfigError(key, path, "not a regular file (a device, a pipe or a folder); give a CSV file")
     try:
-        return file.read_bytes()
+        with open(file, "rb") as handle:
+            raw = handle.read(MAX_DATA_BYTES + 1)
     except OSError as error:
-        raise ConfigError("loss.data", path, f"cannot read: {error.strerror}") from None
+        raise ConfigError(key, path, f"cannot read: {error.strerror}") from None
+    if len(raw) > MAX_DATA_BYTES:
+        raise ConfigError(key, path, f"is larger than {MAX_DATA_BYTES // 2**20} MiB, the most gdexp reads "
+                          "(gdexp.core.data.MAX_DATA_BYTES); sample it")
+    return raw
+
+
+def repeated_columns(header: list[str]) -> list[str]:
+    """The names that occur more than once in a CSV header (blanks around names stripped).
+
+    >>> repeated_columns(["x", "x ", "y"])
+    ['x']
+    """
+    return [name for name, count in Counter(n.strip() for n in header).items() if count > 1]
 
 
 def _columns(path, header, x, y) -> tuple[str, list[str]]:

@@ -110,6 +110,7 @@ def plan(config: dict, name_keys: tuple[str, ...] = (), search_dir: str | None =
     _check_batch_size(checked["loss"].get("batch_size"), loss)
     x0 = _start(config.get("init"), loss)
     checked["init"] = config.get("init")
+    _check_finite_start(loss, x0, checked)
     _check_schedule(schedule, optimizer, checked["stopping"]["maxiter"], x0)
     return RunSpec(checked, loss, optimizer, schedule, x0, config_hash(checked, loss), run_name(checked, name_keys))
 
@@ -216,6 +217,23 @@ def _file_stamp(path) -> tuple | None:
     except OSError:
         return None  # the loss itself reports a missing file, naming the key
     return None if st is None else (os.path.abspath(path), st.st_mtime_ns, st.st_size)
+
+
+def _check_finite_start(loss: Loss, x0: np.ndarray, config: dict) -> None:
+    """A loss or gradient that is not finite at the start point is an input error (data near
+    1e300, a start far out), not a divergence at step 0: it names init, the data file, or the loss."""
+    with np.errstate(all="ignore"):
+        value, grad = loss.value_and_grad(x0[None])
+    bad = [(what, v) for what, v in (("loss", value), ("gradient", grad)) if not np.isfinite(v).all()]
+    if not bad:
+        return
+    what, v = bad[0]
+    shown = np.asarray(v).ravel()[~np.isfinite(np.asarray(v).ravel())][0]
+    data = config["loss"].get("data")
+    key, value = (("init", config["init"]) if config.get("init") is not None
+                  else ("loss.data", data) if data else ("loss", config["loss"]["name"]))
+    raise ConfigError(key, value, f"the {what} is {shown} at the start point: an input error, not a divergence "
+                      "(values too large for float64? rescale the data, or choose another init=[...])")
 
 
 def _start(init, loss: Loss) -> np.ndarray:
