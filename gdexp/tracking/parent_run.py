@@ -114,6 +114,7 @@ def sweep_run(sweep: Sweep, rows: Callable[[], list[dict]], jobs: list[dict] | N
     plan.write_plan(folder, sweep_plan)
     values = {env.PARENT_RUN: parent_id, env.TRACKING_URI: uri, env.SWEEP_DIR: str(folder),
               env.START_DIR: os.getcwd()}
+    _end_reused_workers()
     with env.sweep_environment(values):
         try:
             yield parent_id
@@ -138,6 +139,16 @@ def sweep_run(sweep: Sweep, rows: Callable[[], list[dict]], jobs: list[dict] | N
     if counts["failed"]:
         sys.exit(f"gdexp: {int(counts['failed'])} of {int(counts['runs'])} runs failed "
                  "(their errors are above and on each run's gdexp.error tag)")
+
+
+def _end_reused_workers() -> None:
+    """End the worker processes joblib (loky) keeps from an earlier sweep of this process: they hold
+    the environment they started with, that sweep's parent run, store and folder, and would record
+    this sweep's jobs there."""
+    loky = sys.modules.get("joblib.externals.loky.reusable_executor")
+    executor = getattr(loky, "_executor", None)
+    if executor is not None:
+        executor.shutdown(wait=True)
 
 
 def reopen(cl, sweep_plan: plan.Plan) -> plan.Plan:

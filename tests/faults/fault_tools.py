@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from contextlib import contextmanager
 from collections import Counter
 from pathlib import Path
 
@@ -104,3 +105,53 @@ def stop(process: subprocess.Popen, sig: int = signal.SIGKILL, timeout: float = 
 
 def write_module(folder: Path, name: str, text: str) -> None:
     (folder / f"{name}.py").write_text(textwrap.dedent(text))
+
+
+@contextmanager
+def read_only(folder: Path):
+    """`folder` read-only for the block: by its mode for a normal user; for root, whom modes do not
+    stop, as a read-only bind mount (skipped, saying why, where root may not mount)."""
+    if os.geteuid() != 0:
+        mode = folder.stat().st_mode
+        folder.chmod(0o555)
+        try:
+            yield
+        finally:
+            folder.chmod(mode)
+        return
+    mounted = subprocess.run(["mount", "--bind", str(folder), str(folder)], capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"root, and cannot bind-mount {folder} read-only here: {mounted.stderr.strip()}")
+    try:
+        subprocess.run(["mount", "-o", "remount,ro,bind", str(folder)], check=True, capture_output=True)
+        yield
+    finally:
+        subprocess.run(["umount", str(folder)], check=True, capture_output=True)
+
+
+@contextmanager
+def locked_store(path: Path, seconds: float):
+    """Another process holds `BEGIN EXCLUSIVE` on the SQLite file for `seconds` (from when the block starts)."""
+    holder = subprocess.Popen([sys.executable, "-c", LOCKER, str(path), str(seconds)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        yield holder
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+LOCKER = """
+import sqlite3, sys, time
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+db.execute("BEGIN EXCLUSIVE")
+print("locked", flush=True)
+time.sleep(float(sys.argv[2]))
+db.execute("COMMIT")
+"""
+
+
+def make_store(uri: str) -> None:
+    """Create (migrate) a SQLite store in another process, so this one has not opened it yet."""
+    subprocess.run([sys.executable, "-c", f"from mlflow import MlflowClient; MlflowClient({uri!r}).search_experiments()"],
+                   check=True, capture_output=True, env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"})

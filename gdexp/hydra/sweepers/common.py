@@ -105,11 +105,13 @@ def start_folder(config) -> Path:
 def row_of(ret, overrides: list[str]) -> dict:
     """A job's summary row: what it returned, or, for a job that raised outside gdexp's
     recording (no MLflow run shows it), a failed row naming its overrides and error."""
-    try:
-        value = ret.return_value  # a job that raised raises here (Hydra's JobReturn)
-    except Exception as error:
+    from hydra.core.utils import JobStatus
+
+    if ret.status == JobStatus.FAILED:  # its error, without Hydra's "Error executing job" line (we say it once)
+        error = getattr(ret, "_return_value", None)
         reason = f"{type(error).__name__}: {error}"
     else:
+        value = ret.return_value
         if isinstance(value, dict):
             return value
         reason = f"the job returned {type(value).__name__}, not a run"
