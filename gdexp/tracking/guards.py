@@ -84,7 +84,8 @@ def check_store_uri(uri: str) -> None:
         _check_database(uri)
     elif scheme not in ("http", "https", "file", "databricks") and uri != "databricks":
         raise ConfigError("tracking.uri", uri, "not a store gdexp can record runs in; use sqlite:///PATH.db, "
-                          "http(s)://HOST:PORT (a tracking server) or a database URL (postgresql+psycopg2://USER@HOST/DB)")
+                          "http(s)://HOST:PORT (a tracking server) or a database URL "
+                          "(postgresql+psycopg2://USER@HOST/DB)")
 
 
 def check_writable(folder: Path) -> str | None:

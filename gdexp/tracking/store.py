@@ -176,7 +176,8 @@ def unreachable(exc: BaseException) -> bool:
     seen = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
-        if isinstance(exc, (requests.ConnectionError, requests.Timeout, ConnectionError, TimeoutError)):  # StoreLocked too
+        # TimeoutError: StoreLocked too, a store locked past LOCK_WAIT_S
+        if isinstance(exc, (requests.ConnectionError, requests.Timeout, ConnectionError, TimeoutError)):
             return True
         message = getattr(exc, "message", None) or str(exc)
         if type(exc).__name__ == "MlflowException" and message.startswith("API request to ") and " failed " in message:
