@@ -309,11 +309,12 @@ def read_data_file(path, key: str = "loss.data") -> bytes:
     if not file.is_file():
         raise ConfigError(key, path, "not a regular file (a device, a pipe or a folder); give a CSV file")
     try:
+        too_large = file.stat().st_size > MAX_DATA_BYTES
         with open(file, "rb") as handle:
-            raw = handle.read(MAX_DATA_BYTES + 1)
+            raw = b"" if too_large else handle.read(MAX_DATA_BYTES + 1)  # + 1: a file that grew meanwhile
     except OSError as error:
         raise ConfigError(key, path, f"cannot read: {error.strerror}") from None
-    if len(raw) > MAX_DATA_BYTES:
+    if too_large or len(raw) > MAX_DATA_BYTES:
         raise ConfigError(key, path, f"is larger than {MAX_DATA_BYTES // 2**20} MiB, the most gdexp reads "
                           "(gdexp.core.data.MAX_DATA_BYTES); sample it")
     return raw
