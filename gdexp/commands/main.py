@@ -65,7 +65,11 @@ def run_hydra(argv: list[str]) -> None:
         with interrupts.handled():  # SIGTERM stops gdexp as Ctrl-C does
             app()
     except KeyboardInterrupt as exc:
-        # The run in flight is already marked KILLED (a sweep says more and exits itself).
+        # The run in flight is marked KILLED, if the interrupt came before the code that does it.
+        # (A sweep says more and exits itself.)
+        from gdexp.tracking.store import close_open_runs
+
+        close_open_runs()
         print(f"gdexp: interrupted ({interrupts.name(exc)}); the run in flight is marked KILLED", file=sys.stderr)
         sys.exit(interrupts.exit_status(exc))
     except ConfigError as exc:

@@ -209,9 +209,20 @@ class _Source(NamedTuple):
 
 
 def _mean_and_scale(columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each column's mean and population std, a zero std replaced by 1 (as StandardScaler)."""
-    mean = columns.mean(axis=0)
-    scale = columns.std(axis=0)
+    """Each column's mean and population std, a zero std replaced by 1 (as StandardScaler).
+
+    Values near float64's limit (1e300) overflow the sum of squares: those columns are
+    divided by their largest magnitude first, so their data is standardized, not zeroed.
+
+    >>> _mean_and_scale(np.array([[1e300], [3e300]]))
+    (array([2.e+300]), array([1.e+300]))
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        mean, scale = columns.mean(axis=0), columns.std(axis=0)
+    if not (np.isfinite(mean).all() and np.isfinite(scale).all()):
+        top = np.max(np.abs(columns), axis=0)
+        top[top == 0.0] = 1.0
+        mean, scale = (columns / top).mean(axis=0) * top, (columns / top).std(axis=0) * top
     scale[scale == 0.0] = 1.0
     return mean, scale
 

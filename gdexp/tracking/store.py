@@ -108,16 +108,45 @@ class GuardedClient:
         uri = self._client.tracking_uri
 
         def call(*args, **kwargs):
-            if name in _WRITES:
-                return wait_unlocked(functools.partial(_whole, attr, *args, **kwargs), uri)
-            return wait_unlocked(functools.partial(attr, *args, **kwargs), uri)
+            if name not in _WRITES:
+                return wait_unlocked(functools.partial(attr, *args, **kwargs), uri)
+            return wait_unlocked(functools.partial(_whole, self, name, attr, *args, **kwargs), uri)
 
         return call
 
 
-def _whole(method, *args, **kwargs):
+# The runs this process opened and has not closed: an interrupt that lands between two writes
+# (after a run's creation, before the code that closes it) still leaves none RUNNING.
+_open_runs: dict[str, GuardedClient] = {}
+
+
+def _follow(cl: GuardedClient, name: str, args, kwargs, out) -> None:
+    if name == "create_run":
+        _open_runs[out.info.run_id] = cl
+    elif name == "update_run" and kwargs.get("status", args[1] if len(args) > 1 else None) == "RUNNING":
+        _open_runs[kwargs.get("run_id", args[0] if args else None)] = cl
+    elif name == "set_terminated":
+        _open_runs.pop(kwargs.get("run_id", args[0] if args else None), None)
+
+
+def close_open_runs(status: str = "KILLED") -> int:
+    """Close every run this process opened and did not close (after Ctrl-C or SIGTERM); returns how
+    many. A store that does not answer is left as it is (gdexp resume closes them later)."""
+    closed = 0
+    for run_id, cl in list(_open_runs.items()):
+        try:
+            cl.set_terminated(run_id, status=status)
+            closed += 1
+        except Exception:  # noqa: BLE001 - best effort on the way out
+            _open_runs.pop(run_id, None)
+    return closed
+
+
+def _whole(cl: "GuardedClient", name: str, method, *args, **kwargs):
     with interrupts.deferred():
-        return method(*args, **kwargs)
+        out = method(*args, **kwargs)
+        _follow(cl, name, args, kwargs, out)  # before a held interrupt is delivered
+        return out
 
 
 def wait_unlocked(attempt, uri: str):

@@ -139,3 +139,25 @@ def test_ctrl_c_inside_a_store_write_lands_after_it(gdexp, store, tmp_path, monk
     code, out, err = gdexp("resume", str(sweep_dir))
     assert code == 0 and "3 to go" in out, err
     assert _figures(census(store, sweep_dir)) == COMPLETE
+
+
+@pytest.mark.parametrize("sweep", [False, True], ids=["run", "sweep"])
+def test_ctrl_c_as_a_run_is_created_leaves_it_killed(gdexp, store, tmp_path, monkeypatch, sweep):
+    """The interrupt, held during the write that creates the run, lands right after it: before the
+    code that would close the run. The run is closed KILLED all the same."""
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    real, created = SqlAlchemyStore.create_run, []
+
+    def create_run(self, *args, **kwargs):
+        created.append(1)
+        if len(created) == (2 if sweep else 1):  # a sweep's first run is its parent
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(SqlAlchemyStore, "create_run", create_run)
+    args = ["-m", "optimizer.lr=0.001,0.002", f"hydra.sweep.dir={tmp_path / 'sweep'}"] if sweep else []
+    code, out, err = gdexp(*args, "loss=booth", "stopping.maxiter=20")
+    monkeypatch.setattr(SqlAlchemyStore, "create_run", real)
+    assert code == 130 and "Traceback" not in err, err
+    assert sorted(r.info.status for r in all_runs(store)) == (["KILLED", "KILLED"] if sweep else ["KILLED"])
