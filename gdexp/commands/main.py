@@ -67,7 +67,7 @@ def run_hydra(argv: list[str]) -> None:
     except KeyboardInterrupt as exc:
         # The run in flight is marked KILLED, if the interrupt came before the code that does it.
         # (A sweep says more and exits itself.)
-        from gdexp.tracking.store import close_open_runs
+        from gdexp.tracking.writes import close_open_runs
 
         close_open_runs()
         print(f"gdexp: interrupted ({interrupts.name(exc)}); the run in flight is marked KILLED", file=sys.stderr)

@@ -98,19 +98,10 @@ def sweep_run(sweep: Sweep, rows: Callable[[], list[dict]], jobs: list[dict] | N
         sweep_plan = plan.Plan(parent_id="", uri=uri, experiment=sweep.experiment, sweep_name=sweep.name,
                                argv=command(), start_dir=os.getcwd(), process=plan.this_process(),
                                jobs=jobs or [], planned=None if jobs is None else len(jobs), data=sorted(set(data)))
-        tags = {
-            f"{TAG}sweep": "true",
-            f"{TAG}sweep_name": sweep.name,
-            f"{TAG}command": shlex.join(["gdexp", *command()])[:7000],
-            f"{TAG}sweep_dir": str(folder),
-            **{f"{TAG}{k}": v for k, v in provenance().items()},
-            **sweep_plan.tags(),
-        }
-        parent_id = cl.create_run(exp, run_name=sweep.name, tags=tags).info.run_id
-        sweep_plan = replace(sweep_plan, parent_id=parent_id)
+        sweep_plan = open_parent(cl, exp, sweep, folder, sweep_plan)
     else:
         sweep_plan = reopen(cl, again[0])
-        parent_id = sweep_plan.parent_id
+    parent_id = sweep_plan.parent_id
     plan.write_plan(folder, sweep_plan)
     values = {env.PARENT_RUN: parent_id, env.TRACKING_URI: uri, env.SWEEP_DIR: str(folder),
               env.START_DIR: os.getcwd()}
@@ -123,8 +114,10 @@ def sweep_run(sweep: Sweep, rows: Callable[[], list[dict]], jobs: list[dict] | N
                 cl.set_tag(parent_id, UNRECORDED_TAG, str(left))
             else:
                 not_run(rows())
-                table = typed_table(rows()) if again is None else one_per_config(load_runs(sweep=parent_id,
-                                                                                          tracking_uri=uri))
+                if again is None:
+                    table = typed_table(rows())
+                else:  # the runs of both the sweep and its resumption
+                    table = one_per_config(load_runs(sweep=parent_id, tracking_uri=uri))
                 counts = close(cl, parent_id, uri, table)
         except KeyboardInterrupt as exc:
             raise SystemExit(interrupted(cl, sweep_plan, folder, exc)) from None
@@ -139,6 +132,19 @@ def sweep_run(sweep: Sweep, rows: Callable[[], list[dict]], jobs: list[dict] | N
     if counts["failed"]:
         sys.exit(f"gdexp: {int(counts['failed'])} of {int(counts['runs'])} runs failed "
                  "(their errors are above and on each run's gdexp.error tag)")
+
+
+def open_parent(cl, exp: str, sweep: Sweep, folder: Path, sweep_plan: plan.Plan) -> plan.Plan:
+    """Create the sweep's parent run, tagged with its command, provenance and plan; the plan with its id."""
+    tags = {
+        f"{TAG}sweep": "true",
+        f"{TAG}sweep_name": sweep.name,
+        f"{TAG}command": shlex.join(["gdexp", *command()])[:7000],
+        f"{TAG}sweep_dir": str(folder),
+        **{f"{TAG}{k}": v for k, v in provenance().items()},
+        **sweep_plan.tags(),
+    }
+    return replace(sweep_plan, parent_id=cl.create_run(exp, run_name=sweep.name, tags=tags).info.run_id)
 
 
 def _end_reused_workers() -> None:

@@ -48,9 +48,17 @@ def start_gdexp(*args: str, cwd: Path, **env: str) -> subprocess.Popen:
 
 
 def client(uri: str):
+    """MLflow's client on `uri`; a SQLite file opened under gdexp's lock beside it (`<file>.lock`),
+    so that polling a store a gdexp process is creating does not race its schema migration."""
+    from filelock import FileLock
     from mlflow import MlflowClient
 
-    return MlflowClient(tracking_uri=uri)
+    if not uri.startswith("sqlite:///"):
+        return MlflowClient(tracking_uri=uri)
+    with FileLock(f"{uri[len('sqlite:///'):]}.lock"):
+        cl = MlflowClient(tracking_uri=uri)
+        cl._tracking_client.store  # noqa: B018 - opened (created, migrated) under the lock
+    return cl
 
 
 def all_runs(uri: str) -> list:

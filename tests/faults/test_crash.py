@@ -161,3 +161,16 @@ def test_ctrl_c_as_a_run_is_created_leaves_it_killed(gdexp, store, tmp_path, mon
     monkeypatch.setattr(SqlAlchemyStore, "create_run", real)
     assert code == 130 and "Traceback" not in err, err
     assert sorted(r.info.status for r in all_runs(store)) == (["KILLED", "KILLED"] if sweep else ["KILLED"])
+
+
+def test_resume_refuses_a_sweep_whose_process_still_runs(gdexp, store, tmp_path, blocking_loss):
+    sweep_dir = tmp_path / "sweep"
+    process = start_gdexp(*BLOCKED, *blocking_loss, f"hydra.sweep.dir={sweep_dir}", cwd=tmp_path,
+                          GDEXP_TEST_BLOCK="2")
+    try:
+        wait_for(_in_flight(store, finished=1), 180, "job 2 in flight")
+        code, out, err = gdexp("resume", str(sweep_dir))
+    finally:
+        stop(process, signal.SIGKILL)
+    assert code == 2 and f"its process (pid {process.pid}) is still running" in err, err
+    assert census(store, sweep_dir)["running"] == 2  # untouched: the parent and job 2
