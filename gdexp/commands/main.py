@@ -16,7 +16,7 @@ SUBCOMMANDS = {
     "report": ("gdexp.commands.report", "a sweep's report (html + md, figures)"),
     "compare": ("gdexp.commands.report", "one report comparing several sweeps"),
     "rerun": ("gdexp.commands.rerun", "re-execute runs from their logged config, compare curves"),
-    "resume": ("gdexp.commands.resume", "record runs kept on disk while the store was down"),
+    "resume": ("gdexp.commands.resume", "finish an interrupted sweep: record kept runs, run the missing ones"),
 }
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import weakref
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -219,13 +220,24 @@ def _file_stamp(path) -> tuple | None:
     return None if st is None else (os.path.abspath(path), st.st_mtime_ns, st.st_size)
 
 
+# Start points found finite, per loss: a sweep's jobs share a few (loss, start) pairs, each evaluated once.
+_FINITE_STARTS: "weakref.WeakKeyDictionary[Loss, set[bytes]]" = weakref.WeakKeyDictionary()
+
+
 def _check_finite_start(loss: Loss, x0: np.ndarray, config: dict) -> None:
     """A loss or gradient that is not finite at the start point is an input error (data near
     1e300, a start far out), not a divergence at step 0: it names init, the data file, or the loss."""
+    try:
+        seen = _FINITE_STARTS.setdefault(loss, set())
+    except TypeError:  # a user's loss that cannot be weakly referenced or hashed: checked every time
+        seen = set()
+    if x0.tobytes() in seen:
+        return
     with np.errstate(all="ignore"):
         value, grad = loss.value_and_grad(x0[None])
     bad = [(what, v) for what, v in (("loss", value), ("gradient", grad)) if not np.isfinite(v).all()]
     if not bad:
+        seen.add(x0.tobytes())
         return
     what, v = bad[0]
     shown = np.asarray(v).ravel()[~np.isfinite(np.asarray(v).ravel())][0]

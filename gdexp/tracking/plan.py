@@ -78,8 +78,12 @@ def job_entries(jobs: list[list[str]], hashes: list[str]) -> list[dict]:
 def write_plan(folder: Path, plan: Plan) -> Path:
     """Write `plan` to `folder`/gdexp-plan.json, whole or not at all (a temporary file renamed)."""
     path = Path(folder) / PLAN
+    body = asdict(plan)
+    jobs = body.pop("jobs")  # one line each: a 100,000-job plan stays a few MB
+    lines = [f"  {json.dumps(job)}" for job in jobs]
+    text = json.dumps(body, indent=1)[:-2] + ',\n "jobs": [\n' + ",\n".join(lines) + "\n ]\n}\n"
     tmp = path.with_name(f".{PLAN}.{os.getpid()}")
-    tmp.write_text(json.dumps(asdict(plan), indent=1) + "\n")
+    tmp.write_text(text)
     os.replace(tmp, path)
     return path
 

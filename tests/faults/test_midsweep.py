@@ -6,7 +6,6 @@ import hashlib
 
 import pytest
 
-import gdexp.tracking.writes as writes
 from fault_tools import all_runs, census, locked_store, make_store, read_only, start_gdexp
 
 pytestmark = pytest.mark.faults
@@ -131,7 +130,7 @@ def test_a_store_locked_as_the_sweep_starts_is_waited_for(store, tmp_path):
 
 def test_a_store_locked_past_the_bound_is_one_line_and_no_run(gdexp, store, tmp_path, monkeypatch):
     make_store(store)
-    monkeypatch.setattr(writes, "LOCK_WAIT_S", 1.0)
+    monkeypatch.setattr("gdexp.tracking.writes.LOCK_WAIT_S", 1.0)
     with locked_store(tmp_path / "mlflow.db", 600):
         code, out, err = gdexp(*SMALL)
     lines = err.strip().splitlines()
@@ -148,7 +147,7 @@ def test_a_store_that_stays_locked_mid_sweep_keeps_the_runs_for_resume(gdexp, st
     from mlflow.exceptions import MlflowException
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
-    monkeypatch.setattr(writes, "LOCK_WAIT_S", 0.5)
+    monkeypatch.setattr("gdexp.tracking.writes.LOCK_WAIT_S", 0.5)
     real, calls = SqlAlchemyStore.log_batch, []
 
     def locked(self, *args, **kwargs):
