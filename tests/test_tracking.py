@@ -122,6 +122,7 @@ def test_tracking_uri_defaults_to_an_absolute_sqlite_file_and_env_wins(tmp_path,
 
 def test_config_uri_is_used_when_no_env(gdexp, store, tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    (tmp_path / "stores").mkdir()  # gdexp does not create a store's folder (tests/faults/test_hostile_input.py)
     code, _, err = gdexp("loss=booth", "tracking.uri=sqlite:///stores/booth.db", "stopping.maxiter=5")
     assert code == 0, err
     assert (tmp_path / "stores" / "booth.db").exists()

@@ -16,7 +16,7 @@ SUBCOMMANDS = {
     "report": ("gdexp.commands.report", "a sweep's report (html + md, figures)"),
     "compare": ("gdexp.commands.report", "one report comparing several sweeps"),
     "rerun": ("gdexp.commands.rerun", "re-execute runs from their logged config, compare curves"),
-    "resume": ("gdexp.commands.resume", "record runs kept on disk while the store was down"),
+    "resume": ("gdexp.commands.resume", "finish an interrupted sweep: record kept runs, run the missing ones"),
 }
 
 
@@ -59,11 +59,19 @@ def run_hydra(argv: list[str]) -> None:
     # Hydra reads sys.argv itself; with HYDRA_FULL_ERROR its errors reach us as exceptions.
     sys.argv = [saved_argv[0] if saved_argv else "gdexp", *hydra_argv]
     os.environ["HYDRA_FULL_ERROR"] = "1"
+    from gdexp.tracking import interrupts
+
     try:
-        app()
-    except KeyboardInterrupt:
-        # The run in flight and its sweep's parent are already marked KILLED.
-        sys.exit(130)
+        with interrupts.handled():  # SIGTERM stops gdexp as Ctrl-C does
+            app()
+    except KeyboardInterrupt as exc:
+        # The run in flight is marked KILLED, if the interrupt came before the code that does it.
+        # (A sweep says more and exits itself.)
+        from gdexp.tracking.writes import close_open_runs
+
+        close_open_runs()
+        print(f"gdexp: interrupted ({interrupts.name(exc)}); the run in flight is marked KILLED", file=sys.stderr)
+        sys.exit(interrupts.exit_status(exc))
     except ConfigError as exc:
         exit_invalid(exc)
     except Exception as exc:
@@ -91,6 +99,11 @@ def _task(cfg) -> dict:
         if HydraConfig.get().mode == RunMode.MULTIRUN:
             raise  # a job of a sweep: the sweep reports it
         exit_invalid(exc)  # out of Hydra's job runner without its "Error executing job" lines
+    except Exception as exc:  # OmegaConf's, resolving the config (an interpolation ${...}): the user's input
+        message = hydra_error(exc, sys.argv[1:])  # run_hydra set it: the overrides Hydra read
+        if message is None or HydraConfig.get().mode == RunMode.MULTIRUN:
+            raise
+        exit_invalid(message)
 
 
 def hydra_error(exc: BaseException, argv: list[str]) -> str | None:
@@ -106,7 +119,8 @@ def hydra_error(exc: BaseException, argv: list[str]) -> str | None:
     while seen is not None:
         chain.append(seen)
         seen = seen.__cause__ or seen.__context__
-    if not any(type(e).__module__.split(".")[0] in ("hydra", "omegaconf") or _raised_in_hydra(e) for e in chain):
+    ours = any(type(e).__module__.split(".")[0] in ("hydra", "omegaconf") or _raised_in_hydra(e) for e in chain)
+    if not ours and not any("full_key: " in str(e) for e in chain):  # OmegaConf adds full_key to what it raises
         return None
     text = "\n".join(str(e) for e in chain)
     given = {a.partition("=")[0].lstrip("+~"): _literal(a.partition("=")[2]) for a in argv if "=" in a}
@@ -117,8 +131,9 @@ def hydra_error(exc: BaseException, argv: list[str]) -> str | None:
         options = re.findall(r"^\t(\S+)$", text, re.M)
         shown = f"; options: {', '.join(options)}" if options else ""
         return str(ConfigError(group.replace("/", "."), option, f"no such option{shown}"))
-    override = re.search(r"Could not override '([^']+)'", text) or re.search(r"full_key: (\S+)", text)
-    key = override.group(1) if override else None
+    override = (re.search(r"Could not override '([^']+)'", text) or re.search(r"full_key: (\S+)", text)
+                or re.search(r"Error merging override ([^=\s]+)=", text))
+    key = override.group(1).lstrip("+~") if override else None
     if key is not None:
         value = given.get(key, given.get(f"+{key}"))
         # a dict node says "Key 'k' is not in struct", a schema's dataclass "Key 'k' not in 'StoppingConfig'"
@@ -128,6 +143,11 @@ def hydra_error(exc: BaseException, argv: list[str]) -> str | None:
         if validation:
             return str(ConfigError(key, value if value is not None else validation.group(1),
                                    f"must be {_article(validation.group(2))}"))
+        if re.search(r"is not a ListConfig|is not a subclass of ListConfig", text):
+            return str(ConfigError(key, value, "must be a list"))
+        # Anything else OmegaConf says about the value (an interpolation, a number out of range): its words.
+        deepest = next((line.strip() for line in str(chain[-1]).splitlines() if line.strip()), type(chain[-1]).__name__)
+        return str(ConfigError(key, value, deepest))
     parse = re.search(r"Error parsing override '([^']+)'\n?(.*)", text)
     if parse:
         bad = parse.group(1)

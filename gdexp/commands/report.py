@@ -86,6 +86,10 @@ def _report(experiment: str | None, sweeps: list[str] | None, args, prog: str) -
         p = sel.parents[0]
         print(f"No --sweep given: the latest sweep in {sel.uri}, {sel.name} "
               f"(parent run {p.info.run_id}, started {started(p)}).")
+    from gdexp.report.sections import completeness
+
+    if completeness(sel):  # first: an unfinished sweep's report states no answer
+        print(f"{completeness(sel)}; the report states no best_lr or max_stable_lr")
     out = Path(args.out) if args.out else Path("reports") / sel.folder
     files = build_report(sel, out, ui=args.ui_url)
     what = f"{len(sel.parents)} sweeps" if sel.by == "sweeps" else f"{sel.by} {sel.name}"

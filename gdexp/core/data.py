@@ -46,7 +46,12 @@ import numpy as np
 
 from gdexp.core.errors import ConfigError
 
-__all__ = ["SKLEARN_DATASETS", "TASKS", "Dataset", "load_dataset", "split_rows"]
+__all__ = ["MAX_DATA_BYTES", "SKLEARN_DATASETS", "TASKS", "Dataset", "load_dataset", "read_data_file",
+           "repeated_columns", "split_rows"]
+
+#: The largest data file gdexp reads (256 MiB): parsed into Python lists first, a CSV takes
+#: several times its size in memory. /dev/zero or a file grown by mistake fail at once.
+MAX_DATA_BYTES = 256 * 2**20
 
 #: scikit-learn's bundled data sets (``sklearn.datasets.load_<name>``) and their task.
 SKLEARN_DATASETS = {
@@ -204,9 +209,20 @@ class _Source(NamedTuple):
 
 
 def _mean_and_scale(columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each column's mean and population std, a zero std replaced by 1 (as StandardScaler)."""
-    mean = columns.mean(axis=0)
-    scale = columns.std(axis=0)
+    """Each column's mean and population std, a zero std replaced by 1 (as StandardScaler).
+
+    Values near float64's limit (1e300) overflow the sum of squares: those columns are
+    divided by their largest magnitude first, so their data is standardized, not zeroed.
+
+    >>> _mean_and_scale(np.array([[1e300], [3e300]]))
+    (array([2.e+300]), array([1.e+300]))
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        mean, scale = columns.mean(axis=0), columns.std(axis=0)
+    if not (np.isfinite(mean).all() and np.isfinite(scale).all()):
+        top = np.max(np.abs(columns), axis=0)
+        top[top == 0.0] = 1.0
+        mean, scale = (columns / top).mean(axis=0) * top, (columns / top).std(axis=0) * top
     scale[scale == 0.0] = 1.0
     return mean, scale
 
@@ -247,7 +263,7 @@ def _sklearn_source(name: str) -> _Source:
 
 
 def _read_csv(path, x, y, task) -> _Source:
-    raw = _read_bytes(path)
+    raw = read_data_file(path)
     try:
         text = raw.decode("utf-8-sig")  # -sig: a spreadsheet's byte-order mark is not part of the first name
     except UnicodeDecodeError as error:
@@ -259,7 +275,7 @@ def _read_csv(path, x, y, task) -> _Source:
     if not table:
         raise ConfigError("loss.data", path, "is empty; need a header row and data rows")
     header = [name.strip() for name in table[0]]
-    repeated = [name for name, count in Counter(header).items() if count > 1]
+    repeated = repeated_columns(header)
     if repeated:
         raise ConfigError("loss.data", path, f"repeats the column name(s) {', '.join(map(repr, repeated))} in its header")
     rows = table[1:]
@@ -284,18 +300,44 @@ def _read_csv(path, x, y, task) -> _Source:
     return _Source(features, targets, tuple(names), classes, task, hashlib.sha256(raw).hexdigest())
 
 
-def _read_bytes(path) -> bytes:
-    if not isinstance(path, (str, Path)):
-        raise ConfigError("loss.data", path, "must be the path of a CSV file")
+def read_data_file(path, key: str = "loss.data") -> bytes:
+    """The bytes of a data file: a regular file (not a pipe or a device, which would hang or never
+    end) of at most MAX_DATA_BYTES.
+
+    Raises:
+        ConfigError: naming `key`: not a path, no such file, not a regular file, too large, unreadable.
+
+    >>> read_data_file("/dev/zero")
+    Traceback (most recent call last):
+    ...
+    gdexp.core.errors.ConfigError: loss.data='/dev/zero': not a regular file (a device, a pipe or a folder); give a CSV file
+    """
+    if not isinstance(path, (str, Path)) or not str(path):
+        raise ConfigError(key, path, "must be the path of a CSV file")
     file = Path(path)
     if not file.exists():
-        raise ConfigError("loss.data", path, "file not found")
+        raise ConfigError(key, path, "file not found")
     if not file.is_file():
-        raise ConfigError("loss.data", path, "not a regular file")
+        raise ConfigError(key, path, "not a regular file (a device, a pipe or a folder); give a CSV file")
     try:
-        return file.read_bytes()
+        too_large = file.stat().st_size > MAX_DATA_BYTES
+        with open(file, "rb") as handle:
+            raw = b"" if too_large else handle.read(MAX_DATA_BYTES + 1)  # + 1: a file that grew meanwhile
     except OSError as error:
-        raise ConfigError("loss.data", path, f"cannot read: {error.strerror}") from None
+        raise ConfigError(key, path, f"cannot read: {error.strerror}") from None
+    if too_large or len(raw) > MAX_DATA_BYTES:
+        raise ConfigError(key, path, f"is larger than {MAX_DATA_BYTES // 2**20} MiB, the most gdexp reads "
+                          "(gdexp.core.data.MAX_DATA_BYTES); sample it")
+    return raw
+
+
+def repeated_columns(header: list[str]) -> list[str]:
+    """The names that occur more than once in a CSV header (blanks around names stripped).
+
+    >>> repeated_columns(["x", "x ", "y"])
+    ['x']
+    """
+    return [name for name, count in Counter(n.strip() for n in header).items() if count > 1]
 
 
 def _columns(path, header, x, y) -> tuple[str, list[str]]:

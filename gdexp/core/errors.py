@@ -14,6 +14,10 @@ class ConfigError(ValueError):
         self.key, self.value, self.reason = key, value, reason
         super().__init__(f"{key}={value!r}: {reason}")
 
+    def __reduce__(self):
+        # A job's error crosses processes (joblib, Ray, submitit) pickled: rebuilt from its parts.
+        return type(self), (self.key, self.value, self.reason)
+
 
 # The exit status of every gdexp command for input it refuses (a bad key or value, a grid
 # that cannot be expanded, a store that cannot be used), before any MLflow run exists.

@@ -273,7 +273,10 @@ def _number(key: str, value, integer: bool):
         if abs(int(value)) >= _INT64:  # counts go into int64 arrays
             raise ConfigError(key, value, f"must be below 2**63 in magnitude")
         return int(value)
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:  # an integer beyond float64's range (10**400)
+        raise ConfigError(key, value, "is too large for a float64 (at most 1.8e308)") from None
 
 
 def _describe(kind) -> str:

@@ -41,6 +41,28 @@ def free_disk(folder: str | os.PathLike) -> int | None:
         return None
 
 
+def check_memory(key: str, value, nbytes: float, what: str, available: int | None = None) -> None:
+    """Refuse, naming `key`, what would hold more than MEMORY_SHARE of the available memory.
+
+    Args:
+        key, value: the config key whose value sets the size, for the error line.
+        nbytes: the estimate, in bytes (an upper bound).
+        what: what takes it, e.g. "the synthetic data".
+
+    Raises:
+        ConfigError: nbytes > MEMORY_SHARE x the available memory (Linux' MemAvailable; nothing
+            is checked where that is unknown).
+
+    >>> check_memory("loss.n", 10**12, 8e12, "the synthetic data", available=16 * 10**9)
+    Traceback (most recent call last):
+    ...
+    gdexp.core.errors.ConfigError: loss.n=1000000000000: the synthetic data needs ~8 TB of memory; 16 GB are available
+    """
+    available = available_memory() if available is None else available
+    if available is not None and nbytes > MEMORY_SHARE * available:
+        raise ConfigError(key, value, f"{what} needs ~{_size(nbytes)} of memory; {_size(available)} are available")
+
+
 def check_run_memory(run_bytes: int, maxiter: int, available: int | None = None) -> None:
     """Refuse a run whose curves cannot be held in memory, naming stopping.maxiter.
 
@@ -61,17 +83,27 @@ def check_run_memory(run_bytes: int, maxiter: int, available: int | None = None)
                       f"available: at most ~{fits:.2g} steps fit")
 
 
-def check_disk(total_bytes: int, folder: str | os.PathLike, runs: int) -> None:
+def check_disk(total_bytes: int, folder: str | os.PathLike, runs: int, maxiter: int) -> None:
     """Refuse a sweep whose curve files cannot fit on the disk that holds them.
+
+    Args:
+        total_bytes: the runs' curve.parquet files together, an upper bound (RunSpec.curve_bytes).
+        folder: where they go (the experiment's artifact folder, a local one).
+        runs, maxiter: the sweep's runs and its largest stopping.maxiter, for the error line.
 
     Raises:
         ConfigError: total_bytes > the free space at `folder`, saying how to split the sweep.
+
+    >>> check_disk(10**15, "/", 1000, 10**9)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    gdexp.core.errors.ConfigError: stopping.maxiter=1000000000: the sweep's 1000 runs may write up to 1e+03 TB of curves (curve.parquet at every step), and / has ... free: split the grid into ... sweeps or more, or lower stopping.maxiter
     """
     free = free_disk(folder)
     if free is None or total_bytes <= free:
         return
     parts = -(-total_bytes // max(free, 1))
-    raise ConfigError("stopping.maxiter", None,
+    raise ConfigError("stopping.maxiter", maxiter,
                       f"the sweep's {runs} runs may write up to {_size(total_bytes)} of curves (curve.parquet at "
                       f"every step), and {folder} has {_size(free)} free: split the grid into {parts} sweeps or "
                       f"more, or lower stopping.maxiter")

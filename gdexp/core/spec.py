@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import weakref
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -17,7 +18,7 @@ from gdexp.core import registry
 from gdexp.core.errors import ConfigError
 from gdexp.core.losses.base import Loss
 from gdexp.core.params import NonNegativeInt, check_value, switches
-from gdexp.core.resources import check_run_memory
+from gdexp.core.resources import check_memory, check_run_memory
 from gdexp.core.stopping import check_stopping
 
 # The sections of a run's config the core reads; the rest (tracking, ...) belongs to the layers above.
@@ -69,14 +70,20 @@ class RunSpec:
 
     @property
     def memory_bytes(self) -> int:
-        """Bytes of the curves this run records in memory while it descends (float64 per step:
-        loss, gradient norm, the rate under a schedule, and the path of a loss of at most
-        MAX_TRACKED_DIM parameters), plus its parameters and their gradient."""
+        """Bytes of the curves this run records in memory while it descends (curve_bytes), plus
+        its parameters and their gradient."""
+        return self.curve_bytes + 8 * 4 * self.loss.dim
+
+    @property
+    def curve_bytes(self) -> int:
+        """Bytes of this run's curves at every step, an upper bound (a run that stops early holds
+        less): float64 loss, gradient norm, the rate under a schedule, and the path of a loss of
+        at most MAX_TRACKED_DIM parameters. In memory while it descends; on disk in curve.parquet."""
         from gdexp.core.descent import MAX_TRACKED_DIM
 
         dim = self.loss.dim
         columns = 2 + (0 if self.constant_rate else 1) + (dim if dim <= MAX_TRACKED_DIM else 0)
-        return 8 * ((self.config["stopping"]["maxiter"] + 1) * columns + 4 * dim)
+        return 8 * (self.config["stopping"]["maxiter"] + 1) * columns
 
     @property
     def constant_rate(self) -> bool:
@@ -118,8 +125,11 @@ def plan(config: dict, name_keys: tuple[str, ...] = (), search_dir: str | None =
     loss = _build_loss(canonical({k: v for k, v in checked["loss"].items() if k not in LOSS_KEYS}),
                        _file_stamp(checked["loss"].get("data")), search_dir)
     _check_batch_size(checked["loss"].get("batch_size"), loss)
+    check_memory("loss.dim", loss.dim, 8 * 6 * loss.dim, f"a point of {loss.dim:,} parameters (with its gradient, "
+                 "an optimizer's state and the best point)")
     x0 = _start(config.get("init"), loss)
     checked["init"] = None if config.get("init") is None else [float(v) for v in x0]
+    _check_finite_start(loss, x0, checked)
     _check_schedule(schedule, optimizer, checked["stopping"]["maxiter"], x0)
     spec = RunSpec(checked, loss, optimizer, schedule, x0, config_hash(checked, loss), run_name(checked, name_keys))
     check_run_memory(spec.memory_bytes, checked["stopping"]["maxiter"])
@@ -216,7 +226,12 @@ def _build_loss(loss_json: str, data_stamp: tuple | None, search_dir: str) -> Lo
     # Cached: a 1,000-run sweep of one loss reads its data file once. The data
     # file's stamp is part of the key, so a file changed on disk is read again.
     node = json.loads(loss_json)
-    loss = registry.section("loss", node, reserved=LOSS_KEYS, search_dir=search_dir).build()
+    try:
+        loss = registry.section("loss", node, reserved=LOSS_KEYS, search_dir=search_dir).build()
+    except MemoryError as exc:  # a size no check above foresaw (a user's loss): name its largest one
+        sizes = {k: v for k, v in node.items() if isinstance(v, int) and not isinstance(v, bool)}
+        key = max(sizes, key=sizes.get) if sizes else "_target_"
+        raise ConfigError(f"loss.{key}", node.get(key), f"building the loss ran out of memory ({exc})") from None
     if not isinstance(loss, Loss):
         raise ConfigError("loss._target_", node["_target_"], "must build a gdexp Loss")
     return loss
@@ -228,6 +243,34 @@ def _file_stamp(path) -> tuple | None:
     except OSError:
         return None  # the loss itself reports a missing file, naming the key
     return None if st is None else (os.path.abspath(path), st.st_mtime_ns, st.st_size)
+
+
+# Start points found finite, per loss: a sweep's jobs share a few (loss, start) pairs, each evaluated once.
+_FINITE_STARTS: "weakref.WeakKeyDictionary[Loss, set[bytes]]" = weakref.WeakKeyDictionary()
+
+
+def _check_finite_start(loss: Loss, x0: np.ndarray, config: dict) -> None:
+    """A loss or gradient that is not finite at the start point is an input error (data near
+    1e300, a start far out), not a divergence at step 0: it names init, the data file, or the loss."""
+    try:
+        seen = _FINITE_STARTS.setdefault(loss, set())
+    except TypeError:  # a user's loss that cannot be weakly referenced or hashed: checked every time
+        seen = set()
+    if x0.tobytes() in seen:
+        return
+    with np.errstate(all="ignore"):
+        value, grad = loss.value_and_grad(x0[None])
+    bad = [(what, v) for what, v in (("loss", value), ("gradient", grad)) if not np.isfinite(v).all()]
+    if not bad:
+        seen.add(x0.tobytes())
+        return
+    what, v = bad[0]
+    shown = np.asarray(v).ravel()[~np.isfinite(np.asarray(v).ravel())][0]
+    data = config["loss"].get("data")
+    key, value = (("init", config["init"]) if config.get("init") is not None
+                  else ("loss.data", data) if data else ("loss", config["loss"]["name"]))
+    raise ConfigError(key, value, f"the {what} is {shown} at the start point: an input error, not a divergence "
+                      "(values too large for float64? rescale the data, or choose another init=[...])")
 
 
 def _start(init, loss: Loss) -> np.ndarray:

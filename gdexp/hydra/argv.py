@@ -183,7 +183,7 @@ def _deferred(arg: str) -> str:
         parsed = OverridesParser.create().parse_override(arg)
     except Exception:
         return arg  # Hydra will report it, naming the problem
-    if parsed.is_sweep_override():
+    if parsed.is_sweep_override() or parsed.value() is None:  # Hydra's choice() takes no null
         return arg
     return f"{key}=choice({value})"
 

@@ -74,6 +74,7 @@ def sweep_job_store(spec: RunSpec, sweeper_target: str | None) -> Store:
     """The store of a job of a sweep, once the sweep's environment is known to have reached
     this process (gdexp.tracking.guards.check_job_environment)."""
     guards.check_job_environment(spec.config["tracking"]["uri"], sweeper_target)
+    guards.check_planned(spec)  # its data as validated
     return job_store(spec)
 
 

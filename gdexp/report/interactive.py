@@ -217,7 +217,7 @@ def _series_traces(s: Series, ov: Overlay, urls: dict[str, str]) -> list[dict]:
     hover, custom = [], []
     at = dict(list(s.runs.groupby("lr", sort=False)))  # lr -> its runs, found once
     for _, cell in cells.iterrows():
-        members = at[cell["lr"]]
+        members = at.get(cell["lr"], s.runs.iloc[:0])  # none: its runs were killed or failed
         if len(members) == 1:
             hover.append(f"{s.label}<br>" + run_hover(members.iloc[0], urls, metric, ov.searched))
             custom.append(urls.get(members.iloc[0]["run_id"], ""))
@@ -267,7 +267,7 @@ def _band_trace(s: Series, row: int, ov: Overlay, urls: dict[str, str]) -> dict:
     hover, custom = [], []
     at = dict(list(s.runs[s.runs["diverged"].astype(bool)].groupby("lr", sort=False)))
     for _, cell in cells.iterrows():
-        members = at[cell["lr"]]
+        members = at.get(cell["lr"], s.runs.iloc[:0])  # none: its runs were killed or failed
         if int(cell["runs"]) == 1 and len(members) == 1:
             hover.append(f"{s.label}<br>" + run_hover(members.iloc[0], urls, ov.metric, ov.searched))
         else:

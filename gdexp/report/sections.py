@@ -30,19 +30,42 @@ def overview(sel: Selection, answers: pd.DataFrame, keys: list[str], metric: str
         what = f"Experiment `{sel.key}`" + (f", from {len(sel.parents)} sweep(s)" if sel.parents else "")
     experiments = ", ".join(f"`{e}`" for e in sorted(set(sel.runs["experiment"].dropna())))
     runs = sel.runs
+    unfinished = int(runs["status"].isin(["running", "killed"]).sum())
     counts = (f"{len(runs)} runs, {int(runs['diverged'].sum())} diverged, "
-              f"{int((~runs['status'].isin(DESCENT_STATUSES)).sum())} failed; "
+              f"{int((~runs['status'].isin((*DESCENT_STATUSES, 'running', 'killed'))).sum())} failed"
+              + (f", {unfinished} killed or still running" if unfinished else "") + "; "
               + (f"{len(answers)} groups by {', '.join(f'`{_key(k)}`' for k in keys)}" if len(answers) > 1
                  else "one group")
               + (f", each learning rate repeated over `{REPEAT_KEY}`" if repeats else "") + ".")
     definitions = DEFINITIONS.format(better="lowest" if mode == "min" else "highest",
                                      metric=metric.replace("_", " "), mean=" (the mean over seeds)" if repeats else "",
                                      seeds=" (no seed diverged)" if repeats else "")
+    incomplete = completeness(sel)
+    if incomplete:  # answers over part of a grid would read as the grid's
+        folder = sel.parents[0].data.tags.get(f"{_T}sweep_dir")
+        return [("h", 1, f"gdexp report: {sel.name}"),
+                ("p", f"**{incomplete}.** No best_lr or max_stable_lr is stated for an unfinished sweep; "
+                      f"`gdexp resume {folder}` finishes it."),
+                ("p", f"{what}; experiment {experiments or '(none)'} in `{sel.uri}`."),
+                ("p", counts)]
     return [("h", 1, f"gdexp report: {sel.name}"),
             ("p", f"{what}; experiment {experiments or '(none)'} in `{sel.uri}`."),
             ("p", counts),
             ("ul", [answer_line(a, metric) for _, a in answers.iterrows()]),
             ("p", definitions)]
+
+
+def completeness(sel: Selection) -> str | None:
+    """'31 of 100 planned runs recorded; sweep KILLED' for one sweep that has not recorded its whole
+    plan (the parent's gdexp.planned_runs) or did not end; None otherwise."""
+    if sel.by != "sweep":
+        return None
+    parent = sel.parents[0]
+    planned, status = parent.data.tags.get(f"{_T}planned_runs"), parent.info.status
+    recorded = int(sel.runs["mlflow_status"].isin(["FINISHED", "FAILED"]).sum())
+    if status in ("FINISHED", "FAILED") and (planned is None or recorded >= int(planned)):
+        return None
+    return f"{recorded}{f' of {planned} planned' if planned else ''} runs recorded; sweep {status}"
 
 
 def answer_line(a, metric: str) -> str:

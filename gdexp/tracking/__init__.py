@@ -7,6 +7,9 @@
 - pending.py     runs the store could not take, kept on disk for `gdexp resume`
 - env.py         what a sweep hands its jobs through the environment
 - guards.py      checks that turn silent run loss into one clear error
+- writes.py      each write whole (interrupts held), a locked store waited for, open runs known
+- interrupts.py  Ctrl-C and SIGTERM: one way to stop, never inside a store write
+- plan.py        a sweep's plan (jobs, config hashes, its process), for `gdexp resume` and reports
 - provenance.py  versions, platform and git state recorded on a sweep
 - bulk_store.py  a fast write path for finished runs into MLflow's SQL tables (fenced by schema revision)
 

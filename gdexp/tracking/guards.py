@@ -1,13 +1,16 @@
-"""Checks that turn the ways a scaled-out sweep loses runs silently into one clear error.
+"""Checks that turn the ways a store loses runs, or hangs, into one clear error before any run.
 
-Each was reproduced with default settings (shared/notes/scale-out-facts.md):
-a worker that did not get the sweep's tracking URI writes to a stray
+Each was reproduced with default settings (shared/notes/scale-out-facts.md,
+issue 15): a worker that did not get the sweep's tracking URI writes to a stray
 mlflow.db in its own folder; a SQLite file reached from other machines, or
 over a network filesystem, drops or corrupts writes; an MLflow client retries
-an unreachable server for minutes per request. Nothing here imports MLflow.
+an unreachable server for minutes per request, and a SQLite URI naming a
+folder, a device or a file that is no database for 104 s; a folder it cannot
+write fails every run after its descent. Nothing here imports MLflow.
 """
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import urllib.error
@@ -59,6 +62,46 @@ def filesystem_type(path: Path, mounts: str = "/proc/mounts") -> str | None:
         if inside and len(point) >= len(best):
             best, kind = point, fields[2]
     return kind
+
+
+def check_store_uri(uri: str) -> None:
+    """Refuse a tracking URI gdexp cannot store runs in, before MLflow retries it for minutes.
+
+    Accepted: ``sqlite:///FILE`` (an SQLite database, or a new file in an existing folder
+    gdexp can write), ``http(s)://HOST:PORT`` (a tracking server), a database URL
+    (``postgresql+psycopg2://...``, ``mysql+pymysql://...``, ``mssql+...://``) that answers,
+    ``databricks`` and ``file:`` (MLflow's own). A missing folder is not created.
+
+    >>> check_store_uri("ftp://x")
+    Traceback (most recent call last):
+    ...
+    gdexp.core.errors.ConfigError: tracking.uri='ftp://x': not a store gdexp can record runs in; use sqlite:///PATH.db, http(s)://HOST:PORT (a tracking server) or a database URL (postgresql+psycopg2://USER@HOST/DB)
+    """
+    scheme = uri.split(":", 1)[0].lower() if ":" in uri else ""
+    if uri.startswith("sqlite:"):
+        _check_sqlite(uri)
+    elif scheme.split("+")[0] in _DATABASES:
+        _check_database(uri)
+    elif scheme not in ("http", "https", "file", "databricks") and uri != "databricks":
+        raise ConfigError("tracking.uri", uri, "not a store gdexp can record runs in; use sqlite:///PATH.db, "
+                          "http(s)://HOST:PORT (a tracking server) or a database URL "
+                          "(postgresql+psycopg2://USER@HOST/DB)")
+
+
+def check_writable(folder: Path) -> str | None:
+    """Why files cannot be written under `folder` (its nearest existing folder is tried), else None."""
+    import tempfile
+
+    folder = Path(os.path.abspath(folder))
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        return f"{folder} is not a folder"
+    try:
+        with tempfile.TemporaryFile(dir=folder, prefix=".gdexp-probe-"):
+            return None
+    except OSError as error:
+        return f"cannot write in {folder}: {error.strerror}"
 
 
 def check_store_filesystem(uri: str, mounts: str = "/proc/mounts") -> None:
@@ -118,6 +161,50 @@ def check_job_environment(uri_configured: str | None, sweeper_target: str | None
                       "Ray's runtime_env.env_vars) or set an absolute tracking.uri")
 
 
+def check_planned(spec) -> None:
+    """In a job of a sweep: refuse a config that differs from what the sweep validated.
+
+    The sweep's plan (gdexp.tracking.plan) holds each job's config hash, which
+    covers its data file's checksum and a user loss's code: a data file replaced
+    or edited since validation would otherwise fit some runs of one sweep on
+    other data. A search's jobs (no hashes planned) are held to the data checksums.
+    """
+    folder = env.get(env.SWEEP_DIR)
+    pinned = _pinned(folder) if folder else None
+    if pinned is None:
+        return
+    hashes, data = pinned
+    checksum = spec.loss.data_sha256()
+    if (spec.config_hash in hashes) if hashes else (not checksum or not data or checksum in data):
+        return
+    path = (spec.config.get("loss") or {}).get("data")
+    if checksum and path:
+        raise ConfigError("loss.data", path, f"changed since the sweep validated it (sha256 now {checksum[:12]}...): "
+                          "this sweep's runs would be fitted on different data; restore the file, or start "
+                          "a new sweep")
+    raise ConfigError("job", spec.run_name, f"its config hash {spec.config_hash} is not the one the sweep "
+                      "validated (a data file or a loss's code changed since); restore it, or start a new sweep")
+
+
+def _pinned(folder: str) -> tuple[frozenset, frozenset] | None:
+    from gdexp.tracking.plan import PLAN
+
+    try:
+        stamp = os.stat(Path(folder) / PLAN).st_mtime_ns
+    except OSError:
+        return None
+    return _read_pins(folder, stamp)
+
+
+@functools.lru_cache(maxsize=4)
+def _read_pins(folder: str, stamp: int) -> tuple[frozenset, frozenset] | None:
+    # Once per plan file and process: a batched sweep asks for every job.
+    from gdexp.tracking.plan import read_plan
+
+    found = read_plan(Path(folder))
+    return None if found is None else (frozenset(found.hashes()), frozenset(found.data))
+
+
 def check_reachable(uri: str, timeout: float = 5.0) -> None:
     """Fail at once, with the reason, if a tracking server does not answer /health.
 
@@ -138,6 +225,63 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
     raise ConfigError("tracking.uri", uri,
                       f"the tracking server does not answer from {socket.gethostname()} ({reason}); "
                       "start it (README, Scaling out) or fix the address")
+
+
+# Database URLs (SQLAlchemy dialects) MLflow keeps runs in.
+_DATABASES = ("postgresql", "mysql", "mssql")
+_SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def _check_sqlite(uri: str) -> None:
+    path = sqlite_path(uri)
+    if path is None or not str(path).strip("/") or "?" in str(path) or str(path).startswith(":memory:"):
+        raise ConfigError("tracking.uri", uri, "needs the path of a database file: sqlite:///PATH.db "
+                          "(sqlite:////ABSOLUTE/PATH.db)")
+    if path.is_dir():
+        raise ConfigError("tracking.uri", uri, f"{path} is a folder; name a database file in it, "
+                          f"e.g. sqlite:///{path / 'mlflow.db'}")
+    if path.exists():
+        if not path.is_file():
+            raise ConfigError("tracking.uri", uri, f"{path} is not a regular file (a device, a pipe?)")
+        with open(path, "rb") as file:
+            head = file.read(len(_SQLITE_HEADER))
+        if head and head != _SQLITE_HEADER:
+            raise ConfigError("tracking.uri", uri, f"{path} is not an SQLite database (it does not start "
+                              "with the SQLite header); name a new file, or an MLflow store")
+        if not os.access(path, os.R_OK | os.W_OK):
+            raise ConfigError("tracking.uri", uri, f"cannot write {path} (permission denied or read-only)")
+    elif not path.parent.is_dir():
+        raise ConfigError("tracking.uri", uri, f"the folder {path.parent} does not exist; gdexp does not "
+                          f"create a store's folders: mkdir -p {path.parent}")
+    reason = check_writable(path.parent)  # SQLite writes its journal beside the file
+    if reason:
+        raise ConfigError("tracking.uri", uri, f"the store's folder is not writable: {reason}")
+
+
+def _check_database(uri: str, timeout: int = 5) -> None:
+    """A database URL: its driver installed, and the server answering within `timeout` seconds."""
+    import sqlalchemy
+
+    try:
+        url = sqlalchemy.engine.make_url(uri)
+        args = {"connect_timeout": timeout} if url.get_backend_name() in ("postgresql", "mysql") else {}
+        engine = sqlalchemy.create_engine(url, connect_args=args)
+    except Exception as error:  # noqa: BLE001 - a bad URL or a missing driver, said in one line
+        raise ConfigError("tracking.uri", uri, f"cannot use this database URL ({_first_line(error)}); "
+                          "is its driver installed (README, Scaling out)?") from None
+    try:
+        with engine.connect():
+            pass
+    except Exception as error:  # noqa: BLE001 - whatever the driver raises, said in one line
+        raise ConfigError("tracking.uri", uri, f"the database does not answer from {socket.gethostname()} "
+                          f"({_first_line(error)})") from None
+    finally:
+        engine.dispose()
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(getattr(error, "orig", None) or error).strip()
+    return (text.splitlines() or [type(error).__name__])[0][:200]
 
 
 def _relative(uri: str | None) -> bool:

@@ -1,4 +1,5 @@
-"""A sweep's parent run: opened once every job is known to be valid, closed with its summary."""
+"""A sweep's parent run: opened once every job is known to be valid, closed with its summary
+(or KILLED, with the line that says how to finish it)."""
 from __future__ import annotations
 
 import os
@@ -6,20 +7,21 @@ import shlex
 import sys
 import tempfile
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
 import pandas as pd
 
-from gdexp.core.errors import ConfigError
+from gdexp.core.errors import ConfigError, exit_invalid
 from gdexp.results.summary import summarize
 from gdexp.results.table import typed_table
-from gdexp.tracking import TAG, env, guards
+from gdexp.tracking import TAG, env, guards, interrupts, plan
 from gdexp.tracking.pending import keep_parent, kept, resume_message, short_reason
 from gdexp.tracking.provenance import command, provenance
-from gdexp.tracking.reader import load_runs
-from gdexp.tracking.store import client, experiment_id, forget_stores, resolve_uri, unreachable, where_to_look
+from gdexp.tracking.reader import load_runs, search
+from gdexp.tracking.store import (check_artifacts_writable, client, experiment_id, forget_stores, resolve_uri,
+                                  unreachable, where_to_look)
 
 # On a parent run whose sweep left runs on disk (gdexp resume): how many.
 UNRECORDED_TAG = f"{TAG}unrecorded"
@@ -48,7 +50,8 @@ class Sweep:
 
 
 @contextmanager
-def sweep_run(sweep: Sweep, rows: Callable[[], list[dict]]):
+def sweep_run(sweep: Sweep, rows: Callable[[], list[dict]], jobs: list[dict] | None = None,
+              data: list[str] = (), curves: tuple[int, int, int] | None = None):
     """Open the parent run of a multirun; yield its id; tabulate and close it.
 
     The store, the experiment and the parent are created here, in the
@@ -56,42 +59,58 @@ def sweep_run(sweep: Sweep, rows: Callable[[], list[dict]]):
     fresh SQLite file would otherwise race on MLflow's schema migration. The
     parent id, the resolved tracking URI and the sweep folder reach the jobs
     through the environment (gdexp.tracking.env) and are removed at the end.
-    Ctrl-C leaves the parent KILLED, a crash FAILED. If any job failed, the
-    process exits non-zero after the summary.
+    The sweep's plan (gdexp.tracking.plan) is written to its folder before
+    any job starts. Ctrl-C or SIGTERM leaves the parent and every run still
+    open KILLED, says in one line how many runs were recorded and how to
+    finish (`gdexp resume`), and exits 130 or 143; a crash leaves it FAILED.
+    If any job failed, the process exits 1 after the summary.
 
-    Before anything runs, the store is checked (gdexp.tracking.guards): a tracking
-    server must answer, and a SQLite file must be on a local disk and on the
-    machine the jobs run on. Runs the store did not take during the sweep
-    (kept on disk, gdexp.tracking.pending) leave the parent open, tagged
-    gdexp.unrecorded, and the process exits non-zero with the command that
-    records them.
+    Before anything runs, the store is checked (gdexp.tracking.guards, one line
+    and exit status 2 when it cannot be used): a URI gdexp can record in, a
+    tracking server that answers, a SQLite file on a local disk and on the
+    machine the jobs run on, an artifact folder it can write. Runs the store
+    did not take during the sweep (kept on disk, gdexp.tracking.pending) leave
+    the parent open, tagged gdexp.unrecorded, and the process exits non-zero
+    with the command that records them.
+
+    A sweep that `gdexp resume` runs again (plan.resumed()) reopens its parent
+    instead of making one, and is closed with one row per planned config.
 
     Args:
         rows: the summary rows of the sweep's jobs so far (gdexp.tracking.content.run_row);
             called at the end to tabulate the sweep without reading it back from the store.
+        jobs: the grid's jobs for the plan (plan.job_entries); None for a search.
+        data: the data checksums the jobs were validated with (pinned for a search's jobs).
+        curves: (bytes, runs, largest stopping.maxiter) of the sweep's curve files, checked
+            against the artifact folder's free space (gdexp.core.resources.check_disk).
     """
     try:
         uri = resolve_uri(sweep.uri)
+        guards.check_store_uri(uri)
         guards.check_store_filesystem(uri)
         guards.check_store_for_launcher(uri, sweep.launcher)
         guards.check_reachable(uri)
+        forget_stores()  # a store found down in an earlier sweep of this process is asked again
+        cl = client(uri)
+        exp = experiment_id(cl, sweep.experiment)
+        check_artifacts_writable(cl, exp, curves)
     except ConfigError as exc:
-        sys.exit(f"gdexp: error: {exc}")  # one line, exit 1, nothing run
-    forget_stores()  # a store found down in an earlier sweep of this process is asked again
+        exit_invalid(exc)  # one line, nothing run
     folder = Path(sweep.folder).resolve()
-    cl = client(uri)
-    exp = experiment_id(cl, sweep.experiment)
-    tags = {
-        f"{TAG}sweep": "true",
-        f"{TAG}sweep_name": sweep.name,
-        f"{TAG}command": shlex.join(["gdexp", *command()])[:7000],
-        f"{TAG}sweep_dir": str(folder),
-        **{f"{TAG}{k}": v for k, v in provenance().items()},
-    }
-    parent_id = cl.create_run(exp, run_name=sweep.name, tags=tags).info.run_id
+    again = plan.resumed()
+    if again is None:
+        sweep_plan = plan.Plan(parent_id="", uri=uri, experiment=sweep.experiment, sweep_name=sweep.name,
+                               argv=command(), start_dir=os.getcwd(), process=plan.this_process(),
+                               jobs=jobs or [], planned=None if jobs is None else len(jobs), data=sorted(set(data)))
+        sweep_plan = open_parent(cl, exp, sweep, folder, sweep_plan)
+    else:
+        sweep_plan = reopen(cl, again[0])
+    parent_id = sweep_plan.parent_id
+    plan.write_plan(folder, sweep_plan)
     _opened[:] = [(parent_id, uri)]
     values = {env.PARENT_RUN: parent_id, env.TRACKING_URI: uri, env.SWEEP_DIR: str(folder),
               env.START_DIR: os.getcwd()}
+    _end_reused_workers()
     with env.sweep_environment(values):
         try:
             yield parent_id
@@ -99,10 +118,14 @@ def sweep_run(sweep: Sweep, rows: Callable[[], list[dict]]):
             if left:  # the parent stays open until `gdexp resume` has recorded them
                 cl.set_tag(parent_id, UNRECORDED_TAG, str(left))
             else:
-                counts = close(cl, parent_id, uri, typed_table(rows()), sweep.searched)
-        except KeyboardInterrupt:
-            cl.set_terminated(parent_id, status="KILLED")
-            raise
+                not_run(rows())
+                if again is None:
+                    table = typed_table(rows())
+                else:  # the runs of both the sweep and its resumption
+                    table = one_per_config(load_runs(sweep=parent_id, tracking_uri=uri))
+                counts = close(cl, parent_id, uri, table, sweep.searched)
+        except KeyboardInterrupt as exc:
+            raise SystemExit(interrupted(cl, sweep_plan, folder, exc)) from None
         except BaseException as exc:
             if unreachable(exc):
                 keep_parent(folder, uri, parent_id)
@@ -120,6 +143,90 @@ def last_sweep() -> tuple[str, str] | None:
     """(parent run id, tracking URI) of the last sweep this process opened, taken: None when no
     sweep was opened since the last call (for gdexp.sweep)."""
     return _opened.pop() if _opened else None
+
+
+def open_parent(cl, exp: str, sweep: Sweep, folder: Path, sweep_plan: plan.Plan) -> plan.Plan:
+    """Create the sweep's parent run, tagged with its command, provenance and plan; the plan with its id."""
+    tags = {
+        f"{TAG}sweep": "true",
+        f"{TAG}sweep_name": sweep.name,
+        f"{TAG}command": shlex.join(["gdexp", *command()])[:7000],
+        f"{TAG}sweep_dir": str(folder),
+        **{f"{TAG}{k}": v for k, v in provenance().items()},
+        **sweep_plan.tags(),
+    }
+    return replace(sweep_plan, parent_id=cl.create_run(exp, run_name=sweep.name, tags=tags).info.run_id)
+
+
+def _end_reused_workers() -> None:
+    """End the worker processes joblib (loky) keeps from an earlier sweep of this process: they hold
+    the environment they started with, that sweep's parent run, store and folder, and would record
+    this sweep's jobs there."""
+    loky = sys.modules.get("joblib.externals.loky.reusable_executor")
+    executor = getattr(loky, "_executor", None)
+    if executor is not None:
+        executor.shutdown(wait=True)
+
+
+def reopen(cl, sweep_plan: plan.Plan) -> plan.Plan:
+    """A parent run that `gdexp resume` continues: RUNNING again, its process this one."""
+    from mlflow.entities import RunTag
+
+    now = plan.with_process(sweep_plan)
+    cl.update_run(now.parent_id, status="RUNNING")
+    cl.log_batch(now.parent_id, tags=[RunTag(k, v) for k, v in now.tags().items()])
+    if UNRECORDED_TAG in cl.get_run(now.parent_id).data.tags:
+        cl.delete_tag(now.parent_id, UNRECORDED_TAG)
+    return now
+
+
+def interrupted(cl, sweep_plan: plan.Plan, folder: Path, exc: KeyboardInterrupt) -> int:
+    """Close a sweep stopped by Ctrl-C or SIGTERM: its open runs and parent KILLED, one line said;
+    returns the exit status (128 + the signal)."""
+    with interrupts.deferred():  # a second Ctrl-C waits until the store is consistent
+        close_running(cl, sweep_plan.parent_id)
+        cl.set_terminated(sweep_plan.parent_id, status="KILLED")
+        done = len(children(cl, sweep_plan.parent_id, "FINISHED"))
+    of = f" of {sweep_plan.planned}" if sweep_plan.planned is not None else ""
+    finish = (f"to finish: gdexp resume {folder}" if sweep_plan.planned is not None
+              else "a search cannot be continued: run it again")
+    print(f"gdexp: interrupted: {done}{of} runs recorded; {finish}", file=sys.stderr)
+    return interrupts.exit_status(exc)
+
+
+def children(cl, parent_id: str, status: str | None = None) -> list:
+    """The runs of a sweep (those with `status` only, when given)."""
+    where = f"tags.mlflow.parentRunId = '{parent_id}'" + (f" and attributes.status = '{status}'" if status else "")
+    return search(cl, [cl.get_run(parent_id).info.experiment_id], where)
+
+
+def close_running(cl, parent_id: str) -> int:
+    """Close the runs of a sweep still RUNNING as KILLED; returns how many."""
+    running = children(cl, parent_id, "RUNNING")
+    for run in running:
+        cl.set_terminated(run.info.run_id, status="KILLED")
+    return len(running)
+
+
+def one_per_config(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per config hash: its FINISHED run, else its latest (a sweep resumed after a crash).
+
+    >>> t = pd.DataFrame({"config_hash": ["a", "a", "b"], "mlflow_status": ["KILLED", "FINISHED", "FAILED"],
+    ...                   "start_time": [2, 1, 3]})
+    >>> one_per_config(t)["mlflow_status"].tolist()
+    ['FINISHED', 'FAILED']
+    """
+    key = table["config_hash"].fillna(table.get("run_id", pd.Series(dtype=str)))
+    order = table.assign(_key=key, _unfinished=table["mlflow_status"] != "FINISHED")
+    order = order.sort_values(["_unfinished", "start_time"], ascending=[True, False], kind="stable")
+    return table.loc[sorted(order.drop_duplicates("_key").index)].reset_index(drop=True)
+
+
+def not_run(rows: list[dict]) -> None:
+    """Say, one line each, the jobs that failed before any run existed (no MLflow run shows them)."""
+    for row in rows:
+        if row.get("run_id") is None and row.get("error"):
+            print(f"gdexp: job not run: {row['run_name']}: {row['error']}", file=sys.stderr)
 
 
 def close(cl, parent_id: str, uri: str, table: pd.DataFrame, searched: tuple[str, ...] = ()) -> dict:
@@ -140,13 +247,14 @@ def close(cl, parent_id: str, uri: str, table: pd.DataFrame, searched: tuple[str
 
 
 def close_if_open(cl, parent_id: str, uri: str) -> bool:
-    """Close a parent left open (runs kept on disk, now recorded), from its runs in the store."""
+    """Close a parent left open (runs kept on disk, now recorded) or KILLED (every planned run
+    recorded since), from its runs in the store (one per config)."""
     parent = cl.get_run(parent_id)
-    if parent.info.status != "RUNNING" and UNRECORDED_TAG not in parent.data.tags:
+    if parent.info.status not in ("RUNNING", "KILLED") and UNRECORDED_TAG not in parent.data.tags:
         return False
     if UNRECORDED_TAG in parent.data.tags:
         cl.delete_tag(parent_id, UNRECORDED_TAG)
-    close(cl, parent_id, uri, load_runs(sweep=parent_id, tracking_uri=uri))
+    close(cl, parent_id, uri, one_per_config(load_runs(sweep=parent_id, tracking_uri=uri)))
     return True
 
 

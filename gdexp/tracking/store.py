@@ -2,17 +2,23 @@
 
 Runs are written through MlflowClient, never the fluent API: no process-wide
 "active run" to collide with, and a parent run can be made in the launching
-process while its jobs run in the same one.
+process while its jobs run in the same one. The client `client()` returns is
+guarded (gdexp.tracking.writes): its writes are never cut in half by Ctrl-C or
+SIGTERM, and a store another process holds locked is waited for, with backoff,
+up to LOCK_WAIT_S.
 """
 from __future__ import annotations
 
+import functools
 import os
 import re
 from pathlib import Path
 
 from gdexp.core.errors import ConfigError
-from gdexp.tracking import env
-from gdexp.tracking.guards import check_store_filesystem, sqlite_path
+from gdexp.core.resources import check_disk
+from gdexp.tracking import env, interrupts
+from gdexp.tracking.guards import check_store_filesystem, check_store_uri, check_writable, sqlite_path
+from gdexp.tracking.writes import GuardedClient, StoreLocked, quiet_lock_errors, wait_unlocked
 
 
 def resolve_uri(configured: str | None, cwd: str | os.PathLike | None = None) -> str:
@@ -37,8 +43,8 @@ def resolve_uri(configured: str | None, cwd: str | os.PathLike | None = None) ->
     return uri
 
 
-def client(uri: str):
-    """An MlflowClient for `uri`, its store opened (created and migrated if new).
+def client(uri: str) -> "GuardedClient":
+    """An MlflowClient for `uri`, its store opened (created and migrated if new), guarded.
 
     Creating a SQLite store runs MLflow's schema migrations, and two processes
     doing that at once on one file fail (`duplicate column`, alembic errors):
@@ -47,17 +53,28 @@ def client(uri: str):
     A new SQLite store is a copy of an empty one made by MLflow's migrations
     earlier on this machine for the same schema revision (see fresh_sqlite_store),
     which saves the seconds the migrations take.
+
+    Raises:
+        ConfigError: the store stayed locked by another process for LOCK_WAIT_S.
     """
+    env.http_client_defaults(uri)
+    quiet_lock_errors()
+    try:
+        return GuardedClient(wait_unlocked(functools.partial(_open, uri), uri))
+    except StoreLocked as exc:
+        raise ConfigError("tracking.uri", uri, str(exc)) from None
+
+
+def _open(uri: str):
     from mlflow import MlflowClient
 
-    env.http_client_defaults(uri)
     path = sqlite_path(uri)
     if path is None:
         return MlflowClient(tracking_uri=uri)
     from filelock import FileLock
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(f"{path}.lock"):
+    with FileLock(f"{path}.lock"), interrupts.deferred():  # a migration is never cut in half either
         created = not path.exists() and fresh_sqlite_store(path)
         cl = MlflowClient(tracking_uri=uri)
         cl._tracking_client.store  # noqa: B018 - opens (creates, migrates) the store under the lock
@@ -148,6 +165,7 @@ def unreachable(exc: BaseException) -> bool:
     seen = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
+        # TimeoutError: StoreLocked too, a store locked past LOCK_WAIT_S
         if isinstance(exc, (requests.ConnectionError, requests.Timeout, ConnectionError, TimeoutError)):
             return True
         message = getattr(exc, "message", None) or str(exc)
@@ -218,6 +236,26 @@ class Store:
         return self._artifact_location
 
 
+def check_artifacts_writable(cl, exp_id: str, curves: tuple[int, int, int] | None = None) -> None:
+    """Refuse an experiment whose artifact folder (a local one) cannot be written, or has no room
+    for the sweep's curve files: else every run would descend first and then fail on its files.
+
+    Args:
+        curves: (bytes of the runs' curve.parquet files, an upper bound; runs; largest
+            stopping.maxiter), for gdexp.core.resources.check_disk; None = not checked.
+    """
+    from gdexp.tracking.record import local_dir
+
+    location = cl.get_experiment(exp_id).artifact_location
+    folder = local_dir(location)
+    reason = None if folder is None else check_writable(folder)
+    if reason:
+        raise ConfigError("tracking.uri", cl.tracking_uri, f"the artifact folder {folder} is not writable "
+                          f"({reason}); fix its permissions or use another store")
+    if folder is not None and curves is not None:
+        check_disk(curves[0], folder, curves[1], curves[2])
+
+
 # One Store per (uri, experiment) in this process: a sweep's jobs share one client and
 # experiment look-up. A new sweep forgets them (forget_stores), so a store found down
 # in an earlier sweep of the same process is asked again.
@@ -225,11 +263,18 @@ _OPEN: dict[tuple[str, str], Store] = {}
 
 
 def open_store(uri: str, experiment: str) -> Store:
-    """The Store for (uri, experiment), opened once per process; SQLite over NFS is refused here."""
+    """The Store for (uri, experiment), opened once per process.
+
+    Checked first (ConfigError, nothing written): a URI gdexp cannot use (guards.check_store_uri),
+    SQLite over NFS, and an artifact folder that cannot be written.
+    """
     key = (uri, experiment)
     if key not in _OPEN:
+        check_store_uri(uri)
         check_store_filesystem(uri)
-        _OPEN[key] = Store(uri, experiment)
+        store = Store(uri, experiment)
+        check_artifacts_writable(store.client, store.experiment_id)
+        _OPEN[key] = store
     return _OPEN[key]
 
 

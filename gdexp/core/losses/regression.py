@@ -6,20 +6,21 @@ mini-batches (``rows``): each run's loss and gradient over its own points.
 """
 from __future__ import annotations
 
+import csv
 import hashlib
 import io
 import math
 import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 
-from gdexp.core.data import SKLEARN_DATASETS, load_dataset
+from gdexp.core.data import SKLEARN_DATASETS, load_dataset, read_data_file, repeated_columns
 from gdexp.core.errors import ConfigError
 from gdexp.core.losses.base import Loss
+from gdexp.core.resources import check_memory
 
 # The bundled scikit-learn sets (gdexp.core.data.SKLEARN_DATASETS) each regression can fit:
 # a regression target for the linear one, two classes for the logistic one.
@@ -213,7 +214,7 @@ def linear_regression(data: str | None = None, x: str | Sequence[str] = "x", y: 
         return LinearRegression(*_bundled(dataset, data, "regression"))
     if data is not None:
         return LinearRegression(*_read_csv(data, x, y))
-    _check_count(n)
+    _check_count(n, columns=3)  # the feature, the noise, the target
     _check_number("loss.slope", slope)
     _check_number("loss.intercept", intercept)
     _check_number("loss.noise", noise, at_least=0.0)
@@ -250,7 +251,7 @@ def logistic_regression(data: str | None = None, x: str | Sequence[str] = ("x1",
             found = ", ".join(f"{v:g}" for v in np.unique(labels)[:10])
             raise ConfigError("loss.y", y, f"labels must be 0 or 1; column {y!r} holds {found}")
         return LogisticRegression(features, labels, sha256)
-    _check_count(n)
+    _check_count(n, columns=4)  # two features, their offsets, the label
     _check_number("loss.separation", separation, at_least=0.0)
     rng = np.random.default_rng(seed)
     labels = np.repeat([0.0, 1.0], [n // 2, n - n // 2])
@@ -285,19 +286,19 @@ def _read_csv(path, x, y) -> tuple[np.ndarray, np.ndarray, str]:
         raise ConfigError("loss.y", y, "must be one column name")
     if y in names:
         raise ConfigError("loss.y", y, "is also a feature column in loss.x")
-    try:
-        raw = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise ConfigError("loss.data", path, "file not found") from None
-    except OSError as error:
-        raise ConfigError("loss.data", path, f"cannot read: {error.strerror}") from None
+    raw = read_data_file(path)  # a regular file of bounded size: no FIFO hang, no /dev/zero
     import pandas as pd  # only here: the numpy core should not pay its import time
 
     try:
         # Parse the very bytes that are hashed, so the checksum names what was fitted.
         frame = pd.read_csv(io.BytesIO(raw))
-    except ValueError as error:  # pandas' ParserError and EmptyDataError, UnicodeDecodeError
+        header = next(csv.reader(io.StringIO(raw.decode("utf-8-sig").partition("\n")[0])), [])
+    except (ValueError, csv.Error) as error:  # pandas' ParserError and EmptyDataError, UnicodeDecodeError
         raise ConfigError("loss.data", path, f"not a readable CSV file: {error}") from None
+    repeated = repeated_columns(header)
+    if repeated:  # pandas would rename the second `x` to `x.1` and fit the first one silently
+        raise ConfigError("loss.data", path, f"repeats the column name(s) {', '.join(map(repr, repeated))} "
+                          "in its header")
     used = [("loss.x", x, name) for name in names] + [("loss.y", y, y)]
     for key, value, column in used:
         if column not in frame.columns:
@@ -310,12 +311,24 @@ def _read_csv(path, x, y) -> tuple[np.ndarray, np.ndarray, str]:
             raise ConfigError(key, value, f"column {column!r} in {path} is not numeric")
         if not np.all(np.isfinite(frame[column].to_numpy(np.float64))):
             raise ConfigError(key, value, f"column {column!r} in {path} has missing or infinite values")
-    return frame[list(names)].to_numpy(np.float64), frame[y].to_numpy(np.float64), hashlib.sha256(raw).hexdigest()
+    features, targets = frame[list(names)].to_numpy(np.float64), frame[y].to_numpy(np.float64)
+    for key, value, column in used:
+        top = float(np.max(np.abs(frame[column].to_numpy(np.float64))))
+        if top > _LARGEST:  # its square, in the normal equations and the loss, overflows float64
+            raise ConfigError(key, value, f"column {column!r} in {path} holds values up to {top:g}: above {_LARGEST:g} "
+                              "their squares overflow float64 (the loss would be inf); rescale it")
+    return features, targets, hashlib.sha256(raw).hexdigest()
 
 
-def _check_count(n) -> None:
+_LARGEST = 1e150  # sqrt of float64's largest value (1.8e308) is 1.3e154; a margin for the sums
+
+
+def _check_count(n, columns: int) -> None:
+    """n synthetic points, an integer >= 2 whose float64 `columns` fit in memory (drawn, then
+    held, and twice more while a batch of runs descends)."""
     if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 2:
         raise ConfigError("loss.n", n, "must be an integer >= 2")
+    check_memory("loss.n", n, 3 * 8 * columns * n, "the synthetic data")
 
 
 def _check_number(key: str, value, at_least: float | None = None) -> None:

@@ -6,10 +6,12 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from gdexp.core.errors import ConfigError
 from gdexp.core.outcomes import FAILED
 from gdexp.core.spec import RunSpec
 from gdexp.hydra.compose import JobComposer, shared_composer
 from gdexp.tracking.parent_run import Sweep
+from gdexp.tracking.plan import resumed
 
 
 def composer(sweeper) -> JobComposer:
@@ -20,6 +22,53 @@ def composer(sweeper) -> JobComposer:
 def validate_jobs(comp: JobComposer, jobs: list[list[str]]) -> list[RunSpec]:
     """Compose and plan every job (each once); the first bad one raises ConfigError naming it."""
     return [comp.spec(list(overrides), num) for num, overrides in enumerate(jobs)]
+
+
+def data_checksums(specs: list[RunSpec]) -> list[str]:
+    """The data files' checksums the jobs were validated with (pinned in the sweep's plan)."""
+    return sorted({s.loss.data_sha256() for s in specs if s.loss.data_sha256()})
+
+
+def resumed_jobs(jobs: list[list[str]], specs: list[RunSpec]) -> frozenset[str]:
+    """When `gdexp resume` runs this sweep again: the config hashes that already have a FINISHED
+    run (to skip), after checking that every job is still the one the plan holds; else nothing.
+
+    Raises:
+        ConfigError: a job whose config hash changed since the sweep started (its data file
+            or loss code), or jobs that are not the planned ones.
+    """
+    again = resumed()
+    if again is None:
+        return frozenset()
+    sweep_plan, finished = again
+    if len(sweep_plan.jobs) != len(jobs):
+        raise ConfigError("sweep", sweep_plan.sweep_name, f"now has {len(jobs)} jobs, its plan {len(sweep_plan.jobs)}: "
+                          "the command or its named sweep changed since it started; start a new sweep")
+    for num, (job, spec) in enumerate(zip(sweep_plan.jobs, specs)):
+        if job["config_hash"] != spec.config_hash:
+            raise ConfigError(f"job #{num}", " ".join(jobs[num]), f"config hash {spec.config_hash}, planned "
+                              f"{job['config_hash']}: its data file or loss code changed since the sweep "
+                              "started; restore it, or start a new sweep")
+    return finished
+
+
+def to_launch(batch: list[list[str]], specs: list[RunSpec], done: frozenset[str]) -> list[tuple[int, list]]:
+    """The jobs of `batch` to launch, as runs of consecutive ones: [(offset in batch, jobs)];
+    a job whose config hash is `done` is left out (so the others keep their numbers).
+
+    >>> class S: config_hash = "x"
+    >>> to_launch([["a"], ["b"], ["c"]], [S(), S(), S()], frozenset())
+    [(0, [['a'], ['b'], ['c']])]
+    """
+    runs: list[tuple[int, list]] = []
+    for i, (job, spec) in enumerate(zip(batch, specs)):
+        if spec.config_hash in done:
+            continue
+        if runs and runs[-1][0] + len(runs[-1][1]) == i:
+            runs[-1][1].append(job)
+        else:
+            runs.append((i, [job]))
+    return runs
 
 
 def swept_keys(jobs: list[list[str]], comp: JobComposer) -> tuple[str, ...]:
@@ -55,11 +104,13 @@ def start_folder(config) -> Path:
 def row_of(ret, overrides: list[str]) -> dict:
     """A job's summary row: what it returned, or, for a job that raised outside gdexp's
     recording (no MLflow run shows it), a failed row naming its overrides and error."""
-    try:
-        value = ret.return_value  # a job that raised raises here (Hydra's JobReturn)
-    except Exception as error:
+    from hydra.core.utils import JobStatus
+
+    if ret.status == JobStatus.FAILED:  # its error, without Hydra's "Error executing job" line (we say it once)
+        error = getattr(ret, "_return_value", None)
         reason = f"{type(error).__name__}: {error}"
     else:
+        value = ret.return_value
         if isinstance(value, dict):
             return value
         reason = f"the job returned {type(value).__name__}, not a run"

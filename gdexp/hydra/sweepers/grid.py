@@ -9,8 +9,10 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from gdexp.core.errors import ConfigError, exit_invalid
 from gdexp.hydra.grids import expand
 from gdexp.hydra.internals import BasicSweeper
-from gdexp.hydra.sweepers.common import composer, row_of, start_folder, sweep_of, swept_keys, validate_jobs
+from gdexp.hydra.sweepers.common import (composer, data_checksums, resumed_jobs, row_of, start_folder, sweep_of,
+                                         swept_keys, to_launch, validate_jobs)
 from gdexp.tracking.parent_run import sweep_run
+from gdexp.tracking.plan import job_entries
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +27,9 @@ class GridSweeper(BasicSweeper):
       bad value anywhere in the grid fails at once, with no MLflow run made;
     - run names that carry every swept key, so they are unique in the sweep;
     - the sweep's parent run around the launch (gdexp.tracking.parent_run),
-      closed with the table of the rows the jobs returned.
+      closed with the table of the rows the jobs returned;
+    - its plan (jobs and config hashes) in its folder, so that `gdexp resume`
+      can run again, through this sweeper, only the configs without a FINISHED run.
     """
 
     def sweep(self, arguments: List[str]) -> Any:
@@ -37,17 +41,22 @@ class GridSweeper(BasicSweeper):
             jobs = [job for batch in self.overrides for job in batch]
             comp = composer(self)
             comp.name_keys = swept_keys(jobs, comp)
-            validate_jobs(comp, jobs)
+            specs = validate_jobs(comp, jobs)
+            done = resumed_jobs(jobs, specs)  # config hashes already FINISHED, when `gdexp resume` runs it
         except ConfigError as exc:
             exit_invalid(exc)  # one line, no run created
         start_folder(self.config)
 
         returns, rows = [], []
-        with sweep_run(sweep_of(self.config), rows=lambda: rows):
+        planned = job_entries(jobs, [s.config_hash for s in specs])
+        curves = (sum(s.curve_bytes for s in specs), len(specs), max(s.config["stopping"]["maxiter"] for s in specs))
+        with sweep_run(sweep_of(self.config), rows=lambda: rows, jobs=planned, data=data_checksums(specs),
+                       curves=curves):
             initial_job_idx = 0
             while not self.is_done():
                 batch = self.get_job_batch()
-                returns.append(self.launcher.launch(batch, initial_job_idx=initial_job_idx))
-                rows.extend(row_of(ret, list(o)) for ret, o in zip(returns[-1], batch))
+                for first, part in to_launch(batch, specs[initial_job_idx:initial_job_idx + len(batch)], done):
+                    returns.append(self.launcher.launch(part, initial_job_idx=initial_job_idx + first))
+                    rows.extend(row_of(ret, list(o)) for ret, o in zip(returns[-1], part))
                 initial_job_idx += len(batch)
         return returns

@@ -17,7 +17,8 @@ from hydra.core.override_parser.types import Override
 from hydra.plugins.sweeper import Sweeper
 
 from gdexp.core.errors import ConfigError, exit_invalid
-from gdexp.hydra.sweepers.common import composer, row_of, start_folder, sweep_name, sweep_of, validate_jobs
+from gdexp.hydra.sweepers.common import (composer, data_checksums, row_of, start_folder, sweep_name, sweep_of,
+                                         validate_jobs)
 from gdexp.tracking.parent_run import annotate, mark_failed, sweep_run
 from gdexp.tracking.store import resolve_uri
 
@@ -66,11 +67,12 @@ class SearchSweeper(Sweeper):
             fixed, examples = self._prepare(parser.parse_overrides(lines))
             comp = composer(self)
             comp.name_keys = tuple(k for k in self.searched if k != "optimizer.lr")
-            validate_jobs(comp, examples)
+            specs = validate_jobs(comp, examples)
         except ConfigError as exc:
             exit_invalid(exc)  # one line, no run created
         start_folder(self.config)
-        with sweep_run(sweep_of(self.config), rows=lambda: self.rows) as parent_id:
+        # Its plan holds no jobs (they depend on the results), only the data they must be fitted on.
+        with sweep_run(sweep_of(self.config), rows=lambda: self.rows, data=data_checksums(specs)) as parent_id:
             outcome = self._search(fixed)
             self._log_results(parent_id, outcome.metrics, outcome.params, outcome.tags)
         print("\n".join(outcome.report))

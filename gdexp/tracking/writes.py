@@ -1,0 +1,137 @@
+"""How gdexp writes to a store: each write whole, a locked store waited for, the runs it opened known.
+
+A signal that lands inside MLflow's SQLAlchemy session leaves its SQLite transaction
+open (issue 15): every write through `GuardedClient` runs under
+`interrupts.deferred()`, so Ctrl-C and SIGTERM wait for it to end. A store another
+process holds locked (a long write, `BEGIN EXCLUSIVE`) is tried again with backoff
+up to LOCK_WAIT_S, saying so once, instead of failing with a page of SQLAlchemy
+traceback. The runs this process created and has not closed are known, so an
+interrupt that lands between two writes still leaves none RUNNING
+(`close_open_runs`). Nothing here imports MLflow.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+import time
+
+from gdexp.tracking import interrupts
+from gdexp.tracking.guards import sqlite_path
+
+# How long gdexp waits for a store another process holds locked (a SQLite file inside a
+# long write or `BEGIN EXCLUSIVE`), on top of SQLite's own wait, before giving up on it:
+# at the start, one line and nothing run; during a sweep, the run is kept on disk for
+# `gdexp resume`, as when a tracking server stops answering (README, Faults).
+LOCK_WAIT_S = 120.0
+_BACKOFF_S = (0.25, 0.5, 1.0, 2.0, 4.0)  # between tries; then the last one, until LOCK_WAIT_S
+
+# The client's methods that write: run under interrupts.deferred(), never cut in half.
+_WRITES = frozenset({"create_experiment", "create_run", "log_batch", "log_metric", "log_param", "set_tag",
+                     "delete_tag", "set_terminated", "update_run", "log_artifact", "log_artifacts",
+                     "delete_run", "restore_run", "log_inputs", "log_outputs"})
+
+
+class StoreLocked(TimeoutError):
+    """The store stayed locked by another process for LOCK_WAIT_S (a TimeoutError: `unreachable`)."""
+
+
+class GuardedClient:
+    """An MlflowClient whose writes run whole (interrupts held until they end) and whose calls
+    wait out a store locked by another process (up to LOCK_WAIT_S, then StoreLocked).
+    Everything else is the client's own."""
+
+    def __init__(self, cl):
+        self._client = cl
+
+    def __getattr__(self, name: str):
+        attr = getattr(self._client, name)
+        if name.startswith("_") or not callable(attr):
+            return attr
+        uri = self._client.tracking_uri
+
+        def call(*args, **kwargs):
+            if name not in _WRITES:
+                return wait_unlocked(functools.partial(attr, *args, **kwargs), uri)
+            return wait_unlocked(functools.partial(_whole, self, name, attr, *args, **kwargs), uri)
+
+        return call
+
+
+# The runs this process opened and has not closed: an interrupt that lands between two writes
+# (after a run's creation, before the code that closes it) still leaves none RUNNING.
+_open_runs: dict[str, GuardedClient] = {}
+
+
+def _follow(cl: GuardedClient, name: str, args, kwargs, out) -> None:
+    if name == "create_run":
+        _open_runs[out.info.run_id] = cl
+    elif name == "update_run" and kwargs.get("status", args[1] if len(args) > 1 else None) == "RUNNING":
+        _open_runs[kwargs.get("run_id", args[0] if args else None)] = cl
+    elif name == "set_terminated":
+        _open_runs.pop(kwargs.get("run_id", args[0] if args else None), None)
+
+
+def close_open_runs(status: str = "KILLED") -> int:
+    """Close every run this process opened and did not close (after Ctrl-C or SIGTERM); returns how
+    many. A store that does not answer is left as it is (gdexp resume closes them later)."""
+    closed = 0
+    for run_id, cl in list(_open_runs.items()):
+        try:
+            cl.set_terminated(run_id, status=status)
+            closed += 1
+        except Exception:  # noqa: BLE001 - best effort on the way out
+            _open_runs.pop(run_id, None)
+    return closed
+
+
+def _whole(cl: "GuardedClient", name: str, method, *args, **kwargs):
+    with interrupts.deferred():
+        out = method(*args, **kwargs)
+        _follow(cl, name, args, kwargs, out)  # before a held interrupt is delivered
+        return out
+
+
+def wait_unlocked(attempt, uri: str):
+    """attempt(), tried again with backoff while the store is locked by another process."""
+    deadline, tries = None, 0
+    while True:
+        try:
+            return attempt()
+        except Exception as exc:
+            if not locked(exc):
+                raise
+            now = time.monotonic()
+            if deadline is None:
+                deadline = now + LOCK_WAIT_S
+                print(f"gdexp: store locked by another process; waiting (up to {LOCK_WAIT_S:g} s): {uri}",
+                      file=sys.stderr)
+            if now >= deadline:
+                raise StoreLocked(f"the store stayed locked by another process for {LOCK_WAIT_S:g} s "
+                                  f"(gdexp.tracking.writes.LOCK_WAIT_S); find the process holding "
+                                  f"{sqlite_path(uri) or uri} and run again") from None
+            time.sleep(min(_BACKOFF_S[min(tries, len(_BACKOFF_S) - 1)], max(deadline - now, 0.0)))
+            tries += 1
+
+
+def locked(exc: BaseException) -> bool:
+    """Whether `exc` (or what caused it) is SQLite's "database is locked" (or "busy")."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        text = str(getattr(exc, "message", None) or exc)
+        if "database is locked" in text or "database table is locked" in text or "database is busy" in text:
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+class _NotLocked(logging.Filter):
+    # MLflow logs every SQLAlchemy error it catches with its traceback; a lock gdexp waits out is not one.
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "database is locked" not in record.getMessage()
+
+
+@functools.cache
+def quiet_lock_errors() -> None:
+    logging.getLogger("mlflow.store.db.utils").addFilter(_NotLocked())
