@@ -29,7 +29,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gdexp.tracking.fast import records as bulk_store
+from gdexp.tracking.fast import records
 from gdexp.tracking.fast import fence
 from gdexp.tracking.fast.fence import fast_path_available
 from gdexp.tracking.fast.records import RunRecord
@@ -273,14 +273,14 @@ def _assert_same(fast_uri, client_uri, exp_ids, fast_ids, client_ids):
 
 def _spy_on_branches(monkeypatch) -> list:
     """Whether each run went through the C-level branch (True) or point by point (False)."""
-    taken, plain = [], bulk_store._plain_rows
+    taken, plain = [], records._plain_rows
 
     def spy(*args):
         out = plain(*args)
         taken.append(out is not None)
         return out
 
-    monkeypatch.setattr(bulk_store, "_plain_rows", spy)
+    monkeypatch.setattr(records, "_plain_rows", spy)
     return taken
 
 
@@ -337,8 +337,8 @@ def _check_known_values(snap: dict) -> None:
 def test_both_branches_give_the_same_rows_and_latest_values(points):
     """The C-level branch, where it applies, agrees with the point-by-point one."""
     keys, values, stamps, steps = zip(*points) if points else ((), (), (), ())
-    plain = bulk_store._plain_rows("r", keys, values, stamps, steps) if points else None
-    checked = bulk_store._checked_rows("r", points)
+    plain = records._plain_rows("r", keys, values, stamps, steps) if points else None
+    checked = records._checked_rows("r", points)
     if plain is not None:
         assert plain == checked
     floats_only = all(type(v) is float and math.isfinite(v) for v in values)
@@ -406,7 +406,7 @@ def test_a_process_killed_mid_write_leaves_no_run(sqlite_pair, tmp_path):
                    for i in range(5)]
         bulk_store.write_runs({uri!r}, records)
     """)
-    env = {**os.environ, "PYTHONPATH": str(Path(bulk_store.__file__).parents[3])}
+    env = {**os.environ, "PYTHONPATH": str(Path(records.__file__).parents[3])}
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == -signal.SIGKILL, done.stderr
     assert Path(uri[len("sqlite:///"):] + "-journal").exists()  # the transaction was open when it died

@@ -107,8 +107,6 @@ def test_a_numpy_loss_class_gives_its_closed_form_curve(gdexp, store, mypkg, lau
     assert "bowl-gd-lr=1.5" in out and "diverged (step" in out and "runs=2, diverged=1, failed=0" in out
 
 
-@pytest.mark.xfail(strict=True, reason="loky reuses joblib workers with the environment of the sweep "
-                   "that started them: the second sweep's runs go to the first sweep's store and parent")
 def test_a_second_joblib_sweep_in_one_process_records_in_its_own_store(gdexp, tmp_path, monkeypatch,
                                                                       fresh_workers):
     from cli_runner import store_in

@@ -97,7 +97,7 @@ def check_disk(total_bytes: int, folder: str | os.PathLike, runs: int, maxiter: 
     >>> check_disk(10**15, "/", 1000, 10**9)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    gdexp.core.errors.ConfigError: stopping.maxiter=1000000000: the sweep's 1000 runs may write up to 1e+03 TB of curves (curve.parquet at every step), and / has ... free: split the grid into ... sweeps or more, or lower stopping.maxiter
+    gdexp.core.errors.ConfigError: stopping.maxiter=1000000000: the sweep's 1000 runs may write up to 1 PB of curves (curve.parquet at every step), and / has ... free: split the grid into ... sweeps or more, or lower stopping.maxiter
     """
     free = free_disk(folder)
     if free is None or total_bytes <= free:

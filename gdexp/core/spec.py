@@ -281,7 +281,8 @@ def _start(init, loss: Loss) -> np.ndarray:
     except (TypeError, ValueError):
         raise ConfigError("init", init, "must be a list of numbers") from None
     if x0.shape != (loss.dim,):
-        raise ConfigError("init", list(init), f"needs {loss.dim} values for loss {loss.name} (dim={loss.dim})")
+        shown = list(init) if isinstance(init, (list, tuple)) else init  # a scalar, a nested list: as given
+        raise ConfigError("init", shown, f"needs {loss.dim} values for loss {loss.name} (dim={loss.dim})")
     if not np.isfinite(x0).all():
         raise ConfigError("init", list(init), "must be finite")
     return x0

@@ -11,7 +11,10 @@
 - interrupts.py  Ctrl-C and SIGTERM: one way to stop, never inside a store write
 - plan.py        a sweep's plan (jobs, config hashes, its process), for `gdexp resume` and reports
 - provenance.py  versions, platform and git state recorded on a sweep
-- bulk_store.py  a fast write path for finished runs into MLflow's SQL tables (fenced by schema revision)
+- bulk.py        a chunk of finished runs recorded at once, or kept on disk when the store cannot take it
+- fast/          the fast write path for finished runs into MLflow's SQL tables (fenced by schema revision)
+- content.py     a run's params, metrics, tags and files as values (no MLflow import)
+- config.py      the `tracking` config section
 
 `import mlflow` costs most of a second: every module imports it inside the
 functions that need it, so `import gdexp.tracking` stays cheap.

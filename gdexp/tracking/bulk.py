@@ -16,9 +16,10 @@ import time
 from pathlib import Path
 
 from gdexp.core.outcomes import FAILED, UNRECORDED
-from gdexp.tracking import content
+from gdexp.tracking import content, interrupts
+from gdexp.tracking.guards import local_dir
 from gdexp.tracking.pending import keep_run, short_reason
-from gdexp.tracking.record import local_dir, log_dataset, write_run
+from gdexp.tracking.record import log_dataset, write_run
 from gdexp.tracking.store import Store, unreachable
 
 
@@ -60,7 +61,8 @@ def write_chunk(store: Store, specs: list, outcomes: list, *, parent_id: str | N
             record.status = "FAILED"
             record.tags.update(content.error_tag(failed[i]))
     try:
-        write_runs(store.uri, records)
+        with interrupts.deferred():  # Ctrl-C or SIGTERM lands after the chunk's transaction, not inside it
+            write_runs(store.uri, records)
     except Exception as exc:
         if not unreachable(exc):
             raise

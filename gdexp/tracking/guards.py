@@ -31,6 +31,18 @@ _RAY_LAUNCHERS = ("hydra_plugins.gdexp_plugins.RayLauncher", "hydra_ray_launcher
 _SERVER_HINT = "use tracking=server tracking.uri=http://HOST:PORT (README, Scaling out)"
 
 
+def local_dir(artifact_uri: str) -> Path | None:
+    """The folder behind a local artifact URI (file://...), None for remote stores."""
+    from urllib.parse import unquote, urlparse
+
+    parsed = urlparse(artifact_uri)
+    if parsed.scheme == "file" and parsed.netloc in ("", "localhost"):
+        return Path(unquote(parsed.path))
+    if parsed.scheme == "" and artifact_uri.startswith("/"):
+        return Path(artifact_uri)
+    return None
+
+
 def sqlite_path(uri: str) -> Path | None:
     """The database file of a sqlite: URI, else None.
 

@@ -20,7 +20,7 @@ from gdexp.results.summary import aggregate_runs
 from gdexp.results.table import MEASURED, SUMMARY_METRICS, typed_table
 from gdexp.tracking import TAG as _T
 from gdexp.tracking.content import STAND_IN, flatten
-from gdexp.tracking.record import local_dir
+from gdexp.tracking.guards import local_dir
 from gdexp.tracking.store import client, resolve_uri
 
 

@@ -13,6 +13,7 @@ from typing import Callable
 from gdexp.core.outcomes import FAILED, UNRECORDED
 from gdexp.core.result import Result
 from gdexp.tracking import content
+from gdexp.tracking.guards import local_dir
 from gdexp.tracking.store import Store, unreachable
 
 
@@ -142,18 +143,6 @@ def attach_files(uri: str, run_id: str, files: list[Path], folder: str) -> None:
     cl = client(uri)
     for path in files:
         cl.log_artifact(run_id, str(path), artifact_path=folder)
-
-
-def local_dir(artifact_uri: str) -> Path | None:
-    """The folder behind a local artifact URI (file://...), None for remote stores."""
-    from urllib.parse import unquote, urlparse
-
-    parsed = urlparse(artifact_uri)
-    if parsed.scheme == "file" and parsed.netloc in ("", "localhost"):
-        return Path(unquote(parsed.path))
-    if parsed.scheme == "" and artifact_uri.startswith("/"):
-        return Path(artifact_uri)
-    return None
 
 
 def _params(spec):

@@ -17,7 +17,7 @@ from pathlib import Path
 from gdexp.core.errors import ConfigError
 from gdexp.core.resources import check_disk
 from gdexp.tracking import env, interrupts
-from gdexp.tracking.guards import check_store_filesystem, check_store_uri, check_writable, sqlite_path
+from gdexp.tracking.guards import check_store_filesystem, check_store_uri, check_writable, local_dir, sqlite_path
 from gdexp.tracking.writes import GuardedClient, StoreLocked, quiet_lock_errors, wait_unlocked
 
 
@@ -244,8 +244,6 @@ def check_artifacts_writable(cl, exp_id: str, curves: tuple[int, int, int] | Non
         curves: (bytes of the runs' curve.parquet files, an upper bound; runs; largest
             stopping.maxiter), for gdexp.core.resources.check_disk; None = not checked.
     """
-    from gdexp.tracking.record import local_dir
-
     location = cl.get_experiment(exp_id).artifact_location
     folder = local_dir(location)
     reason = None if folder is None else check_writable(folder)

@@ -108,46 +108,74 @@ def test_sigterm_stops_a_single_run_killed(store, tmp_path, blocking_loss):
     assert [r.info.status for r in all_runs(store)] == ["KILLED"]
 
 
-def test_ctrl_c_inside_a_store_write_lands_after_it(gdexp, store, tmp_path, monkeypatch):
-    """SIGINT arrives between the params and the metrics of one write (inside MLflow's log_batch):
-    the write ends whole, then the sweep stops; nothing is left RUNNING or locked."""
+@pytest.mark.parametrize("path", ["fast", "client"])
+def test_ctrl_c_inside_a_store_write_lands_after_it(gdexp, store, tmp_path, monkeypatch, path):
+    """SIGINT arrives inside the third run's write: on the fast path inside its transaction
+    (gdexp.tracking.fast.write, one chunk a run here), on MLflow's client path between the params
+    and the metrics of its log_batch. The write ends whole, then the sweep stops; nothing is
+    left RUNNING or locked, and resume runs exactly what is missing."""
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
-    real, writes = SqlAlchemyStore._log_metrics, []
+    import gdexp.tracking.bulk as bulk
+    from gdexp.tracking.fast import write as fast_write
 
-    def interrupted_write(self, run_id, metrics):
-        writes.append(run_id)
-        if len(writes) == 3:
-            os.kill(os.getpid(), signal.SIGINT)
-            time.sleep(0.2)  # where the interrupt would land, half-way through the write
-        return real(self, run_id, metrics)
+    writes = []
+    if path == "fast":
+        real = fast_write._flush
 
-    monkeypatch.setattr(SqlAlchemyStore, "_log_metrics", interrupted_write)
+        def interrupted_write(conn, runs, *rows):
+            writes.extend(run["run_uuid"] for run in runs)
+            if len(writes) == 3:
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.2)  # where the interrupt would land, half-way through the transaction
+            return real(conn, runs, *rows)
+
+        monkeypatch.setattr(fast_write, "_flush", interrupted_write)
+    else:
+        real = SqlAlchemyStore._log_metrics
+
+        def interrupted_write(self, run_id, metrics):
+            writes.append(run_id)
+            if len(writes) == 3:
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.2)
+            return real(self, run_id, metrics)
+
+        monkeypatch.setattr(bulk, "_fast", lambda store: False)
+        monkeypatch.setattr(SqlAlchemyStore, "_log_metrics", interrupted_write)
     sweep_dir = tmp_path / "sweep"
     code, out, err = gdexp("-m", "loss=booth", "optimizer.lr=0.001,0.002,0.003,0.004,0.005", "stopping.maxiter=40",
                            "hydra.sweeper.max_batch_size=1", f"hydra.sweep.dir={sweep_dir}")
-    monkeypatch.setattr(SqlAlchemyStore, "_log_metrics", real)
+    monkeypatch.undo()  # the injected fault only; the store as the fixture set it
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
+    monkeypatch.chdir(tmp_path)
+    # fast: the third run's transaction commits whole (the run FINISHED); client: its log_batch
+    # ends whole, then the run is closed KILLED
+    recorded, third_status = (3, "FINISHED") if path == "fast" else (2, "KILLED")
     assert code == 130 and "Traceback" not in err, err
     assert [line for line in err.splitlines() if "interrupted" in line] == [
-        f"gdexp: interrupted: 2 of 5 runs recorded; to finish: gdexp resume {sweep_dir}"]
+        f"gdexp: interrupted: {recorded} of 5 runs recorded; to finish: gdexp resume {sweep_dir}"]
     third = next(r for r in all_runs(store) if r.info.run_id == writes[2])
-    assert third.info.status == "KILLED"
+    assert third.info.status == third_status
     from mlflow import MlflowClient
 
     assert len(MlflowClient(store).get_metric_history(writes[2], "loss")) == 41  # its write whole: every point
     stopped = census(store, sweep_dir)
-    assert stopped["running"] == 0 and stopped["parent"] == "KILLED" and stopped["finished"] == 2
+    assert stopped["running"] == 0 and stopped["parent"] == "KILLED" and stopped["finished"] == recorded
 
     code, out, err = gdexp("resume", str(sweep_dir))
-    assert code == 0 and "3 to go" in out, err
+    assert code == 0 and f"{5 - recorded} to go" in out, err
     assert _figures(census(store, sweep_dir)) == COMPLETE
 
 
 @pytest.mark.parametrize("sweep", [False, True], ids=["run", "sweep"])
 def test_ctrl_c_as_a_run_is_created_leaves_it_killed(gdexp, store, tmp_path, monkeypatch, sweep):
     """The interrupt, held during the write that creates the run, lands right after it: before the
-    code that would close the run. The run is closed KILLED all the same."""
+    code that would close the run. The run is closed KILLED all the same. (MLflow's client path, a
+    single run's and a tracking server's: the fast path creates a sweep's runs whole, FINISHED.)"""
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    monkeypatch.setattr("gdexp.tracking.bulk._fast", lambda store: False)
 
     real, created = SqlAlchemyStore.create_run, []
 

@@ -61,8 +61,10 @@ def hostile_files(tmp_path):
     (["loss=mlp", "loss.dataset=null", "loss.data=/dev/zero"], "loss.data", "not a regular file"),
     (["loss=mlp", "loss.dataset=null", "loss.data=huge.csv"], "loss.data", "is larger than 256 MiB"),
     (["loss=mlp", "loss.dataset=null", "loss.data=dup.csv"], "loss.data", "repeats the column name(s) 'x'"),
+    (["loss=beale", "init=9223372036854775807"], "init", "must be a list"),  # found by test_properties
+    (["loss=beale", "init=[[1,2]]"], "init", "needs 2 values"),
 ], ids=["name-444", "fifo", "dev-zero", "over-256MiB", "x,x,y", "mlp-fifo", "mlp-dev-zero", "mlp-over-256MiB",
-        "mlp-x,x,y"])
+        "mlp-x,x,y", "init-scalar", "init-nested"])
 def test_a_hostile_value_is_one_line(gdexp, store, hostile_files, args, key, reason):
     for mode in ([], ["-m"]):
         line = _one_line(*gdexp(*mode, *args, "stopping.maxiter=5")[::2])

@@ -141,26 +141,46 @@ def test_a_store_locked_past_the_bound_is_one_line_and_no_run(gdexp, store, tmp_
     assert all_runs(store) == []
 
 
-def test_a_store_that_stays_locked_mid_sweep_keeps_the_runs_for_resume(gdexp, store, tmp_path, monkeypatch):
-    """The store locks for good while run 3 of 4 is recorded: runs 3 and 4 are kept on disk, none is
-    lost, and `gdexp resume` records them and closes the sweep."""
+@pytest.mark.parametrize("path", ["fast", "client"])
+def test_a_store_that_stays_locked_mid_sweep_keeps_the_runs_for_resume(gdexp, store, tmp_path, monkeypatch, path):
+    """The store locks for good while run 3 of 4 is recorded (the fast path's transaction, or MLflow's
+    log_batch): runs 3 and 4 are kept on disk, none is lost, and `gdexp resume` records them and
+    closes the sweep."""
+    import sqlalchemy.exc
     from mlflow.exceptions import MlflowException
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
+    from gdexp.tracking.fast import write as fast_write
+
     monkeypatch.setattr("gdexp.tracking.writes.LOCK_WAIT_S", 0.5)
-    real, calls = SqlAlchemyStore.log_batch, []
+    calls = []
+    if path == "fast":
+        real_flush = fast_write._flush
 
-    def locked(self, *args, **kwargs):
-        calls.append(1)
-        if len(calls) >= 3:
-            raise MlflowException("(sqlite3.OperationalError) database is locked")
-        return real(self, *args, **kwargs)
+        def locked_flush(*args):
+            calls.append(1)
+            if len(calls) >= 3:
+                raise sqlalchemy.exc.OperationalError("INSERT", {}, Exception("database is locked"))
+            return real_flush(*args)
 
-    monkeypatch.setattr(SqlAlchemyStore, "log_batch", locked)
+        monkeypatch.setattr(fast_write, "_flush", locked_flush)
+    else:
+        real = SqlAlchemyStore.log_batch
+
+        def locked(self, *args, **kwargs):
+            calls.append(1)
+            if len(calls) >= 3:
+                raise MlflowException("(sqlite3.OperationalError) database is locked")
+            return real(self, *args, **kwargs)
+
+        monkeypatch.setattr("gdexp.tracking.bulk._fast", lambda store: False)
+        monkeypatch.setattr(SqlAlchemyStore, "log_batch", locked)
     sweep_dir = tmp_path / "sweep"
     code, out, err = gdexp("-m", "loss=booth", "optimizer.lr=0.01,0.02,0.03,0.04", "stopping.maxiter=5",
                            "hydra.sweeper.max_batch_size=1", f"hydra.sweep.dir={sweep_dir}")
-    monkeypatch.setattr(SqlAlchemyStore, "log_batch", real)
+    monkeypatch.undo()  # the injected fault only; the store as the fixture set it
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
+    monkeypatch.chdir(tmp_path)
     assert code == 1 and "Traceback" not in err, err
     assert "2 runs could not be recorded" in err and f"gdexp resume {sweep_dir}" in err
     assert len(list(sweep_dir.glob("gdexp-unrecorded/*/run.json"))) == 2
