@@ -128,19 +128,21 @@ runs = gdexp.load_runs()  # the latest sweep
 print(runs.sweep_id.iloc[0], runs.run_id.iloc[0])")
 parent=${ids% *}
 run_id=${ids#* }
-while IFS= read -r line; do
-  line=${line//PARENT_RUN_ID/$parent}
-  line=${line//RUN_ID/$run_id}
-  line=${line//\/tmp\/lr-report/$scratch/lr-report}
-  run 0 "README: $line" bash -c "$line"
-done < <(awk '/^## Reports, reruns/ {s=1} s && /^```bash$/ {b=1; next} b && /^```$/ {exit} b' "$repo/README.md" \
-           | sed 's/[[:space:]]*#.*$//' | grep '^gdexp')
-[ -f "$scratch/lr-report/report.html" ] || fail "gdexp report --out wrote no report.html"
 sweeps=$("$py" -c "
 from mlflow import MlflowClient
 cl = MlflowClient('sqlite:///$scratch/reports/mlflow.db')
 runs = cl.search_runs([e.experiment_id for e in cl.search_experiments()], \"tags.\`gdexp.sweep\` = 'true'\", max_results=2)
 print(' '.join(r.info.run_id for r in runs))")
+while IFS= read -r line; do
+  line=${line//PARENT_RUN_ID/$parent}
+  line=${line//RUN_ID/$run_id}
+  line=${line//SWEEP_A/${sweeps% *}}
+  line=${line//SWEEP_B/${sweeps#* }}
+  line=${line//\/tmp\/lr-report/$scratch/lr-report}
+  run 0 "README: $line" bash -c "$line"
+done < <(awk '/^## Reports, reruns/ {s=1} s && /^```bash$/ {b=1; next} b && /^```$/ {exit} b' "$repo/README.md" \
+           | sed 's/[[:space:]]*#.*$//' | grep '^gdexp')
+[ -f "$scratch/lr-report/report.html" ] || fail "gdexp report --out wrote no report.html"
 run 0 "gdexp compare" gdexp compare $sweeps --out "$scratch/compare"
 for command in report compare rerun resume; do
   run 0 "gdexp $command --help" gdexp "$command" --help
