@@ -119,12 +119,13 @@ def _lean_job(job: Job, output_dir: str, row: dict, files: JobFiles, changed, se
     hydra["runtime"]["output_dir"] = output_dir
     if hydra.get("output_subdir") is not None:
         files.write(Path(output_dir, hydra["output_subdir"]), job.config, hydra, changed, selection)
+    else:
+        Path(output_dir).mkdir(parents=True, exist_ok=True)  # (else made with its .hydra folder)
     ret = _LeanReturn(overrides=hydra["overrides"]["task"], working_dir=os.getcwd(), task_name=hydra["job"]["name"])
     ret.config = job.config
     ret.return_value = row
     ret.status = JobStatus.COMPLETED
     # Hydra's default job logging gives each job <output_dir>/<job name>.log; the job's line goes there.
-    Path(output_dir).mkdir(parents=True, exist_ok=True)
     write_job_log(Path(output_dir), hydra["job"]["name"], row)
     return ret
 
