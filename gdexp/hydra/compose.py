@@ -139,7 +139,10 @@ class JobComposer:
 
     def _hydra_node(self, num: int, overrides: list[str], parsed: list[Override]) -> dict:
         structural = tuple(o.input_line for o in parsed if not self._is_value(o))
-        hydra = copy.deepcopy(self._hydra_container(structural))
+        # A copy of the sections this sets (job, runtime, overrides); the rest is the template's,
+        # shared by the sweep's jobs, which only read it: a deep copy costs ~0.3 ms a job.
+        template = self._hydra_container(structural)
+        hydra = {**template, **{k: dict(template[k]) for k in ("job", "runtime", "overrides")}}
         task = [o for o in parsed if not o.is_hydra_override()]
         dirname_conf = hydra["job"]["config"]["override_dirname"]
         hydra["job"]["override_dirname"] = get_overrides_dirname(
