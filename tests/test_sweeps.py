@@ -244,3 +244,28 @@ def test_job_files_template_keeps_a_common_list_and_long_values(compose, tmp_pat
     used = {key[0] for key, t in files._templates.items() if t is not None}
     assert used == {"config", "hydra", "overrides"}
     assert sum(key[0] == "config" for key in files._templates) == 5  # one per distinct init, typed
+
+
+def test_composer_float_lines_parse_as_hydra_parses_them(compose, tmp_path):
+    """Swept float values reuse an earlier line's parsed override: each equals Hydra's own parse
+    (value, type, key, input line), whatever the literal's form; other forms are parsed by Hydra."""
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from gdexp.hydra.paths import conf_dir
+
+    master = compose("loss=quadratic", f"hydra.sweep.dir={tmp_path}", raw=True)
+    GlobalHydra.instance().clear()
+    values = ["1e-05", "0.001", "1.0069e-05", "-0.0", "+1.5", "1.5E+3", "1e400", "12", "1.", ".5", "1_0.5",
+              "inf", "00.5", "0.1 ", "abc", "0.000125892541179", "3.14159265358979312", "-2e-308"]
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base=None):
+        loader = GlobalHydra.instance().config_loader()
+        comp = JobComposer(loader, master)
+        hydra = OverridesParser.create(config_loader=loader)
+        for key in ("optimizer.lr", "+extra.x", "stopping.tol"):
+            for value in values:
+                line = f"{key}={value}"
+                (ours,), (theirs,) = comp.parse([line]), hydra.parse_overrides([line])
+                assert ours == theirs and repr(ours.value()) == repr(theirs.value()), line
+        assert comp._floats["optimizer.lr"][0] is not None  # the shortcut was taken
