@@ -214,3 +214,58 @@ def test_job_files_spliced_from_a_template_equal_full_dumps(compose, tmp_path):
             assert (folder / "hydra.yaml").read_text() == dump({"hydra": job.hydra})
             assert (folder / "overrides.yaml").read_text() == dump(list(job.hydra["overrides"]["task"]))
     assert any(t is not None for t in files._templates.values())  # templates were used, not only full dumps
+
+
+def test_job_files_template_keeps_a_common_list_and_long_values(compose, tmp_path):
+    """A list value every job shares (init=[...]) stays in the template, and values too long for
+    the 60-character rule but without spaces (override_dirname, a deep output folder) are spliced:
+    byte for byte the full dumps, from templates."""
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from gdexp.hydra.launchers.jobfiles import JobFiles, dump
+    from gdexp.hydra.paths import conf_dir
+
+    deep = tmp_path / ("d" * 70)
+    master = compose("loss=rosenbrock", f"hydra.sweep.dir={deep}", raw=True)
+    GlobalHydra.instance().clear()
+    inits = ["[-1.5,2.0]"] * 3 + ["[-1.5,-0.0]", "[-1.5,0.0]", "[1,2]", "[1.0,2.0]"]
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base=None):
+        comp = JobComposer(GlobalHydra.instance().config_loader(), master)
+        files = JobFiles()
+        for num, init in enumerate(inits):
+            job = comp.job(num, ["loss=rosenbrock", f"init={init}", "stopping.maxiter=10000",
+                                 f"optimizer.lr=0.000{num + 1}1234567891"])
+            folder = deep / str(num)
+            files.write(folder, job.config, job.hydra, comp.changed(job.overrides), comp.selection(job.overrides))
+            assert (folder / "config.yaml").read_text() == dump(job.config)
+            assert (folder / "hydra.yaml").read_text() == dump({"hydra": job.hydra})
+            assert (folder / "overrides.yaml").read_text() == dump(list(job.hydra["overrides"]["task"]))
+    used = {key[0] for key, t in files._templates.items() if t is not None}
+    assert used == {"config", "hydra", "overrides"}
+    assert sum(key[0] == "config" for key in files._templates) == 5  # one per distinct init, typed
+
+
+def test_composer_float_lines_parse_as_hydra_parses_them(compose, tmp_path):
+    """Swept float values reuse an earlier line's parsed override: each equals Hydra's own parse
+    (value, type, key, input line), whatever the literal's form; other forms are parsed by Hydra."""
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from gdexp.hydra.paths import conf_dir
+
+    master = compose("loss=quadratic", f"hydra.sweep.dir={tmp_path}", raw=True)
+    GlobalHydra.instance().clear()
+    values = ["1e-05", "0.001", "1.0069e-05", "-0.0", "+1.5", "1.5E+3", "1e400", "12", "1.", ".5", "1_0.5",
+              "inf", "00.5", "0.1 ", "abc", "0.000125892541179", "3.14159265358979312", "-2e-308"]
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base=None):
+        loader = GlobalHydra.instance().config_loader()
+        comp = JobComposer(loader, master)
+        hydra = OverridesParser.create(config_loader=loader)
+        for key in ("optimizer.lr", "+extra.x", "stopping.tol"):
+            for value in values:
+                line = f"{key}={value}"
+                (ours,), (theirs,) = comp.parse([line]), hydra.parse_overrides([line])
+                assert ours == theirs and repr(ours.value()) == repr(theirs.value()), line
+        assert comp._floats["optimizer.lr"][0] is not None  # the shortcut was taken

@@ -6,6 +6,7 @@ exists: gdexp's own checks and Hydra's composition errors alike.
 """
 from __future__ import annotations
 
+import gc
 import os
 import re
 import sys
@@ -22,6 +23,12 @@ SUBCOMMANDS = {
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `gdexp` console script."""
+    # Python's cyclic GC at its default thresholds (700, 10, 10) spent ~0.45 s of a ~3 s single run
+    # (MLflow's imports build a large heap, traversed again by each full collection) and ~0.7 s of
+    # a 1,000-run sweep (the metric points as tuples). Collections 140x rarer cost ~0.15 s and
+    # ~0.25 s; reference counting still frees everything outside cycles at once. The command's
+    # process only: gdexp used as a library leaves the caller's GC alone.
+    gc.set_threshold(100_000, 50, 10)
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] and argv[0] in SUBCOMMANDS:
         import importlib

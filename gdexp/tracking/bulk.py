@@ -54,7 +54,8 @@ def write_chunk(store: Store, specs: list, outcomes: list, *, parent_id: str | N
             remote.append((record, spec, outcome))
             continue
         try:  # first the files, then the rows: a crash between leaves no run without its files
-            folder.mkdir(parents=True, exist_ok=True)
+            folder.parent.mkdir(parents=True, exist_ok=True)  # <run id>/, then artifacts/ in it: two
+            folder.mkdir(exist_ok=True)                       # calls, not mkdir(parents=True)'s three
             content.write_artifacts(folder, spec, outcome)
         except Exception as exc:  # this run is FAILED with what it has; the others go on
             failed[i] = f"{type(exc).__name__}: {exc}"

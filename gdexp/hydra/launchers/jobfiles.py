@@ -7,8 +7,11 @@ overrides and folder). So each file is dumped once per template with a placehold
 for every value that differs, and a job's file is the template with its values, each
 dumped by the same dumper, spliced in. A template is used only after it gave the very
 bytes of a full dump for the first job it serves (checked), and a value is spliced
-only where it is one short line (a long or multi-line one could wrap differently): any
-other job gets a full dump. tests/test_sweeps.py compares job folders with Hydra's own.
+only where it is one line that cannot wrap (short, or without spaces): any other job
+gets a full dump. A list or dict value (``init=[-1.5,2.0]``, the same in every job of most
+sweeps) is not spliced but kept in the template, whose key then holds that value: a job
+with another one gets its own template. tests/test_sweeps.py compares job folders with
+Hydra's own.
 """
 from __future__ import annotations
 
@@ -48,7 +51,10 @@ class JobFiles:
             selection: the job's group choices (its structural overrides): jobs with the
                 same selection and changed paths have the same files but for those values.
         """
-        folder.mkdir(parents=True, exist_ok=True)
+        # The job's folder, then .hydra in it: two system calls (mkdir(parents=True) on
+        # .hydra first fails, then makes the parent, then retries: three).
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(exist_ok=True)
         task = list(hydra["overrides"]["task"])
         items = tuple((i,) for i in range(len(task)))
         hydra_paths = (*(("hydra", *f) for f in _HYDRA_FIELDS), *(("hydra", "overrides", "task", *i) for i in items))
@@ -60,8 +66,18 @@ class JobFiles:
 
     def _render(self, key: tuple, obj, paths: tuple[tuple, ...]) -> str:
         try:
-            values = [_scalar(_get(obj, p)) for p in paths]
-        except (KeyError, IndexError, TypeError):  # a path it lacks, or a list or dict value
+            found = [_get(obj, p) for p in paths]
+        except (KeyError, IndexError, TypeError):  # a path it lacks
+            return dump(obj)
+        # A list or dict value stays in the template's text: the template's key holds it.
+        nested = tuple((p, _frozen(v)) for p, v in zip(paths, found) if isinstance(v, (dict, list, tuple)))
+        if nested:
+            key = (*key, nested)
+            paths = tuple(p for p, v in zip(paths, found) if not isinstance(v, (dict, list, tuple)))
+            found = [v for v in found if not isinstance(v, (dict, list, tuple))]
+        try:
+            values = [_scalar(v) for v in found]
+        except TypeError:
             return dump(obj)
         if not all(_spliceable(v) for v in values):
             return dump(obj)
@@ -106,7 +122,7 @@ def _splice(template, texts: list[str]) -> str:
 
 
 @lru_cache(maxsize=4096)
-def _scalar_text(kind: type, value) -> str:
+def _scalar_text(kind: type, spelled: str, value) -> str:
     return dump({"k": value})[len("k: "):].rstrip("\n")
 
 
@@ -114,11 +130,28 @@ def _scalar(value) -> str:
     """A scalar as the dumper writes it after `key: ` (or `- `); TypeError for a list or dict."""
     if isinstance(value, (dict, list, tuple)):
         raise TypeError("not a scalar")
-    return _scalar_text(type(value), value)  # the type too: 1 and 1.0 and True are equal keys
+    # The type and the repr too: 1, 1.0 and True are equal keys, and so are 0.0 and -0.0.
+    return _scalar_text(type(value), repr(value) if isinstance(value, float) else "", value)
+
+
+def _frozen(value):
+    """A list or dict as a key equal only to one that dumps to the same text (types and
+    float spellings kept: 1 == 1.0 == True and 0.0 == -0.0 in Python)."""
+    if isinstance(value, dict):
+        return ("dict", tuple((_frozen(k), _frozen(v)) for k, v in value.items()))
+    if isinstance(value, (list, tuple)):
+        return (type(value).__name__, tuple(_frozen(v) for v in value))
+    return (type(value), repr(value))
 
 
 def _spliceable(text: str) -> bool:
-    return "\n" not in text and len(text) <= _SHORT and not text.startswith(("|", ">"))
+    """Whether a value's text reads the same wherever it is spliced: one line, not a block
+    scalar, and no place the emitter could wrap it at its 80-column width: short, or without a
+    space (plain and single-quoted scalars wrap only at spaces; double-quoted ones may wrap
+    anywhere, so they stay short)."""
+    if "\n" in text or text.startswith(("|", ">")):
+        return False
+    return len(text) <= _SHORT or (" " not in text and not text.startswith('"'))
 
 
 def _get(obj, path):
