@@ -153,6 +153,8 @@ cd "$scratch"
 needs_extra ray "hydra/launcher=ray" gdexp -m loss=booth optimizer.lr=0.01,0.1 hydra/launcher=ray
 needs_extra slurm "hydra/launcher=submitit_local" gdexp -m loss=booth optimizer.lr=0.01,0.1 hydra/launcher=submitit_local
 needs_extra slurm "hydra/launcher=submitit_slurm" gdexp -m loss=booth optimizer.lr=0.01,0.1 hydra/launcher=submitit_slurm
+needs_extra postgres "a PostgreSQL store" gdexp loss=booth stopping.maxiter=5 \
+  tracking.uri=postgresql+psycopg2://postgres@127.0.0.1:1/mlflow
 printf 'import jax.numpy as jnp\n\n\ndef bowl(x):\n    return jnp.sum(x ** 2)\n' > jaxloss.py
 needs_extra jax "loss=custom with a JAX function" gdexp loss=custom loss._target_=jaxloss.bowl loss.dim=2
 

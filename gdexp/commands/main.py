@@ -67,17 +67,19 @@ def run_hydra(argv: list[str]) -> None:
     sys.argv = [saved_argv[0] if saved_argv else "gdexp", *hydra_argv]
     os.environ["HYDRA_FULL_ERROR"] = "1"
     from gdexp.tracking import interrupts
+    from gdexp.tracking.writes import close_open_runs, runs_created
 
+    created = runs_created()
     try:
         with interrupts.handled():  # SIGTERM stops gdexp as Ctrl-C does
             app()
     except KeyboardInterrupt as exc:
         # The run in flight is marked KILLED, if the interrupt came before the code that does it.
         # (A sweep says more and exits itself.)
-        from gdexp.tracking.writes import close_open_runs
-
         close_open_runs()
-        print(f"gdexp: interrupted ({interrupts.name(exc)}); the run in flight is marked KILLED", file=sys.stderr)
+        what = ("the run in flight is marked KILLED" if runs_created() > created
+                else "before its MLflow run was created: nothing recorded")
+        print(f"gdexp: interrupted ({interrupts.name(exc)}); {what}", file=sys.stderr)
         sys.exit(interrupts.exit_status(exc))
     except ConfigError as exc:
         exit_invalid(exc)

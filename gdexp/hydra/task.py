@@ -47,7 +47,7 @@ def task(cfg: DictConfig) -> dict:
     in_sweep = _in_multirun()
     spec = plan_job(to_config(cfg))
     hydra = HydraConfig.get() if HydraConfig.initialized() else None
-    store = sweep_job_store(spec, hydra.sweeper.get("_target_")) if in_sweep else job_store(spec)
+    store = sweep_job_store(spec, hydra.sweeper.get("_target_")) if in_sweep else single_store(spec)
     row = write_run(store, spec, lambda: execute([spec])[0], parent_id=env.get(env.PARENT_RUN) if in_sweep else None,
                     keep_dir=keep_folder(), swallow=in_sweep)
     if hydra is not None:
@@ -68,6 +68,14 @@ def job_store(spec: RunSpec) -> Store:
     """The store a run goes to (one client per store and process)."""
     tracking = spec.config["tracking"]
     return open_store(resolve_uri(tracking["uri"]), tracking["experiment"])
+
+
+def single_store(spec: RunSpec) -> Store:
+    """The store of a single run, a tracking server asked first: one that does not answer is an
+    input error (one line, nothing run), as for a sweep, not minutes of MLflow's retries. (A job
+    of a sweep whose server goes away keeps its run on disk instead: gdexp resume.)"""
+    guards.check_reachable(resolve_uri(spec.config["tracking"]["uri"]))
+    return job_store(spec)
 
 
 def sweep_job_store(spec: RunSpec, sweeper_target: str | None) -> Store:

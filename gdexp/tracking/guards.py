@@ -279,8 +279,10 @@ def _check_database(uri: str, timeout: int = 5) -> None:
         args = {"connect_timeout": timeout} if url.get_backend_name() in ("postgresql", "mysql") else {}
         engine = sqlalchemy.create_engine(url, connect_args=args)
     except Exception as error:  # noqa: BLE001 - a bad URL or a missing driver, said in one line
-        raise ConfigError("tracking.uri", uri, f"cannot use this database URL ({_first_line(error)}); "
-                          "is its driver installed (README, Scaling out)?") from None
+        hint = "is its driver installed (README, Scaling out)?"
+        if uri.startswith("postgresql"):  # the driver gdexp's extra brings, and the URL that names it
+            hint = "pip install 'gdexp[postgres]' and use postgresql+psycopg2:// (README, Scaling out)"
+        raise ConfigError("tracking.uri", uri, f"cannot use this database URL ({_first_line(error)}); {hint}") from None
     try:
         with engine.connect():
             pass

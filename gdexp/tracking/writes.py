@@ -61,11 +61,18 @@ class GuardedClient:
 # The runs this process opened and has not closed: an interrupt that lands between two writes
 # (after a run's creation, before the code that closes it) still leaves none RUNNING.
 _open_runs: dict[str, GuardedClient] = {}
+_created = [0]  # runs this process created, ever: whether an interrupt found one in flight
+
+
+def runs_created() -> int:
+    """How many runs this process has created so far (through the guarded client)."""
+    return _created[0]
 
 
 def _follow(cl: GuardedClient, name: str, args, kwargs, out) -> None:
     if name == "create_run":
         _open_runs[out.info.run_id] = cl
+        _created[0] += 1
     elif name == "update_run" and kwargs.get("status", args[1] if len(args) > 1 else None) == "RUNNING":
         _open_runs[kwargs.get("run_id", args[0] if args else None)] = cl
     elif name == "set_terminated":

@@ -204,3 +204,19 @@ def test_resume_refuses_a_sweep_whose_process_still_runs(gdexp, store, tmp_path,
         stop(process, signal.SIGKILL)
     assert code == 2 and f"its process (pid {process.pid}) is still running" in err, err
     assert census(store, sweep_dir)["running"] == 2  # untouched: the parent and job 2
+
+
+def test_ctrl_c_before_a_single_run_exists_says_nothing_was_recorded(gdexp, store, monkeypatch):
+    """Ctrl-C while a single run is still being planned (an MLP's data loading, the store opening):
+    the line says so, and claims no KILLED run that does not exist."""
+    import gdexp.hydra.task as task
+
+    def interrupted(spec):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(task, "single_store", interrupted)
+    code, out, err = gdexp("loss=booth", "stopping.maxiter=5")
+    assert code == 130 and "Traceback" not in err, err
+    assert [line for line in err.splitlines() if line.startswith("gdexp:")] == [
+        "gdexp: interrupted (SIGINT); before its MLflow run was created: nothing recorded"]
+    assert all_runs(store) == []

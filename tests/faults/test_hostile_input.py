@@ -3,6 +3,7 @@ near float64's limit. Each: one line `gdexp: error: KEY=VALUE: reason`, exit sta
 from __future__ import annotations
 
 import os
+import socket
 
 import pytest
 
@@ -30,11 +31,15 @@ def _one_line(code: int, err: str) -> str:
     ("sqlite:///", "is a folder; name a database file in it"),
     ("sqlite:///{tmp}", "is a folder; name a database file in it"),
     ("sqlite:////nonexistent/dir/x.db", "the folder /nonexistent/dir does not exist; gdexp does not create"),
-], ids=["garbage", "mysql", "ftp", "dev-null", "a-csv-file", "empty-path", "a-folder", "missing-folder"])
+    ("http://127.0.0.1:{port}", "the tracking server does not answer"),  # a single run too (was 17 s of retries)
+], ids=["garbage", "mysql", "ftp", "dev-null", "a-csv-file", "empty-path", "a-folder", "missing-folder", "server-down"])
 def test_a_store_gdexp_cannot_use_is_one_line(gdexp, store, tmp_path, monkeypatch, uri, reason):
     monkeypatch.delenv("MLFLOW_TRACKING_URI")
     (tmp_path / "data.csv").write_text("x,y\n1,2\n3,4\n")
-    uri = uri.format(tmp=tmp_path)
+    with socket.socket() as free:  # a port nothing listens on
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    uri = uri.format(tmp=tmp_path, port=port)
     for args in (RUN, SWEEP):
         line = _one_line(*gdexp(*args, f"tracking.uri={uri}")[::2])
         assert line.startswith("gdexp: error: tracking.uri=") and reason in line, line
