@@ -84,8 +84,8 @@ def test_a_failed_probe_stops_the_search_and_the_sweep_fails(gdexp, store, monke
 
 
 @pytest.mark.parametrize("arg, named", [
-    ("optimizer.lr=0.1", "optimizer.lr"),
-    ("loss=quadratic,booth", "loss"),
+    ("optimizer.lr=0.1", "optimizer.lr='0.1': lr_find chooses the learning rate itself: leave it out"),
+    ("loss=quadratic,booth", "loss='quadratic,booth': lr_find runs one configuration: give one value per key"),
     ("hydra.sweeper.factor=1", "hydra.sweeper.factor=1.0"),
     ("hydra.sweeper.start=-1", "hydra.sweeper.start=-1.0"),
     ("stopping.maxiter=0", "stopping.maxiter=0"),

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import sys
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional
@@ -128,10 +129,14 @@ class LrFindSweeper(SearchSweeper):
         fixed = []
         for o in overrides:
             line = fixed_line(o)
-            if line is None or o.key_or_group == LR:
-                raise ConfigError(o.key_or_group, o.input_line.split("=", 1)[1],
-                                  f"lr_find probes {LR} itself and runs one configuration: "
-                                  "give fixed values only (the first probe is hydra.sweeper.start)")
+            value = o.input_line.split("=", 1)[1]
+            as_typed = re.fullmatch(r"choice\(([^,]*)\)", value)  # one value, deferred by gdexp's argv
+            value = as_typed.group(1) if as_typed else value
+            if o.key_or_group == LR:
+                raise ConfigError(LR, value, "lr_find chooses the learning rate itself: leave it out (its first "
+                                  "probe is hydra.sweeper.start, e.g. hydra.sweeper.start=0.1)")
+            if line is None:
+                raise ConfigError(o.key_or_group, value, "lr_find runs one configuration: give one value per key")
             fixed.append(line)
         return fixed, [[*fixed, f"{LR}={clean(self.start)}"]]
 
