@@ -293,3 +293,27 @@ def test_refusals_leave_no_output_folder(gdexp, store, tmp_path):
     assert_refused(gdexp, store, ["optimizer.lr=0.1", "optimizer.lr=0.2"], "optimizer.lr")
     assert_refused(gdexp, store, ["-m", "optimizer.lr=logspace(0,1,3)"], "optimizer.lr")
     assert not (tmp_path / "outputs").exists() and not (tmp_path / "multirun").exists()
+
+
+@pytest.mark.parametrize("args, key, value", [
+    (["stopping.maxiter=1e2", "stopping.gtol=0"], "stopping.maxiter", "100"),
+    (["stopping.maxiter=20", "stopping.patience=1e1"], "stopping.patience", "10"),
+    (["loss=linear_regression", "loss.n=1e2", "stopping.maxiter=5"], "loss.n", "100"),
+])
+def test_every_count_takes_an_exponent_form_as_the_integer_it_is(gdexp, store, args, key, value):
+    """1e2 is 100 for every integer key alike (Hydra's typed schema refused it for stopping.* only)."""
+    code, out, err = gdexp(*args)
+    assert code == 0, err
+    (run,) = MlflowClient(store).search_runs([e.experiment_id for e in MlflowClient(store).search_experiments()])
+    assert run.data.params[key] == value
+    if key == "stopping.maxiter":
+        assert run.data.metrics["iterations"] == 100
+
+
+@pytest.mark.parametrize("arg, shown", [("stopping.maxiter=1.5", "stopping.maxiter=1.5: must be an integer"),
+                                        ("loss.n=1.5", "loss.n=1.5: must be an integer"),
+                                        ("stopping.patience=abc", "stopping.patience='abc': must be an integer")])
+def test_a_count_that_is_not_an_integer_is_one_line(gdexp, store, arg, shown):
+    code, out, err = gdexp("loss=linear_regression", arg)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == EXIT_INVALID_INPUT and len(lines) == 1 and lines[0].startswith(f"gdexp: error: {shown}"), err

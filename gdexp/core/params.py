@@ -261,8 +261,8 @@ def _coerce(key: str, value, kind, extras):
 
 def _number(key: str, value, integer: bool):
     if isinstance(value, str):
-        try:
-            value = int(value) if integer else float(value)
+        try:  # "1e12" for an integer as for a number: Hydra hands exponent forms of typed keys as text
+            value = int(value) if integer and value.strip().lstrip("+-").isdigit() else float(value)
         except ValueError:
             raise ConfigError(key, value, "must be " + ("an integer" if integer else "a number")) from None
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):

@@ -31,6 +31,12 @@ def structured(cls, name: str):
         args = typing.get_args(kind)
         if type(None) in args:
             kind = Optional[next(a for a in args if a is not type(None))]
+        if typing.get_origin(kind) is typing.Annotated:
+            kind = typing.get_args(kind)[0]
+        if kind is int or kind == Optional[int]:
+            # Hydra would refuse 1e6 for an int ("could not be converted to Integer") where the
+            # loss's own keys take it: gdexp.core.params checks every count, 1e6 -> 1000000, 1.5 refused
+            kind = Any
         default = field(default=f.default) if f.default is not NO_DEFAULT else field(default=MISSING)
         spec.append((f.name, kind, default))
     return make_dataclass(name, spec)
