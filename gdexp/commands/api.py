@@ -88,6 +88,9 @@ def sweep(overrides: list[str] | tuple[str, ...] = ()) -> pd.DataFrame:
 @contextmanager
 def _as_api():
     """The command's exits as exceptions: refused input raises its ConfigError, a failure RuntimeError."""
+    from gdexp.core import errors
+
+    errors._PRINTS[0] = False  # the error is raised, not also printed
     try:
         yield
     except InvalidInputExit as exc:
@@ -96,6 +99,8 @@ def _as_api():
         if exc.code in (0, None):
             return
         raise RuntimeError(exc.code if isinstance(exc.code, str) else f"gdexp exited with status {exc.code}") from None
+    finally:
+        errors._PRINTS[0] = True
 
 
 def _config_error(error) -> ConfigError:

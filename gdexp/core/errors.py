@@ -34,9 +34,15 @@ class InvalidInputExit(SystemExit):
         self.error = error
 
 
+# Whether exit_invalid prints its line: the command does; gdexp.run and gdexp.sweep raise the
+# error instead, and a caller would otherwise see it twice.
+_PRINTS = [True]
+
+
 def exit_invalid(error: Exception) -> "NoReturn":  # noqa: F821
     """Print `error` as gdexp's one-line error and exit with EXIT_INVALID_INPUT."""
     import sys
 
-    print(f"gdexp: error: {error}", file=sys.stderr)
+    if _PRINTS[0]:
+        print(f"gdexp: error: {error}", file=sys.stderr)
     raise InvalidInputExit(error)
