@@ -1,7 +1,6 @@
 """A throwaway PostgreSQL server on 127.0.0.1 (initdb + pg_ctl in a temporary folder).
 
-Used by tests/test_bulk_store.py and benchmarks/bench_write.py; the same recipe
-as tests/test_scaleout.py's. Databases are made with CREATE DATABASE, optionally
+Used by tests/test_fast_write.py, tests/test_scaleout.py and benchmarks/bench_write.py. Databases are made with CREATE DATABASE, optionally
 as copies of a template (one MLflow migration per session, copied in ~0.1 s).
 """
 from __future__ import annotations

@@ -9,13 +9,11 @@ and fail in CI (CI=true), where .ci/run installs everything.
 """
 from __future__ import annotations
 
-import glob
 import json
 import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,6 +29,7 @@ from mlflow import MlflowClient
 from gdexp.tracking import content, guards, record, store
 from gdexp.tracking import env as tracking_env
 from gdexp.core.errors import ConfigError
+from pg_server import Postgres, PostgresMissing, free_port
 
 BIN = Path(sys.executable).parent
 SERVER_START_S = 60
@@ -46,65 +45,13 @@ def _need(what: str):
     pytest.skip(f"{what}; pip install '.[ray,slurm,postgres]' and PostgreSQL (apt-get install postgresql)")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _pg_bin(name: str) -> str | None:
-    found = shutil.which(name)
-    if found:
-        return found
-    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
-    return candidates[-1] if candidates else None
-
-
 # --- services -------------------------------------------------------------------------------
-
-class Postgres:
-    """A PostgreSQL cluster in a throwaway folder, on 127.0.0.1 only."""
-
-    def __init__(self):
-        initdb, self.pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
-        if not (initdb and self.pg_ctl):
-            _need("PostgreSQL's initdb/pg_ctl are missing")
-        self.root = Path(tempfile.mkdtemp(prefix="gdexp-pg-"))
-        self.data, self.port = self.root / "data", _free_port()
-        self._as_user = []
-        if os.geteuid() == 0:  # initdb refuses root: run as the postgres user
-            shutil.chown(self.root, "postgres")
-            self._as_user = ["runuser", "-u", "postgres", "--"]
-        self._run(initdb, "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
-        self._run(self.pg_ctl, "-D", str(self.data), "-l", str(self.root / "pg.log"), "-w", "-o",
-                  f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.root}", "start")
-        self._databases = 0
-
-    def database(self) -> str:
-        """A fresh database; returns its SQLAlchemy URI (psycopg2 driver: the `postgres` extra)."""
-        self._databases += 1
-        name = f"mlflow{self._databases}"
-        self._run(_pg_bin("psql") or "psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
-                  "-q", "-c", f"CREATE DATABASE {name}")
-        return f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/{name}"
-
-    def stop(self) -> None:
-        subprocess.run([*self._as_user, self.pg_ctl, "-D", str(self.data), "-m", "fast", "stop"],
-                       capture_output=True, timeout=60)
-        shutil.rmtree(self.root, ignore_errors=True)
-
-    def _run(self, *cmd: str) -> None:
-        done = subprocess.run([*self._as_user, *cmd], capture_output=True, text=True, timeout=120)
-        if done.returncode:
-            log = self.root / "pg.log"
-            raise RuntimeError(f"{cmd[0]} failed: {done.stderr}\n{log.read_text() if log.exists() else ''}")
-
 
 class MlflowServer:
     """`mlflow server` on a backend store, 127.0.0.1, one worker, job execution off."""
 
     def __init__(self, backend: str, folder: Path):
-        self.backend, self.folder, self.port = backend, folder, _free_port()
+        self.backend, self.folder, self.port = backend, folder, free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = None
 
@@ -152,7 +99,10 @@ class MlflowServer:
 
 @pytest.fixture(scope="session")
 def postgres():
-    pg = Postgres()
+    try:
+        pg = Postgres()  # tests/pg_server.py, shared with test_fast_write.py and benchmarks/bench_write.py
+    except PostgresMissing as exc:
+        _need(str(exc))
     yield pg
     pg.stop()
 
@@ -162,7 +112,7 @@ def server_on_postgres(postgres, tmp_path):
     """An MLflow server on a fresh PostgreSQL database (restartable: .stop(), .start())."""
     pytest.importorskip("psycopg2", reason="the `postgres` extra (psycopg2-binary) is missing") \
         if not os.environ.get("CI") else __import__("psycopg2")
-    server = MlflowServer(postgres.database(), tmp_path / "server").start()
+    server = MlflowServer(postgres.uri(postgres.create()), tmp_path / "server").start()
     yield server
     server.stop()
 
@@ -172,7 +122,7 @@ def ray_head(tmp_path_factory):
     """A Ray head on 127.0.0.1 (`ray start`), auth off on both sides; `ray stop --force` after."""
     if not (BIN / "ray").exists():
         _need("the `ray` extra is missing")
-    port = _free_port()
+    port = free_port()
     temp = Path(tempfile.mkdtemp(prefix="gdexp-ray-"))  # short: Ray's socket paths have a length limit
     env = dict(os.environ, RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0", RAY_AUTH_MODE="disabled")
     started = subprocess.run(
@@ -270,7 +220,7 @@ def test_tracking_server_needs_its_address(gdexp, monkeypatch):
 
 def test_a_server_that_does_not_answer_stops_the_sweep_before_any_run(gdexp, monkeypatch, tmp_path):
     monkeypatch.delenv("MLFLOW_TRACKING_URI")
-    url = f"http://127.0.0.1:{_free_port()}"
+    url = f"http://127.0.0.1:{free_port()}"
     code, out, err = gdexp(*SWEEP, "tracking=server", f"tracking.uri={url}")
     assert code == 2  # a store that cannot be used: refused input (gdexp.core.errors.EXIT_INVALID_INPUT)
     lines = [line for line in err.splitlines() if line.startswith("gdexp: error:")]
