@@ -335,12 +335,16 @@ def test_an_experiment_report_covers_every_run_and_is_not_attached(sweep, capsys
 def test_bad_selections_exit_2_with_a_reason(sweep, capsys, monkeypatch, tmp_path):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", sweep.uri)
     child = sweep.children[0].info.run_id
-    for args, reason in ((["--sweep", "0" * 32], "not found"),
+    for args, reason in ((["--sweep", "0" * 32], "no such run in"),
                          (["--sweep", child], "is not a sweep's parent run"),
                          (["--experiment", "nope"], "no experiment named 'nope'")):
         assert report(args) == 2
         assert reason in capsys.readouterr().err
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'empty.db'}")
+    empty = f"sqlite:///{tmp_path / 'empty.db'}"
+    from gdexp.tracking.store import client
+
+    client(empty)  # a store with no sweep (a store that is not there is refused as such)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", empty)
     assert report([]) == 2
     assert "no sweep in" in capsys.readouterr().err
 

@@ -63,11 +63,11 @@ def compare_main(argv: list[str]) -> int:
     args = p.parse_args(argv)
     if len(args.sweeps) < 2:
         p.error("give two sweeps or more (one sweep: gdexp report --sweep ID)")
-    return _report(None, args.sweeps, args, "gdexp compare")
+    return _report(None, args.sweeps, args, "gdexp compare", sweep_key="SWEEP")
 
 
-def _report(experiment: str | None, sweeps: list[str] | None, args, prog: str) -> int:
-    from gdexp.core.errors import ConfigError
+def _report(experiment: str | None, sweeps: list[str] | None, args, prog: str, sweep_key: str = "--sweep") -> int:
+    from gdexp.core.errors import ConfigError, say_invalid
     from gdexp.report.build import build_report
     from gdexp.report.select import select, started
     from gdexp.tracking.reader import check_allow_list
@@ -75,13 +75,16 @@ def _report(experiment: str | None, sweeps: list[str] | None, args, prog: str) -
 
     try:
         check_allow_list(args.allow_module)
-        sel = select(experiment, sweeps, args.tracking_uri, args.allow_module)
-    except (LookupError, store_error(), ConfigError) as exc:
+        check_out(args.out)  # before the store is read: a bad folder is known without it
+        sel = select(experiment, sweeps, args.tracking_uri, args.allow_module, sweep_key=sweep_key)
+    except ConfigError as exc:
+        return say_invalid(exc)
+    except (LookupError, store_error()) as exc:  # what MLflow refuses beyond gdexp's checks, in one line
         print(f"{prog}: error: {_message(exc)}", file=sys.stderr)
         return 2
     if sel.runs.empty:
-        print(f"{prog}: error: no runs in {sel.by} {sel.key} ({sel.uri})", file=sys.stderr)
-        return 2
+        key = "--experiment" if sel.by == "experiment" else sweep_key
+        return say_invalid(ConfigError(key, sel.key, f"no runs in it ({sel.uri})"))
     if sel.chosen:
         p = sel.parents[0]
         print(f"No --sweep given: the latest sweep in {sel.uri}, {sel.name} "
@@ -97,6 +100,22 @@ def _report(experiment: str | None, sweeps: list[str] | None, args, prog: str) -
           f"{len(files) - 2} figure files")
     print(_attach(sel, files))
     return 0
+
+
+def check_out(out: str | None) -> None:
+    """Refuse (ConfigError, one line) a report folder that cannot be one: a file or a device
+    there (/dev/null), a file where a folder above it should be, a place gdexp cannot write
+    (/proc/x). Nothing is created; the default (under ./reports) is checked as well."""
+    from gdexp.core.errors import ConfigError
+    from gdexp.tracking.guards import check_writable
+
+    path = Path(out) if out else Path("reports")
+    if path.exists() and not path.is_dir():
+        raise ConfigError("--out", out or "reports/...", f"{path} is not a folder (a file or a device is "
+                          "there); name a folder for the report")
+    reason = check_writable(path)
+    if reason:
+        raise ConfigError("--out", out or "reports/...", f"the report folder cannot be made: {reason}")
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -41,18 +41,26 @@ def main(argv: list[str]) -> int:
         print("gdexp rerun: error: give RUN_ID..., or --sweep PARENT_RUN_ID, or --experiment NAME",
               file=sys.stderr)
         return 2
-    from gdexp.core.errors import ConfigError
-    from gdexp.tracking.reader import check_allow_list, load_runs
-    from gdexp.tracking.store import store_error
+    from gdexp.core.errors import ConfigError, say_invalid
+    from gdexp.tracking.reader import check_allow_list, check_experiment, load_runs
+    from gdexp.tracking.store import find_run, read_client, resolve_uri, store_error
 
     try:
         check_allow_list(args.allow_module)
+        cl = read_client(resolve_uri(args.tracking_uri))  # never creates the store it reads
         if args.run_ids:
-            runs = [_logged_run(run_id, args.tracking_uri) for run_id in args.run_ids]
+            runs = [_logged_run(cl, run_id) for run_id in args.run_ids]
         else:
+            # Checked here to name them as typed (--sweep, --experiment); load_runs says sweep, experiment.
+            if args.sweep:
+                find_run(cl, args.sweep, "--sweep")
+            else:
+                check_experiment(cl, args.experiment, "--experiment")
             table = load_runs(experiment=args.experiment, sweep=args.sweep, tracking_uri=args.tracking_uri)
             runs = table.to_dict("records")
-    except (LookupError, store_error(), ConfigError) as exc:
+    except ConfigError as exc:
+        return say_invalid(exc)
+    except (LookupError, store_error()) as exc:  # what MLflow refuses beyond gdexp's checks, in one line
         print(f"gdexp rerun: error: {getattr(exc, 'message', None) or exc}", file=sys.stderr)
         return 2
     if not runs:
@@ -205,11 +213,11 @@ def _loss_section(config: dict) -> dict:
     return loss
 
 
-def _logged_run(run_id: str, tracking_uri: str | None) -> dict:
+def _logged_run(cl, run_id: str) -> dict:
     from gdexp.tracking import TAG
-    from gdexp.tracking.store import client, resolve_uri
+    from gdexp.tracking.store import find_run
 
-    run = client(resolve_uri(tracking_uri)).get_run(run_id)
+    run = find_run(cl, run_id, "RUN_ID")
     return {"run_id": run_id, "run_name": run.info.run_name, "artifact_uri": run.info.artifact_uri,
             "data_sha256": run.data.tags.get(f"{TAG}data_sha256"),
             "source_sha256": run.data.tags.get(f"{TAG}source_sha256"),

@@ -20,10 +20,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gdexp.core.errors import ConfigError
+from gdexp.core.errors import ConfigError, NotFound, say_invalid
 from gdexp.tracking import parent_run, plan
+from gdexp.tracking.guards import check_existing_store, sqlite_path
 from gdexp.tracking.pending import DONE, SPOOL, kept, replay, short_reason
-from gdexp.tracking.store import client, unreachable
+from gdexp.tracking.store import client, find_run, read_client, unreachable
 
 _HASH = "gdexp.config_hash"
 
@@ -58,6 +59,7 @@ def resume(folder: Path, tracking_uri: str | None = None, force: bool = False) -
         ConfigError: the sweep's process still runs (or ran on another host and `force` is off).
     """
     folder = Path(folder)
+    check_resumable(folder, tracking_uri)
     done = Progress(recorded=len(kept(folder)))
     parents: dict[str, str] = {}
     for path in kept(folder):
@@ -87,6 +89,37 @@ def resume(folder: Path, tracking_uri: str | None = None, force: bool = False) -
             parents[sweep_plan.parent_id] = tracking_uri or sweep_plan.uri
     done.closed = [pid for pid, uri in parents.items() if parent_run.close_if_open(client(uri), pid, uri)]
     return done
+
+
+def check_resumable(folder: Path, tracking_uri: str | None = None) -> None:
+    """Refuse (ConfigError, one line, before anything is recorded or created) a folder that is no
+    sweep's or run's (neither a plan nor kept runs), a store named by --tracking-uri that is not
+    there (MLflow would create it, empty), and a planned sweep whose parent run is not in its store.
+
+    A store that does not answer is not refused here: its runs stay kept, `resume` says so (exit 1).
+    """
+    if not folder.is_dir():
+        raise ConfigError("folder", str(folder), "no such folder; name the sweep folder "
+                          "(hydra.sweep.dir) or run folder the sweep's message named")
+    sweep_plan = plan.read_plan(folder)
+    if sweep_plan is None and not any(folder.glob(f"**/{SPOOL}")):
+        raise ConfigError("folder", str(folder), f"not a sweep folder: no {plan.PLAN} and no {SPOOL}/ "
+                          "(runs kept on disk) in it")
+    if tracking_uri:
+        check_existing_store(tracking_uri)
+    if sweep_plan is not None and sweep_plan.planned is not None:
+        uri = tracking_uri or sweep_plan.uri
+        check_existing_store(uri)
+        try:
+            # A SQLite store is only read here (no lock file made beside it); a server is asked as is.
+            find_run(read_client(uri) if sqlite_path(uri) else client(uri), sweep_plan.parent_id, "sweep")
+        except NotFound:
+            raise ConfigError("tracking.uri", uri, f"this sweep's parent run {sweep_plan.parent_id} is not "
+                              "in this store; name the store the sweep recorded into") from None
+        except Exception as exc:
+            if unreachable(exc):
+                return  # the store does not answer: resume keeps the runs and says so
+            raise
 
 
 def run_again(folder: Path, progress: Progress, tracking_uri: str | None = None) -> int:
@@ -125,14 +158,11 @@ def main(argv: list[str]) -> int:
     """`gdexp resume FOLDER`: record the runs kept there, run the configs still to go; exit 0 once done."""
     args = _parser().parse_args(argv)
     folder = Path(args.folder)
-    if not folder.is_dir():
-        print(f"gdexp resume: error: no folder {folder}", file=sys.stderr)
-        return 2
+    tracking_uri = args.tracking_uri
     try:
-        progress = resume(folder, args.tracking_uri, args.force)
+        progress = resume(folder, tracking_uri, args.force)
     except ConfigError as exc:
-        print(f"gdexp resume: error: {exc}", file=sys.stderr)
-        return 2
+        return say_invalid(exc)
     except Exception as exc:
         if not unreachable(exc):
             raise
@@ -148,8 +178,8 @@ def main(argv: list[str]) -> int:
     stale = f", {progress.stale} stale run{'s' if progress.stale != 1 else ''} closed"
     print(f"gdexp resume: sweep {sweep_plan.parent_id}: {progress.to_go} to go{stale} "
           f"({sweep_plan.planned - progress.to_go} of {sweep_plan.planned} planned runs FINISHED)")
-    status = run_again(folder, progress, args.tracking_uri) if progress.to_go else 0
-    superseded = supersede(args.tracking_uri or sweep_plan.uri, sweep_plan)
+    status = run_again(folder, progress, tracking_uri) if progress.to_go else 0
+    superseded = supersede(tracking_uri or sweep_plan.uri, sweep_plan)
     if superseded:
         print(f"gdexp resume: {superseded} run{'s' if superseded != 1 else ''} replaced by a FINISHED run of the "
               "same config deleted from the sweep (tagged gdexp.superseded_by; `mlflow runs restore` brings one back)")

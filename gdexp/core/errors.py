@@ -19,6 +19,14 @@ class ConfigError(ValueError):
         return type(self), (self.key, self.value, self.reason)
 
 
+class NotFound(ConfigError, LookupError):
+    """Input naming what the store does not hold (a run id, an experiment, a sweep).
+
+    A ConfigError, one line like any bad input; also a LookupError, which
+    gdexp.load_runs raised for these before, so callers catching that still do.
+    """
+
+
 # The exit status of every gdexp command for input it refuses (a bad key or value, a grid
 # that cannot be expanded, a store that cannot be used), before any MLflow run exists.
 # argparse uses 2 too. A run or sweep that ran and failed exits 1.
@@ -39,10 +47,19 @@ class InvalidInputExit(SystemExit):
 _PRINTS = [True]
 
 
-def exit_invalid(error: Exception) -> "NoReturn":  # noqa: F821
-    """Print `error` as gdexp's one-line error and exit with EXIT_INVALID_INPUT."""
+def say_invalid(error: Exception) -> int:
+    """Print `error` as gdexp's one-line error; returns EXIT_INVALID_INPUT.
+
+    For the subcommands (report, compare, rerun, resume), whose main returns its status.
+    """
     import sys
 
+    print(f"gdexp: error: {error}", file=sys.stderr)
+    return EXIT_INVALID_INPUT
+
+
+def exit_invalid(error: Exception) -> "NoReturn":  # noqa: F821
+    """Print `error` as gdexp's one-line error and exit with EXIT_INVALID_INPUT."""
     if _PRINTS[0]:
-        print(f"gdexp: error: {error}", file=sys.stderr)
+        say_invalid(error)
     raise InvalidInputExit(error)

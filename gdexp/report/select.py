@@ -12,12 +12,13 @@ from datetime import datetime, timezone
 
 import numpy as np
 import pandas as pd
+from gdexp.core.errors import ConfigError
 from gdexp.core.legacy import upgrade
 from gdexp.core.outcomes import DESCENT_STATUSES  # noqa: F401 - the report's vocabulary
 from gdexp.core.spec import plan
 from gdexp.tracking import TAG
 from gdexp.tracking import store as tracking
-from gdexp.tracking.reader import latest_sweep, load_curve, load_runs, stored_config
+from gdexp.tracking.reader import check_experiment, latest_sweep, load_curve, load_runs, stored_config
 from gdexp.report import UI_URL  # noqa: F401 - build's default
 from gdexp.results.groups import GROUP, group_keys, with_groups
 from gdexp.results.table import MEASURED  # val_loss, train_loss, sharpness, ...: curves, not coordinates
@@ -69,34 +70,38 @@ class Selection:
 
 
 def select(experiment: str | None, sweeps: list[str] | None, tracking_uri: str | None,
-           allow_modules=()) -> Selection:
+           allow_modules=(), sweep_key: str = "--sweep") -> Selection:
     """The runs of an experiment, of one or several sweeps, or of the latest sweep in the store.
 
     ``allow_modules`` (``--allow-module``): where a figure needs a run's loss
     rebuilt (contours), a stored ``_target_`` outside gdexp is imported only
     from these modules (loss_of).
 
+    ``sweep_key``: how the user named the sweeps (``--sweep``, compare's ``SWEEP``), for the errors.
+
     Raises:
-        LookupError: no such experiment, no sweep in the store, or a run id
+        ConfigError: one line, nothing created: no store at the URI (never created
+            by reading), no such experiment or run, no sweep in the store, or a run id
             that is not a sweep's parent.
-        mlflow.exceptions.MlflowException: no run with that id.
     """
     uri = tracking.resolve_uri(tracking_uri)
-    cl = tracking.client(uri)
+    cl = tracking.read_client(uri)
     ids = {e.name: e.experiment_id for e in cl.search_experiments()}
     if experiment is not None:
+        check_experiment(cl, experiment, "--experiment")
         runs = load_runs(experiment=experiment, tracking_uri=uri)
         found = sorted(set(runs["sweep_id"].dropna()))
         parents = sorted((cl.get_run(i) for i in found), key=lambda r: (r.info.start_time, r.info.run_id))
         return Selection(uri, "experiment", experiment, experiment, _typed(runs, ids, parents), parents,
                          allow_modules=tuple(allow_modules))
-    parents = [cl.get_run(s) for s in sweeps] if sweeps else [latest_sweep(cl)]
+    parents = [tracking.find_run(cl, s, sweep_key) for s in sweeps] if sweeps else [latest_sweep(cl)]
     for parent in parents:
         if parent.data.tags.get(f"{TAG}sweep") != "true":
-            raise LookupError(f"run {parent.info.run_id} is not a sweep's parent run "
-                              f"(no tag {TAG}sweep=true); pass a parent run id to --sweep")
-    if len({p.info.run_id for p in parents}) < len(parents):
-        raise LookupError("a sweep was named twice")
+            raise ConfigError(sweep_key, parent.info.run_id, f"this run is not a sweep's parent run (no tag "
+                              f"{TAG}sweep=true); pass a sweep's parent run id")
+    twice = next((s for i, s in enumerate(sweeps or []) if s in sweeps[:i]), None)
+    if twice is not None:
+        raise ConfigError(sweep_key, twice, "a sweep named twice")
     runs = pd.concat([load_runs(sweep=p.info.run_id, tracking_uri=uri) for p in parents],
                      ignore_index=True)
     names = [sweep_name(p) for p in parents]
@@ -210,7 +215,7 @@ def run_url(ui: str, experiment_id: str, run_id: str) -> str:
 
 
 def client(uri: str):
-    return tracking.client(uri)
+    return tracking.read_client(uri)
 
 
 def _typed(runs: pd.DataFrame, experiment_ids: dict[str, str], parents: list) -> pd.DataFrame:

@@ -239,6 +239,68 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
                       "start it (README, Scaling out) or fix the address")
 
 
+def check_existing_store(uri: str) -> None:
+    """Refuse a local store (a SQLite file, a file: folder) that is not there, or is no MLflow store.
+
+    Opening a store with MLflow creates it (and migrates a new SQLite file into
+    a ~1 MB empty store): a command that only reads, or resumes into a store it
+    names, must say the store is missing instead, and leave nothing behind.
+    """
+    path = sqlite_path(uri)
+    if path is None and uri.startswith("file:"):
+        folder = local_dir(uri)
+        if folder is not None and not folder.is_dir():
+            raise ConfigError("tracking.uri", uri, f"no MLflow store there ({folder} does not exist)")
+        return
+    if path is None:
+        return
+    if not path.exists():
+        raise ConfigError("tracking.uri", uri, f"no MLflow store there ({path} does not exist); "
+                          "name the file a sweep recorded into (its last lines say which)")
+    if not path.is_file():
+        raise ConfigError("tracking.uri", uri, f"no MLflow store there ({path} is not a regular file)")
+    if not _is_mlflow_sqlite(path):
+        raise ConfigError("tracking.uri", uri, f"no MLflow store there ({path} is not an MLflow "
+                          "SQLite database)")
+
+
+def check_readable_store(uri: str) -> None:
+    """Refuse, in one line and at once, a store a reader (report, rerun, load_runs) cannot read:
+    a URI gdexp does not know, a SQLite file or folder that is not there (never created), a
+    tracking server that does not answer (MLflow would retry it for many seconds), a database
+    that does not answer."""
+    scheme = uri.split(":", 1)[0].lower() if ":" in uri else ""
+    if uri.startswith("sqlite:") or scheme == "file":
+        check_existing_store(uri)
+    elif scheme in ("http", "https"):
+        if uri not in _ANSWERED:
+            check_reachable(uri)
+            _ANSWERED.add(uri)  # once a process: a report downloads many curves from one server
+    else:
+        check_store_uri(uri)  # a database URL answers, or the scheme is refused
+
+
+_ANSWERED: set[str] = set()
+
+
+def _is_mlflow_sqlite(path: Path) -> bool:
+    """Whether `path` is an SQLite database holding MLflow's tables (opened read-only)."""
+    import sqlite3
+
+    try:
+        with open(path, "rb") as file:
+            if file.read(len(_SQLITE_HEADER)) != _SQLITE_HEADER:
+                return False
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        finally:
+            conn.close()
+    except (OSError, sqlite3.Error):
+        return False
+    return {"runs", "experiments"} <= names
+
+
 # Database URLs (SQLAlchemy dialects) MLflow keeps runs in.
 _DATABASES = ("postgresql", "mysql", "mssql")
 _SQLITE_HEADER = b"SQLite format 3\x00"

@@ -14,14 +14,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from gdexp.core.errors import ConfigError
+from gdexp.core.errors import ConfigError, NotFound
 from gdexp.core.targets import check_allowed
 from gdexp.results.summary import aggregate_runs
 from gdexp.results.table import MEASURED, SUMMARY_METRICS, typed_table
 from gdexp.tracking import TAG as _T
 from gdexp.tracking.content import STAND_IN, flatten
 from gdexp.tracking.guards import local_dir
-from gdexp.tracking.store import client, resolve_uri
+from gdexp.tracking.store import find_run, read_client, resolve_uri
 
 
 def load_runs(experiment: str | None = None, sweep: str | None = None,
@@ -57,20 +57,21 @@ def load_runs(experiment: str | None = None, sweep: str | None = None,
         is read in full from the run's config.yaml.
 
     Raises:
-        LookupError: no such experiment, or no sweep in the store.
-        mlflow.exceptions.MlflowException: no run with the id `sweep`.
+        ConfigError: one line ``KEY=VALUE: reason``, nothing created: no store at
+            `tracking_uri` (a SQLite file that is not there, a server that does not
+            answer); and, as gdexp.core.errors.NotFound (also a LookupError), no such
+            experiment, no run with the id `sweep`, or no sweep in the store.
     """
     if experiment is not None and sweep is not None:
         raise ValueError("pass experiment or sweep, not both")
-    cl = client(resolve_uri(tracking_uri))
+    cl = read_client(resolve_uri(tracking_uri))
     if experiment is not None:
+        check_experiment(cl, experiment, "experiment")
         found = cl.get_experiment_by_name(experiment)
-        if found is None:
-            raise LookupError(f"no experiment named {experiment!r} in {cl.tracking_uri}")
         runs = [r for r in search(cl, [found.experiment_id], "")
                 if r.data.tags.get(f"{_T}sweep") != "true"]
     else:
-        parent = cl.get_run(sweep) if sweep is not None else latest_sweep(cl)
+        parent = find_run(cl, sweep, "sweep") if sweep is not None else latest_sweep(cl)
         runs = search(cl, [parent.info.experiment_id],
                        f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
     names = {e.experiment_id: e.name for e in cl.search_experiments()}
@@ -97,10 +98,17 @@ def load_curve(run_id: str, tracking_uri: str | None = None,
 
     Raises:
         FileNotFoundError: a run of a local store without curve.parquet.
-        mlflow.exceptions.MlflowException: no run with this id (or, remote, no curve.parquet).
+        ConfigError: no store at `tracking_uri`; NotFound (a ConfigError): no run with this id.
+        mlflow.exceptions.MlflowException: a remote store's run without curve.parquet.
     """
     with artifact_file(run_id, "curve.parquet", tracking_uri, artifact_uri) as path:
         return pd.read_parquet(path)
+
+
+def check_experiment(cl, name: str, key: str) -> None:
+    """NotFound (one line, under the name `key` the user gave it by) if the store has no experiment `name`."""
+    if cl.get_experiment_by_name(name) is None:
+        raise NotFound(key, name, f"no experiment named {name!r} in {cl.tracking_uri}")
 
 
 def latest_sweep(cl):
@@ -109,7 +117,7 @@ def latest_sweep(cl):
     found = cl.search_runs(ids, f"tags.{_T}sweep = 'true'", max_results=1,
                            order_by=["attributes.start_time DESC", "attributes.run_id DESC"]) if ids else []
     if not found:
-        raise LookupError(f"no sweep in {cl.tracking_uri}; run one with `gdexp -m ...`")
+        raise NotFound("tracking.uri", cl.tracking_uri, "no sweep in this store; run one with `gdexp -m ...`")
     return found[0]
 
 
@@ -124,7 +132,7 @@ def artifact_file(run_id: str, name: str, tracking_uri: str | None = None,
     """
     uri = resolve_uri(tracking_uri)
     if artifact_uri is None:
-        artifact_uri = client(uri).get_run(run_id).info.artifact_uri
+        artifact_uri = find_run(read_client(uri), run_id, "run_id").info.artifact_uri
     local = local_dir(artifact_uri)  # one rule for "local store": the writer's
     if local is not None:
         path = local / name
@@ -133,7 +141,7 @@ def artifact_file(run_id: str, name: str, tracking_uri: str | None = None,
         yield path
         return
     with tempfile.TemporaryDirectory(prefix="gdexp-") as tmp:
-        yield Path(client(uri).download_artifacts(run_id, name, tmp))
+        yield Path(read_client(uri).download_artifacts(run_id, name, tmp))
 
 
 def search(cl, experiment_ids: list[str], filter_string: str) -> list:

@@ -14,10 +14,11 @@ import os
 import re
 from pathlib import Path
 
-from gdexp.core.errors import ConfigError
+from gdexp.core.errors import ConfigError, NotFound
 from gdexp.core.resources import check_disk
 from gdexp.tracking import env, interrupts
-from gdexp.tracking.guards import check_store_filesystem, check_store_uri, check_writable, local_dir, sqlite_path
+from gdexp.tracking.guards import (check_readable_store, check_store_filesystem, check_store_uri, check_writable,
+                                   local_dir, sqlite_path)
 from gdexp.tracking.writes import GuardedClient, StoreLocked, quiet_lock_errors, wait_unlocked
 
 
@@ -63,6 +64,47 @@ def client(uri: str) -> "GuardedClient":
         return GuardedClient(wait_unlocked(functools.partial(_open, uri), uri))
     except StoreLocked as exc:
         raise ConfigError("tracking.uri", uri, str(exc)) from None
+
+
+def read_client(uri: str) -> "GuardedClient":
+    """An MlflowClient for an existing store, opened to read it: never created, migrated or locked.
+
+    For every reader (gdexp report, compare, rerun, load_runs, load_curve): `client` would
+    create a missing SQLite file (an empty ~1 MB store) and a `<file>.lock` beside it.
+
+    Raises:
+        ConfigError: one line, before MLflow is asked: no store there
+            (guards.check_readable_store), or it stayed locked for LOCK_WAIT_S.
+    """
+    check_readable_store(uri)
+    env.http_client_defaults(uri)
+    quiet_lock_errors()
+
+    def _read():
+        from mlflow import MlflowClient
+
+        cl = MlflowClient(tracking_uri=uri)
+        cl._tracking_client.store  # noqa: B018 - opened here, so a locked store is waited for
+        return cl
+
+    try:
+        return GuardedClient(wait_unlocked(_read, uri))
+    except StoreLocked as exc:
+        raise ConfigError("tracking.uri", uri, str(exc)) from None
+
+
+def find_run(cl, run_id: str, key: str):
+    """The run `run_id` of the store `cl` reads; NotFound (one line, under the name `key` the
+    user gave the id by: --sweep, RUN_ID, sweep, ...) when the store has no such run."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return cl.get_run(run_id)
+    except MlflowException as exc:
+        # A SQL store says RESOURCE_DOES_NOT_EXIST; a server may call a malformed id an invalid value.
+        if exc.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            raise
+        raise NotFound(key, run_id, f"no such run in {cl.tracking_uri}") from None
 
 
 def _open(uri: str):
