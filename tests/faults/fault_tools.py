@@ -163,3 +163,35 @@ def make_store(uri: str) -> None:
     """Create (migrate) a SQLite store in another process, so this one has not opened it yet."""
     subprocess.run([sys.executable, "-c", f"from mlflow import MlflowClient; MlflowClient({uri!r}).search_experiments()"],
                    check=True, capture_output=True, env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"})
+
+
+def on_each_write(monkeypatch, path: str, client_method: str, fault) -> list[str]:
+    """Call fault(k) before the k-th write of a run's records (k = 1, 2, ...): on the fast path
+    each chunk's insert (gdexp.tracking.fast.write._flush), on MLflow's client path (forced) each
+    call of SqlAlchemyStore.<client_method>. fault may raise or signal. Returns the run ids
+    written, in order (the fast path: every run of each chunk)."""
+    import gdexp.tracking.bulk as bulk
+    from gdexp.tracking.fast import write as fast_write
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    writes: list[str] = []
+    if path == "fast":
+        real = fast_write._flush
+
+        def flush(conn, runs, *rows):
+            writes.extend(run["run_uuid"] for run in runs)
+            fault(len(writes))
+            return real(conn, runs, *rows)
+
+        monkeypatch.setattr(fast_write, "_flush", flush)
+    else:
+        real_method = getattr(SqlAlchemyStore, client_method)
+
+        def method(self, run_id, *args, **kwargs):
+            writes.append(run_id)
+            fault(len(writes))
+            return real_method(self, run_id, *args, **kwargs)
+
+        monkeypatch.setattr(bulk, "_fast", lambda store: False)
+        monkeypatch.setattr(SqlAlchemyStore, client_method, method)
+    return writes

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from fault_tools import all_runs, census, finished_children, start_gdexp, stop, wait_for
+from fault_tools import all_runs, census, finished_children, on_each_write, start_gdexp, stop, wait_for
 
 pytestmark = pytest.mark.faults
 
@@ -114,35 +114,12 @@ def test_ctrl_c_inside_a_store_write_lands_after_it(gdexp, store, tmp_path, monk
     (gdexp.tracking.fast.write, one chunk a run here), on MLflow's client path between the params
     and the metrics of its log_batch. The write ends whole, then the sweep stops; nothing is
     left RUNNING or locked, and resume runs exactly what is missing."""
-    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+    def interrupt(k):
+        if k == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.2)  # where the interrupt would land, half-way through the write
 
-    import gdexp.tracking.bulk as bulk
-    from gdexp.tracking.fast import write as fast_write
-
-    writes = []
-    if path == "fast":
-        real = fast_write._flush
-
-        def interrupted_write(conn, runs, *rows):
-            writes.extend(run["run_uuid"] for run in runs)
-            if len(writes) == 3:
-                os.kill(os.getpid(), signal.SIGINT)
-                time.sleep(0.2)  # where the interrupt would land, half-way through the transaction
-            return real(conn, runs, *rows)
-
-        monkeypatch.setattr(fast_write, "_flush", interrupted_write)
-    else:
-        real = SqlAlchemyStore._log_metrics
-
-        def interrupted_write(self, run_id, metrics):
-            writes.append(run_id)
-            if len(writes) == 3:
-                os.kill(os.getpid(), signal.SIGINT)
-                time.sleep(0.2)
-            return real(self, run_id, metrics)
-
-        monkeypatch.setattr(bulk, "_fast", lambda store: False)
-        monkeypatch.setattr(SqlAlchemyStore, "_log_metrics", interrupted_write)
+    writes = on_each_write(monkeypatch, path, "_log_metrics", interrupt)
     sweep_dir = tmp_path / "sweep"
     code, out, err = gdexp("-m", "loss=booth", "optimizer.lr=0.001,0.002,0.003,0.004,0.005", "stopping.maxiter=40",
                            "hydra.sweeper.max_batch_size=1", f"hydra.sweep.dir={sweep_dir}")

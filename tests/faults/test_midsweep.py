@@ -6,7 +6,7 @@ import hashlib
 
 import pytest
 
-from fault_tools import all_runs, census, locked_store, make_store, read_only, start_gdexp
+from fault_tools import all_runs, census, locked_store, make_store, on_each_write, read_only, start_gdexp
 
 pytestmark = pytest.mark.faults
 
@@ -148,33 +148,14 @@ def test_a_store_that_stays_locked_mid_sweep_keeps_the_runs_for_resume(gdexp, st
     closes the sweep."""
     import sqlalchemy.exc
     from mlflow.exceptions import MlflowException
-    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
-    from gdexp.tracking.fast import write as fast_write
+    def locked(k):
+        if k >= 3:
+            raise (sqlalchemy.exc.OperationalError("INSERT", {}, Exception("database is locked")) if path == "fast"
+                   else MlflowException("(sqlite3.OperationalError) database is locked"))
 
     monkeypatch.setattr("gdexp.tracking.writes.LOCK_WAIT_S", 0.5)
-    calls = []
-    if path == "fast":
-        real_flush = fast_write._flush
-
-        def locked_flush(*args):
-            calls.append(1)
-            if len(calls) >= 3:
-                raise sqlalchemy.exc.OperationalError("INSERT", {}, Exception("database is locked"))
-            return real_flush(*args)
-
-        monkeypatch.setattr(fast_write, "_flush", locked_flush)
-    else:
-        real = SqlAlchemyStore.log_batch
-
-        def locked(self, *args, **kwargs):
-            calls.append(1)
-            if len(calls) >= 3:
-                raise MlflowException("(sqlite3.OperationalError) database is locked")
-            return real(self, *args, **kwargs)
-
-        monkeypatch.setattr("gdexp.tracking.bulk._fast", lambda store: False)
-        monkeypatch.setattr(SqlAlchemyStore, "log_batch", locked)
+    on_each_write(monkeypatch, path, "log_batch", locked)
     sweep_dir = tmp_path / "sweep"
     code, out, err = gdexp("-m", "loss=booth", "optimizer.lr=0.01,0.02,0.03,0.04", "stopping.maxiter=5",
                            "hydra.sweeper.max_batch_size=1", f"hydra.sweep.dir={sweep_dir}")
