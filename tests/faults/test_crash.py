@@ -119,13 +119,11 @@ def test_ctrl_c_inside_a_store_write_lands_after_it(gdexp, store, tmp_path, monk
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(0.2)  # where the interrupt would land, half-way through the write
 
-    writes = on_each_write(monkeypatch, path, "_log_metrics", interrupt)
     sweep_dir = tmp_path / "sweep"
-    code, out, err = gdexp("-m", "loss=booth", "optimizer.lr=0.001,0.002,0.003,0.004,0.005", "stopping.maxiter=40",
-                           "hydra.sweeper.max_batch_size=1", f"hydra.sweep.dir={sweep_dir}")
-    monkeypatch.undo()  # the injected fault only; the store as the fixture set it
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
-    monkeypatch.chdir(tmp_path)
+    with pytest.MonkeyPatch.context() as fault:  # the fault for this sweep only
+        writes = on_each_write(fault, path, "_log_metrics", interrupt)
+        code, out, err = gdexp("-m", "loss=booth", "optimizer.lr=0.001,0.002,0.003,0.004,0.005",
+                               "stopping.maxiter=40", "hydra.sweeper.max_batch_size=1", f"hydra.sweep.dir={sweep_dir}")
     # fast: the third run's transaction commits whole (the run FINISHED); client: its log_batch
     # ends whole, then the run is closed KILLED
     recorded, third_status = (3, "FINISHED") if path == "fast" else (2, "KILLED")

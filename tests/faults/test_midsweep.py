@@ -154,14 +154,12 @@ def test_a_store_that_stays_locked_mid_sweep_keeps_the_runs_for_resume(gdexp, st
             raise (sqlalchemy.exc.OperationalError("INSERT", {}, Exception("database is locked")) if path == "fast"
                    else MlflowException("(sqlite3.OperationalError) database is locked"))
 
-    monkeypatch.setattr("gdexp.tracking.writes.LOCK_WAIT_S", 0.5)
-    on_each_write(monkeypatch, path, "log_batch", locked)
     sweep_dir = tmp_path / "sweep"
-    code, out, err = gdexp("-m", "loss=booth", "optimizer.lr=0.01,0.02,0.03,0.04", "stopping.maxiter=5",
-                           "hydra.sweeper.max_batch_size=1", f"hydra.sweep.dir={sweep_dir}")
-    monkeypatch.undo()  # the injected fault only; the store as the fixture set it
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
-    monkeypatch.chdir(tmp_path)
+    with pytest.MonkeyPatch.context() as fault:  # the fault for this sweep only
+        fault.setattr("gdexp.tracking.writes.LOCK_WAIT_S", 0.5)
+        on_each_write(fault, path, "log_batch", locked)
+        code, out, err = gdexp("-m", "loss=booth", "optimizer.lr=0.01,0.02,0.03,0.04", "stopping.maxiter=5",
+                               "hydra.sweeper.max_batch_size=1", f"hydra.sweep.dir={sweep_dir}")
     assert code == 1 and "Traceback" not in err, err
     assert "2 runs could not be recorded" in err and f"gdexp resume {sweep_dir}" in err
     assert len(list(sweep_dir.glob("gdexp-unrecorded/*/run.json"))) == 2
