@@ -41,6 +41,12 @@ def free_disk(folder: str | os.PathLike) -> int | None:
         return None
 
 
+def point_bytes(dim: int) -> int:
+    """Bytes a run holds per point of `dim` float64 parameters: the point, its gradient, an
+    optimizer's state (Adam: two moments) and the best point, about six copies."""
+    return 6 * 8 * dim
+
+
 def check_memory(key: str, value, nbytes: float, what: str, available: int | None = None) -> None:
     """Refuse, naming `key`, what would hold more than MEMORY_SHARE of the available memory.
 

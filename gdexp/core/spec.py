@@ -18,7 +18,7 @@ from gdexp.core import registry
 from gdexp.core.errors import ConfigError
 from gdexp.core.losses.base import Loss
 from gdexp.core.params import NonNegativeInt, check_value, switches
-from gdexp.core.resources import check_memory, check_run_memory
+from gdexp.core.resources import check_memory, check_run_memory, point_bytes
 from gdexp.core.stopping import check_stopping
 
 # The sections of a run's config the core reads; the rest (tracking, ...) belongs to the layers above.
@@ -75,8 +75,9 @@ class RunSpec:
     @property
     def memory_bytes(self) -> int:
         """Bytes this run holds while its chunk descends and is recorded: its curves (curve_bytes),
-        its parameters and their gradient, and its records (record_bytes)."""
-        return self.curve_bytes + 8 * 4 * self.loss.dim + self.record_bytes
+        its parameters with their gradient and optimizer state (point_bytes), and its records
+        (record_bytes)."""
+        return self.curve_bytes + point_bytes(self.loss.dim) + self.record_bytes
 
     @property
     def record_bytes(self) -> int:
@@ -141,8 +142,8 @@ def plan(config: dict, name_keys: tuple[str, ...] = (), search_dir: str | None =
     loss = _build_loss(canonical({k: v for k, v in checked["loss"].items() if k not in LOSS_KEYS}),
                        _file_stamp(checked["loss"].get("data")), search_dir)
     _check_batch_size(checked["loss"].get("batch_size"), loss)
-    check_memory("loss.dim", loss.dim, 8 * 6 * loss.dim, f"a point of {loss.dim:,} parameters (with its gradient, "
-                 "an optimizer's state and the best point)")
+    check_memory("loss.dim", loss.dim, point_bytes(loss.dim), f"a point of {loss.dim:,} parameters (with its "
+                 "gradient, an optimizer's state and the best point)")
     x0 = _start(config.get("init"), loss)
     checked["init"] = None if config.get("init") is None else [float(v) for v in x0]
     _check_finite_start(loss, x0, checked)

@@ -23,7 +23,7 @@ import numpy as np
 from gdexp.core.data import Dataset, load_dataset
 from gdexp.core.errors import ConfigError
 from gdexp.core.losses.base import Loss
-from gdexp.core.resources import check_memory
+from gdexp.core.resources import check_memory, point_bytes
 
 __all__ = ["ACTIVATIONS", "MLP", "mlp"]
 
@@ -349,6 +349,5 @@ def mlp(dataset: str | None = "digits", data: str | None = None, x: str | Sequen
                           seed=seed, standardize=standardize)
     sizes = (loaded.n_features, *widths, 1 if loaded.task == "regression" else loaded.n_classes)
     dim = sum((fan_in + 1) * fan_out for fan_in, fan_out in zip(sizes[:-1], sizes[1:]))
-    # the weights, their gradient, an optimizer's state and the best point: about 6 copies
-    check_memory("loss.hidden", list(widths), 6 * 8 * dim, f"an MLP of {dim:,} parameters")
+    check_memory("loss.hidden", list(widths), point_bytes(dim), f"an MLP of {dim:,} parameters")
     return MLP(loaded, tuple(int(w) for w in widths), activation, int(init_seed))
