@@ -24,7 +24,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
 
-    from gdexp.core.batch import execute
+    from gdexp.specs.batch import execute
     from gdexp.tracking.record import write_run
     from gdexp.tracking.store import open_store
 

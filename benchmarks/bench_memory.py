@@ -6,7 +6,7 @@
 Each case is one `gdexp` command (GD on Rosenbrock from (-1.5, 2), stopping.gtol=0 so no run
 stops early, a fresh SQLite store in a temporary folder), run as a user runs it, in a child
 process; its peak resident memory is the child's ru_maxrss. The bound gdexp keeps: one chunk
-of curve records (gdexp.core.batch.CHUNK_BYTES, 512 MiB) plus what the process holds anyway
+of curve records (gdexp.specs.batch.CHUNK_BYTES, 512 MiB) plus what the process holds anyway
 (Python, numpy, Hydra, MLflow: ~0.4-0.6 GB), so under 2 GB for any sweep on this loss. Before
 chunking, the descent held every curve of a batch: runs x steps x 4 x 8 bytes (32 GB for
 10,000 x 100,000). After each sweep, load_runs reads the sweep back (its time is printed).

@@ -108,7 +108,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from gdexp.hydra.grids import logspace
-    from gdexp.core.batch import execute
+    from gdexp.specs.batch import execute
 
     lrs = logspace(1e-5, 1e-2, args.runs)
     specs = compose_specs([["loss=rosenbrock", "init=[-1.5,2.0]", "optimizer=gd", f"optimizer.lr={lr!r}",

@@ -58,7 +58,7 @@ def compose_specs(overrides_per_run: list[list[str]]):
     from gdexp.hydra.compose import JobComposer
     from gdexp.hydra.schema import register_configs
     from gdexp.hydra.paths import conf_dir
-    from gdexp.core.spec import plan
+    from gdexp.specs.run_spec import plan
 
     register_configs()
     GlobalHydra.instance().clear()

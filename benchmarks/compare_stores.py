@@ -177,7 +177,7 @@ def implements(section: str, name: str | None, target: str | None) -> bool:
     """Whether `target` names the registry's implementation of `name` (this tree's registry)."""
     from gdexp.core.losses import LOSSES
     from gdexp.core.optimizers import OPTIMIZERS
-    from gdexp.core.targets import resolve
+    from gdexp.specs.targets import resolve
 
     registry = LOSSES if section == "loss" else OPTIMIZERS
     return name in registry and target is not None and resolve(target, f"{section}._target_", None) is registry[name]

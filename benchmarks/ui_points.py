@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gdexp.tracking.fast.records import RunRecord  # noqa: E402
 from gdexp.tracking.fast.write import write_runs  # noqa: E402
-from gdexp.core.sampling import sample_steps  # noqa: E402
+from gdexp.tracking.sampling import sample_steps  # noqa: E402
 
 UI_MAX_RESULTS = 320  # maxResults in MLflow 3.17's chart code
 

@@ -7,7 +7,7 @@ The Python API (the same runs, recorded exactly as the `gdexp` command records t
 - ``gdexp.load_runs(...)``, ``gdexp.load_curve(run_id)``: runs and curves read back from MLflow.
 - ``gdexp.ConfigError``: what bad input raises (one line: ``KEY=VALUE: reason``).
 
-Layers (imports only go down): gdexp.core (numpy) < gdexp.results (pandas tables)
+Layers (imports only go down): gdexp.core (numpy) < gdexp.specs (configs to runs) < gdexp.results (pandas tables)
 < gdexp.tracking (MLflow) < gdexp.hydra (configs, sweepers, launchers) < gdexp.report
 < gdexp.commands (the CLI) and this API.
 """

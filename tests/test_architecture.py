@@ -19,10 +19,11 @@ import gdexp
 
 PACKAGE = Path(gdexp.__file__).parent
 # Bottom to top: a module may import gdexp modules of its own layer and of the layers before it.
-LAYERS = ("core", "results", "tracking", "hydra", "report", "commands")
+LAYERS = ("core", "specs", "results", "tracking", "hydra", "report", "commands")
 # Third-party packages a layer must never import, at any level (ast).
 FORBIDDEN = {
     "core": ("hydra", "hydra_plugins", "omegaconf", "mlflow"),
+    "specs": ("hydra", "hydra_plugins", "omegaconf", "mlflow"),
     "results": ("hydra", "hydra_plugins", "omegaconf", "mlflow"),
     "tracking": ("hydra", "hydra_plugins", "omegaconf"),
 }
@@ -31,6 +32,7 @@ FORBIDDEN = {
 # tracking imports MLflow inside its functions (`import mlflow` costs most of a second).
 NOT_LOADED = {
     "core": ("hydra", "omegaconf", "mlflow", "pandas"),
+    "specs": ("hydra", "omegaconf", "mlflow", "pandas", "jax"),
     "results": ("hydra", "omegaconf", "mlflow"),
     "tracking": ("hydra", "omegaconf", "mlflow"),
 }

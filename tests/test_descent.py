@@ -10,8 +10,8 @@ from gdexp.core.descent import descend
 from gdexp.core.stopping import StoppingRules
 from gdexp.core.losses import make_loss
 from gdexp.core.optimizers import OPTIMIZERS, make_optimizer
-from gdexp.core.batch import execute
-from gdexp.core.spec import plan
+from gdexp.specs.batch import execute
+from gdexp.specs.run_spec import plan
 
 
 def budget(B=1, max_iters=1000, tol=0.0, patience=0, min_delta=0.0, factor=1e4) -> StoppingRules:

@@ -16,10 +16,10 @@ import yaml
 from gdexp.core.losses import LOSSES
 from gdexp.core.optimizers import OPTIMIZERS
 from gdexp.core.params import RESERVED, check_section, schema
-from gdexp.core.registry import SUPPLIED
+from gdexp.specs.registry import SUPPLIED
 from gdexp.core.schedules import SCHEDULES
-from gdexp.core.spec import LOSS_KEYS
-from gdexp.core.targets import is_gdexp_target, resolve
+from gdexp.specs.run_spec import LOSS_KEYS
+from gdexp.specs.targets import is_gdexp_target, resolve
 from gdexp.hydra.paths import conf_dir
 
 REGISTRIES = {"loss": LOSSES, "optimizer": OPTIMIZERS, "schedule": SCHEDULES}
@@ -30,7 +30,7 @@ USER_OPTIONS = {("loss", "custom")}
 # Values of an option that differ from its target's default, and why.
 ON_PURPOSE = {
     ("loss", "expression", "expr"): "required in code; the option shows Rosenbrock's formula as the example",
-    ("loss", "mlp", "init_seed"): "null = the run's seed (core.spec.plan fills it); the code's 0 is for scripts",
+    ("loss", "mlp", "init_seed"): "null = the run's seed (specs.run_spec.plan fills it); the code's 0 is for scripts",
 }
 
 
@@ -98,7 +98,7 @@ def test_an_options_values_are_its_targets_defaults_or_differ_on_purpose(group, 
     expected = {k for (g, o, k) in ON_PURPOSE if (g, o) == (group, option)}
     assert set(differ) == expected, differ
     # and the option's values pass the signature's own checks (a null `*seed` of a loss is the
-    # run's seed when planned: core.spec.plan)
+    # run's seed when planned: specs.run_spec.plan)
     section = {k: 0 if v is None and group == "loss" and k.endswith("seed") else v
                for k, v in node.items() if k not in (*RESERVED, *GDEXP_KEYS.get(group, ()))}
     check_section(group, target, section, option, supplied=tuple(SUPPLIED.get(group, {})))

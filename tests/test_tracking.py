@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from gdexp.core.spec import config_hash, plan
+from gdexp.specs.run_spec import config_hash, plan
 from gdexp.tracking.store import resolve_uri
 
 

@@ -1,4 +1,4 @@
-"""A loss from the user's own module (gdexp.core.targets, gdexp.core.losses.user).
+"""A loss from the user's own module (gdexp.specs.targets, gdexp.specs.user_loss).
 
 User modules are written into tmp_path, the folder "gdexp was started in".
 """
@@ -21,10 +21,10 @@ from gdexp.core.errors import ConfigError
 from gdexp.core.losses import Rosenbrock
 from gdexp.core.optimizers import make_optimizer
 from gdexp.core.stopping import StoppingRules
-from gdexp.core.targets import check_allowed, check_kwargs, is_gdexp_target, resolve, source_sha256
+from gdexp.specs.targets import check_allowed, check_kwargs, is_gdexp_target, resolve, source_sha256
 
 jax = pytest.importorskip("jax", reason="the function form needs the jax extra (CI installs it)")
-from gdexp.core.losses.user import JaxLoss, UserLoss, probe_loss, user_loss  # noqa: E402
+from gdexp.specs.user_loss import JaxLoss, UserLoss, probe_loss, user_loss  # noqa: E402
 
 ROSENBROCK = """
     def rosenbrock(x):
@@ -482,9 +482,9 @@ def test_source_sha256_follows_the_file(folder):
     ("gdexp.core.losses.linear_regression", True),
     ("gdexp.core.optimizers.make_optimizer", True),
     ("gdexp.core.losses.base.np.save", False),      # numpy's, reached through a gdexp module
-    ("gdexp.core.targets.importlib.import_module", False),
-    ("gdexp.core.targets.resolve", False),           # imports what its arguments name
-    ("gdexp.core.losses.user.user_loss", False),
+    ("gdexp.specs.targets.importlib.import_module", False),
+    ("gdexp.specs.targets.resolve", False),           # imports what its arguments name
+    ("gdexp.specs.user_loss.user_loss", False),
     ("gdexp.core.losses.classic._check_dim", False),
     ("gdexp.core.losses.Rosenbrok", False),
     ("gdexp.cli.main", False),                       # outside the numpy core

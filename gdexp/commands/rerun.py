@@ -84,10 +84,10 @@ def check(run: dict, tracking_uri: str | None = None, allow_modules=()) -> tuple
     """
     import pandas as pd
 
-    from gdexp.core.batch import execute
+    from gdexp.specs.batch import execute
     from gdexp.core.errors import ConfigError
-    from gdexp.core.legacy import upgrade
-    from gdexp.core.spec import plan
+    from gdexp.specs.legacy import upgrade
+    from gdexp.specs.run_spec import plan
     from gdexp.tracking.reader import artifact_file, stored_config
 
     who = f"{run['run_name']} ({run['run_id']})"
@@ -187,14 +187,14 @@ def _source_changed(config: dict, logged_sha) -> str | None:
     """Why the source file of the run's own loss no longer matches its logged checksum, or None.
 
     The target is imported (it is allowed: stored_config checked it) and its
-    defining file hashed now, as the run hashed it (gdexp.core.targets.source_sha256).
+    defining file hashed now, as the run hashed it (gdexp.specs.targets.source_sha256).
     """
     if not isinstance(logged_sha, str):
         return None  # a loss of gdexp's own, or a run recorded before gdexp 0.2 logged the tag
     import inspect
     import os
 
-    from gdexp.core.targets import resolve, source_sha256
+    from gdexp.specs.targets import resolve, source_sha256
 
     target = _loss_section(config).get("_target_")
     obj = resolve(target, "loss._target_", os.getcwd())

@@ -1,6 +1,6 @@
 """Will it fit? Memory and disk a run needs, against what the machine has, checked before it starts.
 
-A sweep descends chunk by chunk (gdexp.core.batch.chunks), so its memory is that
+A sweep descends chunk by chunk (gdexp.specs.batch.chunks), so its memory is that
 of one chunk however many runs it has; what must fit is the largest single run.
 Disk is the sum of every run's curve.parquet. Estimates are upper bounds (a run
 that stops early writes less), stated as such in the errors.

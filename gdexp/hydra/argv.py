@@ -15,12 +15,12 @@ import secrets
 import time
 
 from gdexp.core.errors import ConfigError
-# Deprecated in 0.2: the `budget` group is now `stopping` (gdexp.core.legacy holds the map).
-from gdexp.core.legacy import RENAMED, warn_renamed
+# Deprecated in 0.2: the `budget` group is now `stopping` (gdexp.specs.legacy holds the map).
+from gdexp.specs.legacy import RENAMED, warn_renamed
 from gdexp.hydra.grids import expand
 
 # Groups whose options name different implementations (`_target_`), so their keys differ from
-# option to option (gdexp.core.registry).
+# option to option (gdexp.specs.registry).
 TARGET_GROUPS = ("loss", "optimizer", "schedule")
 
 # Options that exist only with one of gdexp's extras installed: (group, option) -> (extra, a module it installs).

@@ -19,7 +19,7 @@ from hydra.core.override_parser.types import Override, OverrideType, ValueType
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from gdexp.core.errors import ConfigError
-from gdexp.core.spec import RunSpec
+from gdexp.specs.run_spec import RunSpec
 from gdexp.hydra.internals import apply_overrides, get_overrides_dirname
 from gdexp.hydra.task import plan_job, to_config
 

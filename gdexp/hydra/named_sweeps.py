@@ -41,10 +41,10 @@ def register_sweeps() -> None:
 
 def _renamed(node):
     """A sweep file written for gdexp 0.1: its `budget:` section and `budget.*` params under
-    today's names (gdexp.core.legacy.RENAMED), with the deprecation warning."""
+    today's names (gdexp.specs.legacy.RENAMED), with the deprecation warning."""
     from omegaconf import OmegaConf
 
-    from gdexp.core.legacy import RENAMED, warn_renamed
+    from gdexp.specs.legacy import RENAMED, warn_renamed
 
     if "budget" in node:
         for old, value in OmegaConf.to_container(node.pop("budget")).items():

@@ -5,7 +5,7 @@ configs made from the dataclasses of the code they configure
 (gdexp.core.stopping.StoppingConfig, gdexp.tracking.config.TrackingConfig): one
 source of truth. The target groups (loss, optimizer) name their implementation
 with ``_target_``; their keys are checked against its signature when a run is
-planned (gdexp.core.registry), which also catches keys added with ``+``.
+planned (gdexp.specs.registry), which also catches keys added with ``+``.
 """
 from __future__ import annotations
 

@@ -6,10 +6,10 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from gdexp.core.batch import execute
+from gdexp.specs.batch import execute
 from gdexp.core.errors import ConfigError
 from gdexp.core.outcomes import DIVERGED, UNRECORDED
-from gdexp.core.spec import RunSpec, plan
+from gdexp.specs.run_spec import RunSpec, plan
 from gdexp.hydra.schema import check_top_level
 from gdexp.tracking import env, guards
 from gdexp.tracking.config import check_tracking

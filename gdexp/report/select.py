@@ -13,9 +13,9 @@ from datetime import datetime, timezone
 import numpy as np
 import pandas as pd
 from gdexp.core.errors import ConfigError
-from gdexp.core.legacy import upgrade
+from gdexp.specs.legacy import upgrade
 from gdexp.core.outcomes import DESCENT_STATUSES  # noqa: F401 - the report's vocabulary
-from gdexp.core.spec import plan
+from gdexp.specs.run_spec import plan
 from gdexp.tracking import TAG
 from gdexp.tracking import store as tracking
 from gdexp.tracking.reader import check_experiment, latest_sweep, load_curve, load_runs, stored_config

@@ -304,7 +304,7 @@ def _norm(value):
 
 def _is_the_seed(rows: pd.DataFrame, key: str) -> bool:
     """Whether a `*seed` key of a section took the run's seed (a null `loss.init_seed` does,
-    gdexp.core.spec.plan): equal to `seed` in every run, it repeats the seed and splits nothing."""
+    gdexp.specs.run_spec.plan): equal to `seed` in every run, it repeats the seed and splits nothing."""
     if not key.endswith("seed") or REPEAT_KEY not in rows.columns:
         return False
     pairs = [(_norm(v), _norm(s)) for v, s in zip(rows[key], rows[REPEAT_KEY])]

@@ -16,7 +16,7 @@ import numpy as np
 
 from gdexp.core.outcomes import FAILED, UNRECORDED
 from gdexp.core.result import Result
-from gdexp.core.sampling import sample_steps
+from gdexp.tracking.sampling import sample_steps
 from gdexp.tracking import TAG
 
 # MLflow's limits (mlflow.utils.validation): a longer param value is cut with only a warning.
@@ -122,7 +122,7 @@ def run_metrics(spec, result: Result, curve_points: int, now: int | None = None)
     """(key, value, timestamp ms, step) of the sampled curves, the summary metrics and the
     numeric params.
 
-    Curves are sampled to `curve_points` steps (gdexp.core.sampling). A point that is
+    Curves are sampled to `curve_points` steps (gdexp.tracking.sampling). A point that is
     nan or inf is left out of MLflow's curve: a curve whose latest value is NaN
     makes the MLflow UI hide its chart, and MLflow would store inf as 1.8e308.
     The run's tags say where and how it diverged; curve.parquet keeps every step.

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from gdexp.core.errors import ConfigError, NotFound
-from gdexp.core.targets import check_allowed
+from gdexp.specs.targets import check_allowed
 from gdexp.results.summary import aggregate_runs
 from gdexp.results.table import MEASURED, SUMMARY_METRICS, typed_table
 from gdexp.tracking import TAG as _T
@@ -191,7 +191,7 @@ def stored_config(run_id: str, tracking_uri: str | None = None, artifact_uri: st
 
     For configs read back from a store (``gdexp rerun``, ``gdexp report``):
     a target outside gdexp's core is refused unless its module is in
-    ``allow_modules`` (gdexp.core.targets.check_allowed). Nothing is imported
+    ``allow_modules`` (gdexp.specs.targets.check_allowed). Nothing is imported
     here; the caller imports the targets (plan) only after this returns.
 
     Args:

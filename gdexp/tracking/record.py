@@ -23,7 +23,7 @@ def write_run(store: Store, spec, descent: Callable[[], Result], *, parent_id: s
 
     Args:
         store: where the run goes.
-        spec: the run (gdexp.core.spec.RunSpec).
+        spec: the run (gdexp.specs.run_spec.RunSpec).
         descent: gives the run's Result (it may raise: the run is then FAILED).
         parent_id: the sweep's parent run, or None for a single run.
         keep_dir: the folder that holds runs the store could not take (gdexp-unrecorded/).

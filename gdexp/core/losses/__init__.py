@@ -1,4 +1,4 @@
-"""The built-in losses. Configs name them with `_target_` (conf/loss/*.yaml, gdexp.core.registry);
+"""The built-in losses. Configs name them with `_target_` (conf/loss/*.yaml, gdexp.specs.registry);
 LOSSES lists them by name for scripts, tests and `make_loss`."""
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ LOSSES: dict[str, Callable[..., Loss]] = {
 
 def make_loss(name: str, **params) -> Loss:
     """The built-in loss registered as `name`, built from its config keys (for scripts and tests;
-    configs name their loss with ``_target_``, gdexp.core.registry).
+    configs name their loss with ``_target_``, gdexp.specs.registry).
 
     Raises:
         ConfigError: for an unknown name, an unknown key, or a bad value.

@@ -20,8 +20,8 @@ from hydra.experimental.callback import Callback
 from hydra.plugins.launcher import Launcher
 from omegaconf import OmegaConf
 
-from gdexp.core.batch import chunks
-from gdexp.core.spec import RunSpec
+from gdexp.specs.batch import chunks
+from gdexp.specs.run_spec import RunSpec
 from gdexp.hydra.compose import Job, shared_composer
 from gdexp.hydra.launchers.jobfiles import JobFiles
 from gdexp.hydra.launchers.progress import progress

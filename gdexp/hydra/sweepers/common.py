@@ -8,7 +8,7 @@ from omegaconf import OmegaConf
 
 from gdexp.core.errors import ConfigError
 from gdexp.core.outcomes import FAILED
-from gdexp.core.spec import RunSpec
+from gdexp.specs.run_spec import RunSpec
 from gdexp.hydra.compose import JobComposer, shared_composer
 from gdexp.tracking.parent_run import Sweep
 from gdexp.tracking.plan import resumed

@@ -5,8 +5,8 @@ with ``_target_``, as Hydra users write it (lightning-hydra-template's
 ``model: {_target_: ..., lr: ...}``), and its other keys are that target's
 keyword arguments, checked against its signature (gdexp.core.params). A user's
 own loss plugs in the same way (``loss._target_=mypkg.losses.saddle``): it is
-imported from the folder gdexp was started in (gdexp.core.targets), and a
-function becomes a loss through JAX (gdexp.core.losses.user).
+imported from the folder gdexp was started in (gdexp.specs.targets), and a
+function becomes a loss through JAX (gdexp.specs.user_loss).
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from typing import Any
 
 from gdexp.core.errors import ConfigError
 from gdexp.core.params import RESERVED, check_section
-from gdexp.core.targets import is_gdexp_target, resolve
+from gdexp.specs.targets import is_gdexp_target, resolve
 
 # Keyword arguments gdexp passes to a section's target itself, never set in the section, and why.
 SUPPLIED = {"schedule": {"maxiter": "is the run's budget: set stopping.maxiter"}}
@@ -94,9 +94,9 @@ def section(prefix: str, node: dict, reserved: tuple[str, ...] = (), search_dir:
 
 @dataclass(frozen=True)
 class _UserLoss(Section):
-    """A user's loss section: built by gdexp.core.losses.user.user_loss (a class or a JAX function)."""
+    """A user's loss section: built by gdexp.specs.user_loss.user_loss (a class or a JAX function)."""
 
     def build(self):
-        from gdexp.core.losses.user import user_loss
+        from gdexp.specs.user_loss import user_loss
 
         return user_loss(self.path, self.search_dir, **self.params)

@@ -35,7 +35,7 @@ from gdexp.core.errors import ConfigError
 # touch the store or import code by name ...
 TRUSTED_PACKAGE = "gdexp.core"
 # ... except these, which import a module named by their arguments.
-_IMPORTERS_BY_NAME = ("gdexp.core.targets", "gdexp.core.losses.user")
+_IMPORTERS_BY_NAME = ("gdexp.specs.targets", "gdexp.specs.user_loss")
 
 # The optional extra that brings a module gdexp users commonly miss.
 _EXTRAS = {"jax": "gdexp[jax]"}
@@ -164,8 +164,8 @@ def is_gdexp_target(path: str) -> bool:
     gdexp modules only: the walk stops at the first object that is a module
     outside gdexp (``gdexp.core.losses.base.np.save`` is numpy's, and would
     write a file), and the object found must be defined in ``gdexp.core``
-    outside the modules that import code by name (``gdexp.core.targets``,
-    ``gdexp.core.losses.user``). Private names (``_x``) are never trusted.
+    outside the modules that import code by name (``gdexp.specs.targets``,
+    ``gdexp.specs.user_loss``). Private names (``_x``) are never trusted.
 
     >>> is_gdexp_target("gdexp.core.losses.Rosenbrock")
     True

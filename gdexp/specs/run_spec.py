@@ -14,7 +14,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from gdexp.core import registry
+from gdexp.specs import registry
 from gdexp.core.errors import ConfigError
 from gdexp.core.losses.base import Loss
 from gdexp.core.params import NonNegativeInt, check_value, switches

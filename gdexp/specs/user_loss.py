@@ -29,7 +29,7 @@ import numpy as np
 
 from gdexp.core.errors import ConfigError
 from gdexp.core.losses.base import Loss
-from gdexp.core.targets import check_kwargs, describe_exception, resolve, source_sha256
+from gdexp.specs.targets import check_kwargs, describe_exception, resolve, source_sha256
 
 KEY = "loss._target_"
 
@@ -39,7 +39,7 @@ def user_loss(target: str, search_dir: str | Path | None, /, dim: int | None = N
 
     Args:
         target: dotted path of a Loss subclass or a scalar function
-            (``gdexp.core.targets.resolve``).
+            (``gdexp.specs.targets.resolve``).
         search_dir: the folder gdexp was started in; the target is imported
             as if it were on ``sys.path``. Workers get it from the launcher.
         dim: ``loss.dim``. A function needs it (or an ``init`` attribute to

@@ -6,7 +6,7 @@ import numpy as np
 from gdexp.core.descent import Options, descend
 from gdexp.core.params import switches
 from gdexp.core.result import Result
-from gdexp.core.spec import RunSpec
+from gdexp.specs.run_spec import RunSpec
 from gdexp.core.stopping import StoppingRules
 
 # The curve records one chunk of runs may hold at once (chunks): a sweep's peak memory is about
