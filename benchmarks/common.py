@@ -58,11 +58,11 @@ def compose_specs(overrides_per_run: list[list[str]]):
     from gdexp.hydra.compose import JobComposer
     from gdexp.hydra.schema import register_configs
     from gdexp.hydra.paths import conf_dir
-    from gdexp.specs.run_spec import plan
+    from gdexp.specs.run_spec import build_spec
 
     register_configs()
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(conf_dir()), version_base=None):
         master = compose("config", return_hydra_config=True)
         composer = JobComposer(GlobalHydra.instance().config_loader(), master)
-        return [plan(composer.task_config(o)) for o in overrides_per_run]
+        return [build_spec(composer.task_config(o)) for o in overrides_per_run]

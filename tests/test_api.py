@@ -122,10 +122,16 @@ def test_bad_input_raises_one_line_and_records_nothing(store, capsys, call, over
     assert runs_in(store) == []
 
 
-def test_a_call_that_makes_no_run_says_so(store, capsys):
-    with pytest.raises(RuntimeError, match="made no run"):
-        api.run(["--cfg", "job"])  # prints the config only
-    assert "optimizer:" in capsys.readouterr().out
+@pytest.mark.parametrize("overrides,said", [
+    (["--cfg", "job"], "--cfg: a flag of the command"),
+    (["-m", "optimizer.lr=0.1"], "a sweep, not one run: use gdexp.sweep"),
+    (["+sweep=lr_grid"], "a sweep, not one run: use gdexp.sweep"),
+], ids=["flag", "multirun", "named-sweep"])
+def test_a_call_that_makes_no_run_says_so_and_records_nothing(store, capsys, overrides, said):
+    with pytest.raises(ConfigError, match=said):
+        api.run(overrides)
+    assert capsys.readouterr() == ("", "")  # the API prints nothing
+    assert runs_in(store) == []
 
 
 # --- the public names --------------------------------------------------------------------

@@ -206,3 +206,42 @@ def test_importing_a_layer_loads_no_framework_above_it(name):
     expected = sorted(n for n in MODULES if layer(n) == name and n != f"gdexp.{name}")
     assert sorted(names) == expected  # every module was imported, none skipped
     assert loaded == [], f"importing gdexp.{name} loads {loaded}"
+
+
+# --- process control lives at the top ----------------------------------------------------------
+
+def exits_and_prints(name: str) -> list[str]:
+    """Calls of print() and sys.exit()/exit()/os._exit(), and raising SystemExit, in a module (ast).
+    (Catching SystemExit is allowed: a user's module that exits while being imported is refused in one line.)"""
+    path, _ = MODULES[name]
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Call):
+            f = node.func
+            if isinstance(f, ast.Name) and f.id in ("print", "exit", "quit"):
+                found.append(f"{name}:{node.lineno} calls {f.id}()")
+            elif isinstance(f, ast.Attribute) and f.attr in ("exit", "_exit") and isinstance(f.value, ast.Name) \
+                    and f.value.id in ("sys", "os"):
+                found.append(f"{name}:{node.lineno} calls {f.value.id}.{f.attr}()")
+        elif isinstance(node, ast.Raise) and node.exc is not None:
+            raised = node.exc.func if isinstance(node.exc, ast.Call) else node.exc
+            if isinstance(raised, ast.Name) and raised.id == "SystemExit":
+                found.append(f"{name}:{node.lineno} raises SystemExit")
+    return found
+
+
+def test_the_exit_check_sees_prints_exits_and_system_exit(tmp_path, monkeypatch):
+    bad = tmp_path / "bad.py"
+    bad.write_text("import sys\n\ndef f():\n    print('x')\n    sys.exit(1)\n\ndef g():\n"
+                   "    raise SystemExit(2)\n\ndef h():\n    try:\n        pass\n    except SystemExit:\n        pass\n\n'''>>> print(1)'''\n")
+    monkeypatch.setitem(MODULES, "gdexp.tracking.bad", (bad, False))
+    assert sorted(exits_and_prints("gdexp.tracking.bad")) == ["gdexp.tracking.bad:4 calls print()",
+                                                      "gdexp.tracking.bad:5 calls sys.exit()",
+                                                      "gdexp.tracking.bad:8 raises SystemExit"]
+
+
+def test_only_the_commands_print_and_exit():
+    """Below gdexp.commands every layer raises typed errors and logs to the `gdexp` logger; the commands
+    alone print lines and choose exit statuses (gdexp.commands.exits). Doctest examples are text, not calls."""
+    found = [use for name in MODULES if layer(name) not in ("commands", None) for use in exits_and_prints(name)]
+    assert found == []

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from gdexp.core.errors import EXIT_INVALID_INPUT, ConfigError
+from gdexp.commands.exits import EXIT_INVALID_INPUT
+from gdexp.core.errors import ConfigError
 from gdexp.hydra.grids import expand
 
 

@@ -11,7 +11,7 @@ from gdexp.core.stopping import StoppingRules
 from gdexp.core.losses import make_loss
 from gdexp.core.optimizers import OPTIMIZERS, make_optimizer
 from gdexp.specs.batch import execute
-from gdexp.specs.run_spec import plan
+from gdexp.specs.run_spec import build_spec
 
 
 def budget(B=1, max_iters=1000, tol=0.0, patience=0, min_delta=0.0, factor=1e4) -> StoppingRules:
@@ -174,7 +174,7 @@ BATCH_CASES = [
 
 @pytest.mark.parametrize("overrides", BATCH_CASES, ids=lambda o: o[0])
 def test_configs_run_as_one_batch_give_bit_identical_curves(compose, overrides):
-    specs = [plan(compose(*overrides, f"optimizer.lr={lr}", "stopping.maxiter=400"))
+    specs = [build_spec(compose(*overrides, f"optimizer.lr={lr}", "stopping.maxiter=400"))
              for lr in (1e-4, 1e-3, 1e-2, 1e-1, 0.5)]
     assert len({s.batch_key for s in specs}) == 1
     together = execute(specs)

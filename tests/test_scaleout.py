@@ -222,7 +222,7 @@ def test_a_server_that_does_not_answer_stops_the_sweep_before_any_run(gdexp, mon
     monkeypatch.delenv("MLFLOW_TRACKING_URI")
     url = f"http://127.0.0.1:{free_port()}"
     code, out, err = gdexp(*SWEEP, "tracking=server", f"tracking.uri={url}")
-    assert code == 2  # a store that cannot be used: refused input (gdexp.core.errors.EXIT_INVALID_INPUT)
+    assert code == 2  # a store that cannot be used: refused input (gdexp.commands.exits.EXIT_INVALID_INPUT)
     lines = [line for line in err.splitlines() if line.startswith("gdexp: error:")]
     assert len(lines) == 1 and url in lines[0] and "does not answer" in lines[0]
     assert not list(tmp_path.glob("multirun/*/*/0"))  # no job ran

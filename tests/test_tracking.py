@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from gdexp.specs.run_spec import config_hash, plan
+from gdexp.specs.run_spec import config_hash, build_spec
 from gdexp.tracking.store import resolve_uri
 
 
@@ -107,7 +107,7 @@ def test_config_hash_is_stable_and_ignores_where_runs_are_stored(compose):
     a = compose("optimizer.lr=0.01")
     b = compose("optimizer.lr=0.01", "tracking.experiment=elsewhere", "tracking.curve_points=50")
     c = compose("optimizer.lr=0.02")
-    assert plan(a).config_hash == plan(b).config_hash != plan(c).config_hash
+    assert build_spec(a).config_hash == build_spec(b).config_hash != build_spec(c).config_hash
     assert config_hash(a) == config_hash(compose("optimizer.lr=0.01"))
 
 
@@ -135,9 +135,9 @@ def test_a_data_file_changed_on_disk_is_read_again(compose, tmp_path):
     path = tmp_path / "d.csv"
     pd.DataFrame({"x": [0.0, 1.0, 2.0], "y": [1.0, 3.0, 5.0]}).to_csv(path, index=False)
     config = compose("loss=linear_regression", f"loss.data={path}")
-    first = plan(config)
+    first = build_spec(config)
     pd.DataFrame({"x": [0.0, 1.0, 2.0, 3.0], "y": [0.0, 1.0, 2.0, 3.0]}).to_csv(path, index=False)
-    second = plan(config)
+    second = build_spec(config)
     assert first.loss.data_sha256() != second.loss.data_sha256()
     assert first.config_hash != second.config_hash
     np.testing.assert_allclose(second.loss.minima()[0], [1.0, 0.0], atol=1e-12)

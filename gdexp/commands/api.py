@@ -1,28 +1,31 @@
 """gdexp.run and gdexp.sweep: the `gdexp` command from Python (a notebook, a script).
 
-Both go through the same code as the command line, so the runs they record
-are the ones `gdexp ...` records: same params, metrics, tags, artifacts,
-run names, parent run and summary (tests/test_api.py compares the stores).
-Bad input raises ConfigError (one line, no run made) instead of exiting.
+``run`` is what Hydra's example app calls ``add()``: compose the config, build
+the run's spec, descend and record it, return its row; no command line is
+run inside the process. ``sweep`` runs the sweep through Hydra's sweeper and
+launcher, as ``gdexp -m`` does, and reads its runs back from the store. The
+runs both record are the ones ``gdexp ...`` records: same params, metrics,
+tags, artifacts, run names, parent run and summary (tests/commands/test_api.py
+compares the stores). Bad input raises ConfigError (one line, no run made);
+nothing is printed unless ``verbose=True``: messages go to the ``gdexp``
+logger (Python's logging), as Optuna's and MLflow's do.
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
+import time
+from pathlib import Path
 
 import pandas as pd
 
-from gdexp.core.errors import ConfigError, InvalidInputExit
+from gdexp.commands.exits import console
+from gdexp.core.errors import ConfigError
 
-# Hydra's logging set-up is left out of a run from Python: it would take over the
-# notebook's root logger and write a .hydra/ folder per call. The store is the same.
-_QUIET = ("hydra.output_subdir=null", "hydra/job_logging=none", "hydra/hydra_logging=none")
-
-
-def run(overrides: list[str] | tuple[str, ...] = ()) -> dict:
+def run(overrides: list[str] | tuple[str, ...] = (), *, verbose: bool = False) -> dict:
     """One run, as `gdexp OVERRIDES...` would make it; returns its summary row.
 
     Args:
         overrides: Hydra overrides, e.g. ``["loss=quadratic", "optimizer.lr=0.01"]``.
+        verbose: print what the command prints (the run's line, where to look).
 
     Returns:
         The run's row (gdexp.tracking.content.run_row): run_id, run_name, status,
@@ -30,34 +33,92 @@ def run(overrides: list[str] | tuple[str, ...] = ()) -> dict:
         under its dotted key (MLflow's strings).
 
     Raises:
-        ConfigError: bad input (one line ``KEY=VALUE: reason``; nothing recorded).
-        RuntimeError: the run failed, or the store did not take it (it is kept on
-            disk: ``gdexp resume``), or the overrides made no run (``-m``: use sweep).
+        ConfigError: bad input (one line ``KEY=VALUE: reason``; nothing recorded),
+            also a sweep's overrides (``-m``, a comma list): use gdexp.sweep.
+        gdexp.tracking.errors.Unrecorded: the store did not take the run (kept on disk:
+            ``gdexp resume FOLDER``); a RuntimeError.
+        Exception: the error the run failed with, after the run was closed FAILED.
 
     >>> row = run(["loss=booth", "optimizer.lr=0.05"])  # doctest: +SKIP
     >>> row["status"], round(row["final_loss"], 12)      # doctest: +SKIP
     ('converged', 0.0)
     """
-    from gdexp.commands.main import run_hydra
-    from gdexp.hydra.task import last_row
+    from gdexp.core.outcomes import UNRECORDED
+    from gdexp.hydra.jobs import run_line, single_store
+    from gdexp.hydra.task import job_spec
+    from gdexp.specs.batch import execute
+    from gdexp.tracking.errors import Unrecorded
+    from gdexp.tracking.provenance import set_command
+    from gdexp.tracking.record import write_run
+    from gdexp.tracking.store import where_to_look
 
-    last_row()  # a row left by an earlier call is not this run's
-    with _as_api():
-        run_hydra([*overrides, *_QUIET])
-    row = last_row()
-    if row is None:
-        raise RuntimeError(f"gdexp.run({list(overrides)!r}) made no run (for a sweep, use gdexp.sweep)")
+    with console(verbose):
+        set_command(list(overrides))
+        spec = job_spec(compose_run(list(overrides)))
+        store = single_store(spec)
+        row = write_run(store, spec, lambda: execute([spec])[0], parent_id=None, keep_dir=Path.cwd(),
+                        swallow=False)
+        if row["status"] == UNRECORDED:
+            raise Unrecorded(1, row["uri"], row["error"], Path(row["kept"]).parent.parent)
+        if verbose:
+            print(run_line(row))
+            print(where_to_look(store.uri, store.experiment_id, row["run_id"], single=True))
     return row
 
 
-def sweep(overrides: list[str] | tuple[str, ...] = ()) -> pd.DataFrame:
+def compose_run(overrides: list[str]) -> dict:
+    """The resolved config of one run (plain containers), composed as the command composes it.
+
+    Raises:
+        ConfigError: what the command refuses (a bad key, option or value, a sweep).
+    """
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from gdexp.commands.main import as_config_error, hydra_error
+    from gdexp.hydra.argv import is_multirun, prepare
+    from gdexp.hydra.named_sweeps import register_sweeps
+    from gdexp.hydra.paths import conf_dir
+    from gdexp.hydra.schema import register_configs
+    from gdexp.hydra.task import to_config
+
+    flag = next((o for o in overrides if o.startswith("-") and "=" not in o and o not in ("-m", "--multirun")), None)
+    if flag is not None:
+        raise ConfigError("overrides", " ".join(overrides), f"{flag}: a flag of the command, not an override; "
+                          "run `gdexp` for what it does")
+    if is_multirun(overrides):
+        raise ConfigError("overrides", " ".join(overrides), "a sweep, not one run: use gdexp.sweep")
+    hydra_argv = [a for a in prepare(overrides) if not a.startswith("hydra.run.dir=")]
+    register_configs()
+    register_sweeps()
+    saved = GlobalHydra.instance().hydra if GlobalHydra.instance().is_initialized() else None
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(conf_dir()), version_base=None):
+            return to_config(compose("config", overrides=hydra_argv))
+    except ConfigError:
+        raise
+    except Exception as exc:
+        message = hydra_error(exc, overrides)
+        if message is None:
+            raise
+        raise as_config_error(message) from None
+    finally:
+        GlobalHydra.instance().clear()
+        if saved is not None:
+            GlobalHydra.instance().initialize(saved)
+
+
+def sweep(overrides: list[str] | tuple[str, ...] = (), *, verbose: bool = False) -> pd.DataFrame:
     """A sweep, as `gdexp -m OVERRIDES...` would run it; returns its runs as gdexp.load_runs does.
 
     A named sweep works too: ``sweep(["+sweep=lr_grid", "stopping.maxiter=500"])``.
 
     Args:
         overrides: Hydra overrides; comma lists and grids (``optimizer.lr='logspace(1e-4,1,13)'``)
-            make the sweep's jobs, as on the command line.
+            make the sweep's jobs, as on the command line. A ``hydra.sweep.dir`` given here must
+            be a plain path (the runs are found through the plan the sweep writes there).
+        verbose: print what the command prints (the summary, where to look).
 
     Returns:
         One typed row per run of the sweep (gdexp.tracking.reader.load_runs' columns),
@@ -65,57 +126,36 @@ def sweep(overrides: list[str] | tuple[str, ...] = ()) -> pd.DataFrame:
 
     Raises:
         ConfigError: bad input (one line ``KEY=VALUE: reason``; nothing recorded).
-        RuntimeError: runs failed or were kept on disk; the message says which.
+        gdexp.tracking.errors.RunsFailed, Unrecorded, SearchFailed (RuntimeErrors): runs
+            failed, were kept on disk, or a search found no answer; the message says which.
+        gdexp.tracking.errors.SweepInterrupted: Ctrl-C (a KeyboardInterrupt), the sweep closed KILLED.
 
     >>> table = sweep(["loss=booth", "optimizer.lr=0.01,0.1"])  # doctest: +SKIP
     >>> table[["run_name", "status"]].values.tolist()             # doctest: +SKIP
     [['booth-gd-lr=0.1', 'converged'], ['booth-gd-lr=0.01', 'max_iters']]
     """
-    from gdexp.commands.main import run_hydra
-    from gdexp.tracking.parent_run import last_sweep
+    import secrets
+
+    from gdexp.commands.main import hydra_app
+    from gdexp.hydra.task import task
+    from gdexp.tracking.plan import read_plan
     from gdexp.tracking.reader import load_runs
 
-    last_sweep()  # a sweep left by an earlier call is not this one
-    with _as_api():
-        run_hydra(["-m", *overrides])
-    opened = last_sweep()
-    if opened is None:
-        raise RuntimeError(f"gdexp.sweep({list(overrides)!r}) ran no sweep")
-    parent_id, uri = opened
-    return load_runs(sweep=parent_id, tracking_uri=uri)
+    typed = ["-m", *overrides]
+    folder = _given(typed, "hydra.sweep.dir")
+    argv = list(typed)
+    if folder is None:  # the sweep's folder named here, as the command names it: its plan is read from there
+        folder = f"multirun/{time.strftime('%Y-%m-%d')}/{time.strftime('%H-%M-%S')}-{secrets.token_hex(3)}"
+        argv.append(f"hydra.sweep.dir={folder}")
+    with console(verbose):
+        hydra_app(argv, task, typed)
+    sweep_plan = read_plan(Path(folder))
+    if sweep_plan is None:
+        raise RuntimeError(f"gdexp.sweep({list(overrides)!r}) ran no sweep (no plan in {folder})")
+    return load_runs(sweep=sweep_plan.parent_id, tracking_uri=sweep_plan.uri)
 
 
-@contextmanager
-def _as_api():
-    """The command's exits as exceptions: refused input raises its ConfigError, a failure RuntimeError."""
-    from gdexp.core import errors
-
-    errors._PRINTS[0] = False  # the error is raised, not also printed
-    try:
-        yield
-    except InvalidInputExit as exc:
-        raise _config_error(exc.error) from None
-    except SystemExit as exc:
-        if exc.code in (0, None):
-            return
-        raise RuntimeError(exc.code if isinstance(exc.code, str) else f"gdexp exited with status {exc.code}") from None
-    finally:
-        errors._PRINTS[0] = True
-
-
-def _config_error(error) -> ConfigError:
-    """The ConfigError of a refusal; one of Hydra's, already a line ``KEY=VALUE: reason``, keeps its text.
-
-    >>> str(_config_error("loss='nope': no such option; options: beale, booth"))
-    "loss='nope': no such option; options: beale, booth"
-    >>> _config_error("loss='nope': no such option").key
-    'loss'
-    """
-    if isinstance(error, ConfigError):
-        return error
-    line = str(error)
-    key, eq, rest = line.partition("=")
-    value, colon, reason = rest.partition(": ")
-    out = ConfigError(key, value, reason) if eq and colon else ConfigError("input", None, line)
-    out.args = (line,)  # the text the command prints, unquoted
-    return out
+def _given(overrides: list[str], key: str) -> str | None:
+    """The value of `key` among the overrides, if given."""
+    values = [o.partition("=")[2] for o in overrides if o.partition("=")[0].lstrip("+~") == key]
+    return values[-1] if values else None

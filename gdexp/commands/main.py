@@ -1,7 +1,7 @@
 """The `gdexp` command: `report`, `compare`, `rerun`, `resume` dispatched first; the rest is Hydra's app.
 
 Every input gdexp refuses ends in one line, ``gdexp: error: KEY=VALUE: reason``,
-and exit status 2 (gdexp.core.errors.EXIT_INVALID_INPUT), before any MLflow run
+and exit status 2 (gdexp.commands.exits.EXIT_INVALID_INPUT), before any MLflow run
 exists: gdexp's own checks and Hydra's composition errors alike.
 """
 from __future__ import annotations
@@ -11,7 +11,12 @@ import os
 import re
 import sys
 
-from gdexp.core.errors import ConfigError, exit_invalid
+from pathlib import Path
+
+from gdexp.commands.exits import console, exit_for, exit_invalid
+from gdexp.core.errors import ConfigError
+from gdexp.tracking import interrupts
+from gdexp.tracking.errors import RunsFailed, SearchFailed, SweepInterrupted, Unrecorded
 
 SUBCOMMANDS = {
     "report": ("gdexp.commands.report", "a sweep's report (html + md, figures)"),
@@ -34,62 +39,71 @@ def main(argv: list[str] | None = None) -> None:
         import importlib
 
         module = importlib.import_module(SUBCOMMANDS[argv[0]][0])
-        sys.exit(getattr(module, "compare_main" if argv[0] == "compare" else "main")(argv[1:]))
+        with console():
+            sys.exit(getattr(module, "compare_main" if argv[0] == "compare" else "main")(argv[1:]))
     if "--help" in argv or "-h" in argv:
         from gdexp.commands.help import help_text
 
         print(help_text(SUBCOMMANDS))
         return
-    run_hydra(argv)
+    with console():
+        run_hydra(argv)
 
 
 def run_hydra(argv: list[str]) -> None:
-    """Hydra's app on `argv` (overrides and Hydra's flags), errors as one line."""
-    from gdexp.hydra.argv import prepare
-    from gdexp.tracking.provenance import set_command
-
-    set_command(argv)  # as typed, before the grids are expanded
-    try:
-        hydra_argv = prepare(argv)
-    except ConfigError as exc:
-        exit_invalid(exc)
-    import hydra
-
-    from gdexp.hydra.named_sweeps import register_sweeps
-    from gdexp.hydra.paths import conf_dir
-    from gdexp.hydra.schema import register_configs
-
-    register_configs()
-    register_sweeps()
-    app = hydra.main(config_path=str(conf_dir()), config_name="config", version_base=None)(_task)
-    saved_argv, saved_full = sys.argv, os.environ.get("HYDRA_FULL_ERROR")
-    # Hydra reads sys.argv itself; with HYDRA_FULL_ERROR its errors reach us as exceptions.
-    sys.argv = [saved_argv[0] if saved_argv else "gdexp", *hydra_argv]
-    os.environ["HYDRA_FULL_ERROR"] = "1"
-    from gdexp.tracking import interrupts
+    """Hydra's app on `argv` (overrides and Hydra's flags); every error that ends it as its one
+    line and exit status (gdexp.commands.exits)."""
     from gdexp.tracking.writes import close_open_runs, runs_created
 
     created = runs_created()
     try:
-        with interrupts.handled():  # SIGTERM stops gdexp as Ctrl-C does
-            app()
+        hydra_app(argv, _task)
+    except SweepInterrupted as exc:  # the sweep closed its runs and says how to finish
+        exit_for(exc)
     except KeyboardInterrupt as exc:
         # The run in flight is marked KILLED, if the interrupt came before the code that does it.
-        # (A sweep says more and exits itself.)
         close_open_runs()
         what = ("the run in flight is marked KILLED" if runs_created() > created
                 else "before its MLflow run was created: nothing recorded")
         print(f"gdexp: interrupted ({interrupts.name(exc)}); {what}", file=sys.stderr)
         sys.exit(interrupts.exit_status(exc))
-    except ConfigError as exc:
-        exit_invalid(exc)
+    except (ConfigError, Unrecorded, RunsFailed, SearchFailed) as exc:
+        exit_for(exc)
+
+
+def hydra_app(argv: list[str], task_function, typed: list[str] | None = None) -> None:
+    """Hydra's app on `argv` with `task_function` as its task, sys.argv left alone; `typed` is the
+    command as the user gave it, recorded on a sweep's parent (default: `argv`).
+
+    Raises:
+        ConfigError: input gdexp or Hydra refuses (Hydra's and OmegaConf's errors about the
+            input become one line ``KEY=VALUE: reason``), before any MLflow run exists.
+        gdexp.tracking.errors.*: a sweep that ran and failed, was interrupted, or left runs on disk.
+    """
+    from gdexp.hydra.argv import prepare
+    from gdexp.hydra.internals import run_app
+    from gdexp.hydra.named_sweeps import register_sweeps
+    from gdexp.hydra.paths import conf_dir
+    from gdexp.hydra.schema import register_configs
+    from gdexp.tracking.provenance import set_command
+
+    set_command(argv if typed is None else typed)  # as typed, before the grids are expanded
+    hydra_argv = prepare(argv)
+    register_configs()
+    register_sweeps()
+    saved_full = os.environ.get("HYDRA_FULL_ERROR")
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra's errors reach us as exceptions, not its printed report
+    try:
+        with interrupts.handled():  # SIGTERM stops gdexp as Ctrl-C does
+            run_app(hydra_argv, task_function, str(conf_dir()), "config")
+    except (ConfigError, RuntimeError, KeyboardInterrupt):
+        raise
     except Exception as exc:
         message = hydra_error(exc, argv)
         if message is None:
             raise
-        exit_invalid(message)
+        raise as_config_error(message) from None
     finally:
-        sys.argv = saved_argv
         if saved_full is None:
             os.environ.pop("HYDRA_FULL_ERROR", None)
         else:
@@ -97,22 +111,58 @@ def run_hydra(argv: list[str]) -> None:
 
 
 def _task(cfg) -> dict:
+    """The command's Hydra task: gdexp.hydra.task.task, a single run's line printed, its refusals one line."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
     from gdexp.hydra.task import task
 
+    multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
-        return task(cfg)
+        row = task(cfg)
     except ConfigError as exc:
-        if HydraConfig.get().mode == RunMode.MULTIRUN:
+        if multirun:
             raise  # a job of a sweep: the sweep reports it
         exit_invalid(exc)  # out of Hydra's job runner without its "Error executing job" lines
     except Exception as exc:  # OmegaConf's, resolving the config (an interpolation ${...}): the user's input
-        message = hydra_error(exc, sys.argv[1:])  # run_hydra set it: the overrides Hydra read
-        if message is None or HydraConfig.get().mode == RunMode.MULTIRUN:
+        message = hydra_error(exc, [str(o) for o in HydraConfig.get().overrides.task])
+        if message is None or multirun:
             raise
         exit_invalid(message)
+    if not multirun:
+        say_single(row, cfg.tracking.uri, cfg.tracking.experiment)
+    return row
+
+
+def say_single(row: dict, uri: str | None, experiment: str) -> None:
+    """What a single run prints: its line and where to look; exit 1 if the store did not take it."""
+    from gdexp.core.outcomes import UNRECORDED
+    from gdexp.hydra.jobs import run_line
+    from gdexp.tracking.store import open_store, resolve_uri, where_to_look
+
+    if row["status"] == UNRECORDED:
+        exit_for(Unrecorded(1, row["uri"], row["error"], Path(row["kept"]).parent.parent))
+    store = open_store(resolve_uri(uri), experiment)  # the run's, opened already: one client per store
+    print(run_line(row))
+    print(where_to_look(store.uri, store.experiment_id, row["run_id"], single=True))
+
+
+def as_config_error(error) -> ConfigError:
+    """The ConfigError of a refusal; one of Hydra's, already a line ``KEY=VALUE: reason``, keeps its text.
+
+    >>> str(as_config_error("loss='nope': no such option; options: beale, booth"))
+    "loss='nope': no such option; options: beale, booth"
+    >>> as_config_error("loss='nope': no such option").key
+    'loss'
+    """
+    if isinstance(error, ConfigError):
+        return error
+    line = str(error)
+    key, eq, rest = line.partition("=")
+    value, colon, reason = rest.partition(": ")
+    out = ConfigError(key, value, reason) if eq and colon else ConfigError("input", None, line)
+    out.args = (line,)  # the text the command prints, unquoted
+    return out
 
 
 def hydra_error(exc: BaseException, argv: list[str]) -> str | None:

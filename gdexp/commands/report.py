@@ -67,7 +67,8 @@ def compare_main(argv: list[str]) -> int:
 
 
 def _report(experiment: str | None, sweeps: list[str] | None, args, prog: str, sweep_key: str = "--sweep") -> int:
-    from gdexp.core.errors import ConfigError, say_invalid
+    from gdexp.commands.exits import say_invalid
+    from gdexp.core.errors import ConfigError
     from gdexp.report.build import build_report
     from gdexp.report.select import select, started
     from gdexp.tracking.reader import check_allow_list

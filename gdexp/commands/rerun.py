@@ -41,7 +41,8 @@ def main(argv: list[str]) -> int:
         print("gdexp rerun: error: give RUN_ID..., or --sweep PARENT_RUN_ID, or --experiment NAME",
               file=sys.stderr)
         return 2
-    from gdexp.core.errors import ConfigError, say_invalid
+    from gdexp.commands.exits import say_invalid
+    from gdexp.core.errors import ConfigError
     from gdexp.tracking.reader import check_allow_list, check_experiment, load_runs
     from gdexp.tracking.store import find_run, read_client, resolve_uri, store_error
 
@@ -87,7 +88,7 @@ def check(run: dict, tracking_uri: str | None = None, allow_modules=()) -> tuple
     from gdexp.specs.batch import execute
     from gdexp.core.errors import ConfigError
     from gdexp.specs.legacy import upgrade
-    from gdexp.specs.run_spec import plan
+    from gdexp.specs.run_spec import build_spec
     from gdexp.tracking.reader import artifact_file, stored_config
 
     who = f"{run['run_name']} ({run['run_id']})"
@@ -104,7 +105,7 @@ def check(run: dict, tracking_uri: str | None = None, allow_modules=()) -> tuple
         changed = _data_changed(config, run.get("data_sha256")) or _source_changed(config, run.get("source_sha256"))
         if changed:
             return False, f"{who}: {changed}; not re-executed"
-        spec = plan(config)
+        spec = build_spec(config)
     except ConfigError as exc:
         return False, f"{who}: cannot re-execute its logged config: {exc}"
     except (LookupError, TypeError, ValueError, AttributeError) as exc:  # a config.yaml edited by hand
@@ -159,7 +160,7 @@ def _data_changed(config: dict, logged_sha) -> str | None:
     data = _loss_section(config).get("data")
     if data is None:
         return None  # a bundled data set: checked on the loss once built (_bundled_changed)
-    # Hashed here, not taken from the planned loss: plan() caches losses by their
+    # Hashed here, not taken from the planned loss: build_spec() caches losses by their
     # config, so in a long-lived process it could hand back the data it read first.
     try:
         now = hashlib.sha256(Path(data).read_bytes()).hexdigest()

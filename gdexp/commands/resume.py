@@ -20,8 +20,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gdexp.core.errors import ConfigError, NotFound, say_invalid
-from gdexp.tracking import parent_run, plan
+from gdexp.commands.exits import say_invalid
+from gdexp.core.errors import ConfigError, NotFound
+from gdexp.tracking import env, parent_run, plan
 from gdexp.tracking.guards import check_existing_store, sqlite_path
 from gdexp.tracking.pending import DONE, SPOOL, kept, replay, short_reason
 from gdexp.tracking.store import client, find_run, read_client, unreachable
@@ -205,17 +206,13 @@ def _check_gone(cl, sweep_plan: plan.Plan, force: bool) -> None:
 @contextmanager
 def _started_as(sweep_plan: plan.Plan, tracking_uri: str | None):
     """The sweep's start folder and store, for the block (relative paths in its config are from there)."""
-    saved_dir, saved_uri = os.getcwd(), os.environ.get("MLFLOW_TRACKING_URI")
+    saved_dir = os.getcwd()
     os.chdir(sweep_plan.start_dir)
-    os.environ["MLFLOW_TRACKING_URI"] = tracking_uri or sweep_plan.uri
     try:
-        yield
+        with env.sweep_environment({env.TRACKING_URI: tracking_uri or sweep_plan.uri}):
+            yield
     finally:
         os.chdir(saved_dir)
-        if saved_uri is None:
-            os.environ.pop("MLFLOW_TRACKING_URI", None)
-        else:
-            os.environ["MLFLOW_TRACKING_URI"] = saved_uri
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -45,6 +45,43 @@ def start_ray(init_cfg) -> None:
     _start_ray(init_cfg)
 
 
+def run_app(argv: list[str], task_function, config_dir: str, config_name: str) -> None:
+    """Hydra's app (what ``@hydra.main`` runs) on `argv`, not on sys.argv.
+
+    ``hydra.main`` parses sys.argv itself; its inner runner takes the parsed
+    arguments, so the caller's sys.argv is left alone.
+    """
+    from hydra import version
+    from hydra._internal.utils import _run_hydra, get_args_parser
+
+    version.setbase(None)  # as @hydra.main(version_base=None): this Hydra's defaults
+    parser = get_args_parser()
+    args = parser.parse_args(argv)
+    _run_hydra(args=args, args_parser=parser, task_function=task_function, config_path=config_dir,
+               config_name=config_name)
+
+
+def job_error(ret) -> BaseException | None:
+    """The exception a FAILED job raised, as Hydra's JobReturn keeps it (its `return_value`
+    property re-raises it and writes "Error executing job" to stderr; gdexp says it once itself)."""
+    return getattr(ret, "_return_value", None)
+
+
+def end_reused_joblib_workers() -> None:
+    """End the worker processes joblib (loky) keeps from an earlier sweep of this process.
+
+    They hold the environment they started with (that sweep's parent run, store
+    and folder) and would record the next sweep's jobs there. joblib has no
+    public call for it: its reusable executor is a module global.
+    """
+    import sys
+
+    loky = sys.modules.get("joblib.externals.loky.reusable_executor")
+    executor = getattr(loky, "_executor", None)
+    if executor is not None:
+        executor.shutdown(wait=True)
+
+
 def __getattr__(name: str):
     # BasicSweeper: the basic sweeper's cartesian product of comma lists and its batching,
     # which gdexp's grid sweeper (sweepers/grid.py) extends rather than copies. Imported only

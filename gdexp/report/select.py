@@ -15,7 +15,7 @@ import pandas as pd
 from gdexp.core.errors import ConfigError
 from gdexp.specs.legacy import upgrade
 from gdexp.core.outcomes import DESCENT_STATUSES  # noqa: F401 - the report's vocabulary
-from gdexp.specs.run_spec import plan
+from gdexp.specs.run_spec import build_spec
 from gdexp.tracking import TAG
 from gdexp.tracking import store as tracking
 from gdexp.tracking.reader import check_experiment, latest_sweep, load_curve, load_runs, stored_config
@@ -202,7 +202,7 @@ def run_config(selection: Selection, run) -> dict:
 
 def loss_of(selection: Selection, run):
     """The Loss a run descended, rebuilt from its config.yaml (never from a module not allowed)."""
-    return plan(upgrade(run_config(selection, run))).loss
+    return build_spec(upgrade(run_config(selection, run))).loss
 
 
 def run_url(ui: str, experiment_id: str, run_id: str) -> str:

@@ -8,7 +8,9 @@ gdexp.run/sweep and sweep files rewrite `budget.*` keys with a warning
 """
 from __future__ import annotations
 
-import sys
+import logging
+
+log = logging.getLogger(__name__)
 
 # budget.KEY (0.1) -> stopping.KEY (0.2, scipy's and Keras' names).
 BUDGET = {"max_iters": "maxiter", "tol": "gtol", "patience": "patience", "min_delta": "min_delta",
@@ -22,8 +24,7 @@ def warn_renamed(key: str) -> None:
     """Say once per process that `key` is deprecated, and its new name."""
     if key not in _warned:
         _warned.add(key)
-        print(f"gdexp: warning: {key} is deprecated, use {RENAMED[key]} (the old name works until gdexp 0.3)",
-              file=sys.stderr)
+        log.warning(f"gdexp: warning: {key} is deprecated, use {RENAMED[key]} (the old name works until gdexp 0.3)")
 
 
 def upgrade(config: dict) -> dict:

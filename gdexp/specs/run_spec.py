@@ -107,7 +107,7 @@ class RunSpec:
         return bool(getattr(self.schedule.target, "__name__", "") == "constant")
 
 
-def plan(config: dict, name_keys: tuple[str, ...] = (), search_dir: str | None = None) -> RunSpec:
+def build_spec(config: dict, name_keys: tuple[str, ...] = (), search_dir: str | None = None) -> RunSpec:
     """Validate a run's config and build its loss and start point.
 
     Args:

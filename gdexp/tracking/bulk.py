@@ -10,8 +10,8 @@ for `gdexp resume` (gdexp.tracking.pending), as the client path does.
 """
 from __future__ import annotations
 
+import logging
 import socket
-import sys
 import time
 from pathlib import Path
 
@@ -21,6 +21,8 @@ from gdexp.tracking.guards import local_dir
 from gdexp.tracking.pending import keep_run, short_reason
 from gdexp.tracking.record import log_dataset, write_run
 from gdexp.tracking.store import Store, unreachable
+
+log = logging.getLogger(__name__)
 
 
 def write_chunk(store: Store, specs: list, outcomes: list, *, parent_id: str | None, keep_dir: Path) -> list[dict]:
@@ -77,7 +79,7 @@ def write_chunk(store: Store, specs: list, outcomes: list, *, parent_id: str | N
     for i, (record, spec, outcome) in enumerate(zip(records, specs, outcomes)):
         if isinstance(outcome, BaseException) or i in failed:
             error = failed.get(i) or f"{type(outcome).__name__}: {outcome}"
-            print(f"gdexp: run {spec.run_name} ({record.run_id}) FAILED: {error}", file=sys.stderr)
+            log.error(f"gdexp: run {spec.run_name} ({record.run_id}) FAILED: {error}")
             result = None if isinstance(outcome, BaseException) else outcome
             rows.append(content.run_row(spec, record.run_id, result, FAILED, error, parent_id))
         else:
@@ -104,7 +106,7 @@ def _fast(store: Store) -> bool:
 
         ok, why = fast_path_available(store.uri)
         if not ok and not store.uri.startswith(("http://", "https://")):
-            print(f"gdexp: writing runs through MLflow's client, one at a time: {why}", file=sys.stderr)
+            log.warning(f"gdexp: writing runs through MLflow's client, one at a time: {why}")
         store.fast = ok
     return store.fast
 
@@ -125,8 +127,8 @@ def _keep(store: Store, spec, outcome, parent_id, exc, keep_dir: Path, now: int)
     where = {"uri": store.uri, "experiment": store.experiment, "parent_id": parent_id}
     entry = keep_run(keep_dir, where, None, spec, result, error, spec.config["tracking"]["curve_points"], now)
     reason = short_reason(exc)
-    print(f"gdexp: run {spec.run_name} not recorded ({store.uri} did not take it on {socket.gethostname()}: "
-          f"{reason}); kept in {entry}", file=sys.stderr)
+    log.warning(f"gdexp: run {spec.run_name} not recorded ({store.uri} did not take it on "
+                f"{socket.gethostname()}: {reason}); kept in {entry}")
     return {**content.run_row(spec, None, result, UNRECORDED, reason, parent_id), "kept": str(entry), "uri": store.uri}
 
 

@@ -2,9 +2,9 @@
 (or KILLED, with the line that says how to finish it)."""
 from __future__ import annotations
 
+import logging
 import os
 import shlex
-import sys
 import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -13,11 +13,11 @@ from typing import Callable
 
 import pandas as pd
 
-from gdexp.core.errors import ConfigError, exit_invalid
 from gdexp.results.summary import summarize
 from gdexp.results.table import typed_table
 from gdexp.tracking import TAG, env, guards, interrupts, plan
-from gdexp.tracking.pending import keep_parent, kept, resume_message, short_reason
+from gdexp.tracking.errors import RunsFailed, SweepInterrupted, Unrecorded
+from gdexp.tracking.pending import keep_parent, kept, short_reason
 from gdexp.tracking.provenance import command, provenance
 from gdexp.tracking.reader import load_runs, search
 from gdexp.tracking.store import (check_artifacts_writable, client, experiment_id, forget_stores, resolve_uri,
@@ -25,7 +25,7 @@ from gdexp.tracking.store import (check_artifacts_writable, client, experiment_i
 
 # On a parent run whose sweep left runs on disk (gdexp resume): how many.
 UNRECORDED_TAG = f"{TAG}unrecorded"
-_opened: list[tuple[str, str]] = []  # (parent run id, tracking URI) of the last sweep opened here (gdexp.sweep)
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -61,17 +61,17 @@ def sweep_run(sweep: Sweep, rows: Callable[[], list[dict]], jobs: list[dict] | N
     through the environment (gdexp.tracking.env) and are removed at the end.
     The sweep's plan (gdexp.tracking.plan) is written to its folder before
     any job starts. Ctrl-C or SIGTERM leaves the parent and every run still
-    open KILLED, says in one line how many runs were recorded and how to
-    finish (`gdexp resume`), and exits 130 or 143; a crash leaves it FAILED.
-    If any job failed, the process exits 1 after the summary.
+    open KILLED and raises SweepInterrupted (how many runs were recorded, how to
+    finish: `gdexp resume`); a crash leaves it FAILED. If any job failed,
+    RunsFailed is raised after the summary.
 
-    Before anything runs, the store is checked (gdexp.tracking.guards, one line
-    and exit status 2 when it cannot be used): a URI gdexp can record in, a
+    Before anything runs, the store is checked (gdexp.tracking.guards; a
+    ConfigError when it cannot be used): a URI gdexp can record in, a
     tracking server that answers, a SQLite file on a local disk and on the
     machine the jobs run on, an artifact folder it can write. Runs the store
     did not take during the sweep (kept on disk, gdexp.tracking.pending) leave
-    the parent open, tagged gdexp.unrecorded, and the process exits non-zero
-    with the command that records them.
+    the parent open, tagged gdexp.unrecorded, and raise Unrecorded, which
+    names the command that records them.
 
     A sweep that `gdexp resume` runs again (plan.resumed()) reopens its parent
     instead of making one, and is closed with one row per planned config.
@@ -84,18 +84,15 @@ def sweep_run(sweep: Sweep, rows: Callable[[], list[dict]], jobs: list[dict] | N
         curves: (bytes, runs, largest stopping.maxiter) of the sweep's curve files, checked
             against the artifact folder's free space (gdexp.core.resources.check_disk).
     """
-    try:
-        uri = resolve_uri(sweep.uri)
-        guards.check_store_uri(uri)
-        guards.check_store_filesystem(uri)
-        guards.check_store_for_launcher(uri, sweep.launcher)
-        guards.check_reachable(uri)
-        forget_stores()  # a store found down in an earlier sweep of this process is asked again
-        cl = client(uri)
-        exp = experiment_id(cl, sweep.experiment)
-        check_artifacts_writable(cl, exp, curves)
-    except ConfigError as exc:
-        exit_invalid(exc)  # one line, nothing run
+    uri = resolve_uri(sweep.uri)
+    guards.check_store_uri(uri)
+    guards.check_store_filesystem(uri)
+    guards.check_store_for_launcher(uri, sweep.launcher)
+    guards.check_reachable(uri)
+    forget_stores()  # a store found down in an earlier sweep of this process is asked again
+    cl = client(uri)
+    exp = experiment_id(cl, sweep.experiment)
+    check_artifacts_writable(cl, exp, curves)
     folder = Path(sweep.folder).resolve()
     again = plan.resumed()
     if again is None:
@@ -107,10 +104,8 @@ def sweep_run(sweep: Sweep, rows: Callable[[], list[dict]], jobs: list[dict] | N
         sweep_plan = reopen(cl, again[0])
     parent_id = sweep_plan.parent_id
     plan.write_plan(folder, sweep_plan)
-    _opened[:] = [(parent_id, uri)]
     values = {env.PARENT_RUN: parent_id, env.TRACKING_URI: uri, env.SWEEP_DIR: str(folder),
               env.START_DIR: os.getcwd()}
-    _end_reused_workers()
     with env.sweep_environment(values):
         try:
             yield parent_id
@@ -124,25 +119,20 @@ def sweep_run(sweep: Sweep, rows: Callable[[], list[dict]], jobs: list[dict] | N
                 else:  # the runs of both the sweep and its resumption
                     table = one_per_config(load_runs(sweep=parent_id, tracking_uri=uri))
                 counts = close(cl, parent_id, uri, table, sweep.searched)
+        except SweepInterrupted:
+            raise
         except KeyboardInterrupt as exc:
-            raise SystemExit(interrupted(cl, sweep_plan, folder, exc)) from None
+            raise interrupted(cl, sweep_plan, folder, exc) from None
         except BaseException as exc:
             if unreachable(exc):
                 keep_parent(folder, uri, parent_id)
-                sys.exit(resume_message(len(kept(folder)), None, uri, short_reason(exc), folder))
+                raise Unrecorded(len(kept(folder)), uri, short_reason(exc), folder) from None
             cl.set_terminated(parent_id, status="FAILED")
             raise
     if left:
-        sys.exit(resume_message(left, None, uri, "it did not answer during the sweep", folder))
+        raise Unrecorded(left, uri, "it did not answer during the sweep", folder)
     if counts["failed"]:
-        sys.exit(f"gdexp: {int(counts['failed'])} of {int(counts['runs'])} runs failed "
-                 "(their errors are above and on each run's gdexp.error tag)")
-
-
-def last_sweep() -> tuple[str, str] | None:
-    """(parent run id, tracking URI) of the last sweep this process opened, taken: None when no
-    sweep was opened since the last call (for gdexp.sweep)."""
-    return _opened.pop() if _opened else None
+        raise RunsFailed(int(counts["failed"]), int(counts["runs"]))
 
 
 def open_parent(cl, exp: str, sweep: Sweep, folder: Path, sweep_plan: plan.Plan) -> plan.Plan:
@@ -158,16 +148,6 @@ def open_parent(cl, exp: str, sweep: Sweep, folder: Path, sweep_plan: plan.Plan)
     return replace(sweep_plan, parent_id=cl.create_run(exp, run_name=sweep.name, tags=tags).info.run_id)
 
 
-def _end_reused_workers() -> None:
-    """End the worker processes joblib (loky) keeps from an earlier sweep of this process: they hold
-    the environment they started with, that sweep's parent run, store and folder, and would record
-    this sweep's jobs there."""
-    loky = sys.modules.get("joblib.externals.loky.reusable_executor")
-    executor = getattr(loky, "_executor", None)
-    if executor is not None:
-        executor.shutdown(wait=True)
-
-
 def reopen(cl, sweep_plan: plan.Plan) -> plan.Plan:
     """A parent run that `gdexp resume` continues: RUNNING again, its process this one."""
     from mlflow.entities import RunTag
@@ -180,9 +160,9 @@ def reopen(cl, sweep_plan: plan.Plan) -> plan.Plan:
     return now
 
 
-def interrupted(cl, sweep_plan: plan.Plan, folder: Path, exc: KeyboardInterrupt) -> int:
-    """Close a sweep stopped by Ctrl-C or SIGTERM: its open runs and parent KILLED, one line said;
-    returns the exit status (128 + the signal)."""
+def interrupted(cl, sweep_plan: plan.Plan, folder: Path, exc: KeyboardInterrupt) -> SweepInterrupted:
+    """Close a sweep stopped by Ctrl-C or SIGTERM: its open runs and parent KILLED; returns the error
+    to raise (its line, and the exit status 128 + the signal)."""
     with interrupts.deferred():  # a second Ctrl-C waits until the store is consistent
         close_running(cl, sweep_plan.parent_id)
         cl.set_terminated(sweep_plan.parent_id, status="KILLED")
@@ -190,8 +170,7 @@ def interrupted(cl, sweep_plan: plan.Plan, folder: Path, exc: KeyboardInterrupt)
     of = f" of {sweep_plan.planned}" if sweep_plan.planned is not None else ""
     finish = (f"to finish: gdexp resume {folder}" if sweep_plan.planned is not None
               else "a search cannot be continued: run it again")
-    print(f"gdexp: interrupted: {done}{of} runs recorded; {finish}", file=sys.stderr)
-    return interrupts.exit_status(exc)
+    return SweepInterrupted(f"gdexp: interrupted: {done}{of} runs recorded; {finish}", interrupts.exit_status(exc))
 
 
 def children(cl, parent_id: str, status: str | None = None) -> list:
@@ -226,11 +205,11 @@ def not_run(rows: list[dict]) -> None:
     """Say, one line each, the jobs that failed before any run existed (no MLflow run shows them)."""
     for row in rows:
         if row.get("run_id") is None and row.get("error"):
-            print(f"gdexp: job not run: {row['run_name']}: {row['error']}", file=sys.stderr)
+            log.error(f"gdexp: job not run: {row['run_name']}: {row['error']}")
 
 
 def close(cl, parent_id: str, uri: str, table: pd.DataFrame, searched: tuple[str, ...] = ()) -> dict:
-    """Log the summary of the sweep's runs (gdexp.results.summary) on the parent, print it, close the parent."""
+    """Log the summary of the sweep's runs (gdexp.results.summary) on the parent, say it, close the parent."""
     from mlflow.entities import Metric
 
     summary = summarize(table, searched)
@@ -241,8 +220,8 @@ def close(cl, parent_id: str, uri: str, table: pd.DataFrame, searched: tuple[str
             part.to_csv(Path(tmp) / name, index=False)
         cl.log_artifacts(parent_id, tmp)
     cl.set_terminated(parent_id, status="FAILED" if counts["failed"] else "FINISHED")
-    print(summary.text())
-    print(where_to_look(uri, cl.get_run(parent_id).info.experiment_id, parent_id))
+    log.info(summary.text())
+    log.info(where_to_look(uri, cl.get_run(parent_id).info.experiment_id, parent_id))
     return counts
 
 

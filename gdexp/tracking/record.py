@@ -1,8 +1,8 @@
 """Writing one run to MLflow: created, descended, recorded, closed; kept on disk when the store is down."""
 from __future__ import annotations
 
+import logging
 import socket
-import sys
 import tempfile
 import time
 import traceback
@@ -15,6 +15,8 @@ from gdexp.core.result import Result
 from gdexp.tracking import content
 from gdexp.tracking.guards import local_dir
 from gdexp.tracking.store import Store, unreachable
+
+log = logging.getLogger(__name__)
 
 
 def write_run(store: Store, spec, descent: Callable[[], Result], *, parent_id: str | None,
@@ -57,8 +59,8 @@ def write_run(store: Store, spec, descent: Callable[[], Result], *, parent_id: s
         if not swallow or info is None:
             raise
         error = f"{type(exc).__name__}: {exc}"
-        print(f"gdexp: run {spec.run_name} ({info.run_id}) FAILED:", file=sys.stderr)
-        traceback.print_exception(exc, file=sys.stderr)
+        log.error(f"gdexp: run {spec.run_name} ({info.run_id}) FAILED:\n"
+                  + "".join(traceback.format_exception(exc)).rstrip())
         return content.run_row(spec, info.run_id, None, FAILED, error, parent_id)
     return content.run_row(spec, info.run_id, result, parent_id=parent_id)
 
@@ -164,7 +166,7 @@ def _keep(store: Store, spec, result, descent, run_id, parent_id, exc, keep_dir:
     where = {"uri": store.uri, "experiment": store.experiment, "parent_id": parent_id}
     entry = keep_run(keep_dir, where, run_id, spec, result, error, spec.config["tracking"]["curve_points"], now)
     reason = short_reason(exc)
-    print(f"gdexp: run {spec.run_name} not recorded ({store.uri} does not answer from "
-          f"{socket.gethostname()}: {reason}); kept in {entry}", file=sys.stderr)
+    log.warning(f"gdexp: run {spec.run_name} not recorded ({store.uri} does not answer from "
+                f"{socket.gethostname()}: {reason}); kept in {entry}")
     row = content.run_row(spec, run_id, result, UNRECORDED, reason, parent_id)
     return {**row, "kept": str(entry), "uri": store.uri}

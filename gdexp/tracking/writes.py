@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import functools
 import logging
-import sys
 import time
 
 from gdexp.tracking import interrupts
 from gdexp.tracking.guards import sqlite_path
+
+log = logging.getLogger(__name__)
 
 # How long gdexp waits for a store another process holds locked (a SQLite file inside a
 # long write or `BEGIN EXCLUSIVE`), on top of SQLite's own wait, before giving up on it:
@@ -111,8 +112,7 @@ def wait_unlocked(attempt, uri: str):
             now = time.monotonic()
             if deadline is None:
                 deadline = now + LOCK_WAIT_S
-                print(f"gdexp: store locked by another process; waiting (up to {LOCK_WAIT_S:g} s): {uri}",
-                      file=sys.stderr)
+                log.warning(f"gdexp: store locked by another process; waiting (up to {LOCK_WAIT_S:g} s): {uri}")
             if now >= deadline:
                 raise StoreLocked(f"the store stayed locked by another process for {LOCK_WAIT_S:g} s "
                                   f"(gdexp.tracking.writes.LOCK_WAIT_S); find the process holding "

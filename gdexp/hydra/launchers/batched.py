@@ -25,7 +25,7 @@ from gdexp.specs.run_spec import RunSpec
 from gdexp.hydra.compose import Job, shared_composer
 from gdexp.hydra.launchers.jobfiles import JobFiles
 from gdexp.hydra.launchers.progress import progress
-from gdexp.hydra.task import keep_folder, sweep_job_store, write_job_log
+from gdexp.hydra.jobs import keep_folder, sweep_job_store, write_job_log
 from gdexp.tracking import env
 from gdexp.tracking.bulk import write_chunk
 from gdexp.tracking.record import write_run

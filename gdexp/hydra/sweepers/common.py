@@ -10,6 +10,7 @@ from gdexp.core.errors import ConfigError
 from gdexp.core.outcomes import FAILED
 from gdexp.specs.run_spec import RunSpec
 from gdexp.hydra.compose import JobComposer, shared_composer
+from gdexp.hydra.internals import job_error
 from gdexp.tracking.parent_run import Sweep
 from gdexp.tracking.plan import resumed
 
@@ -107,7 +108,7 @@ def row_of(ret, overrides: list[str]) -> dict:
     from hydra.core.utils import JobStatus
 
     if ret.status == JobStatus.FAILED:  # its error, without Hydra's "Error executing job" line (we say it once)
-        error = getattr(ret, "_return_value", None)
+        error = job_error(ret)
         reason = f"{type(error).__name__}: {error}"
     else:
         value = ret.return_value

@@ -6,9 +6,8 @@ from typing import Any, List
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
-from gdexp.core.errors import ConfigError, exit_invalid
 from gdexp.hydra.grids import expand
-from gdexp.hydra.internals import BasicSweeper
+from gdexp.hydra.internals import BasicSweeper, end_reused_joblib_workers
 from gdexp.hydra.sweepers.common import (composer, data_checksums, resumed_jobs, row_of, start_folder, sweep_of,
                                          swept_keys, to_launch, validate_jobs)
 from gdexp.tracking.parent_run import sweep_run
@@ -34,17 +33,15 @@ class GridSweeper(BasicSweeper):
 
     def sweep(self, arguments: List[str]) -> Any:
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
-        try:
-            params = [f"{k}={v}" for k, v in self.params.items()]  # hydra.sweeper.params, as BasicSweeper reads them
-            lines = [expand(x) for x in [*params, *arguments]]
-            self.overrides = self.split_arguments(parser.parse_overrides(lines), self.max_batch_size)
-            jobs = [job for batch in self.overrides for job in batch]
-            comp = composer(self)
-            comp.name_keys = swept_keys(jobs, comp)
-            specs = validate_jobs(comp, jobs)
-            done = resumed_jobs(jobs, specs)  # config hashes already FINISHED, when `gdexp resume` runs it
-        except ConfigError as exc:
-            exit_invalid(exc)  # one line, no run created
+        # A ConfigError here (a bad value anywhere in the grid) leaves before any run exists.
+        params = [f"{k}={v}" for k, v in self.params.items()]  # hydra.sweeper.params, as BasicSweeper reads them
+        lines = [expand(x) for x in [*params, *arguments]]
+        self.overrides = self.split_arguments(parser.parse_overrides(lines), self.max_batch_size)
+        jobs = [job for batch in self.overrides for job in batch]
+        comp = composer(self)
+        comp.name_keys = swept_keys(jobs, comp)
+        specs = validate_jobs(comp, jobs)
+        done = resumed_jobs(jobs, specs)  # config hashes already FINISHED, when `gdexp resume` runs it
         start_folder(self.config)
 
         returns, rows = [], []
@@ -52,6 +49,7 @@ class GridSweeper(BasicSweeper):
         curves = (sum(s.curve_bytes for s in specs), len(specs), max(s.config["stopping"]["maxiter"] for s in specs))
         with sweep_run(sweep_of(self.config), rows=lambda: rows, jobs=planned, data=data_checksums(specs),
                        curves=curves):
+            end_reused_joblib_workers()  # they would record this sweep's jobs under the last one's parent
             initial_job_idx = 0
             while not self.is_done():
                 batch = self.get_job_batch()

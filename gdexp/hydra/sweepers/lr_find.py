@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import math
 import re
-import sys
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional
 
@@ -146,8 +145,8 @@ class LrFindSweeper(SearchSweeper):
             n, status = len(self.rows), row["status"]
             log.info(f"lr_find probe {n}: {LR}={clean(lr)} {status}")
             if status not in DESCENT_STATUSES:  # 'failed': no descent result to judge
-                print(f"gdexp: lr_find: probe {n} ({LR}={clean(lr)}) ended {status}, so it cannot "
-                      "tell stable from diverged: the search stops", file=sys.stderr)
+                log.warning(f"gdexp: lr_find: probe {n} ({LR}={clean(lr)}) ended {status}, so it cannot "
+                            "tell stable from diverged: the search stops")
                 return None
             return status != DIVERGED
 

@@ -8,7 +8,7 @@ search (`_search`), launching through `_launch`.
 """
 from __future__ import annotations
 
-import sys
+import logging
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
@@ -16,11 +16,14 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
 from hydra.plugins.sweeper import Sweeper
 
-from gdexp.core.errors import ConfigError, exit_invalid
+from gdexp.hydra.internals import end_reused_joblib_workers
 from gdexp.hydra.sweepers.common import (composer, data_checksums, row_of, start_folder, sweep_name, sweep_of,
                                          validate_jobs)
 from gdexp.tracking.parent_run import annotate, mark_failed, sweep_run
+from gdexp.tracking.errors import SearchFailed
 from gdexp.tracking.store import resolve_uri
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -62,24 +65,23 @@ class SearchSweeper(Sweeper):
 
     def sweep(self, arguments: List[str]) -> List[dict]:
         lines = [f"{k}={v}" for k, v in self.params.items()] + list(arguments)
-        try:
-            parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
-            fixed, examples = self._prepare(parser.parse_overrides(lines))
-            comp = composer(self)
-            comp.name_keys = tuple(k for k in self.searched if k != "optimizer.lr")
-            specs = validate_jobs(comp, examples)
-        except ConfigError as exc:
-            exit_invalid(exc)  # one line, no run created
+        # A ConfigError here leaves before any run exists.
+        parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
+        fixed, examples = self._prepare(parser.parse_overrides(lines))
+        comp = composer(self)
+        comp.name_keys = tuple(k for k in self.searched if k != "optimizer.lr")
+        specs = validate_jobs(comp, examples)
         start_folder(self.config)
         # Its plan holds no jobs (they depend on the results), only the data they must be fitted on.
         with sweep_run(sweep_of(self.config), rows=lambda: self.rows, data=data_checksums(specs)) as parent_id:
+            end_reused_joblib_workers()  # they would record this search's jobs under the last one's parent
             outcome = self._search(fixed)
             self._log_results(parent_id, outcome.metrics, outcome.params, outcome.tags)
-        print("\n".join(outcome.report))
+        log.info("\n".join(outcome.report))
         if outcome.error:
             # The parent was closed with the summary of its runs; the search itself found no answer.
             mark_failed(self._uri(), parent_id)
-            sys.exit(f"gdexp: {sweep_name(self.config)}: {outcome.error}")
+            raise SearchFailed(f"gdexp: {sweep_name(self.config)}: {outcome.error}")
         return self.rows
 
     def _prepare(self, overrides: List[Override]) -> tuple[List[str], List[List[str]]]:

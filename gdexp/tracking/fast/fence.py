@@ -133,3 +133,43 @@ def _engine(uri: str):
 
         engine = _ENGINES[uri] = sa.create_engine(uri, pool_pre_ping=True)
     return engine
+
+
+# --- MLflow's private helpers the fast path calls, behind this fence --------------------------
+# MLflow writes its rows through these; the fast path calls the same ones so that what it
+# writes is what MlflowClient would write. Private (no stability promise): each is reached
+# here only, and the fast path falls back to MlflowClient on a schema it was not tested on.
+
+def random_run_name() -> str:
+    """A run name as MLflow makes one for a run created without a name."""
+    from mlflow.utils.name_utils import _generate_random_name
+
+    return _generate_random_name()
+
+
+def validate_run_id(run_id: str) -> None:
+    """MLflow's check of a run id (MlflowException if malformed)."""
+    from mlflow.utils.validation import _validate_run_id
+
+    _validate_run_id(run_id)
+
+
+def validate_metric(key: str, value, timestamp, step) -> None:
+    """MLflow's check of one metric point (name, value, timestamp and step)."""
+    from mlflow.utils.validation import _validate_metric
+
+    _validate_metric(key, value, timestamp, step)
+
+
+def validate_tag(key: str, value, path: str):
+    """MLflow's tag validator: the tag as MLflow would store it (value cut to 8,000 characters)."""
+    from mlflow.utils.validation import _validate_tag
+
+    return _validate_tag(key, value, path=path)
+
+
+def validate_param(key: str, value: str, path: str):
+    """MLflow's param validator: the param as MLflow would store it (value cut to 6,000 characters)."""
+    from mlflow.utils.validation import _validate_param
+
+    return _validate_param(key, value, path=path)

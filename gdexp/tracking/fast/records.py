@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import uuid
 from dataclasses import dataclass, field
+from gdexp.tracking.fast import fence
 
 PARENT_TAG = "mlflow.parentRunId"
 
@@ -58,12 +59,10 @@ def _prepare(record: RunRecord, location: str):
     """The rows of one run: (runs row, tag rows, param rows, latest rows, metric rows)."""
     from mlflow.entities import RunStatus
     from mlflow.exceptions import INVALID_PARAMETER_VALUE, MlflowException
-    from mlflow.utils.name_utils import _generate_random_name
     from mlflow.utils.time import get_current_time_millis
-    from mlflow.utils.validation import _validate_run_id
 
     run_id = record.run_id
-    _validate_run_id(run_id)
+    fence.validate_run_id(run_id)
     if record.status not in TERMINAL:
         RunStatus.from_string(record.status)  # MLflow's error for a name it does not know
         raise MlflowException(f"status must be one of {TERMINAL}, got {record.status!r}",
@@ -75,7 +74,7 @@ def _prepare(record: RunRecord, location: str):
             "Both 'run_name' argument and 'mlflow.runName' tag are specified, but with "
             f"different values (run_name='{record.run_name}', mlflow.runName='{name_tag}').",
             INVALID_PARAMETER_VALUE)
-    name = record.run_name or name_tag or _generate_random_name()
+    name = record.run_name or name_tag or fence.random_run_name()
     if not name_tag:
         tags[RUN_NAME_TAG] = name
     now = get_current_time_millis()
@@ -168,28 +167,25 @@ def _checked_rows(run_id: str, metrics: list) -> tuple[list[tuple], dict]:
 def _as_float(value, point) -> float:
     """A metric value as MlflowClient.log_batch converts it (numpy scalars, ints, bools)."""
     from mlflow.tracking.metric_value_conversion_utils import convert_metric_value_to_float_if_possible
-    from mlflow.utils.validation import _validate_metric
 
     converted = convert_metric_value_to_float_if_possible(value)
     if type(converted) is not float:
-        _validate_metric(point[0], converted, point[2], point[3])  # raises MLflow's error
+        fence.validate_metric(point[0], converted, point[2], point[3])  # raises MLflow's error
         converted = float(converted)
     return converted
 
 def _check_key(key) -> None:
-    from mlflow.utils.validation import _validate_metric
 
-    _validate_metric(key, 0.0, 0, 0)  # the name and its length; the rest is checked per point
+    fence.validate_metric(key, 0.0, 0, 0)  # the name and its length; the rest is checked per point
 
 def _as_ints(point, value) -> tuple[int, int]:
     """Timestamp and step as Python ints (numpy integers accepted), MLflow's error otherwise."""
     import operator
 
     from mlflow.exceptions import INVALID_PARAMETER_VALUE, MlflowException
-    from mlflow.utils.validation import _validate_metric
 
     key, _, ts, step = point
-    _validate_metric(key, value, ts, step)
+    fence.validate_metric(key, value, ts, step)
     try:
         return operator.index(ts), operator.index(step)
     except TypeError:
@@ -198,20 +194,16 @@ def _as_ints(point, value) -> tuple[int, int]:
 
 def checked_tags(tags: dict) -> dict[str, str]:
     """Tags through MLflow's tag validator (name rules, values cut to 8,000 characters)."""
-    from mlflow.utils.validation import _validate_tag
-
     out = {}
     for idx, (key, value) in enumerate(tags.items()):
-        tag = _validate_tag(key, value, path=f"tags[{idx}]")
+        tag = fence.validate_tag(key, value, path=f"tags[{idx}]")
         out[tag.key] = tag.value
     return out
 
 def checked_params(params: dict) -> dict[str, str]:
     """Params stringified (MlflowClient.log_batch: str(value)) and validated (cut to 6,000)."""
-    from mlflow.utils.validation import _validate_param
-
     out = {}
     for idx, (key, value) in enumerate(params.items()):
-        param = _validate_param(key, str(value), path=f"params[{idx}]")
+        param = fence.validate_param(key, str(value), path=f"params[{idx}]")
         out[param.key] = param.value
     return out
