@@ -2,6 +2,13 @@
 
     python benchmarks/compare_stores.py                 # old commit 83d4c67 against this tree
     python benchmarks/compare_stores.py --old-names     # this tree typed as 0.1 users type (budget.max_iters)
+    python benchmarks/compare_stores.py --since 7ab735d # a 0.2 commit against this tree: no renames at all
+
+`--since` is the check of a restructure that must change nothing a user sees
+(issue 24's layers and exits: the store before and after must be equal): both
+trees run today's command line, and only the tags that name the code and the
+process that ran (gdexp.git_commit, gdexp.git_dirty, mlflow.source.git.commit,
+which the extracted old tree lacks, and gdexp.pid) may differ.
 
 The code of the old commit is extracted with `git archive` into a temporary
 folder (a checkout of it, without touching the repository's worktrees) and
@@ -76,9 +83,13 @@ def main() -> int:
     p.add_argument("--old-names", action="store_true",
                    help="run this tree with the old command line (budget.max_iters: the deprecation path)")
     p.add_argument("--keep", metavar="DIR", help="keep both stores and the old code in DIR")
+    p.add_argument("--since", metavar="COMMIT", help="a 0.2 commit: run both trees with today's command line, "
+                                                     "compare without renames")
     args = p.parse_args()
     work = Path(args.keep or tempfile.mkdtemp(prefix="gdexp-compare-"))
     code = work / "old-code"
+    if args.since:
+        return same_store(args.since, work, code, args.keep)
     extract(args.old, code)
     new_args = OLD_ARGS if args.old_names else NEW_ARGS
     old_uri, old_s = run_sweep(work / "old", code, OLD_MAIN, OLD_ARGS)
@@ -97,6 +108,31 @@ def main() -> int:
     for line in left[:200]:
         print(f"  {line}")
     print(f"stores kept in {work}" if args.keep else "")
+    return 1 if left else 0
+
+
+# Tags that name the code and the process that ran: the only difference two trees may make in a store.
+CODE_TAGS = ("gdexp.git_commit", "gdexp.git_dirty", "mlflow.source.git.commit", "gdexp.pid")
+
+
+def same_store(commit: str, work: Path, code: Path, keep: str | None) -> int:
+    """The reference sweep by `commit` and by this tree, both with today's command line; 0 if the
+    stores are equal but for CODE_TAGS."""
+    extract(commit, code)
+    old_uri, old_s = run_sweep(work / "old", code, NEW_MAIN, NEW_ARGS)
+    new_uri, new_s = run_sweep(work / "new", ROOT, NEW_MAIN, NEW_ARGS)
+    print(f"old ({commit}): {shlex.join(['gdexp', *NEW_ARGS])}  [{old_s:.1f} s]")
+    print(f"new (this tree): same command  [{new_s:.1f} s]")
+    old, new = snapshot(old_uri), snapshot(new_uri)
+    for store in (old, new):
+        for run in store.values():
+            for tag in CODE_TAGS:
+                run["tags"].pop(tag, None)
+    left = differences(old, new)
+    print(f"runs: {len(old)} old, {len(new)} new; differences: {len(left)}")
+    for line in left[:200]:
+        print(f"  {line}")
+    print(f"stores kept in {work}" if keep else "")
     return 1 if left else 0
 
 

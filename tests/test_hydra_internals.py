@@ -20,7 +20,7 @@ from gdexp.hydra import internals
 from test_architecture import MODULES, imported
 
 FENCED = ("ConfigLoaderImpl", "get_overrides_dirname", "get_omega_conf_dumper", "apply_overrides",
-          "start_ray", "BasicSweeper")
+          "start_ray", "BasicSweeper", "run_app", "job_error", "end_reused_joblib_workers")
 FRAMEWORKS = ("hydra", "omegaconf", "hydra_plugins")
 
 
@@ -175,36 +175,61 @@ def test_start_ray_calls_ray_init_with_the_config_once(monkeypatch):
     assert calls == [{"address": None, "num_cpus": 2}]
 
 
-# --- the fence: nothing else reaches into Hydra's or OmegaConf's privates -----------------------
+# --- the fences: nothing else reaches into a framework's privates ------------------------------
 
-def private_uses(name: str) -> list[str]:
-    """Imports of a private Hydra/OmegaConf/plugin module or name, and `Imported._private` attributes."""
+# Each framework's private names are reached from one module of gdexp only.
+FENCES = {"hydra": "gdexp.hydra.internals", "omegaconf": "gdexp.hydra.internals",
+          "hydra_plugins": "gdexp.hydra.internals", "joblib": "gdexp.hydra.internals",
+          "mlflow": "gdexp.tracking.fast.fence"}
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")
+
+
+def private_uses(name: str, frameworks=tuple(FENCES)) -> list[str]:
+    """Imports of a private module or name of `frameworks`, `Imported._private` attributes, and
+    `getattr(x, "_private")` with a string (which reaches past any fence, whatever x is)."""
     path, is_package = MODULES[name]
     found = [f"{name}:{line} imports {target}" for target, line in imported(name, path, is_package)
-             if target.split(".")[0] in FRAMEWORKS and any(p.startswith("_") for p in target.split(".")[1:])]
+             if target.split(".")[0] in frameworks and any(_private(p) for p in target.split(".")[1:])]
     tree = ast.parse(path.read_text())
     bound = {(a.asname or a.name).split(".")[0] for node in ast.walk(tree)
              if isinstance(node, (ast.Import, ast.ImportFrom))
              and ((node.module or "") if isinstance(node, ast.ImportFrom) else node.names[0].name).split(".")[0]
-             in FRAMEWORKS for a in node.names}
+             in frameworks for a in node.names}
     found += [f"{name}:{node.lineno} uses {node.value.id}.{node.attr}" for node in ast.walk(tree)
-              if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__")
+              if isinstance(node, ast.Attribute) and _private(node.attr)
               and isinstance(node.value, ast.Name) and node.value.id in bound]
+    found += [f"{name}:{node.lineno} getattr {node.args[1].value!r}" for node in ast.walk(tree)
+              if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("getattr", "hasattr")
+              and len(node.args) >= 2 and isinstance(node.args[1], ast.Constant)
+              and isinstance(node.args[1].value, str) and _private(node.args[1].value)]
     return found
 
 
-def test_the_fence_check_sees_a_private_import_and_attribute(tmp_path, monkeypatch):
+def test_the_fence_check_sees_a_private_import_attribute_and_getattr(tmp_path, monkeypatch):
     bad = tmp_path / "bad.py"
     bad.write_text("from omegaconf import OmegaConf\n\ndef f():\n    from hydra._internal.utils import x\n"
-                   "    return OmegaConf._get_obj_type(x)\n")
+                   "    return OmegaConf._get_obj_type(x)\n\ndef g(ret):\n    return getattr(ret, '_return_value')\n"
+                   "\ndef h():\n    from mlflow.utils.name_utils import _generate_random_name\n")
     monkeypatch.setitem(MODULES, "gdexp.bad", (bad, False))
-    assert private_uses("gdexp.bad") == ["gdexp.bad:4 imports hydra._internal.utils.x",
-                                         "gdexp.bad:4 imports hydra._internal.utils",
-                                         "gdexp.bad:5 uses OmegaConf._get_obj_type"]
+    assert sorted(private_uses("gdexp.bad")) == sorted([
+        "gdexp.bad:4 imports hydra._internal.utils.x", "gdexp.bad:4 imports hydra._internal.utils",
+        "gdexp.bad:5 uses OmegaConf._get_obj_type", "gdexp.bad:8 getattr '_return_value'",
+        "gdexp.bad:11 imports mlflow.utils.name_utils._generate_random_name"])
 
 
-def test_no_module_but_internals_uses_a_private_hydra_api():
-    found = [use for name in MODULES if name != "gdexp.hydra.internals" for use in private_uses(name)]
+@pytest.mark.parametrize("framework", sorted(FENCES))
+def test_no_module_but_its_fence_uses_a_private_api(framework):
+    found = [use for name in MODULES if name != FENCES[framework]
+             for use in private_uses(name, (framework,)) if "getattr" not in use]
+    assert found == []
+
+
+def test_no_module_but_the_fences_getattrs_a_private_name():
+    found = [use for name in MODULES if name not in set(FENCES.values())
+             for use in private_uses(name, ()) if "getattr" in use]
     assert found == []
 
 

@@ -23,6 +23,8 @@ import urllib.request
 from pathlib import Path
 
 import pandas as pd
+import types
+
 import pytest
 from mlflow import MlflowClient
 
@@ -283,9 +285,12 @@ def test_jobs_become_one_task_per_run_of_jobs_that_descend_together(compose):
     jobs += [["loss=quadratic", "optimizer.lr=0.1"], ["loss=booth", "optimizer.lr=0.4"]]
     with initialize_config_dir(config_dir=str(conf_dir()), version_base=None):
         loader = GlobalHydra.instance().config_loader()
-        assert descent_groups(loader, master, jobs, 10) == [(10, jobs[:3]), (13, jobs[3:4]), (14, jobs[4:])]
-        assert descent_groups(loader, master, jobs, 10, jobs_per_task=2) == \
+        launcher = types.SimpleNamespace()  # the composer is kept on it, made once
+        assert descent_groups(launcher, loader, master, jobs, 10) == [(10, jobs[:3]), (13, jobs[3:4]), (14, jobs[4:])]
+        composer = launcher.gdexp_composer
+        assert descent_groups(launcher, loader, master, jobs, 10, jobs_per_task=2) == \
             [(10, jobs[:2]), (12, jobs[2:3]), (13, jobs[3:4]), (14, jobs[4:])]
+        assert launcher.gdexp_composer is composer
 
 
 def test_http_retries_are_bounded_unless_the_user_set_them(monkeypatch, tmp_path):

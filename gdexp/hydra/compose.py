@@ -244,11 +244,9 @@ class JobComposer:
         return self._parse(overrides)
 
 
-_SHARED: dict[int, JobComposer] = {}
-
-
-def shared_composer(config_loader, master_config: DictConfig) -> JobComposer:
-    """The composer of the running sweep, shared by its sweeper and launcher.
+def shared_composer(launcher, config_loader, master_config: DictConfig) -> JobComposer:
+    """The composer of the sweep `launcher` runs, made once and kept on the launcher instance;
+    the sweeper reaches it through its launcher (Hydra gives each sweep one of each).
 
     A new sweep also sets Hydra's global HydraConfig to its master config: Hydra
     sets it only inside each job, but gdexp's sweepers read the master's task
@@ -259,12 +257,12 @@ def shared_composer(config_loader, master_config: DictConfig) -> JobComposer:
 
     # Not HydraConfig.set_config(master_config): it makes the master's hydra node read-only,
     # and the Ray and submitit launchers still write to it (the sweep folder made absolute).
-    key = id(master_config)
-    if key not in _SHARED:
-        _SHARED.clear()  # one sweep at a time per process
-        _SHARED[key] = JobComposer(config_loader, master_config)
+    composer = getattr(launcher, "gdexp_composer", None)
+    if composer is None or composer._master is not master_config:
+        composer = JobComposer(config_loader, master_config)
         HydraConfig.instance().cfg = _hydra_only(OmegaConf.to_container(master_config.hydra, resolve=False))
-    return _SHARED[key]
+        launcher.gdexp_composer = composer
+    return composer
 
 
 @contextmanager

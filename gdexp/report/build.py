@@ -5,14 +5,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from gdexp.report import batch_size, figures, interactive, render, search, sections, sharpness
+from gdexp.core.outcomes import STABLE
+from gdexp.report import UI_URL, batch_size, figures, interactive, render, search, sections, sharpness
 from gdexp.report.animate import descent_gif
 from gdexp.report.overlay import BOUNDS, overlay, overlay_png
-from gdexp.report.select import (UI_URL, Group, Selection, grouped, loss_of, read_curves, run_url,
+from gdexp.report.select import (Group, Selection, grouped, loss_of, read_curves, run_url,
                                  searched_keys, slug)
 from gdexp.results.groups import GROUP, answers, monitor
 
-_OK = ("converged", "max_iters")
 # Figure files are named so; stale ones from an earlier build of the folder are removed.
 _OWN = ("fig-*.png", "anim-*.gif")
 OVERLAY_PNG = "fig-overlay.png"
@@ -172,7 +172,7 @@ def _contour_section(sel: Selection, parts: list[Group], out: Path) -> list[tupl
 
 def _animations(g: Group, runs, loss, box, out: Path) -> list[tuple]:
     norm, cmap = figures.lr_norm(runs["lr"]), figures.lr_cmap()
-    ok = runs[runs["status"].isin(_OK)].sort_values(["final_loss", "lr"], kind="stable")
+    ok = runs[runs["status"].isin(STABLE)].sort_values(["final_loss", "lr"], kind="stable")
     diverged = runs[runs["diverged"]].sort_values(["lr", "run_id"], kind="stable")
     blocks = []
     for kind, chosen, missing in (("best", ok, "Every run diverged: no best run to animate."),

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from gdexp.report.select import DESCENT_STATUSES
+from gdexp.core.outcomes import DESCENT_STATUSES
 from gdexp.results.groups import GROUP, aggregate
 
 BOUNDS = ("lr_max_stable", "lr_optimal")

@@ -7,7 +7,8 @@ import shlex
 import pandas as pd
 
 from gdexp.report.select import TAG as _T
-from gdexp.report.select import DESCENT_STATUSES, Selection, sweep_labels, started
+from gdexp.core.outcomes import DESCENT_STATUSES
+from gdexp.report.select import Selection, sweep_labels, started
 from gdexp.report.render import md_escape
 from gdexp.results.groups import GROUP, REPEAT_KEY, label, swept_keys
 

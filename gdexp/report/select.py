@@ -14,12 +14,10 @@ import numpy as np
 import pandas as pd
 from gdexp.core.errors import ConfigError
 from gdexp.specs.legacy import upgrade
-from gdexp.core.outcomes import DESCENT_STATUSES  # noqa: F401 - the report's vocabulary
 from gdexp.specs.run_spec import build_spec
 from gdexp.tracking import TAG
 from gdexp.tracking import store as tracking
 from gdexp.tracking.reader import check_experiment, latest_sweep, load_curve, load_runs, stored_config
-from gdexp.report import UI_URL  # noqa: F401 - build's default
 from gdexp.results.groups import GROUP, group_keys, with_groups
 from gdexp.results.table import MEASURED  # val_loss, train_loss, sharpness, ...: curves, not coordinates
 

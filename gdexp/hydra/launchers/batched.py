@@ -36,12 +36,13 @@ log = logging.getLogger(__name__)
 class BatchedLauncher(Launcher):
     def setup(self, *, hydra_context, task_function, config) -> None:
         self.hydra_context, self.task_function, self.config = hydra_context, task_function, config
+        self.files = JobFiles()  # the job-file templates of this launcher's sweep
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         setup_globals()
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
-        composer = shared_composer(self.hydra_context.config_loader, self.config)
+        composer = shared_composer(self, self.hydra_context.config_loader, self.config)
         jobs = [composer.job(initial_job_idx + i, list(o)) for i, o in enumerate(job_overrides)]
         specs = [composer.spec(job.overrides, job.num) for job in jobs]
         log.info(f"Launching {len(jobs)} jobs: descent in {len({s.batch_key for s in specs})} vectorized batch(es)")
@@ -73,10 +74,7 @@ class BatchedLauncher(Launcher):
                                   parent_id=parent_id, keep_dir=keep_folder())
             for i, row in zip(part, written):
                 rows[i] = row
-        if id(composer) not in _FILES:
-            _FILES.clear()  # one sweep at a time per process
-            _FILES[id(composer)] = JobFiles()
-        files = _FILES[id(composer)]
+        files = self.files
         # A template with interpolations may carry a job's values into other keys: dumped in full.
         sweep_dir = str(self.config.hydra.sweep.dir)  # read once a chunk: an OmegaConf look-up is ~0.3 ms
         return [_lean_job(job, self._job_dir(composer, job, sweep_dir), row, files,
@@ -129,10 +127,6 @@ def _lean_job(job: Job, output_dir: str, row: dict, files: JobFiles, changed, se
     # Hydra's default job logging gives each job <output_dir>/<job name>.log; the job's line goes there.
     write_job_log(Path(output_dir), hydra["job"]["name"], row)
     return ret
-
-
-# The job-file templates of the running sweep (one composer per sweep).
-_FILES: dict[int, JobFiles] = {}
 
 
 class _LeanReturn(JobReturn):

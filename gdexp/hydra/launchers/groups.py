@@ -30,7 +30,7 @@ def absolute_sweep_dir(config) -> str:
     return config.hydra.sweep.dir
 
 
-def descent_groups(config_loader, config, job_overrides, initial_job_idx: int,
+def descent_groups(launcher, config_loader, config, job_overrides, initial_job_idx: int,
                    jobs_per_task: int | None = None) -> list[tuple[int, list[list[str]]]]:
     """Runs of consecutive jobs that descend as one batch: [(first job number, overrides), ...].
 
@@ -38,7 +38,7 @@ def descent_groups(config_loader, config, job_overrides, initial_job_idx: int,
     a grid's product order makes each (loss, optimizer) pair one run of jobs.
     With jobs_per_task, a run is split into tasks of at most that many jobs.
     """
-    composer = shared_composer(config_loader, config)
+    composer = shared_composer(launcher, config_loader, config)
     groups: list[tuple[int, list[list[str]]]] = []
     last = None
     for i, overrides in enumerate(job_overrides):

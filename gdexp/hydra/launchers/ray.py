@@ -49,7 +49,7 @@ class RayLauncher(_RayLauncher):
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         start_ray(self.ray_cfg.init)
         task = ray.remote(**OmegaConf.to_container(self.ray_cfg.remote, resolve=True))(run_group)
-        groups = descent_groups(self.hydra_context.config_loader, self.config, job_overrides,
+        groups = descent_groups(self, self.hydra_context.config_loader, self.config, job_overrides,
                                 initial_job_idx, self.jobs_per_task)
         log.info(f"Ray: {len(job_overrides)} jobs as {len(groups)} task(s), sweep folder {sweep_dir}")
         state = Singleton.get_state()

@@ -48,7 +48,7 @@ class _Batched:
         sweep_dir = Path(absolute_sweep_dir(self.config))
         if not self.batched:
             return super().launch(job_overrides, initial_job_idx)
-        groups = descent_groups(self.hydra_context.config_loader, self.config, job_overrides,
+        groups = descent_groups(self, self.hydra_context.config_loader, self.config, job_overrides,
                                 initial_job_idx, self.jobs_per_task)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         log.info(f"submitit {self._EXECUTOR}: {len(job_overrides)} jobs as {len(groups)} task(s), "

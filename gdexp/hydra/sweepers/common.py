@@ -16,8 +16,8 @@ from gdexp.tracking.plan import resumed
 
 
 def composer(sweeper) -> JobComposer:
-    """The sweep's composer, shared with its launcher (one per master config)."""
-    return shared_composer(sweeper.hydra_context.config_loader, sweeper.config)
+    """The sweep's composer, shared with its launcher (kept on the launcher instance)."""
+    return shared_composer(sweeper.launcher, sweeper.hydra_context.config_loader, sweeper.config)
 
 
 def validate_jobs(comp: JobComposer, jobs: list[list[str]]) -> list[RunSpec]:
