@@ -48,6 +48,8 @@ def stop_step(losses: np.ndarray, threshold: float, last: int) -> int:
     ([0.5, 3.0, 40.0], [2.0, -1.0, 0.5], {}),
     ([2.0, 7.0], [1.0, 3.0], {"start_lr": 1e-6, "end_lr": 10.0, "num_steps": 60, "threshold": 2.0}),
     ([1.0], [1.0], {"end_lr": 1.5, "num_steps": 50}),   # never passes 4x its best: runs its whole ramp
+    # 12 parameters: more than the descent tracks, so it checks its rules at every step
+    (np.geomspace(1.0, 100.0, 12).round(6).tolist(), [1.0] * 12, {}),
 ])
 def test_the_range_test_stops_where_the_closed_form_says(compose, eigenvalues, init, settings):
     sweeper = LrRangeTestSweeper(**settings)
@@ -63,6 +65,7 @@ def test_the_range_test_stops_where_the_closed_form_says(compose, eigenvalues, i
     good = min(k, well_conditioned(eigenvalues, lrs)) + 1
     np.testing.assert_allclose(run.loss[:good], expected[:good], rtol=1e-9)
     np.testing.assert_allclose(run.lr[1:], lrs[:k], rtol=1e-12)  # the rate of each update
+    assert (run.path is None) == (len(eigenvalues) > 10)
 
 
 def test_the_suggestion_is_the_steepest_descent_against_log_lr_past_the_skipped_points():

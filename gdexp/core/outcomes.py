@@ -32,8 +32,6 @@ STATUSES = (*DESCENT_STATUSES, FAILED, UNRECORDED)
 # Runs that give a usable answer (best_lr, max_stable_lr, report figures); a pruned run stopped
 # before its budget, so it answers neither.
 STABLE = (CONVERGED, MAX_ITERS)
-# Runs that went their whole way: what a sweep's answers are taken among.
-FINISHED = (CONVERGED, DIVERGED, MAX_ITERS)
 
 # Why a row stopped, in priority order when several rules fire at one step:
 # a non-finite value beats the threshold, divergence beats convergence.
