@@ -141,3 +141,18 @@ def test_a_pruned_sweep_is_recorded_and_reruns_to_its_prune_step(gdexp, store):
     code, out, _ = gdexp("rerun", by_lr[0.05].info.run_id, by_lr[0.01].info.run_id)
     assert code == 0, out
     assert "identical (151 steps)" in out and "identical (51 steps)" in out
+
+
+def test_a_pruned_batch_stays_one_task_on_ray_and_submitit(compose):
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from gdexp.hydra.launchers.groups import descent_groups
+    from gdexp.hydra.paths import conf_dir
+
+    master = compose(raw=True)
+    GlobalHydra.instance().clear()
+    jobs = [["loss=booth", f"optimizer.lr={lr}", "stopping.prune=halving"] for lr in (0.1, 0.2, 0.3)]
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base=None):
+        loader = GlobalHydra.instance().config_loader()
+        assert descent_groups(loader, master, jobs, 0, jobs_per_task=2) == [(0, jobs)]
