@@ -151,7 +151,8 @@ def test_a_key_added_with_plus_is_refused_listing_the_valid_keys(gdexp, group, o
     (["+schedule.maxiter=5"], "schedule.maxiter=5: is the run's budget: set stopping.maxiter"),
     # the sections of the typed schema (gdexp.hydra.schema), not of the registry
     (["stopping.max_iter=5"], "stopping.max_iter=5: not a config key; valid keys of stopping: "
-                              "maxiter, gtol, patience, min_delta, divergence_factor"),
+                              "maxiter, gtol, patience, min_delta, divergence_factor, early_stop_threshold, "
+                              "prune, prune_eta, prune_min_steps"),
     (["tracking.curve=5"], "tracking.curve=5: not a config key; valid keys of tracking: "
                            "uri, experiment, curve_points, eval_every, sharpness_every"),
     (["sed=1"], "sed=1: not a config key; valid keys: loss, optimizer, schedule, stopping, tracking, init, seed"),

@@ -53,9 +53,11 @@ def test_every_named_sweep_is_listed_and_composes(compose):
     for name, line in describe():
         assert line and not line.startswith("@")
         cfg = compose(f"+sweep={name}", raw=True)
-        sweeper = cfg.hydra.sweeper  # what it sweeps: a grid, an Optuna space, or lr_find's own optimizer.lr
+        # what it sweeps: a grid, an Optuna space, or lr_find's and lr_range_test's own optimizer.lr
+        sweeper = cfg.hydra.sweeper
         assert cfg.hydra.mode.name == "MULTIRUN", name
-        assert sweeper.params or sweeper.get("search") or sweeper._target_.endswith("LrFindSweeper"), name
+        assert sweeper.params or sweeper.get("search") or sweeper._target_.endswith(
+            ("LrFindSweeper", "LrRangeTestSweeper")), name
     lr_grid = compose("+sweep=lr_grid", raw=True).hydra.sweeper.params
     assert lr_grid["optimizer.lr"] == "logspace(1e-4,1,13)"
     assert lr_grid["loss"] == "quadratic,rosenbrock,linear_regression"

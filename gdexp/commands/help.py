@@ -22,6 +22,8 @@ Grids in a sweep: KEY='logspace(1e-4,1,13)' (= geomspace), 'linspace(0,1,5)',
 Choose an option with GROUP=OPTION, set a key with GROUP.KEY=VALUE.
 `gdexp --cfg job [...]` prints the config a run would use; `gdexp --hydra-help` Hydra's own help.
 Invalid input: one line `gdexp: error: KEY=VALUE: reason`, exit status 2, no run created.
+Successive halving in a sweep: stopping.prune=halving keeps the best 1/stopping.prune_eta (3) of
+each group's learning rates at steps stopping.prune_min_steps (100) x eta^k; the others end `pruned`.
 
 Launchers (hydra/launcher=NAME): gdexp (default: vectorized batches in one process), basic
 (one job at a time), joblib (hydra.launcher.n_jobs processes); ray needs

@@ -19,6 +19,9 @@ differs and by how much. A run made from a data file (or a bundled data set)
 is compared only if its SHA-256 still matches the one the run logged, and a
 run of your own loss only if the source file of its _target_ still matches.
 No MLflow run is created. Exit status 0 only if every run is identical.
+A run pruned by successive halving (stopping.prune=halving, tag
+gdexp.pruned_step) is re-executed alone up to its prune step: its curve so
+far depends on nothing else, the decision to stop it did.
 
 Trust: a config.yaml names code (`_target_`), and importing a module runs it.
 A stored config naming code outside gdexp is re-executed only if you name its
@@ -85,7 +88,8 @@ def check(run: dict, tracking_uri: str | None = None, allow_modules=()) -> tuple
     """
     import pandas as pd
 
-    from gdexp.specs.batch import execute
+    from gdexp.core.pruning import Replay
+    from gdexp.specs.batch import descend_batch, execute
     from gdexp.core.errors import ConfigError
     from gdexp.specs.legacy import upgrade
     from gdexp.specs.run_spec import build_spec
@@ -113,7 +117,11 @@ def check(run: dict, tracking_uri: str | None = None, allow_modules=()) -> tuple
     changed = _bundled_changed(config, spec, run.get("data_sha256"))
     if changed:
         return False, f"{who}: {changed}; not re-executed"
-    traj = execute([spec])[0]
+    pruned_step = run.get("pruned_step")
+    if pruned_step is None or pd.isna(pruned_step):
+        traj = execute([spec])[0]
+    else:  # its group decided where it stopped: replay that decision
+        traj = descend_batch([spec], prune=Replay(int(pruned_step)))[0]
     fresh = {"loss": traj.loss, "grad_norm": traj.grad_norm}
     if traj.path is not None:
         fresh.update({name: traj.path[:, j] for j, name in enumerate(spec.loss.param_names)})
@@ -222,6 +230,7 @@ def _logged_run(cl, run_id: str) -> dict:
     return {"run_id": run_id, "run_name": run.info.run_name, "artifact_uri": run.info.artifact_uri,
             "data_sha256": run.data.tags.get(f"{TAG}data_sha256"),
             "source_sha256": run.data.tags.get(f"{TAG}source_sha256"),
+            "pruned_step": run.data.tags.get(f"{TAG}pruned_step"),
             "mlflow_status": run.info.status}
 
 

@@ -17,7 +17,9 @@ Per step t = 0, 1, ... of each run (step 0 is the start):
    gdexp.core.outcomes.STOP_REASONS; with mini-batches the divergence
    threshold applies to the full loss at evaluation steps, and a non-finite
    mini-batch loss still diverges at once;
-5. otherwise the update: the schedule sets the rate (and cycled momentum) of
+5. at a rung of successive halving (Options.prune, gdexp.core.pruning), the
+   rows still running are judged and the worse stop as ``pruned``;
+6. otherwise the update: the schedule sets the rate (and cycled momentum) of
    update t + 1 (gdexp.core.schedules), then x_{t+1} = x_t + update.
 """
 # Kept whole (over ~300 lines): the fast loop's named steps beside descend_reference, their spec.
@@ -28,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gdexp.core.minibatch import MinibatchSampler
-from gdexp.core.outcomes import STATUS_OF_REASON, STOP_REASONS
+from gdexp.core.outcomes import DIVERGED, STATUS_OF_REASON, STOP_REASONS
 from gdexp.core.result import Result
 from gdexp.core.schedules import Schedule
 from gdexp.core.sharpness import sharpness
@@ -55,6 +57,7 @@ class Options:
         eval_every: steps between evaluations (the loss's `eval_metrics`, and the full
             training loss under mini-batches); 0 = at the start and the end only.
         sharpness_every: steps between measurements of the sharpness (0 = never).
+        prune: successive halving over the batch's rows (gdexp.core.pruning.Halving), or None.
     """
 
     schedule: Schedule | None = None
@@ -62,6 +65,7 @@ class Options:
     seeds: np.ndarray | None = None
     eval_every: int = 0
     sharpness_every: int = 0
+    prune: object | None = None
 
 
 def descend(loss, optimizer, x0: np.ndarray, rules: StoppingRules, options: Options = Options()) -> list[Result]:
@@ -86,6 +90,7 @@ def descend(loss, optimizer, x0: np.ndarray, rules: StoppingRules, options: Opti
             t1 = run.block_end(t0)
             run.steps(t0, t1)
             run.check(t0, t1)
+            run.halve(t1)
             t0 = t1 + 1
         run.finish()
     return run.results()
@@ -138,7 +143,10 @@ class _Batch:
             "wait": np.zeros(self.B, dtype=np.int64),
             "gtol": self.rules.gtol, "patience": self.rules.patience,
             "min_delta": self.rules.min_delta, "maxiter": self.rules.maxiter,
+            "early_stop_threshold": self.rules.early_stop_threshold,
+            "prior_best": np.full(self.B, np.inf),  # the best loss of the steps before the block
         }
+        self.uses_early_stop = bool((self.rules.early_stop_threshold > 0).any())
         self.uses_patience = bool((self.rules.patience > 0).any())
         # Steps run in blocks, and the stopping rules are checked once per
         # block over its recorded curves: per step, the checks cost a 2-D
@@ -152,6 +160,8 @@ class _Batch:
         self.budget_end = int(self.rules.maxiter.min())
         self.every = [k for k in (self.options.eval_every if self.evaluates else 0,
                                   self.options.sharpness_every) if k > 0]
+        prune = self.options.prune
+        self.rungs = prune.rungs(int(self.rules.maxiter.max())) if prune is not None else []
 
     def running(self) -> bool:
         return len(self.f) > 0
@@ -162,6 +172,9 @@ class _Batch:
         t1 = min(t0 + self.block - 1, self.budget_end)
         for k in self.every:
             t1 = min(t1, -(-t0 // k) * k)
+        rung = next((r for r in self.rungs if r >= t0), None)
+        if rung is not None:
+            t1 = min(t1, rung)
         if self.evaluates and t0 == 0:
             t1 = 0
         return t1
@@ -212,18 +225,22 @@ class _Batch:
     def check(self, t0: int, t1: int) -> None:
         """Events at t1, then the stopping rules over the block; stopped rows leave the work arrays."""
         rec_f, rec_g, rec_x = self.block_record
+        prior = None
+        if self.uses_early_stop:  # the best loss of the steps before each step of the block
+            prior = np.fmin.accumulate(np.concatenate([self.live["prior_best"][None], rec_f[:-1]]), axis=0)
+            self.live["prior_best"] = np.fmin(prior[-1], rec_f[-1])
         full_loss = self._events(t1)
         diverged_full = None
         if full_loss is not None:  # mini-batches: the threshold is the full loss's
             diverged_full = full_loss > self.live["threshold"]
         if (t1 < self.budget_end and not (diverged_full is not None and diverged_full.any())
-                and not _may_stop(rec_f, rec_g, self.live, self.uses_patience, self.sampler is None)
+                and not _may_stop(rec_f, rec_g, self.live, self.uses_patience, self.sampler is None, prior)
                 and (self.flags_nonfinite_x or np.isfinite(self.x if rec_x is None else rec_x).all())):
             return
         # Each row's reason at each step of the block, from the recorded x
         # (or, in one-step blocks without a record, x now).
         why = _stop_reasons(t0, rec_f, rec_g, self.x[None] if rec_x is None else rec_x, self.live,
-                            threshold_on_f=self.sampler is None)
+                            threshold_on_f=self.sampler is None, prior=prior)
         if diverged_full is not None:
             last = why[-1]
             worse = diverged_full & ((last == _RUNNING) | (last > _REASON["threshold"]))
@@ -238,6 +255,30 @@ class _Batch:
         self.stop_step[index] = t0 + first
         self.final_x[index] = self.x[cols] if rec_x is None else rec_x[first, cols]
         self._drop(~done)
+
+    def halve(self, t: int) -> None:
+        """At a rung of successive halving: the running rows the rung does not keep stop, pruned."""
+        if t not in self.rungs or not self.running():
+            return
+        index = np.arange(self.B)[self.rows]
+        current = self.f
+        higher = False
+        if self.evaluates:
+            values = self._evaluate(self.x)
+            name, higher = next(((n, h) for n, h in self.options.prune.monitored if n in values), (None, False))
+            current = self.f if name is None else values[name]
+        value, running = np.full(self.B, np.nan), np.zeros(self.B, dtype=bool)
+        value[index], running[index] = current, True
+        spoiled = np.isin(self.reason, [code for code, name in enumerate(STOP_REASONS)
+                                        if STATUS_OF_REASON.get(name) == DIVERGED])
+        keep = self.options.prune.survivors(value, higher, running, spoiled)[index]
+        if keep.all():
+            return
+        cols = np.flatnonzero(~keep)
+        self.reason[index[cols]] = _REASON["halving"]
+        self.stop_step[index[cols]] = t
+        self.final_x[index[cols]] = self.x[cols]
+        self._drop(keep)
 
     def finish(self) -> None:
         """Each run's evaluation at its stop step (where the last event did not fall on it)."""
@@ -359,6 +400,7 @@ def descend_reference(loss, optimizer, x0: np.ndarray, rules: dict, options: Opt
         f, g = gradient(0)
         start = loss.value(x)[0] if sampler is not None else f[0]
         threshold, best, wait = rules["divergence_factor"] * abs(start), f[0], 0
+        early_stop, prior_best = rules.get("early_stop_threshold", 0.0), np.inf
         curves, lrs, events, vector = [], [], {}, None
         for t in range(rules["maxiter"] + 1):
             if t:
@@ -385,9 +427,13 @@ def descend_reference(loss, optimizer, x0: np.ndarray, rules: dict, options: Opt
                 lr = state["lr"][0, 0] if sched is None else schedule.at(t, sched)["lr"][0, 0]
                 events.setdefault("2/lr", []).append((t, 2.0 / lr))
             values = np.concatenate([[fv, gn], x[0]])
+            passed_best = bool(early_stop > 0 and fv > early_stop * prior_best)
+            prior_best = np.fmin(prior_best, fv)
             over = (fv > threshold) if sampler is None else (full is not None and full > threshold)
             for reason, fired in [("nan", np.isnan(values).any()), ("inf", np.isinf(values).any()),
-                                  ("threshold", over), ("grad_tol", gn < rules["gtol"]),
+                                  ("threshold", over),
+                                  ("early_stop_threshold", passed_best),
+                                  ("grad_tol", gn < rules["gtol"]),
                                   ("patience", rules["patience"] and wait >= rules["patience"]),
                                   ("max_iters", t >= rules["maxiter"])]:
                 if fired:
@@ -421,7 +467,7 @@ def _sq_norm(g: np.ndarray, out: np.ndarray) -> None:
         np.einsum("ij,ij->i", g, g, out=out)
 
 
-def _may_stop(f, gn, live, uses_patience: bool, threshold_on_f: bool) -> bool:
+def _may_stop(f, gn, live, uses_patience: bool, threshold_on_f: bool, prior=None) -> bool:
     """A cheap screen of a block of steps, (steps, rows): could any row stop in it (budget aside)?
 
     f + gn carries every nan and inf of either into one array (it can also
@@ -431,11 +477,19 @@ def _may_stop(f, gn, live, uses_patience: bool, threshold_on_f: bool) -> bool:
     """
     if uses_patience and (live["wait"] >= live["patience"]).any():
         return True
+    if prior is not None and (_early_stop(f, live, prior)).any():
+        return True
     return bool((gn < live["gtol"]).any() or (threshold_on_f and (f > live["threshold"]).any())
                 or not np.isfinite(f + gn).all())
 
 
-def _stop_reasons(t0: int, f, gn, x, live, threshold_on_f: bool = True) -> np.ndarray:
+def _early_stop(f, live, prior) -> np.ndarray:
+    """(steps, rows): the loss passed early_stop_threshold x the best loss of the steps before."""
+    threshold = live["early_stop_threshold"]
+    return (threshold > 0) & (f > threshold * prior)
+
+
+def _stop_reasons(t0: int, f, gn, x, live, threshold_on_f: bool = True, prior=None) -> np.ndarray:
     """Each running row's reason to stop at each step t0, t0 + 1, ... of a block (0 = keep going).
 
     f, gn: (steps, rows); x: (steps, rows, dim). Patience is only checked in
@@ -447,6 +501,8 @@ def _stop_reasons(t0: int, f, gn, x, live, threshold_on_f: bool = True) -> np.nd
     why[step >= live["maxiter"]] = _REASON["max_iters"]
     why[np.broadcast_to((live["patience"] > 0) & (live["wait"] >= live["patience"]), f.shape)] = _REASON["patience"]
     why[gn < live["gtol"]] = _REASON["grad_tol"]
+    if prior is not None:
+        why[_early_stop(f, live, prior)] = _REASON["early_stop_threshold"]
     if threshold_on_f:
         why[f > live["threshold"]] = _REASON["threshold"]
     why[np.isinf(f) | np.isinf(gn) | np.isinf(x).any(axis=-1)] = _REASON["inf"]

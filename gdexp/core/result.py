@@ -6,7 +6,7 @@ from functools import cached_property
 
 import numpy as np
 
-from gdexp.core.outcomes import DIVERGED
+from gdexp.core.outcomes import DIVERGED, PRUNED
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,11 @@ class Result:
     @property
     def diverged_step(self) -> int | None:
         return self.iterations if self.diverged else None
+
+    @property
+    def pruned_step(self) -> int | None:
+        """The step successive halving stopped the run at (gdexp.core.pruning); None if it was not pruned."""
+        return self.iterations if self.status == PRUNED else None
 
     @property
     def divergence(self) -> str | None:

@@ -58,6 +58,17 @@ class LrFindSweeperConf:
 
 
 @dataclass
+class LrRangeTestSweeperConf:
+    _target_: str = "hydra_plugins.gdexp_plugins.LrRangeTestSweeper"
+    start_lr: float = 1e-8   # the ramp's first rate and the grid's smallest (Lightning's min_lr)
+    end_lr: float = 1.0      # where the ramp would end and the grid's largest (Lightning's max_lr)
+    num_steps: int = 100     # the ramp's length (Lightning's num_training)
+    threshold: float = 4.0   # stop the ramp once loss > threshold * best so far (Lightning's early_stop_threshold)
+    points: int = 13         # grid points, log-spaced: 1.5 a decade over 1e-8..1
+    params: Optional[Dict[str, str]] = None  # overrides for every job; comma lists sweep
+
+
+@dataclass
 class OptunaSweeperConf:
     _target_: str = "hydra_plugins.gdexp_plugins.OptunaSweeper"
     n_trials: int = 32
@@ -73,6 +84,7 @@ def store_plugins(cs: ConfigStore) -> None:
     the slurm extra is installed (they build on its configs)."""
     cs.store(group="hydra/sweeper", name="gdexp", node=GridSweeperConf)
     cs.store(group="hydra/sweeper", name="lr_find", node=LrFindSweeperConf)
+    cs.store(group="hydra/sweeper", name="lr_range_test", node=LrRangeTestSweeperConf)
     cs.store(group="hydra/sweeper", name="optuna", node=OptunaSweeperConf)
     cs.store(group="hydra/launcher", name="gdexp", node=BatchedLauncherConf)
     cs.store(group="hydra/launcher", name="ray", node=RayLauncherConf)

@@ -35,6 +35,9 @@ def sections(sel: Selection, urls: dict[str, str], out: Path) -> list[tuple]:
         tag = parent.info.run_id[:8]
         if any(k.startswith("lr_find.") for k in p) or "lr_found_lo" in parent.data.metrics:
             blocks += lr_find_section(parent, runs, urls, out, prefix, tag)
+        if any(k.startswith("lr_range_test.") for k in p) and sel.range_tests is not None:
+            tests = sel.range_tests[sel.range_tests["sweep_id"] == parent.info.run_id]
+            blocks += range_test_section(parent, runs, tests, sel.uri, out, prefix, tag)
         if STORAGE_TAG in parent.data.tags or "optuna.n_trials" in p:
             blocks += optuna_section(parent, out, prefix, tag)
     return blocks
@@ -123,6 +126,69 @@ def lr_find_png(probes: pd.DataFrame, lo, hi, rtol: float | None, path) -> None:
     right.set_xticks(probes["probe"])
     right.set(xlabel="probe", ylabel="hi / lo - 1", title="how the bracket closed")
     right.grid(True, which="major", alpha=0.3)
+    save_png(fig, path)
+
+
+def range_test_section(parent, grid: pd.DataFrame, tests: pd.DataFrame, uri: str, out: Path, prefix: str,
+                       tag: str) -> list[tuple]:
+    """lr_range_test: each range test's loss against its ramped lr, over the grid's final loss against lr."""
+    from gdexp.report.select import load_curve
+    from gdexp.results.range_test import ramp_lrs, suggest_lr
+
+    p = parent.data.params
+    start, end, steps = float(p["lr_range_test.start_lr"]), float(p["lr_range_test.end_lr"]), \
+        int(float(p["lr_range_test.num_steps"]))
+    curves = {}
+    for run in tests.itertuples():
+        try:
+            loss = load_curve(run.run_id, uri, run.artifact_uri)["loss"].to_numpy()
+        except (FileNotFoundError, OSError):
+            continue
+        lrs = ramp_lrs(start, end, steps, len(loss))
+        curves[run.run_name] = (lrs, loss, suggest_lr(loss, lrs))
+    name = f"fig-lr-range-test-{tag}.png"
+    range_test_png(grid, curves, out / name)
+    m = parent.data.metrics
+    ratios = ", ".join(f"{k} = {v:.4g}" for k, v in sorted(m.items())
+                       if k.startswith(("suggested_lr", "suggested_to_")))
+    text = (f"{len(curves)} range test(s): the rate ramped from {start:g} to {end:g} over {steps} updates, "
+            f"stopped once the loss passed {p.get('lr_range_test.threshold', '?')} x its best; the "
+            f"suggestion (a dot) is the steepest descent of loss against log lr. Beside it, the grid's "
+            f"final loss (markers; x = diverged). {ratios}.")
+    return [("h", 2, f"{prefix}lr_range_test: the range test over the grid"), ("p", text),
+            ("img", name, "range test loss against lr over the grid's final loss")]
+
+
+def range_test_png(grid: pd.DataFrame, curves: dict, path) -> None:
+    """The grid's final loss against lr (log-log), each range test's loss against its ramped lr over it."""
+    fig = new_figure((7.4, 4.4))
+    ax = fig.subplots()
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    finite = []
+    for label, (lrs, loss, suggested) in curves.items():
+        ok = np.isfinite(loss) & (loss > 0)
+        line, = ax.plot(lrs[ok], loss[ok], linewidth=1.2, alpha=0.8, label=f"range test {label}")
+        finite.append(loss[ok])
+        if np.isfinite(suggested):
+            at = int(np.argmin(np.abs(lrs - suggested)))
+            ax.scatter([suggested], [loss[at]], color=line.get_color(), s=30, zorder=4)
+    from gdexp.results.groups import GROUP, with_groups
+
+    grid = with_groups(grid) if len(grid) else grid.assign(**{GROUP: []})
+    for group, part in grid.groupby(GROUP, observed=True, sort=True):
+        part = part.sort_values("lr")
+        stable = part[~part["diverged"].astype(bool) & (part["final_loss"] > 0)]
+        ax.plot(stable["lr"], stable["final_loss"], marker="o", linestyle="--", linewidth=1,
+                label=f"grid: final loss ({group})")
+        finite.append(stable["final_loss"].to_numpy())
+        bad = part[part["diverged"].astype(bool)]
+        if len(bad):
+            top = np.nanmax(np.concatenate(finite)) if finite else 1.0
+            ax.scatter(bad["lr"], np.full(len(bad), top), marker="x", color="tab:red", zorder=3)
+    ax.set(xlabel="learning rate", ylabel="loss", title="range test (loss against its ramped lr) over the grid")
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(loc="best", fontsize=7)
     save_png(fig, path)
 
 

@@ -51,6 +51,9 @@ class Selection:
     parents: list        # the MLflow runs of the sweeps these runs belong to, oldest first
     chosen: bool = False  # the latest sweep, picked because none was named
     allow_modules: tuple = ()  # modules a stored _target_ may name (--allow-module); else never imported
+    # lr_range_test's ramped runs (stopping.early_stop_threshold > 0 in such a sweep): drawn over the
+    # grid in their own section (report.search), kept out of `runs` and the groups
+    range_tests: pd.DataFrame | None = None
 
     @property
     def parent_id(self) -> str | None:
@@ -90,8 +93,9 @@ def select(experiment: str | None, sweeps: list[str] | None, tracking_uri: str |
         runs = load_runs(experiment=experiment, tracking_uri=uri)
         found = sorted(set(runs["sweep_id"].dropna()))
         parents = sorted((cl.get_run(i) for i in found), key=lambda r: (r.info.start_time, r.info.run_id))
-        return Selection(uri, "experiment", experiment, experiment, _typed(runs, ids, parents), parents,
-                         allow_modules=tuple(allow_modules))
+        runs, tests = _range_tests(_typed(runs, ids, parents), parents)
+        return Selection(uri, "experiment", experiment, experiment, runs, parents,
+                         allow_modules=tuple(allow_modules), range_tests=tests)
     parents = [tracking.find_run(cl, s, sweep_key) for s in sweeps] if sweeps else [latest_sweep(cl)]
     for parent in parents:
         if parent.data.tags.get(f"{TAG}sweep") != "true":
@@ -104,10 +108,22 @@ def select(experiment: str | None, sweeps: list[str] | None, tracking_uri: str |
                      ignore_index=True)
     names = [sweep_name(p) for p in parents]
     name = names[0] if len(parents) == 1 else " vs ".join(names)
+    runs, tests = _range_tests(_typed(runs, ids, parents), parents)
     return Selection(uri, "sweep" if len(parents) == 1 else "sweeps",
                      parents[0].info.run_id if len(parents) == 1 else [p.info.run_id for p in parents],
-                     name, _typed(runs, ids, parents), parents, chosen=not sweeps,
-                     allow_modules=tuple(allow_modules))
+                     name, runs, parents, chosen=not sweeps,
+                     allow_modules=tuple(allow_modules), range_tests=tests)
+
+
+def _range_tests(runs: pd.DataFrame, parents: list) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(the runs, lr_range_test's ramped runs): those with stopping.early_stop_threshold > 0 in a
+    sweep whose parent carries lr_range_test's settings."""
+    ids = {p.info.run_id for p in parents if any(k.startswith("lr_range_test.") for k in p.data.params)}
+    column = "stopping.early_stop_threshold"
+    if not ids or column not in runs.columns:
+        return runs, runs.iloc[:0]
+    ramped = runs["sweep_id"].isin(ids) & (pd.to_numeric(runs[column], errors="coerce") > 0)
+    return runs[~ramped].reset_index(drop=True), runs[ramped].reset_index(drop=True)
 
 
 def sweep_name(parent) -> str:

@@ -46,7 +46,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from gdexp.core.outcomes import DESCENT_STATUSES
+from gdexp.core.outcomes import DESCENT_STATUSES, PRUNED
 
 GROUP = "group"                      # the column with_groups adds: each run's group label
 LR_KEYS = ("lr", "optimizer.lr")     # the learning rate: the x axis, never a group key
@@ -188,7 +188,11 @@ def aggregate(runs: pd.DataFrame, metric: str = "final_loss") -> pd.DataFrame:
     A diverged run's metric (its last finite value, e.g. 2.6e13) is no
     result: the statistics cover the runs that did not diverge, and
     divergence is counted apart. Runs without a descent result (failed,
-    killed, running) are counted in `failed` and nothing else.
+    killed, running) are counted in `failed` and nothing else. A pruned run
+    (successive halving, gdexp.core.pruning) stopped before its budget: it is
+    counted in `pruned` and nothing else, its cell is not `stable` (its
+    stability past the prune step is unknown), and the statistics are the
+    finished runs'.
 
     Args:
         runs: one row per run, with or without GROUP (with_groups adds it).
@@ -199,8 +203,9 @@ def aggregate(runs: pd.DataFrame, metric: str = "final_loss") -> pd.DataFrame:
         diverged_fraction (of the runs with a result), diverged_step_min,
         diverged_step_max, {metric}_mean, {metric}_std (ddof=1: NaN for one
         run), {metric}_min, {metric}_max, {metric}_count (runs in the
-        statistics), stable (at least one result, and no run diverged).
-        Sorted by group order, then lr.
+        statistics), stable (at least one finished result, no run diverged,
+        none pruned), pruned (runs pruned), pruned_step (the latest step a run
+        of the cell was pruned at). Sorted by group order, then lr.
 
     >>> cells = aggregate(pd.DataFrame({
     ...     "seed": [0, 1, 2], "lr": [0.1, 0.1, 0.1], "optimizer.name": "gd",
@@ -213,10 +218,13 @@ def aggregate(runs: pd.DataFrame, metric: str = "final_loss") -> pd.DataFrame:
     runs = runs[runs["lr"].notna()]
     result = runs["status"].isin(DESCENT_STATUSES)
     diverged = result & runs["diverged"].astype(bool)
-    value = pd.to_numeric(runs[metric], errors="coerce").where(result & ~diverged)
+    pruned = runs["status"] == PRUNED
+    value = pd.to_numeric(runs[metric], errors="coerce").where(result & ~diverged & ~pruned)
+    pruned_step = pd.to_numeric(runs["pruned_step"], errors="coerce").where(pruned) \
+        if "pruned_step" in runs.columns else pd.Series(np.nan, index=runs.index)
     step = pd.to_numeric(runs["diverged_step"], errors="coerce").where(diverged)
     frame = pd.DataFrame({GROUP: runs[GROUP], "lr": runs["lr"], "result": result, "diverged": diverged,
-                          "value": value, "step": step})
+                          "value": value, "step": step, "pruned": pruned, "pruned_step": pruned_step})
     cells = frame.groupby([GROUP, "lr"], observed=True, sort=True)
     out = pd.DataFrame({
         "runs": cells.size(),
@@ -229,11 +237,14 @@ def aggregate(runs: pd.DataFrame, metric: str = "final_loss") -> pd.DataFrame:
         f"{metric}_min": cells["value"].min(),
         f"{metric}_max": cells["value"].max(),
         f"{metric}_count": cells["value"].count(),
+        "pruned": cells["pruned"].sum(),
+        "pruned_step": cells["pruned_step"].max(),
     }).reset_index()
     with_result = out["runs"] - out["failed"]
     out.insert(5, "diverged_fraction", out["diverged"] / with_result.where(with_result > 0))
-    out["stable"] = (with_result > 0) & (out["diverged"] == 0)
-    for column in ("runs", "failed", "diverged", f"{metric}_count"):
+    out["stable"] = (with_result - out["pruned"] > 0) & (out["diverged"] == 0) & (out["pruned"] == 0)
+    out = out[[c for c in out.columns if c not in ("pruned", "pruned_step")] + ["pruned", "pruned_step"]]
+    for column in ("runs", "failed", "diverged", f"{metric}_count", "pruned"):
         out[column] = out[column].astype(int)
     return out
 
@@ -247,6 +258,9 @@ def answers(runs: pd.DataFrame, metric: str = "final_loss", mode: str = "min") -
       it is the best MEAN over the seeds, among learning rates where no seed
       diverged. Ties go to the smaller learning rate.
     - max_stable_lr: the largest learning rate where no run (no seed) diverged.
+    - pruned runs (successive halving) answer neither: a pruned learning
+      rate is not stable (its stability past its prune step is unknown) and
+      never best; the answers are taken among the runs that finished.
     - min_diverged_lr: the smallest where one did. Between the two lies the
       stability limit the grid resolves (a method whose stable set is not an
       interval can have min_diverged_lr < max_stable_lr).
@@ -259,7 +273,9 @@ def answers(runs: pd.DataFrame, metric: str = "final_loss", mode: str = "min") -
         One row per group, in group order: GROUP, best_lr, best_value (the
         mean metric there), max_stable_lr, min_diverged_lr (NaN where there
         is none), lrs (distinct learning rates), runs, diverged, failed,
-        repeats (the most runs at one learning rate).
+        repeats (the most runs at one learning rate), pruned (runs pruned),
+        pruned_above (pruned learning rates above max_stable_lr: the stability
+        limit may lie beyond it, unknown).
 
     Raises:
         ValueError: mode is neither "min" nor "max".
@@ -282,9 +298,11 @@ def answers(runs: pd.DataFrame, metric: str = "final_loss", mode: str = "min") -
             "min_diverged_lr": float(part.loc[part["diverged"] > 0, "lr"].min()),
             "lrs": len(part), "runs": int(part["runs"].sum()), "diverged": int(part["diverged"].sum()),
             "failed": int(part["failed"].sum()), "repeats": int(part["runs"].max()),
+            "pruned": int(part["pruned"].sum()),
+            "pruned_above": int(((part["pruned"] > 0) & ~(part["lr"] <= part.loc[part["stable"], "lr"].max())).sum()),
         })
     out = pd.DataFrame(rows, columns=[GROUP, "best_lr", "best_value", "max_stable_lr", "min_diverged_lr",
-                                      "lrs", "runs", "diverged", "failed", "repeats"])
+                                      "lrs", "runs", "diverged", "failed", "repeats", "pruned", "pruned_above"])
     out[GROUP] = pd.Categorical(out[GROUP], categories=cells[GROUP].cat.categories, ordered=True)
     return out
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from gdexp.core.outcomes import DESCENT_STATUSES, DIVERGED
+from gdexp.core.outcomes import DESCENT_STATUSES, DIVERGED, PRUNED
 from gdexp.results.groups import (GROUP, REPEAT_KEY, aggregate, answers, group_keys, label, monitor,
                                   swept_keys, with_groups)
 
@@ -61,10 +61,13 @@ class Summary:
     repeats: bool
 
     def counts(self) -> dict[str, float]:
-        """runs, diverged, failed (runs without a descent result)."""
+        """runs, diverged, failed (runs without a descent result), and pruned where any was."""
         status = self.runs["status"]
-        return {"runs": float(len(self.runs)), "diverged": float((status == DIVERGED).sum()),
-                "failed": float((~status.isin(DESCENT_STATUSES)).sum())}
+        out = {"runs": float(len(self.runs)), "diverged": float((status == DIVERGED).sum()),
+               "failed": float((~status.isin(DESCENT_STATUSES)).sum())}
+        if (status == PRUNED).any():
+            out["pruned"] = float((status == PRUNED).sum())
+        return out
 
     def metrics(self) -> dict[str, float]:
         """The parent run's metrics: counts, then each group's finite best_lr and max_stable_lr."""
@@ -81,9 +84,20 @@ class Summary:
         runs = self.runs.copy()
         runs[GROUP] = runs[GROUP].astype(str)
         out = {"summary.csv": runs, "answers.csv": _plain(self.answers)}
+        if (self.runs["status"] == PRUNED).any():
+            out["pruned.csv"] = self.pruned()
         if self.repeats:
             out["aggregate.csv"] = _plain(self.cells)
         return out
+
+    def pruned(self) -> pd.DataFrame:
+        """Which learning rates successive halving pruned, and at which step: GROUP, lr,
+        pruned_step, runs (its seeds), sorted by group, step, lr."""
+        runs = self.runs[self.runs["status"] == PRUNED]
+        table = (runs.groupby([GROUP, "lr"], observed=True)["pruned_step"].agg(["max", "size"]).reset_index()
+                 .rename(columns={"max": "pruned_step", "size": "runs"}))
+        table[GROUP] = table[GROUP].astype(str)
+        return table.sort_values([GROUP, "pruned_step", "lr"], kind="stable").reset_index(drop=True)
 
     def text(self) -> str:
         """The table, the counts and the answers, as the CLI prints them."""
@@ -135,6 +149,8 @@ class Summary:
         else:
             lines.append(f"{counts}; {len(self.answers)} groups by {', '.join(map(_short, self.keys))}")
             lines += [f"  {row[GROUP]}: " + ", ".join(_answer_parts(row)) for _, row in self.answers.iterrows()]
+        if "pruned" in self.counts():
+            lines += self._pruned_lines(single)
         if self.repeats or self.metric != "final_loss":
             better = "lowest" if self.mode == "min" else "highest"
             mean = " mean" if self.repeats else ""
@@ -142,6 +158,17 @@ class Summary:
             who = "no seed" if self.repeats else "no run"
             lines.append(f"best_lr: the {better}{mean} {self.metric}{over} among learning rates where {who} "
                          f"diverged; max_stable_lr: the largest learning rate where {who} diverged")
+        return lines
+
+
+    def _pruned_lines(self, single: bool) -> list[str]:
+        """Per group: how many learning rates were pruned at each step, and their range."""
+        lines = ["pruned by successive halving (answers are among the runs that finished; a pruned "
+                 "learning rate's stability past its prune step is unknown):"]
+        for group, part in self.pruned().groupby(GROUP, sort=False):
+            steps = [f"{len(at)} at step {int(step)} (lr {_g(at['lr'].min())}..{_g(at['lr'].max())})"
+                     for step, at in part.groupby("pruned_step", sort=True)]
+            lines.append("  " + ("" if single else f"{group}: ") + ", ".join(steps))
         return lines
 
 
@@ -260,10 +287,14 @@ def value_column(values) -> list[str]:
 
 
 def _answer_parts(row) -> list[str]:
+    if pd.isna(row["max_stable_lr"]) and row.get("pruned", 0):
+        return [f"no learning rate finished stable ({int(row['pruned'])} runs pruned)"]
     if pd.isna(row["max_stable_lr"]):
         return [f"every learning rate diverged (the smallest: {_g(row['min_diverged_lr'])})"]
+    above = row.get("pruned_above", 0)
     parts = [f"best_lr={_g(row['best_lr'])}" if pd.notna(row["best_lr"]) else "best_lr: none",
-             f"max_stable_lr={_g(row['max_stable_lr'])}"]
+             f"max_stable_lr={_g(row['max_stable_lr'])}"
+             + (f" (among finished runs; {int(above)} pruned learning rates above it: unknown)" if above else "")]
     if pd.notna(row["min_diverged_lr"]):
         parts.append(f"min_diverged_lr={_g(row['min_diverged_lr'])}")
     return parts

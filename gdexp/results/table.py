@@ -15,7 +15,7 @@ MEASURED = ("val_loss", "val_accuracy", "train_loss", "train_accuracy", "sharpne
 
 # The first columns of the table, in this order; every param follows under its dotted key.
 COLUMNS = ["run_id", "run_name", "experiment", "sweep_id", "loss", "optimizer", "lr", "status",
-           "diverged", "diverged_step", "divergence", "stop_reason", *SUMMARY_METRICS, *MEASURED,
+           "diverged", "diverged_step", "divergence", "stop_reason", "pruned_step", *SUMMARY_METRICS, *MEASURED,
            "mlflow_status", "error", "config_hash", "data_sha256", "source_sha256", "version", "start_time",
            "artifact_uri"]
 
@@ -33,7 +33,7 @@ def typed_table(rows: list[dict]) -> pd.DataFrame:
     for name in ("lr", *SUMMARY_METRICS, *MEASURED):
         frame[name] = pd.to_numeric(frame[name], errors="coerce").astype(float)
     frame["diverged"] = frame["diverged"].fillna(False).astype(bool)
-    for name in ("diverged_step", "iterations"):
+    for name in ("diverged_step", "pruned_step", "iterations"):
         frame[name] = pd.to_numeric(frame[name], errors="coerce").round().astype("Int64")
     frame["start_time"] = pd.to_datetime(frame["start_time"], unit="ms", utc=True)
     for name in params:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from gdexp.specs import halving
 from gdexp.core.descent import Options, descend
 from gdexp.core.params import switches
 from gdexp.core.result import Result
@@ -38,7 +39,11 @@ def chunks(specs: list[RunSpec], budget: int = CHUNK_BYTES):
     Runs with equal batch_key descend together, in chunks of as many rows as fit `budget`
     bytes of curve records (memory_bytes), so a sweep's peak memory is bounded by one
     chunk however many runs it has; rows being independent, the results are bit-identical
-    to one batch of every run. A chunk that raises is descended again one row at a time,
+    to one batch of every run. Under successive halving (``stopping.prune=halving``) a row's
+    fate depends on its group's other rows, so a chunk never splits a group: a batch's rows
+    are ordered group by group and cut only between groups (a group larger than the budget
+    descends as one chunk), and the decisions are those of one batch of every run.
+    A chunk that raises is descended again one row at a time,
     so only the runs that fail on their own get the error: a batched sweep records the
     same outcomes as one run at a time. A run's outcome is its Result or its exception.
     """
@@ -47,8 +52,7 @@ def chunks(specs: list[RunSpec], budget: int = CHUNK_BYTES):
         groups.setdefault(spec.batch_key, []).append(i)
     for rows in groups.values():
         size = max(1, budget // max(1, specs[rows[0]].memory_bytes))
-        for start in range(0, len(rows), size):
-            part = rows[start:start + size]
+        for part in _cut(rows, size, specs):
             try:
                 outcomes = descend_batch([specs[i] for i in part])
             except Exception as exc:
@@ -56,9 +60,29 @@ def chunks(specs: list[RunSpec], budget: int = CHUNK_BYTES):
             yield part, outcomes
 
 
-def descend_batch(batch: list[RunSpec]) -> list[Result]:
+def _cut(rows: list[int], size: int, specs: list[RunSpec]) -> list[list[int]]:
+    """A batch's rows in chunks of at most `size`; under successive halving whole pruning
+    groups only (gdexp.specs.halving.group_key), packed in order of first appearance."""
+    if specs[rows[0]].config["stopping"].get("prune", "none") == "none":
+        return [rows[start:start + size] for start in range(0, len(rows), size)]
+    by_group: dict[str, list[int]] = {}
+    for i in rows:
+        by_group.setdefault(halving.group_key(specs[i].config), []).append(i)
+    out: list[list[int]] = []
+    for members in by_group.values():
+        if out and len(out[-1]) + len(members) <= size:
+            out[-1].extend(members)
+        else:
+            out.append(list(members))
+    return out
+
+
+def descend_batch(batch: list[RunSpec], prune=None) -> list[Result]:
     """One vectorized descent over runs of equal batch_key: each row its own
-    hyper-parameters, schedule values, seed, start point and stopping rules."""
+    hyper-parameters, schedule values, seed, start point and stopping rules.
+
+    `prune`: the pruner (gdexp.core.pruning) instead of the one the configs ask for
+    (`gdexp rerun` replays a pruned run's prune step with pruning.Replay)."""
     target = batch[0].optimizer.target
     optimizer = target(**_stacked([s.optimizer.params for s in batch], shared=switches(target)))
     x0 = np.stack([s.x0 for s in batch])
@@ -67,7 +91,8 @@ def descend_batch(batch: list[RunSpec]) -> list[Result]:
     options = Options(schedule=_schedule(batch, rules), batch_size=batch[0].config["loss"].get("batch_size"),
                       seeds=np.array([s.config["seed"] for s in batch], dtype=np.int64),
                       eval_every=int(tracking.get("eval_every", 0) or 0),
-                      sharpness_every=int(tracking.get("sharpness_every", 0) or 0))
+                      sharpness_every=int(tracking.get("sharpness_every", 0) or 0),
+                      prune=prune if prune is not None else halving.of([s.config for s in batch]))
     return descend(batch[0].loss, optimizer, x0, rules, options)
 
 

@@ -63,14 +63,17 @@ class RunSpec:
     def batch_key(self) -> str:
         """Runs with equal keys descend together as rows of one batch: same loss (and mini-batch
         size), same optimizer and schedule with the same batch-wide settings (bools, names,
-        lists' lengths), same evaluation and sharpness steps. Numbers may differ row by row."""
+        lists' lengths), same evaluation and sharpness steps, same pruning (stopping.prune*).
+        Numbers may differ row by row."""
         opt, sched = self.optimizer, self.schedule
         tracking = self.config.get("tracking") or {}
+        stopping = self.config["stopping"]
         return canonical({"loss": self.config["loss"], "optimizer": self.config["optimizer"]["_target_"],
                           "switches": {k: opt.params.get(k) for k in switches(opt.target)},
                           "schedule": self.config["schedule"]["_target_"],
                           "schedule_shape": {k: _shape(v) for k, v in sched.params.items()},
-                          "every": [tracking.get("eval_every", 0), tracking.get("sharpness_every", 0)]})
+                          "every": [tracking.get("eval_every", 0), tracking.get("sharpness_every", 0)],
+                          "prune": [stopping.get(k) for k in ("prune", "prune_eta", "prune_min_steps")]})
 
     @property
     def memory_bytes(self) -> int:

@@ -104,12 +104,15 @@ def dataset(spec) -> dict | None:
 
 
 def status_tags(result: Result) -> dict[str, str]:
-    """gdexp.status, gdexp.diverged, gdexp.stop_reason, and for a diverged run where and how."""
+    """gdexp.status, gdexp.diverged, gdexp.stop_reason, for a diverged run where and how, and for
+    a pruned one gdexp.pruned_step."""
     tags = {f"{TAG}status": result.status, f"{TAG}diverged": str(result.diverged).lower(),
             f"{TAG}stop_reason": result.stop_reason}
     if result.diverged:
         tags[f"{TAG}diverged_step"] = str(result.diverged_step)
         tags[f"{TAG}divergence"] = result.divergence
+    if result.pruned_step is not None:
+        tags[f"{TAG}pruned_step"] = str(result.pruned_step)
     return tags
 
 
@@ -182,6 +185,7 @@ def result_dict(spec, result: Result) -> dict:
         "best_step": result.best_step,
         "diverged_step": result.diverged_step,
         "divergence": result.divergence,
+        "pruned_step": result.pruned_step,
         "param_names": list(spec.loss.param_names),
         "x0": [_json_number(v) for v in spec.x0],
         "x": [_json_number(v) for v in result.x],
@@ -241,6 +245,7 @@ def run_row(spec, run_id: str | None, result: Result | None, status: str | None 
     if result is not None:
         row.update({"diverged": result.diverged, "diverged_step": result.diverged_step,
                     "divergence": result.divergence, "stop_reason": result.stop_reason,
+                    "pruned_step": result.pruned_step,
                     **summary_metrics(spec, result), "iterations": result.iterations, "lr": spec.lr,
                     **{name: float(values[-1]) for name, (_, values) in result.events.items()}})
     else:

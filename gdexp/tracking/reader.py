@@ -171,6 +171,7 @@ def _row(run, experiment_names: dict[str, str]) -> dict:
         "diverged_step": t.get(f"{_T}diverged_step"),
         "divergence": t.get(f"{_T}divergence"),
         "stop_reason": t.get(f"{_T}stop_reason"),
+        "pruned_step": t.get(f"{_T}pruned_step"),
         **{name: m.get(name, np.nan) for name in (*SUMMARY_METRICS, *MEASURED)},
         "mlflow_status": info.status,
         "error": t.get(f"{_T}error"),

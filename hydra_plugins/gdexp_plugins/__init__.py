@@ -62,6 +62,12 @@ class LrFindSweeper(_LazySweeper, Sweeper):
     _impl = "gdexp.hydra.sweepers.lr_find:LrFindSweeper"
 
 
+class LrRangeTestSweeper(_LazySweeper, Sweeper):
+    """gdexp.hydra.sweepers.lr_range_test.LrRangeTestSweeper (hydra/sweeper=lr_range_test)."""
+
+    _impl = "gdexp.hydra.sweepers.lr_range_test:LrRangeTestSweeper"
+
+
 class OptunaSweeper(_LazySweeper, Sweeper):
     """gdexp.hydra.sweepers.optuna.OptunaSweeper (hydra/sweeper=optuna)."""
 

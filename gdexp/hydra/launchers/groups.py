@@ -36,14 +36,18 @@ def descent_groups(launcher, config_loader, config, job_overrides, initial_job_i
 
     Consecutive, so that each task keeps Hydra's job numbers (and job folders);
     a grid's product order makes each (loss, optimizer) pair one run of jobs.
-    With jobs_per_task, a run is split into tasks of at most that many jobs.
+    With jobs_per_task, a run is split into tasks of at most that many jobs, except
+    under successive halving (stopping.prune=halving): a rung judges a group's runs
+    together, so a batch's jobs stay in one task, whatever jobs_per_task says.
     """
     composer = shared_composer(launcher, config_loader, config)
     groups: list[tuple[int, list[list[str]]]] = []
     last = None
     for i, overrides in enumerate(job_overrides):
-        key = composer.spec(list(overrides), initial_job_idx + i).batch_key
-        full = jobs_per_task is not None and bool(groups) and len(groups[-1][1]) >= jobs_per_task
+        spec = composer.spec(list(overrides), initial_job_idx + i)
+        key = spec.batch_key
+        splits = jobs_per_task is not None and spec.config["stopping"].get("prune", "none") == "none"
+        full = splits and bool(groups) and len(groups[-1][1]) >= jobs_per_task
         if key != last or full:
             groups.append((initial_job_idx + i, []))
         groups[-1][1].append(list(overrides))
