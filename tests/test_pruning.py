@@ -1,6 +1,8 @@
 """Successive halving inside a batch (stopping.prune=halving): decisions, chunking, records, rerun."""
 from __future__ import annotations
 
+import types
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -155,4 +157,4 @@ def test_a_pruned_batch_stays_one_task_on_ray_and_submitit(compose):
     jobs = [["loss=booth", f"optimizer.lr={lr}", "stopping.prune=halving"] for lr in (0.1, 0.2, 0.3)]
     with initialize_config_dir(config_dir=str(conf_dir()), version_base=None):
         loader = GlobalHydra.instance().config_loader()
-        assert descent_groups(loader, master, jobs, 0, jobs_per_task=2) == [(0, jobs)]
+        assert descent_groups(types.SimpleNamespace(), loader, master, jobs, 0, jobs_per_task=2) == [(0, jobs)]

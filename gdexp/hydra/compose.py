@@ -257,6 +257,9 @@ def shared_composer(launcher, config_loader, master_config: DictConfig) -> JobCo
 
     # Not HydraConfig.set_config(master_config): it makes the master's hydra node read-only,
     # and the Ray and submitit launchers still write to it (the sweep folder made absolute).
+    # Hydra holds gdexp's launcher behind a lazy wrapper (hydra_plugins.gdexp_plugins): the sweeper
+    # sees the wrapper, the launcher's own code sees itself; keep the composer on the launcher itself.
+    launcher = vars(launcher).get("_plugin", launcher)
     composer = getattr(launcher, "gdexp_composer", None)
     if composer is None or composer._master is not master_config:
         composer = JobComposer(config_loader, master_config)

@@ -55,7 +55,7 @@ def test_a_data_file_deleted_mid_sweep_loses_no_job(gdexp, store, tmp_path, monk
     code, out, err = _sweep(gdexp, csv, sweep_dir, launcher)
     found, not_run = census(store, sweep_dir), _not_run(err)
     assert found["running"] == 0 and "Traceback" not in err, err
-    assert found["finished"] + len(not_run) == 8  # every planned job: FINISHED, or listed as not run
+    assert found["finished"] + len(not_run) == 8, err  # every planned job: FINISHED, or listed as not run
     if launcher == "gdexp":  # the batched launcher descends the data it validated, held in memory
         assert code == 0 and found["finished"] == 8 and found["parent"] == "FINISHED"
         return
