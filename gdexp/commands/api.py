@@ -75,7 +75,7 @@ def compose_run(overrides: list[str]) -> dict:
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from gdexp.commands.main import as_config_error, hydra_error
+    from gdexp.commands.main import input_errors
     from gdexp.hydra.argv import is_multirun, prepare
     from gdexp.hydra.named_sweeps import register_sweeps
     from gdexp.hydra.paths import conf_dir
@@ -94,15 +94,8 @@ def compose_run(overrides: list[str]) -> dict:
     saved = GlobalHydra.instance().hydra if GlobalHydra.instance().is_initialized() else None
     GlobalHydra.instance().clear()
     try:
-        with initialize_config_dir(config_dir=str(conf_dir()), version_base=None):
+        with input_errors(overrides), initialize_config_dir(config_dir=str(conf_dir()), version_base=None):
             return to_config(compose("config", overrides=hydra_argv))
-    except ConfigError:
-        raise
-    except Exception as exc:
-        message = hydra_error(exc, overrides)
-        if message is None:
-            raise
-        raise as_config_error(message) from None
     finally:
         GlobalHydra.instance().clear()
         if saved is not None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import os
+from contextlib import contextmanager
 import re
 import sys
 
@@ -94,8 +95,21 @@ def hydra_app(argv: list[str], task_function, typed: list[str] | None = None) ->
     saved_full = os.environ.get("HYDRA_FULL_ERROR")
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra's errors reach us as exceptions, not its printed report
     try:
-        with interrupts.handled():  # SIGTERM stops gdexp as Ctrl-C does
+        with interrupts.handled(), input_errors(argv):  # SIGTERM stops gdexp as Ctrl-C does
             run_app(hydra_argv, task_function, str(conf_dir()), "config")
+    finally:
+        if saved_full is None:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = saved_full
+
+
+@contextmanager
+def input_errors(argv: list[str]):
+    """Hydra's and OmegaConf's errors about the user's input (`argv`) raised as ConfigError, one line
+    ``KEY=VALUE: reason``; gdexp's own typed errors and any other error (a bug) as they are."""
+    try:
+        yield
     except (ConfigError, RuntimeError, KeyboardInterrupt):
         raise
     except Exception as exc:
@@ -103,11 +117,6 @@ def hydra_app(argv: list[str], task_function, typed: list[str] | None = None) ->
         if message is None:
             raise
         raise as_config_error(message) from None
-    finally:
-        if saved_full is None:
-            os.environ.pop("HYDRA_FULL_ERROR", None)
-        else:
-            os.environ["HYDRA_FULL_ERROR"] = saved_full
 
 
 def _task(cfg) -> dict:
