@@ -135,6 +135,7 @@ class _Batch:
         self.live = {
             "threshold": self.rules.divergence_factor * np.abs(reference),
             "best": self.f.copy(),
+            "low": np.full(self.B, np.inf),  # the lowest loss before the current block (grad_undefined)
             "wait": np.zeros(self.B, dtype=np.int64),
             "gtol": self.rules.gtol, "patience": self.rules.patience,
             "min_delta": self.rules.min_delta, "maxiter": self.rules.maxiter,
@@ -212,6 +213,8 @@ class _Batch:
     def check(self, t0: int, t1: int) -> None:
         """Events at t1, then the stopping rules over the block; stopped rows leave the work arrays."""
         rec_f, rec_g, rec_x = self.block_record
+        low = self.live["low"]
+        self.live["low"] = np.fmin(low, np.fmin.reduce(rec_f, axis=0))
         full_loss = self._events(t1)
         diverged_full = None
         if full_loss is not None:  # mini-batches: the threshold is the full loss's
@@ -222,7 +225,7 @@ class _Batch:
             return
         # Each row's reason at each step of the block, from the recorded x
         # (or, in one-step blocks without a record, x now).
-        why = _stop_reasons(t0, rec_f, rec_g, self.x[None] if rec_x is None else rec_x, self.live,
+        why = _stop_reasons(t0, rec_f, rec_g, self.x[None] if rec_x is None else rec_x, {**self.live, "low": low},
                             threshold_on_f=self.sampler is None)
         if diverged_full is not None:
             last = why[-1]
@@ -358,7 +361,7 @@ def descend_reference(loss, optimizer, x0: np.ndarray, rules: dict, options: Opt
         sched = schedule.init(state) if schedule is not None else None
         f, g = gradient(0)
         start = loss.value(x)[0] if sampler is not None else f[0]
-        threshold, best, wait = rules["divergence_factor"] * abs(start), f[0], 0
+        threshold, best, wait, low = rules["divergence_factor"] * abs(start), f[0], 0, np.inf
         curves, lrs, events, vector = [], [], {}, None
         for t in range(rules["maxiter"] + 1):
             if t:
@@ -386,8 +389,11 @@ def descend_reference(loss, optimizer, x0: np.ndarray, rules: dict, options: Opt
                 events.setdefault("2/lr", []).append((t, 2.0 / lr))
             values = np.concatenate([[fv, gn], x[0]])
             over = (fv > threshold) if sampler is None else (full is not None and full > threshold)
-            for reason, fired in [("nan", np.isnan(values).any()), ("inf", np.isinf(values).any()),
-                                  ("threshold", over), ("grad_tol", gn < rules["gtol"]),
+            undefined = np.isfinite(fv) and not np.isfinite(gn) and np.isfinite(x).all() and not fv > low
+            low = np.fmin(low, fv)
+            for reason, fired in [("grad_undefined", undefined), ("nan", np.isnan(values).any()),
+                                  ("inf", np.isinf(values).any()), ("threshold", over),
+                                  ("stationary", t == 0 and gn < rules["gtol"]), ("grad_tol", gn < rules["gtol"]),
                                   ("patience", rules["patience"] and wait >= rules["patience"]),
                                   ("max_iters", t >= rules["maxiter"])]:
                 if fired:
@@ -451,4 +457,14 @@ def _stop_reasons(t0: int, f, gn, x, live, threshold_on_f: bool = True) -> np.nd
         why[f > live["threshold"]] = _REASON["threshold"]
     why[np.isinf(f) | np.isinf(gn) | np.isinf(x).any(axis=-1)] = _REASON["inf"]
     why[np.isnan(f) | np.isnan(gn) | np.isnan(x).any(axis=-1)] = _REASON["nan"]
+    why[_grad_undefined(f, gn, x, live["low"])] = _REASON["grad_undefined"]
+    why[(step == 0) & (why == _REASON["grad_tol"])] = _REASON["stationary"]
     return why
+
+
+def _grad_undefined(f, gn, x, low) -> np.ndarray:
+    """(steps, rows): the gradient alone is non-finite, at a finite point whose finite loss is no
+    worse than every loss before it (`low`: the lowest before the block). The gradient is undefined
+    there (a kink: sqrt(x**2 + y**2) at 0 gives 0/0), which is no divergence: the loss did not grow."""
+    before = np.fmin.accumulate(np.concatenate([np.broadcast_to(low, f[:1].shape), f[:-1]]), axis=0)
+    return np.isfinite(f) & ~np.isfinite(gn) & np.isfinite(x).all(axis=-1) & ~(f > before)

@@ -7,7 +7,11 @@ uses these strings verbatim, so a filter such as
 A run's status is one of:
 
 - ``converged``: the gradient norm fell below ``stopping.gtol``, or the
-  patience rule fired;
+  patience rule fired; also a run stopped where its gradient is undefined
+  (stop reason ``grad_undefined``: a non-finite gradient at a finite loss no
+  worse than the run's best so far, a kink such as a norm at 0) and a run
+  whose start was already stationary (stop reason ``stationary``: it never
+  moved);
 - ``diverged``: loss, gradient or parameters became nan/inf, or the loss
   passed ``stopping.divergence_factor`` x |initial loss| (a result, not a failure);
 - ``max_iters``: the budget ran out first;
@@ -30,6 +34,12 @@ STABLE = (CONVERGED, MAX_ITERS)
 # Why a row stopped, in priority order when several rules fire at one step:
 # a non-finite value beats the threshold, divergence beats convergence.
 # Index 0 is "still running" (the descent's int8 code for a live row).
-STOP_REASONS = ("running", "nan", "inf", "threshold", "grad_tol", "patience", "max_iters")
+# New reasons go last: the codes of the others never change.
+# grad_undefined beats nan and inf (the gradient alone is non-finite, at a loss
+# no worse than the best so far: the point is a kink, not a blow-up);
+# stationary is grad_tol at step 0.
+STOP_REASONS = ("running", "nan", "inf", "threshold", "grad_tol", "patience", "max_iters",
+                "grad_undefined", "stationary")
 STATUS_OF_REASON = {"nan": DIVERGED, "inf": DIVERGED, "threshold": DIVERGED,
-                    "grad_tol": CONVERGED, "patience": CONVERGED, "max_iters": MAX_ITERS}
+                    "grad_tol": CONVERGED, "patience": CONVERGED, "max_iters": MAX_ITERS,
+                    "grad_undefined": CONVERGED, "stationary": CONVERGED}
