@@ -156,11 +156,12 @@ def plan(config: dict, name_keys: tuple[str, ...] = (), search_dir: str | None =
 def config_hash(config: dict, loss: Loss | None = None) -> str:
     """Stable hash of everything that determines a run's result.
 
-    The tracking section is left out (where a run is stored does not change
-    it); a data file's checksum is put in (its contents do), and so is the
+    The tracking and summary sections are left out (where a run is stored and
+    how its sweep is read do not change it); a data file's checksum is put in (its contents do), and so is the
     checksum of a user's loss module (its code does).
     """
-    content = {k: v for k, v in config.items() if k != "tracking"}
+    # summary.rtol reads the result, it does not change it: old runs keep their hash.
+    content = {k: v for k, v in config.items() if k not in ("tracking", "summary")}
     if loss is not None and loss.data_sha256():
         content["data_sha256"] = loss.data_sha256()
     if getattr(loss, "source_sha256", None):  # a user's loss: the code it runs

@@ -11,6 +11,7 @@ from gdexp.core.errors import ConfigError
 from gdexp.core.outcomes import DIVERGED, UNRECORDED
 from gdexp.core.spec import RunSpec, plan
 from gdexp.hydra.schema import check_top_level
+from gdexp.results.ties import check_summary
 from gdexp.tracking import env, guards
 from gdexp.tracking.config import check_tracking
 from gdexp.tracking.pending import resume_message
@@ -30,7 +31,8 @@ def to_config(cfg: DictConfig) -> dict:
 def plan_job(config: dict, name_keys: tuple[str, ...] = ()) -> RunSpec:
     """Check every section of a job's config and plan its run (ConfigError naming the key)."""
     check_top_level(config)
-    config = {**config, "tracking": check_tracking(config.get("tracking") or {})}
+    config = {**config, "tracking": check_tracking(config.get("tracking") or {}),
+              "summary": check_summary(config.get("summary") or {})}
     return plan(config, name_keys)
 
 

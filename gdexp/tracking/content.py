@@ -18,6 +18,7 @@ from gdexp.core import stability
 from gdexp.core.outcomes import FAILED, UNRECORDED
 from gdexp.core.result import Result
 from gdexp.core.sampling import sample_steps
+from gdexp.results.ties import rtol_of
 from gdexp.tracking import TAG
 
 # MLflow's limits (mlflow.utils.validation): a longer param value is cut with only a warning.
@@ -146,13 +147,15 @@ def run_metrics(spec, result: Result, curve_points: int, now: int | None = None)
 
 
 def summary_metrics(spec, result: Result) -> dict[str, float]:
-    """final_loss, best_loss, iterations, and the closed-form lr limits where known.
+    """final_loss, best_loss, iterations, steps_to_best (at summary.rtol: what breaks ties between
+    learning rates), and the closed-form lr limits where known.
 
     All finite, so sorting and filtering in the UI work: a run that blew up
     reports its last finite loss (its tags say it diverged).
     """
     out = {"final_loss": result.final_loss, "best_loss": result.best_loss,
-           "iterations": float(result.iterations)}
+           "iterations": float(result.iterations),
+           "steps_to_best": float(result.steps_to_best(rtol_of(spec.config)))}
     if result.lr is None:  # a constant rate; under a schedule `lr` is the curve of rates used
         out["lr"] = spec.lr
     out.update(theory_metrics(spec))
