@@ -32,6 +32,7 @@ from gdexp.core.outcomes import STATUS_OF_REASON, STOP_REASONS
 from gdexp.core.result import Result
 from gdexp.core.schedules import Schedule
 from gdexp.core.sharpness import sharpness
+from gdexp.core.stability import stability_threshold
 from gdexp.core.stopping import StoppingRules
 
 _RUNNING = 0  # STOP_REASONS[0]: the row is still running
@@ -122,6 +123,7 @@ class _Batch:
         self.rows: slice | np.ndarray = slice(None)
         self.rules = rules
         self.vector = None  # the sharpness's warm start
+        self.pvector = None  # the preconditioned sharpness's
         self.flags_nonfinite_x = getattr(loss, "flags_nonfinite_x", False)
 
     # -- the named steps of `descend` -------------------------------------------------
@@ -277,6 +279,10 @@ class _Batch:
             self.events.setdefault("sharpness", []).append((t, index, found.lam))
             lr = self.state["lr"][:, 0] if self.sched is None else self.schedule.at(t, self.sched)["lr"][:, 0]
             self.events.setdefault("2/lr", []).append((t, index, 2.0 / np.broadcast_to(lr, found.lam.shape)))
+            edge, self.pvector = _edge_of_stability(self.optimizer.name, self.state, lr, self.loss, self.x, t,
+                                                    self.pvector)
+            for name, values in edge.items():
+                self.events.setdefault(name, []).append((t, index, values))
         return full
 
     def _evaluate(self, x: np.ndarray) -> dict[str, np.ndarray]:
@@ -296,6 +302,8 @@ class _Batch:
             self.sampler = self.sampler.take(keep)
         if self.vector is not None:
             self.vector = self.vector[keep]
+        if self.pvector is not None:
+            self.pvector = self.pvector[keep]
         if len(self.f):
             self.budget_end = int(self.live["maxiter"].min())
 
@@ -362,7 +370,7 @@ def descend_reference(loss, optimizer, x0: np.ndarray, rules: dict, options: Opt
         f, g = gradient(0)
         start = loss.value(x)[0] if sampler is not None else f[0]
         threshold, best, wait, low = rules["divergence_factor"] * abs(start), f[0], 0, np.inf
-        curves, lrs, events, vector = [], [], {}, None
+        curves, lrs, events, vector, pvector = [], [], {}, None, None
         for t in range(rules["maxiter"] + 1):
             if t:
                 if sched is not None:
@@ -387,6 +395,9 @@ def descend_reference(loss, optimizer, x0: np.ndarray, rules: dict, options: Opt
                 events.setdefault("sharpness", []).append((t, float(found.lam[0])))
                 lr = state["lr"][0, 0] if sched is None else schedule.at(t, sched)["lr"][0, 0]
                 events.setdefault("2/lr", []).append((t, 2.0 / lr))
+                edge, pvector = _edge_of_stability(optimizer.name, state, np.array([lr]), loss, x, t, pvector)
+                for name, values in edge.items():
+                    events.setdefault(name, []).append((t, float(values[0])))
             values = np.concatenate([[fv, gn], x[0]])
             over = (fv > threshold) if sampler is None else (full is not None and full > threshold)
             undefined = np.isfinite(fv) and not np.isfinite(gn) and np.isfinite(x).all() and not fv > low
@@ -409,6 +420,37 @@ def descend_reference(loss, optimizer, x0: np.ndarray, rules: dict, options: Opt
                         events={k: (np.array([s for s, _ in v], dtype=np.int64), np.array([w for _, w in v]))
                                 for k, v in events.items()})
     raise AssertionError("maxiter always stops a run")
+
+
+def _edge_of_stability(name: str, state: dict, lr: np.ndarray, loss, x: np.ndarray, t: int, pvector):
+    """What a run's sharpness is compared with at step t (``stability_threshold``: 2/lr for gd,
+    gdexp.core.stability.stability_threshold for the others) and, for Adam and RMSprop, the
+    ``preconditioned_sharpness``: the top eigenvalue of P^-1 H with the optimizer's own
+    preconditioner P = diag(sqrt(v_hat) + eps) at that step (Cohen et al. 2022). At step 0 P is
+    eps alone (no gradient seen yet): NaN there. Returns (name -> (rows,) values, warm start)."""
+    hyper = {k: v[:, 0] for k, v in state.items() if v.ndim == 2 and v.shape[1] == 1}
+    threshold = stability_threshold(name, hyper, lr)
+    out = {} if threshold is None else {"stability_threshold": np.broadcast_to(threshold, lr.shape).astype(float)}
+    p = _preconditioner(name, state)
+    if p is None:
+        return out, pvector
+    found = sharpness(loss, x, pvector, preconditioner=p)
+    out["preconditioned_sharpness"] = np.where(t > 0, found.lam, np.nan)
+    return out, found.v
+
+
+def _preconditioner(name: str, state: dict) -> np.ndarray | None:
+    """(B, d) the diagonal P that Adam and RMSprop divide the step by, from their state (torch's)."""
+    if name == "adam":
+        second = state.get("max_exp_avg_sq", state["exp_avg_sq"])
+        step = np.maximum(state["step"], 1)
+        return np.sqrt(second) / np.sqrt(1 - state["beta2"] ** step) + state["eps"]
+    if name == "rmsprop":
+        square = state["square_avg"]
+        if "grad_avg" in state:
+            square = square - state["grad_avg"] ** 2
+        return np.sqrt(square) + state["eps"]
+    return None
 
 
 def _sq_norm(g: np.ndarray, out: np.ndarray) -> None:

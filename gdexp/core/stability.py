@@ -55,10 +55,28 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["lr_max_stable", "lr_optimal", "momentum_optimal", "stability_threshold", "ADAPTIVE"]
+__all__ = ["lr_max_stable", "lr_optimal", "momentum_optimal", "stability_threshold", "formula", "ADAPTIVE"]
 
 # No fixed bound on the learning rate (see the module docstring).
 ADAPTIVE = ("adam", "rmsprop", "adagrad")
+
+
+# What each bound is, per optimizer, as the report and compare label it (lambda: + weight_decay).
+FORMULAS = {
+    "gd": {"lr_max_stable": "2/\u03bb_max", "lr_optimal": "2/(\u03bb_min+\u03bb_max)"},
+    "momentum": {"lr_max_stable": "2(1+\u03b2)/((1-d)\u03bb_max)",
+                 "lr_optimal": "2(1+\u03b2)/((1-d)(\u03bb_min+\u03bb_max))"},
+    "nesterov": {"lr_max_stable": "2(1+\u03b2)/((1+2\u03b2)\u03bb_max)"},
+}
+
+
+def formula(name: str, bound: str) -> str:
+    """How `bound` (lr_max_stable, lr_optimal) is computed for optimizer `name`, labelled with it.
+
+    >>> formula("momentum", "lr_max_stable")
+    'momentum: 2(1+\u03b2)/((1-d)\u03bb_max)'
+    """
+    return f"{name}: {FORMULAS.get(name, {}).get(bound, 'none')}"
 
 
 def _shifted(hyper: dict, lam: float) -> float:

@@ -26,7 +26,12 @@ INTRO = ("Sharpness (the largest eigenvalue of the loss's Hessian, measured ever
          "training loss. Gradient descent on a quadratic is stable exactly while sharpness < 2/lr. "
          "Cohen et al. 2021 found that full-batch gradient descent on a neural network raises the "
          "sharpness (progressive sharpening) until it reaches 2/lr, and that it then hovers there, "
-         "at the edge of stability, while the loss keeps falling, no longer monotonically.")
+         "at the edge of stability, while the loss keeps falling, no longer monotonically. "
+         "Each run is drawn against its own optimizer's threshold (`stability_threshold`): 2/lr for "
+         "gd, 2(1+\u03b2)/((1-d) lr) for momentum, 2(1+\u03b2)/((1+2\u03b2) lr) for Nesterov; for Adam "
+         "and RMSprop the solid line is the preconditioned sharpness (the top eigenvalue of P^-1 H with "
+         "the optimizer's own P = diag(sqrt(v) + eps)) against (2+2\u03b21)/((1-\u03b21) lr) for Adam, 2/lr "
+         "for RMSprop (Cohen et al. 2022, \"Adaptive Gradient Methods at the Edge of Stability\").")
 
 
 def section(parts: list[Group], urls: dict[str, str], out) -> list[tuple]:

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from gdexp.core.outcomes import DESCENT_STATUSES, DIVERGED
-from gdexp.results.ties import SummaryConfig
+from gdexp.results.ties import SummaryConfig, rtol_of_runs
 from gdexp.results.groups import (GROUP, REPEAT_KEY, aggregate, answers, group_keys, label, monitor,
                                   swept_keys, with_groups)
 
@@ -214,9 +214,7 @@ def summarize(runs: pd.DataFrame, searched: Sequence[str] = (), rtol: float | No
     metric, mode = monitor(grouped)
     metrics = [metric, *(m for m in _present(grouped, SUMMARIZED) if m != metric)]
     cells = _with_keys(_aggregate(grouped, metrics), grouped, keys)
-    if rtol is None:
-        logged = pd.to_numeric(runs["summary.rtol"], errors="coerce").dropna() if "summary.rtol" in runs else []
-        rtol = float(logged.max()) if len(logged) else SummaryConfig.rtol
+    rtol = rtol_of_runs(runs) if rtol is None else rtol
     answered = _with_keys(answers(grouped, metric, mode, rtol), grouped, keys)
     repeats = bool(len(answered)) and int(answered["repeats"].max()) > 1
     return Summary(grouped, named, metric, mode, cells, answered, repeats, rtol)

@@ -55,6 +55,50 @@ def rtol_of(config: dict) -> float:
     return float((config.get("summary") or {}).get("rtol", SummaryConfig.rtol))
 
 
+def rtol_of_runs(runs) -> float:
+    """The tie tolerance a sweep's runs were recorded with: their `summary.rtol` param (the largest,
+    should they differ), else the default."""
+    if "summary.rtol" not in getattr(runs, "columns", ()):
+        return SummaryConfig.rtol
+    logged = [float(v) for v in runs["summary.rtol"] if v is not None and v == v]
+    return max(logged) if logged else SummaryConfig.rtol
+
+
+def group_differences(runs, answered, metric: str, group: str = "group", seed: str = "seed"):
+    """For each pair of groups, at their best learning rates, the paired difference of `metric`
+    over the seeds both ran (first group minus second): see `paired`.
+
+    Args:
+        runs: one row per run with the group column, lr, status, seed and the metric.
+        answered: gdexp.results.groups.answers (best_lr per group).
+
+    Returns:
+        A pandas DataFrame: group_a, lr_a, group_b, lr_b, n (paired seeds), diff, ci_low,
+        ci_high, p_value; empty where fewer than two groups have a best_lr with 2+ seeds.
+    """
+    import pandas as pd
+
+    columns = ["group_a", "lr_a", "group_b", "lr_b", "n", "diff", "ci_low", "ci_high", "p_value"]
+    if seed not in runs.columns:
+        return pd.DataFrame(columns=columns)
+    best = {str(g): lr for g, lr in zip(answered[group], answered["best_lr"]) if lr == lr}
+    values = {}
+    for g, lr in best.items():
+        at = runs[(runs[group].astype(str) == g) & (runs["lr"] == lr) & ~runs["diverged"].astype(bool)]
+        values[g] = pd.to_numeric(at.set_index(seed)[metric], errors="coerce").dropna()
+        values[g] = values[g][~values[g].index.duplicated()]
+    rows = []
+    names = list(values)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            common = values[a].index.intersection(values[b].index)
+            if len(common) < 2:
+                continue
+            r = paired(values[a][common].to_numpy(), values[b][common].to_numpy())
+            rows.append({"group_a": a, "lr_a": best[a], "group_b": b, "lr_b": best[b], **r})
+    return pd.DataFrame(rows, columns=columns)
+
+
 def tied(values, best: float, rtol: float) -> np.ndarray:
     """Which values tie with `best`: |v - best| <= rtol max(|v|, |best|) (exact equality at rtol 0).
 
