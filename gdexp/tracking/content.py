@@ -148,14 +148,15 @@ def run_metrics(spec, result: Result, curve_points: int, now: int | None = None)
 
 def summary_metrics(spec, result: Result) -> dict[str, float]:
     """final_loss, best_loss, iterations, steps_to_best (at summary.rtol: what breaks ties between
-    learning rates), and the closed-form lr limits where known.
+    learning rates; not for a diverged run), and the closed-form lr limits where known.
 
     All finite, so sorting and filtering in the UI work: a run that blew up
     reports its last finite loss (its tags say it diverged).
     """
     out = {"final_loss": result.final_loss, "best_loss": result.best_loss,
-           "iterations": float(result.iterations),
-           "steps_to_best": float(result.steps_to_best(rtol_of(spec.config)))}
+           "iterations": float(result.iterations)}
+    if not result.diverged:  # a diverged run's final value is no answer to reach
+        out["steps_to_best"] = float(result.steps_to_best(rtol_of(spec.config)))
     if result.lr is None:  # a constant rate; under a schedule `lr` is the curve of rates used
         out["lr"] = spec.lr
     out.update(theory_metrics(spec))
