@@ -223,7 +223,7 @@ def _per_step(loss, optimizer, x0, row: dict):
     x = np.asarray(x0, dtype=float)[None]
     state = optimizer.init(x)
     f, g = loss.value_and_grad(x)
-    threshold, best, wait = row["divergence_factor"] * abs(f[0]), f[0], 0
+    threshold, best, wait, low = row["divergence_factor"] * abs(f[0]), f[0], 0, np.inf
     curves = []
     for t in range(row["maxiter"] + 1):
         if t:
@@ -235,8 +235,11 @@ def _per_step(loss, optimizer, x0, row: dict):
         if t and row["patience"]:
             best, wait = (fv, 0) if fv < best - row["min_delta"] else (best, wait + 1)
         values = np.concatenate([[fv, gn], x[0]])
-        for reason, fired in [("nan", np.isnan(values).any()), ("inf", np.isinf(values).any()),
-                              ("threshold", fv > threshold), ("grad_tol", gn < row["gtol"]),
+        undefined = np.isfinite(fv) and not np.isfinite(gn) and np.isfinite(x).all() and not fv > low
+        low = min(low, fv)
+        for reason, fired in [("grad_undefined", undefined), ("nan", np.isnan(values).any()),
+                              ("inf", np.isinf(values).any()), ("threshold", fv > threshold),
+                              ("stationary", t == 0 and gn < row["gtol"]), ("grad_tol", gn < row["gtol"]),
                               ("patience", row["patience"] and wait >= row["patience"]),
                               ("max_iters", t >= row["maxiter"])]:
             if fired:
@@ -290,7 +293,8 @@ def test_blocked_checks_stop_every_row_where_per_step_checks_do(dim, patience):
         if dim <= 10:
             np.testing.assert_array_equal(run.path, xs)
         reasons.add(reason)
-    assert reasons == {"nan", "inf", "threshold", "grad_tol", "max_iters"} | ({"patience"} if patience else set())
+    assert reasons == ({"nan", "inf", "threshold", "grad_tol", "max_iters", "grad_undefined", "stationary"}
+                       | ({"patience"} if patience else set()))
 
 
 @pytest.mark.parametrize("name, lrs", [("gd", np.logspace(-5, -2, 40)), ("momentum", np.logspace(-5, -2, 40))])

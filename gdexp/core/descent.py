@@ -34,6 +34,7 @@ from gdexp.core.outcomes import DIVERGED, STATUS_OF_REASON, STOP_REASONS
 from gdexp.core.result import Result
 from gdexp.core.schedules import Schedule
 from gdexp.core.sharpness import sharpness
+from gdexp.core.stability import stability_threshold
 from gdexp.core.stopping import StoppingRules
 
 _RUNNING = 0  # STOP_REASONS[0]: the row is still running
@@ -127,6 +128,7 @@ class _Batch:
         self.rows: slice | np.ndarray = slice(None)
         self.rules = rules
         self.vector = None  # the sharpness's warm start
+        self.pvector = None  # the preconditioned sharpness's
         self.flags_nonfinite_x = getattr(loss, "flags_nonfinite_x", False)
 
     # -- the named steps of `descend` -------------------------------------------------
@@ -140,6 +142,7 @@ class _Batch:
         self.live = {
             "threshold": self.rules.divergence_factor * np.abs(reference),
             "best": self.f.copy(),
+            "low": np.full(self.B, np.inf),  # the lowest loss before the current block (grad_undefined)
             "wait": np.zeros(self.B, dtype=np.int64),
             "gtol": self.rules.gtol, "patience": self.rules.patience,
             "min_delta": self.rules.min_delta, "maxiter": self.rules.maxiter,
@@ -229,6 +232,8 @@ class _Batch:
         if self.uses_early_stop:  # the best loss of the steps before each step of the block
             prior = np.fmin.accumulate(np.concatenate([self.live["prior_best"][None], rec_f[:-1]]), axis=0)
             self.live["prior_best"] = np.fmin(prior[-1], rec_f[-1])
+        low = self.live["low"]
+        self.live["low"] = np.fmin(low, np.fmin.reduce(rec_f, axis=0))
         full_loss = self._events(t1)
         diverged_full = None
         if full_loss is not None:  # mini-batches: the threshold is the full loss's
@@ -239,7 +244,7 @@ class _Batch:
             return
         # Each row's reason at each step of the block, from the recorded x
         # (or, in one-step blocks without a record, x now).
-        why = _stop_reasons(t0, rec_f, rec_g, self.x[None] if rec_x is None else rec_x, self.live,
+        why = _stop_reasons(t0, rec_f, rec_g, self.x[None] if rec_x is None else rec_x, {**self.live, "low": low},
                             threshold_on_f=self.sampler is None, prior=prior)
         if diverged_full is not None:
             last = why[-1]
@@ -315,6 +320,10 @@ class _Batch:
             self.events.setdefault("sharpness", []).append((t, index, found.lam))
             lr = self.state["lr"][:, 0] if self.sched is None else self.schedule.at(t, self.sched)["lr"][:, 0]
             self.events.setdefault("2/lr", []).append((t, index, 2.0 / np.broadcast_to(lr, found.lam.shape)))
+            edge, self.pvector = _edge_of_stability(self.optimizer.name, self.state, lr, self.loss, self.x, t,
+                                                    self.pvector)
+            for name, values in edge.items():
+                self.events.setdefault(name, []).append((t, index, values))
         return full
 
     def _evaluate(self, x: np.ndarray) -> dict[str, np.ndarray]:
@@ -334,6 +343,8 @@ class _Batch:
             self.sampler = self.sampler.take(keep)
         if self.vector is not None:
             self.vector = self.vector[keep]
+        if self.pvector is not None:
+            self.pvector = self.pvector[keep]
         if len(self.f):
             self.budget_end = int(self.live["maxiter"].min())
 
@@ -399,9 +410,9 @@ def descend_reference(loss, optimizer, x0: np.ndarray, rules: dict, options: Opt
         sched = schedule.init(state) if schedule is not None else None
         f, g = gradient(0)
         start = loss.value(x)[0] if sampler is not None else f[0]
-        threshold, best, wait = rules["divergence_factor"] * abs(start), f[0], 0
+        threshold, best, wait, low = rules["divergence_factor"] * abs(start), f[0], 0, np.inf
         early_stop, prior_best = rules.get("early_stop_threshold", 0.0), np.inf
-        curves, lrs, events, vector = [], [], {}, None
+        curves, lrs, events, vector, pvector = [], [], {}, None, None
         for t in range(rules["maxiter"] + 1):
             if t:
                 if sched is not None:
@@ -426,14 +437,19 @@ def descend_reference(loss, optimizer, x0: np.ndarray, rules: dict, options: Opt
                 events.setdefault("sharpness", []).append((t, float(found.lam[0])))
                 lr = state["lr"][0, 0] if sched is None else schedule.at(t, sched)["lr"][0, 0]
                 events.setdefault("2/lr", []).append((t, 2.0 / lr))
+                edge, pvector = _edge_of_stability(optimizer.name, state, np.array([lr]), loss, x, t, pvector)
+                for name, values in edge.items():
+                    events.setdefault(name, []).append((t, float(values[0])))
             values = np.concatenate([[fv, gn], x[0]])
             passed_best = bool(early_stop > 0 and fv > early_stop * prior_best)
             prior_best = np.fmin(prior_best, fv)
             over = (fv > threshold) if sampler is None else (full is not None and full > threshold)
-            for reason, fired in [("nan", np.isnan(values).any()), ("inf", np.isinf(values).any()),
-                                  ("threshold", over),
+            undefined = np.isfinite(fv) and not np.isfinite(gn) and np.isfinite(x).all() and not fv > low
+            low = np.fmin(low, fv)
+            for reason, fired in [("grad_undefined", undefined), ("nan", np.isnan(values).any()),
+                                  ("inf", np.isinf(values).any()), ("threshold", over),
                                   ("early_stop_threshold", passed_best),
-                                  ("grad_tol", gn < rules["gtol"]),
+                                  ("stationary", t == 0 and gn < rules["gtol"]), ("grad_tol", gn < rules["gtol"]),
                                   ("patience", rules["patience"] and wait >= rules["patience"]),
                                   ("max_iters", t >= rules["maxiter"])]:
                 if fired:
@@ -449,6 +465,37 @@ def descend_reference(loss, optimizer, x0: np.ndarray, rules: dict, options: Opt
                         events={k: (np.array([s for s, _ in v], dtype=np.int64), np.array([w for _, w in v]))
                                 for k, v in events.items()})
     raise AssertionError("maxiter always stops a run")
+
+
+def _edge_of_stability(name: str, state: dict, lr: np.ndarray, loss, x: np.ndarray, t: int, pvector):
+    """What a run's sharpness is compared with at step t (``stability_threshold``: 2/lr for gd,
+    gdexp.core.stability.stability_threshold for the others) and, for Adam and RMSprop, the
+    ``preconditioned_sharpness``: the top eigenvalue of P^-1 H with the optimizer's own
+    preconditioner P = diag(sqrt(v_hat) + eps) at that step (Cohen et al. 2022). At step 0 P is
+    eps alone (no gradient seen yet): NaN there. Returns (name -> (rows,) values, warm start)."""
+    hyper = {k: v[:, 0] for k, v in state.items() if v.ndim == 2 and v.shape[1] == 1}
+    threshold = stability_threshold(name, hyper, lr)
+    out = {} if threshold is None else {"stability_threshold": np.broadcast_to(threshold, lr.shape).astype(float)}
+    p = _preconditioner(name, state)
+    if p is None:
+        return out, pvector
+    found = sharpness(loss, x, pvector, preconditioner=p)
+    out["preconditioned_sharpness"] = np.where(t > 0, found.lam, np.nan)
+    return out, found.v
+
+
+def _preconditioner(name: str, state: dict) -> np.ndarray | None:
+    """(B, d) the diagonal P that Adam and RMSprop divide the step by, from their state (torch's)."""
+    if name == "adam":
+        second = state.get("max_exp_avg_sq", state["exp_avg_sq"])
+        step = np.maximum(state["step"], 1)
+        return np.sqrt(second) / np.sqrt(1 - state["beta2"] ** step) + state["eps"]
+    if name == "rmsprop":
+        square = state["square_avg"]
+        if "grad_avg" in state:
+            square = square - state["grad_avg"] ** 2
+        return np.sqrt(square) + state["eps"]
+    return None
 
 
 def _sq_norm(g: np.ndarray, out: np.ndarray) -> None:
@@ -507,4 +554,14 @@ def _stop_reasons(t0: int, f, gn, x, live, threshold_on_f: bool = True, prior=No
         why[f > live["threshold"]] = _REASON["threshold"]
     why[np.isinf(f) | np.isinf(gn) | np.isinf(x).any(axis=-1)] = _REASON["inf"]
     why[np.isnan(f) | np.isnan(gn) | np.isnan(x).any(axis=-1)] = _REASON["nan"]
+    why[_grad_undefined(f, gn, x, live["low"])] = _REASON["grad_undefined"]
+    why[(step == 0) & (why == _REASON["grad_tol"])] = _REASON["stationary"]
     return why
+
+
+def _grad_undefined(f, gn, x, low) -> np.ndarray:
+    """(steps, rows): the gradient alone is non-finite, at a finite point whose finite loss is no
+    worse than every loss before it (`low`: the lowest before the block). The gradient is undefined
+    there (a kink: sqrt(x**2 + y**2) at 0 gives 0/0), which is no divergence: the loss did not grow."""
+    before = np.fmin.accumulate(np.concatenate([np.broadcast_to(low, f[:1].shape), f[:-1]]), axis=0)
+    return np.isfinite(f) & ~np.isfinite(gn) & np.isfinite(x).all(axis=-1) & ~(f > before)

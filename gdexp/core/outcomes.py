@@ -7,7 +7,11 @@ uses these strings verbatim, so a filter such as
 A run's status is one of:
 
 - ``converged``: the gradient norm fell below ``stopping.gtol``, or the
-  patience rule fired;
+  patience rule fired; also a run stopped where its gradient is undefined
+  (stop reason ``grad_undefined``: a non-finite gradient at a finite loss no
+  worse than the run's best so far, a kink such as a norm at 0) and a run
+  whose start was already stationary (stop reason ``stationary``: it never
+  moved);
 - ``diverged``: loss, gradient or parameters became nan/inf, or the loss
   passed ``stopping.divergence_factor`` x |initial loss| (a result, not a failure);
 - ``max_iters``: the budget ran out first;
@@ -39,7 +43,12 @@ STABLE = (CONVERGED, MAX_ITERS)
 # ``early_stop_threshold``: the loss passed stopping.early_stop_threshold x its best so far (the
 # learning-rate range test's stop, Lightning's `early_stop_threshold`); ``halving``: pruned by
 # successive halving, judged only among rows that no other rule stopped at that step.
+# grad_undefined beats nan and inf (the gradient alone is non-finite, at a loss
+# no worse than the best so far: the point is a kink, not a blow-up);
+# stationary is grad_tol at step 0. The priority is the descent's (gdexp.core.descent._stop_reasons);
+# the tuple's order is only the int8 code of each reason.
 STOP_REASONS = ("running", "nan", "inf", "threshold", "early_stop_threshold", "grad_tol", "patience",
-                "max_iters", "halving")
+                "max_iters", "halving", "grad_undefined", "stationary")
 STATUS_OF_REASON = {"nan": DIVERGED, "inf": DIVERGED, "threshold": DIVERGED, "early_stop_threshold": DIVERGED,
-                    "grad_tol": CONVERGED, "patience": CONVERGED, "max_iters": MAX_ITERS, "halving": PRUNED}
+                    "grad_tol": CONVERGED, "patience": CONVERGED, "max_iters": MAX_ITERS, "halving": PRUNED,
+                    "grad_undefined": CONVERGED, "stationary": CONVERGED}

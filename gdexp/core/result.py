@@ -68,6 +68,21 @@ class Result:
     def best_loss(self) -> float:
         return float(self.loss[self.best_step])
 
+    def steps_to_best(self, rtol: float) -> int:
+        """The first step from which the loss stays within rtol (relative) of its final value:
+        how fast a run got to its answer, which breaks ties between learning rates that reach
+        the same loss (gdexp.results.ties). A run that blew up: its last step.
+
+        >>> r = Result("converged", "grad_tol", 3, np.array([4.0, 2.0, 1.0000001, 1.0]), np.zeros(4), None, np.zeros(1))
+        >>> r.steps_to_best(1e-6), r.steps_to_best(0.0)
+        (2, 3)
+        """
+        if self.diverged or not np.isfinite(self.final_loss):
+            return self.iterations
+        final = self.final_loss
+        outside = np.flatnonzero(~(np.abs(self.loss - final) <= rtol * np.maximum(np.abs(self.loss), abs(final))))
+        return int(outside[-1]) + 1 if outside.size else 0
+
     @cached_property
     def final_loss(self) -> float:
         """The loss at the last step; for a run that blew up, its last finite value."""

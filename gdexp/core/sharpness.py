@@ -93,7 +93,7 @@ def hessian_vector_product(loss, x: np.ndarray, v: np.ndarray) -> np.ndarray:
 
 
 def sharpness(loss, x: np.ndarray, v0: np.ndarray | None = None, iters: int = 20,
-              tol: float = 1e-6) -> Sharpness:
+              tol: float = 1e-6, preconditioner: np.ndarray | None = None) -> Sharpness:
     """The largest Hessian eigenvalue at each row of x, by Lanczos on Hessian-vector products.
 
     Each row's result depends on that row alone (its x and v0): bit-identical
@@ -106,6 +106,10 @@ def sharpness(loss, x: np.ndarray, v0: np.ndarray | None = None, iters: int = 20
             zero or non-finite row, starts from a fixed random vector.
         iters: Lanczos steps at most (Hessian-vector products per row); capped at d.
         tol: Stop once the top Ritz residual is <= tol x the largest |Ritz value|.
+        preconditioner: (B, d) the diagonal of P > 0, or None: then lam is the top eigenvalue
+            of P^-1 H, computed as that of the symmetric P^-1/2 H P^-1/2 (the same spectrum),
+            the preconditioned sharpness of Cohen et al. 2022 ("Adaptive Gradient Methods at
+            the Edge of Stability"); v is then an eigenvector of the symmetric form.
 
     Returns:
         Sharpness(lam (B,), v (B, d), hvps (B,), converged (B,)).
@@ -129,10 +133,12 @@ def sharpness(loss, x: np.ndarray, v0: np.ndarray | None = None, iters: int = 20
     basis[0] = _start(v0, b, d)
     alphas, betas = np.zeros((b, steps)), np.zeros((b, steps))
     rows = np.arange(b)  # the batch rows still running, in order
+    root = None if preconditioner is None else 1 / np.sqrt(np.asarray(preconditioner, dtype=np.float64))
     with np.errstate(all="ignore"):  # non-finite rows are data: they end as nan
         for j in range(steps):
             q = basis[j]
-            w = hessian_vector_product(loss, x, q)
+            w = hessian_vector_product(loss, x, q) if root is None else \
+                root * hessian_vector_product(loss, x, root * q)
             hvps[rows] += 1
             alphas[:, j] = np.einsum("bi,bi->b", q, w)
             w = w - alphas[:, j, None] * q
@@ -160,6 +166,7 @@ def sharpness(loss, x: np.ndarray, v0: np.ndarray | None = None, iters: int = 20
                 if not keep.any():
                     break
                 rows, x, w = rows[keep], x[keep], w[keep]
+                root = None if root is None else root[keep]
                 basis, alphas, betas = basis[:, keep], alphas[keep], betas[keep]
             basis[j + 1] = w / betas[:, j, None]
     return Sharpness(lam, vec, hvps, converged)

@@ -19,6 +19,7 @@ from omegaconf import MISSING
 
 from gdexp.core.errors import ConfigError
 from gdexp.core.stopping import StoppingConfig
+from gdexp.results.ties import SummaryConfig
 from gdexp.tracking.config import TrackingConfig
 
 
@@ -44,6 +45,7 @@ def structured(cls, name: str):
 
 StoppingConf = structured(StoppingConfig, "StoppingConf")
 TrackingConf = structured(TrackingConfig, "TrackingConf")
+SummaryConf = structured(SummaryConfig, "SummaryConf")
 
 
 @dataclass
@@ -55,6 +57,7 @@ class Config:
     schedule: Any = MISSING
     stopping: Any = field(default_factory=StoppingConf)
     tracking: Any = field(default_factory=TrackingConf)
+    summary: Any = field(default_factory=SummaryConf)  # how a sweep's answers are read (gdexp.results.ties)
     init: Optional[List[float]] = None
     seed: int = 0
 

@@ -7,6 +7,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from gdexp.hydra.jobs import keep_folder, single_store, sweep_job_store, write_job_log
 from gdexp.hydra.schema import check_top_level
+from gdexp.results.ties import check_summary
 from gdexp.specs.batch import execute
 from gdexp.specs.run_spec import RunSpec, build_spec
 from gdexp.tracking import env
@@ -24,7 +25,8 @@ def to_config(cfg: DictConfig) -> dict:
 def job_spec(config: dict, name_keys: tuple[str, ...] = ()) -> RunSpec:
     """Check every section of a job's config and plan its run (ConfigError naming the key)."""
     check_top_level(config)
-    config = {**config, "tracking": check_tracking(config.get("tracking") or {})}
+    config = {**config, "tracking": check_tracking(config.get("tracking") or {}),
+              "summary": check_summary(config.get("summary") or {})}
     return build_spec(config, name_keys)
 
 

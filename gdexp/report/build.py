@@ -8,10 +8,11 @@ import pandas as pd
 from gdexp.core.outcomes import STABLE
 from gdexp.report import UI_URL, batch_size, figures, interactive, render, search, sections, sharpness
 from gdexp.report.animate import descent_gif
-from gdexp.report.overlay import BOUNDS, overlay, overlay_png
+from gdexp.report.overlay import BOUNDS, bound_label, overlay, overlay_png
 from gdexp.report.select import (Group, Selection, grouped, loss_of, read_curves, run_url,
                                  searched_keys, slug)
 from gdexp.results.groups import GROUP, answers, monitor
+from gdexp.results.ties import group_differences, rtol_of_runs
 
 # Figure files are named so; stale ones from an earlier build of the folder are removed.
 _OWN = ("fig-*.png", "anim-*.gif")
@@ -31,7 +32,7 @@ def build_report(sel: Selection, out: Path, ui: str = UI_URL) -> list[Path]:
             old.unlink()
     runs, keys = grouped(sel)
     metric, mode = monitor(runs)
-    answer = answers(runs, metric, mode)
+    answer = answers(runs, metric, mode, rtol_of_runs(runs))
     answer["lr_max"] = answer[GROUP].map(runs.groupby(GROUP, observed=True)["lr"].max()).astype(float)
     urls = {r.run_id: run_url(ui, r.experiment_id, r.run_id) for r in runs.itertuples()
             if isinstance(r.experiment_id, str)}
@@ -43,6 +44,7 @@ def build_report(sel: Selection, out: Path, ui: str = UI_URL) -> list[Path]:
         blocks += batch_size.section(runs, answer, keys, metric, lambda run: _data_points(sel, run), out)
         if sel.by == "sweeps":
             blocks += sections.comparison(sel, answer, keys)
+        blocks += sections.differences(group_differences(runs, answer, metric), metric, mode)
         blocks += search.sections(sel, urls, out)
         parts = _curve_groups(sel, runs)
         blocks += _curve_section(parts, urls, out) + sharpness.section(parts, urls, out)
@@ -88,10 +90,11 @@ def _overlay_section(runs, answer, keys, metric, mode, urls, out: Path, by_sweep
     drawn = [f"`{s.label}`: " + ", ".join(f"`{b} = {v:.6g}`" for b in BOUNDS for v in s.bounds.get(b, []))
              for s in ov.series if s.bounds]
     if drawn:
-        blocks.append(("p", "Closed-form bounds drawn (constant Hessian: quadratic, linear regression): plain "
-                            "gradient descent's stability limit `lr_max_stable` = 2/\u03bb_max (dashed) and "
-                            "fastest rate `lr_optimal` = 2/(\u03bb_min+\u03bb_max) (dotted); black where every "
-                            "group has the same."))
+        blocks.append(("p", "Closed-form bounds drawn (constant Hessian: quadratic, linear regression), each "
+                            "group's own optimizer's (\u03bb shifted by weight_decay): the stability limit "
+                            f"`{bound_label(ov, 'lr_max_stable')}` (dashed) and the fastest rate "
+                            f"`{bound_label(ov, 'lr_optimal')}` (dotted); black where every group has the same. "
+                            "Adam, RMSprop and Adagrad have none: no learning rate bounds their stability."))
         blocks.append(("ul", drawn))
     else:
         blocks.append(("p", "No closed-form learning-rate bound for these losses: no vertical line drawn."))

@@ -16,7 +16,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from gdexp.report.overlay import Overlay, Series, band_labels, diverged_text, x_range, y_of
+from gdexp.report.overlay import Overlay, Series, band_labels, bound_label, diverged_text, x_range, y_of
 
 HOVER_STEPS = 150   # points per loss curve in the HTML (log-spaced); the PNG has every step
 CURVE_LEGEND = 30   # runs in a group up to which each curve gets a legend entry
@@ -288,13 +288,13 @@ def _bound_traces(ov: Overlay) -> list[dict]:
     out = []
     lo, hi = ov.ylim
     for s in ov.series:
-        for name, dash, formula in (("lr_max_stable", "dash", "2/\u03bb_max"),
-                                    ("lr_optimal", "dot", "2/(\u03bb_min+\u03bb_max)")):
+        for name, dash in (("lr_max_stable", "dash"), ("lr_optimal", "dot")):
             for value in s.bounds.get(name, []):
                 out.append({"type": "scatter", "mode": "lines", "name": f"{s.label}: {name}",
                             "legendgroup": s.label, "showlegend": False, "x": [value, value], "y": [lo, hi],
                             "line": {"color": s.color, "dash": dash, "width": 1.2},
-                            "hovertext": f"{s.label}<br>{name} = {formula} = {_g(value)}", "hoverinfo": "text"})
+                            "hovertext": f"{s.label}<br>{bound_label(ov, name, s)} = {_g(value)}",
+                            "hoverinfo": "text"})
     return out
 
 

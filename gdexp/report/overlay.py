@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from gdexp.core.outcomes import DESCENT_STATUSES
+from gdexp.core.stability import formula
 from gdexp.results.groups import GROUP, aggregate
 
 BOUNDS = ("lr_max_stable", "lr_optimal")
@@ -92,6 +93,25 @@ def overlay(runs: pd.DataFrame, answers: pd.DataFrame, metric: str, mode: str,
     values = pd.concat(values).dropna().to_numpy(float) if values else np.array([])
     return Overlay(metric, mode, series, _limits(values, log_y), log_y,
                    bool(len(cells)) and int(cells["runs"].max()) > 1, tuple(searched))
+
+
+def optimizers(s: Series) -> list[str]:
+    """The optimizers a group's runs used (one, unless optimizer is not a group key)."""
+    column = "optimizer" if "optimizer" in s.runs.columns else "optimizer.name"
+    return sorted(s.runs[column].dropna().astype(str).unique()) if column in s.runs.columns else []
+
+
+def bound_label(ov: Overlay, name: str, series: Series | None = None) -> str:
+    """A theory line's label: the bound, then each optimizer's own formula (gdexp.core.stability).
+
+    >>> s = Series("g", "C0", ("o", "circle"), pd.DataFrame(), pd.DataFrame({"optimizer": ["momentum"]}), 0.1,
+    ...            {"lr_max_stable": [0.076]})
+    >>> bound_label(Overlay("final_loss", "min", [s], (0, 1), True, False), "lr_max_stable")
+    'lr_max_stable = momentum: 2(1+β)/((1-d)λ_max)'
+    """
+    chosen = [series] if series is not None else [s for s in ov.series if s.bounds.get(name)]
+    names = sorted({o for s in chosen for o in optimizers(s)}) or ["gd"]
+    return f"{name} = " + "; ".join(formula(o, name) for o in names)
 
 
 def y_of(values, ov: Overlay) -> np.ndarray:
@@ -220,10 +240,9 @@ def overlay_png(ov: Overlay, title: str, path, dpi: float | None = None):
         handles += [Patch(color="0.3", alpha=0.2, label="min-max over seeds"),
                     Line2D([], [], color="0.3", marker="o", markerfacecolor="white", linestyle="none",
                            label="some seeds diverged")]
-    for name, dash, formula in (("lr_max_stable", "--", "2/\u03bb_max"),
-                                ("lr_optimal", ":", "2/(\u03bb_min+\u03bb_max)")):
+    for name, dash in (("lr_max_stable", "--"), ("lr_optimal", ":")):
         if any(s.bounds.get(name) for s in ov.series):
-            handles.append(Line2D([], [], color="black", linestyle=dash, label=f"{name} = {formula}"))
+            handles.append(Line2D([], [], color="black", linestyle=dash, label=bound_label(ov, name)))
     fig.legend(handles=handles, loc="outside right upper", fontsize=8, frameon=False)
     save_png(fig, path)
     return fig

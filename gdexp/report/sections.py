@@ -81,9 +81,31 @@ def answer_line(a, metric: str) -> str:
     mean = "mean " if a.get("repeats", 1) > 1 else ""
     best = (f"best_lr={_num(a['best_lr'])} ({mean}{metric.replace('_', ' ')} {_num(a['best_value'])})"
             if pd.notna(a["best_lr"]) else "best_lr: none (no result)")
-    top = " (the largest tried: the limit lies above the grid)" if a["max_stable_lr"] == a.get("lr_max") else ""
+    if pd.notna(a["best_lr"]) and a.get("best_lr_low", a["best_lr"]) < a.get("best_lr_high", a["best_lr"]):
+        span = f"[{_num(a['best_lr_low'])}, {_num(a['best_lr_high'])}]"
+        what = ("is not significantly worse (one-sided paired t-test over seeds, 5%)" if a.get("tested")
+                else f"reaches {_num(a['best_value'])}")
+        best += f" (any lr in {span} {what}; fastest: {_num(a['best_lr'])})"
+    if a.get("best_lr_at_edge"):
+        best += " (at the grid's edge: extend the grid)"
+    top = (" (the largest tried: the limit lies above the grid; at the grid's edge: extend the grid)"
+           if a["max_stable_lr"] == a.get("lr_max") else "")
     low = f", min_diverged_lr={_num(a['min_diverged_lr'])}" if pd.notna(a["min_diverged_lr"]) else ""
     return f"`{a[GROUP]}`: {best}, max_stable_lr={_num(a['max_stable_lr'])}{top}{low}"
+
+
+def differences(table: pd.DataFrame, metric: str, mode: str) -> list[tuple]:
+    """Each pair of groups at their best learning rates: the paired difference over seeds, its 95%
+    interval and p-value (gdexp.results.ties.group_differences); nothing without seeds."""
+    if table.empty:
+        return []
+    favours = "negative" if mode == "min" else "positive"
+    rows = [[f"`{r.group_a}` (lr {_num(r.lr_a)})", f"`{r.group_b}` (lr {_num(r.lr_b)})", str(int(r.n)),
+             _num(r.diff), f"[{_num(r.ci_low)}, {_num(r.ci_high)}]", _num(r.p_value)] for r in table.itertuples()]
+    return [("h", 2, "Paired differences over seeds"),
+            ("p", f"Each pair of groups at their best learning rates: the {metric.replace('_', ' ')} of the first "
+                  f"minus the second, paired by seed (a {favours} difference favours the first), with its 95% interval (Student's t) and the two-sided p-value of a paired t-test."),
+            ("table", ["first", "second", "seeds", "mean difference", "95% interval", "p-value"], rows, {2, 3, 5})]
 
 
 def runs_table(runs: pd.DataFrame, keys: list[str], metric: str, urls: dict[str, str],

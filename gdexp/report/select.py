@@ -184,10 +184,14 @@ def read_curves(sel: Selection, runs: pd.DataFrame, title: str, slug: str) -> Gr
             group.missing.append(run.run_name)
             continue
         group.losses[run.run_id] = curve["loss"].to_numpy()
-        if "sharpness" in curve.columns and curve["sharpness"].notna().any():
+        # Each optimizer's own pair: Adam's and RMSprop's preconditioned sharpness, the others' sharpness,
+        # against the run's stability_threshold (2/lr for gd; runs recorded before it: 2/lr).
+        measured = "preconditioned_sharpness" if "preconditioned_sharpness" in curve.columns else "sharpness"
+        if measured in curve.columns and curve["sharpness"].notna().any():
             at = curve["sharpness"].notna().to_numpy()
-            limit = curve["2/lr"].to_numpy()[at] if "2/lr" in curve.columns else np.full(at.sum(), 2 / run.lr)
-            group.sharpness[run.run_id] = (curve["step"].to_numpy()[at], curve["sharpness"].to_numpy()[at], limit)
+            bound = next((c for c in ("stability_threshold", "2/lr") if c in curve.columns), None)
+            limit = curve[bound].to_numpy()[at] if bound else np.full(at.sum(), 2 / run.lr)
+            group.sharpness[run.run_id] = (curve["step"].to_numpy()[at], curve[measured].to_numpy()[at], limit)
         coords = coordinates(curve.columns)
         if len(coords) == 2:
             group.paths[run.run_id] = curve[coords].to_numpy()

@@ -26,7 +26,12 @@ INTRO = ("Sharpness (the largest eigenvalue of the loss's Hessian, measured ever
          "training loss. Gradient descent on a quadratic is stable exactly while sharpness < 2/lr. "
          "Cohen et al. 2021 found that full-batch gradient descent on a neural network raises the "
          "sharpness (progressive sharpening) until it reaches 2/lr, and that it then hovers there, "
-         "at the edge of stability, while the loss keeps falling, no longer monotonically.")
+         "at the edge of stability, while the loss keeps falling, no longer monotonically. "
+         "Each run is drawn against its own optimizer's threshold (`stability_threshold`): 2/lr for "
+         "gd, 2(1+\u03b2)/((1-d) lr) for momentum, 2(1+\u03b2)/((1+2\u03b2) lr) for Nesterov; for Adam "
+         "and RMSprop the solid line is the preconditioned sharpness (the top eigenvalue of P^-1 H with "
+         "the optimizer's own P = diag(sqrt(v) + eps)) against (2+2\u03b21)/((1-\u03b21) lr) for Adam, 2/lr "
+         "for RMSprop (Cohen et al. 2022, \"Adaptive Gradient Methods at the Edge of Stability\").")
 
 
 def section(parts: list[Group], urls: dict[str, str], out) -> list[tuple]:
@@ -49,8 +54,9 @@ def section(parts: list[Group], urls: dict[str, str], out) -> list[tuple]:
 def edge_table(runs: pd.DataFrame, sharpness: dict) -> tuple:
     """A table block: per run, 2/lr at the end, the sharpness at the start, its largest and its
     last value, and the first step it came within EDGE of 2/lr."""
-    header = ["run", "lr", "2/lr (end)", "sharpness at start", "largest", "at the end",
-              f"first step >= {EDGE:g} x 2/lr"]
+    what, bound = _names(runs, sharpness)
+    header = ["run", "lr", f"{bound} (end)", f"{what} at start", "largest", "at the end",
+              f"first step >= {EDGE:g} x {bound}"]
     rows = []
     for run in runs.sort_values("lr", kind="stable").itertuples():
         if run.run_id not in sharpness:
@@ -63,6 +69,17 @@ def edge_table(runs: pd.DataFrame, sharpness: dict) -> tuple:
         rows.append([str(run.run_name), f"{run.lr:.6g}", _g(limit[ok][-1]), _g(lam[ok][0]), _g(lam[ok].max()),
                      _g(lam[ok][-1]), str(int(steps[reached[0]])) if reached.size else "never"])
     return ("table", header, rows, {1, 2, 3, 4, 5, 6})
+
+
+def _names(runs: pd.DataFrame, sharpness: dict) -> tuple[str, str]:
+    """(what the solid lines are, what the dashed ones are): "sharpness", "2/lr" for gradient
+    descent; the stability threshold, and for Adam/RMSprop the preconditioned sharpness, else."""
+    plain = all(np.allclose(limit[np.isfinite(limit)], 2 / lr) for lr, (_, _, limit)
+                in ((r.lr, sharpness[r.run_id]) for r in runs.itertuples() if r.run_id in sharpness))
+    if plain:
+        return "sharpness", "2/lr"
+    adaptive = "optimizer" in runs.columns and runs["optimizer"].isin(["adam", "rmsprop"]).any()
+    return ("preconditioned sharpness" if adaptive else "sharpness"), "stability threshold"
 
 
 def png(title: str, runs: pd.DataFrame, losses: dict, sharpness: dict, path, size=(7.6, 6.0)):
@@ -85,8 +102,9 @@ def png(title: str, runs: pd.DataFrame, losses: dict, sharpness: dict, path, siz
         bottom.plot(steps, limit, color=color, linewidth=1.0, linestyle=(0, (5, 3)))
         finite = np.concatenate([lam[np.isfinite(lam)], limit[np.isfinite(limit)]])
         highest = max(highest, float(finite.max()) if finite.size else 0.0)
-    top.set(ylabel="training loss", title=f"{title}: sharpness against 2/lr")
-    bottom.set(xlabel="step", ylabel="sharpness (solid), 2/lr (dashed)")
+    what, bound = _names(runs, sharpness)
+    top.set(ylabel="training loss", title=f"{title}: {what} against {bound}")
+    bottom.set(xlabel="step", ylabel=f"{what} (solid), {bound.split()[-1]} (dashed)")
     bottom.set_ylim(0, highest * 1.1 if highest > 0 else 1)
     for ax in (top, bottom):
         ax.grid(True, alpha=0.3)
@@ -99,6 +117,7 @@ def png(title: str, runs: pd.DataFrame, losses: dict, sharpness: dict, path, siz
 def figure(title: str, runs: pd.DataFrame, losses: dict, sharpness: dict, urls: dict[str, str]) -> dict:
     """The plotly twin of png(): two panels on one step axis; hover a curve for its run."""
     norm, cmap = figures.lr_norm(runs["lr"]), figures.lr_cmap()
+    what, bound = _names(runs, sharpness)
     data = []
     for run in runs.sort_values("lr", kind="stable").itertuples():
         if run.run_id not in sharpness:
@@ -117,20 +136,20 @@ def figure(title: str, runs: pd.DataFrame, losses: dict, sharpness: dict, urls: 
                          "hovertemplate": hover})
         steps, lam, limit = sharpness[run.run_id]
         data.append({"type": "scatter", "mode": "lines", "x": steps.tolist(), "y": [_finite(v) for v in lam],
-                     "name": f"{name}: sharpness", "legendgroup": name, "meta": url,
+                     "name": f"{name}: {what}", "legendgroup": name, "meta": url,
                      "line": {"color": color, "width": 1.6}, "xaxis": "x", "yaxis": "y2", "hovertemplate": hover})
         data.append({"type": "scatter", "mode": "lines", "x": steps.tolist(), "y": [_finite(v) for v in limit],
-                     "name": f"{name}: 2/lr", "legendgroup": name, "meta": url,
+                     "name": f"{name}: {bound}", "legendgroup": name, "meta": url,
                      "line": {"color": color, "width": 1.1, "dash": "dash"}, "xaxis": "x", "yaxis": "y2",
                      "hovertemplate": hover})
     layout = {
-        "title": {"text": f"{title}: sharpness against 2/lr"}, "font": interactive._FONT, "hovermode": "closest",
+        "title": {"text": f"{title}: {what} against {bound}"}, "font": interactive._FONT, "hovermode": "closest",
         "height": 620, "margin": {"l": 70, "r": 20, "t": 60, "b": 60},
         "legend": {"title": {"text": "click: hide/show"}, "groupclick": "togglegroup"},
         "xaxis": {"title": {"text": "step"}, "anchor": "y2"},
         "yaxis": {"type": "log", "title": {"text": "training loss"}, "domain": [0.62, 1.0],
                   "exponentformat": "power"},
-        "yaxis2": {"title": {"text": "sharpness (solid), 2/lr (dashed)"}, "domain": [0.0, 0.56],
+        "yaxis2": {"title": {"text": f"{what} (solid), {bound} (dashed)"}, "domain": [0.0, 0.56],
                    "rangemode": "tozero"},
     }
     return {"data": data, "layout": layout, "config": interactive.CONFIG}

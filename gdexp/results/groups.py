@@ -47,6 +47,7 @@ import numpy as np
 import pandas as pd
 
 from gdexp.core.outcomes import DESCENT_STATUSES, PRUNED
+from gdexp.results.ties import ALPHA, MIN_SEEDS, tied, worse_p_value
 
 GROUP = "group"                      # the column with_groups adds: each run's group label
 LR_KEYS = ("lr", "optimizer.lr")     # the learning rate: the x axis, never a group key
@@ -203,9 +204,11 @@ def aggregate(runs: pd.DataFrame, metric: str = "final_loss") -> pd.DataFrame:
         diverged_fraction (of the runs with a result), diverged_step_min,
         diverged_step_max, {metric}_mean, {metric}_std (ddof=1: NaN for one
         run), {metric}_min, {metric}_max, {metric}_count (runs in the
-        statistics), stable (at least one finished result, no run diverged,
-        none pruned), pruned (runs pruned), pruned_step (the latest step a run
-        of the cell was pruned at). Sorted by group order, then lr.
+        statistics), never_moved (runs that stopped at step 0: a stationary
+        start), steps_to_best_mean (where the runs have steps_to_best),
+        stable (at least one finished result, no run diverged, none pruned),
+        pruned (runs pruned), pruned_step (the latest step a run of the cell
+        was pruned at). Sorted by group order, then lr.
 
     >>> cells = aggregate(pd.DataFrame({
     ...     "seed": [0, 1, 2], "lr": [0.1, 0.1, 0.1], "optimizer.name": "gd",
@@ -223,8 +226,14 @@ def aggregate(runs: pd.DataFrame, metric: str = "final_loss") -> pd.DataFrame:
     pruned_step = pd.to_numeric(runs["pruned_step"], errors="coerce").where(pruned) \
         if "pruned_step" in runs.columns else pd.Series(np.nan, index=runs.index)
     step = pd.to_numeric(runs["diverged_step"], errors="coerce").where(diverged)
+    # A run that stopped at step 0 (a stationary start, or one at a kink) never moved.
+    moved = pd.to_numeric(runs["iterations"], errors="coerce") > 0 if "iterations" in runs.columns else True
     frame = pd.DataFrame({GROUP: runs[GROUP], "lr": runs["lr"], "result": result, "diverged": diverged,
-                          "value": value, "step": step, "pruned": pruned, "pruned_step": pruned_step})
+                          "value": value, "step": step, "pruned": pruned, "pruned_step": pruned_step,
+                          "never_moved": result & ~diverged & ~moved})
+    speed = "steps_to_best" in runs.columns
+    if speed:
+        frame["speed"] = pd.to_numeric(runs["steps_to_best"], errors="coerce").where(result & ~diverged & ~pruned)
     cells = frame.groupby([GROUP, "lr"], observed=True, sort=True)
     out = pd.DataFrame({
         "runs": cells.size(),
@@ -237,6 +246,8 @@ def aggregate(runs: pd.DataFrame, metric: str = "final_loss") -> pd.DataFrame:
         f"{metric}_min": cells["value"].min(),
         f"{metric}_max": cells["value"].max(),
         f"{metric}_count": cells["value"].count(),
+        "never_moved": cells["never_moved"].sum(),
+        **({"steps_to_best_mean": cells["speed"].mean()} if speed else {}),
         "pruned": cells["pruned"].sum(),
         "pruned_step": cells["pruned_step"].max(),
     }).reset_index()
@@ -244,19 +255,24 @@ def aggregate(runs: pd.DataFrame, metric: str = "final_loss") -> pd.DataFrame:
     out.insert(5, "diverged_fraction", out["diverged"] / with_result.where(with_result > 0))
     out["stable"] = (with_result - out["pruned"] > 0) & (out["diverged"] == 0) & (out["pruned"] == 0)
     out = out[[c for c in out.columns if c not in ("pruned", "pruned_step")] + ["pruned", "pruned_step"]]
-    for column in ("runs", "failed", "diverged", f"{metric}_count", "pruned"):
+    for column in ("runs", "failed", "diverged", f"{metric}_count", "never_moved", "pruned"):
         out[column] = out[column].astype(int)
     return out
 
 
-def answers(runs: pd.DataFrame, metric: str = "final_loss", mode: str = "min") -> pd.DataFrame:
-    """Each group's answer to the sweep: its best and its largest stable learning rate.
+def answers(runs: pd.DataFrame, metric: str = "final_loss", mode: str = "min", rtol: float = 1e-6) -> pd.DataFrame:
+    """Each group's answer to the sweep: its best learning rates and its largest stable one.
 
-    - best_lr: the learning rate with the lowest mean `metric` (highest for
-      mode "max") among those where no run diverged. Without repeats that is
-      the lowest final loss among the runs that did not diverge; with seeds
-      it is the best MEAN over the seeds, among learning rates where no seed
-      diverged. Ties go to the smaller learning rate.
+    - best_lr_low, best_lr_high: the smallest and largest learning rate as good as the
+      best, among those where no run diverged. Without seeds (fewer than 3 runs per
+      learning rate): those whose mean `metric` ties with the best within `rtol`
+      (gdexp.results.ties.tied). With seeds: those not significantly worse than the
+      best at 5%, by a one-sided paired t-test over the seeds (ties.worse_p_value).
+    - best_lr: among the learning rates tied with the best value, the fastest: the
+      fewest mean `steps_to_best` (steps until the loss settled within rtol of its
+      final value); the smaller learning rate where those are equal or missing.
+      Learning rates whose runs never moved (stopped at step 0) are left out while
+      any other learning rate has a result.
     - max_stable_lr: the largest learning rate where no run (no seed) diverged.
     - pruned runs (successive halving) answer neither: a pruned learning
       rate is not stable (its stability past its prune step is unknown) and
@@ -264,18 +280,25 @@ def answers(runs: pd.DataFrame, metric: str = "final_loss", mode: str = "min") -
     - min_diverged_lr: the smallest where one did. Between the two lies the
       stability limit the grid resolves (a method whose stable set is not an
       interval can have min_diverged_lr < max_stable_lr).
+    - best_lr_at_edge: best_lr is the grid's smallest or largest learning rate (the
+      best may lie beyond: extend the grid); max_stable_lr_at_edge: max_stable_lr is
+      the grid's largest (the limit lies beyond it; at the smallest, the limit is
+      bracketed by the next point, which diverged).
 
     Args:
         runs: one row per run, with or without GROUP.
         metric, mode: the column compared and "min" or "max" (see monitor()).
+        rtol: the relative tolerance of a tie (summary.rtol).
 
     Returns:
         One row per group, in group order: GROUP, best_lr, best_value (the
-        mean metric there), max_stable_lr, min_diverged_lr (NaN where there
-        is none), lrs (distinct learning rates), runs, diverged, failed,
-        repeats (the most runs at one learning rate), pruned (runs pruned),
-        pruned_above (pruned learning rates above max_stable_lr: the stability
-        limit may lie beyond it, unknown).
+        mean metric there), best_lr_low, best_lr_high, best_lr_at_edge,
+        max_stable_lr, max_stable_lr_at_edge, min_diverged_lr (NaN where
+        there is none), lrs (distinct learning rates), runs, diverged,
+        failed, never_moved, repeats (the most runs at one learning rate),
+        tested (the range came from the paired test over seeds), pruned
+        (runs pruned), pruned_above (pruned learning rates above
+        max_stable_lr: the stability limit may lie beyond it, unknown).
 
     Raises:
         ValueError: mode is neither "min" nor "max".
@@ -283,28 +306,61 @@ def answers(runs: pd.DataFrame, metric: str = "final_loss", mode: str = "min") -
     if mode not in ("min", "max"):
         raise ValueError(f"mode must be 'min' or 'max', not {mode!r}")
     cells = aggregate(runs, metric)
+    grouped = runs if GROUP in runs.columns else with_groups(runs)
     rows = []
     for group, part in cells.groupby(GROUP, observed=True, sort=True):
         stable = part[part["stable"] & part[f"{metric}_mean"].notna()]
+        moved = stable[stable["never_moved"] < stable["runs"] - stable["failed"]]
+        stable = moved if len(moved) else stable
+        best_lr = best_value = low = high = math.nan
+        tested = False
         if len(stable):
             means = stable[f"{metric}_mean"]
-            best = stable.loc[means.idxmin() if mode == "min" else means.idxmax()]  # first = smaller lr
-            best_lr, best_value = float(best["lr"]), float(best[f"{metric}_mean"])
-        else:
-            best_lr = best_value = math.nan
+            best_value = float(means.min() if mode == "min" else means.max())
+            ties = stable[tied(means, best_value, rtol)]
+            speed = ties["steps_to_best_mean"] if "steps_to_best_mean" in ties.columns else None
+            order = ties.assign(_speed=np.inf if speed is None else speed.fillna(np.inf)).sort_values(
+                ["_speed", "lr"], kind="stable")
+            best_lr = float(order["lr"].iloc[0])
+            low, high = float(ties["lr"].min()), float(ties["lr"].max())
+            seeds = _seed_table(grouped[grouped[GROUP] == group], metric, stable["lr"])
+            if seeds is not None:
+                good = [lr for lr in seeds.columns
+                        if lr == best_lr or worse_p_value(seeds[lr], seeds[best_lr], mode) >= ALPHA]
+                low, high, tested = float(min(good)), float(max(good)), True
+        grid = part["lr"]
+        max_stable = float(part.loc[part["stable"], "lr"].max())
         rows.append({
             GROUP: group, "best_lr": best_lr, "best_value": best_value,
-            "max_stable_lr": float(part.loc[part["stable"], "lr"].max()),
+            "best_lr_low": low, "best_lr_high": high,
+            "best_lr_at_edge": bool(best_lr in (grid.min(), grid.max())) if np.isfinite(best_lr) else False,
+            "max_stable_lr": max_stable,
+            "max_stable_lr_at_edge": bool(max_stable == grid.max()) if np.isfinite(max_stable) else False,
             "min_diverged_lr": float(part.loc[part["diverged"] > 0, "lr"].min()),
             "lrs": len(part), "runs": int(part["runs"].sum()), "diverged": int(part["diverged"].sum()),
-            "failed": int(part["failed"].sum()), "repeats": int(part["runs"].max()),
+            "failed": int(part["failed"].sum()), "never_moved": int(part["never_moved"].sum()),
+            "repeats": int(part["runs"].max()), "tested": tested,
             "pruned": int(part["pruned"].sum()),
-            "pruned_above": int(((part["pruned"] > 0) & ~(part["lr"] <= part.loc[part["stable"], "lr"].max())).sum()),
+            "pruned_above": int(((part["pruned"] > 0) & ~(part["lr"] <= max_stable)).sum()),
         })
-    out = pd.DataFrame(rows, columns=[GROUP, "best_lr", "best_value", "max_stable_lr", "min_diverged_lr",
-                                      "lrs", "runs", "diverged", "failed", "repeats", "pruned", "pruned_above"])
+    out = pd.DataFrame(rows, columns=[GROUP, "best_lr", "best_value", "best_lr_low", "best_lr_high",
+                                      "best_lr_at_edge", "max_stable_lr", "max_stable_lr_at_edge",
+                                      "min_diverged_lr", "lrs", "runs", "diverged", "failed", "never_moved",
+                                      "repeats", "tested", "pruned", "pruned_above"])
     out[GROUP] = pd.Categorical(out[GROUP], categories=cells[GROUP].cat.categories, ordered=True)
     return out
+
+
+def _seed_table(runs: pd.DataFrame, metric: str, lrs) -> pd.DataFrame | None:
+    """One group's metric as (seed x lr) over the seeds every given lr ran with, or None where
+    those are fewer than MIN_SEEDS (no paired test then)."""
+    if REPEAT_KEY not in runs.columns:
+        return None
+    done = runs[runs["status"].isin(DESCENT_STATUSES) & runs["lr"].isin(list(lrs))]
+    if done.empty or done.groupby("lr")[REPEAT_KEY].size().max() < MIN_SEEDS:
+        return None
+    table = done.pivot_table(index=REPEAT_KEY, columns="lr", values=metric, aggfunc="mean").dropna()
+    return table if len(table) >= MIN_SEEDS else None
 
 
 def _is_param(column: str) -> bool:

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from gdexp.core.outcomes import DESCENT_STATUSES, DIVERGED, PRUNED
+from gdexp.results.ties import SummaryConfig, rtol_of_runs
 from gdexp.results.groups import (GROUP, REPEAT_KEY, aggregate, answers, group_keys, label, monitor,
                                   swept_keys, with_groups)
 
@@ -50,6 +51,7 @@ class Summary:
             SUMMARIZED metric the runs have), with the key columns.
         answers: one row per group (gdexp.results.groups.answers), with the key columns.
         repeats: some learning rate of some group ran more than once (seeds).
+        rtol: the relative tolerance of a tie (summary.rtol).
     """
 
     runs: pd.DataFrame
@@ -59,6 +61,7 @@ class Summary:
     cells: pd.DataFrame
     answers: pd.DataFrame
     repeats: bool
+    rtol: float = SummaryConfig.rtol
 
     def counts(self) -> dict[str, float]:
         """runs, diverged, failed (runs without a descent result), and pruned where any was."""
@@ -158,6 +161,39 @@ class Summary:
             who = "no seed" if self.repeats else "no run"
             lines.append(f"best_lr: the {better}{mean} {self.metric}{over} among learning rates where {who} "
                          f"diverged; max_stable_lr: the largest learning rate where {who} diverged")
+        for _, row in self.answers.iterrows():
+            lines += [f"  {note}" if single else f"  {row[GROUP]}: {note}" for note in self._notes(row)]
+        return lines + self._stops()
+
+    def _notes(self, row) -> list[str]:
+        """A group's tie range (or, with seeds, the range the paired test keeps) and edge flags."""
+        notes = []
+        if pd.notna(row["best_lr"]) and row["best_lr_low"] < row["best_lr_high"]:
+            span = f"[{_g(row['best_lr_low'])}, {_g(row['best_lr_high'])}]"
+            if row["tested"]:
+                notes.append(f"any lr in {span} is not significantly worse than the best mean {self.metric} "
+                             f"{_g(row['best_value'])} (one-sided paired t-test over seeds, 5%); "
+                             f"fastest: {_g(row['best_lr'])}")
+            else:
+                notes.append(f"any lr in {span} reaches {self.metric} {_g(row['best_value'])} (within "
+                             f"summary.rtol={_g(self.rtol)}); fastest: {_g(row['best_lr'])}")
+        edge = [name for name in ("best_lr", "max_stable_lr") if row[f"{name}_at_edge"]]
+        if edge:
+            notes.append(f"{' and '.join(edge)} at the grid's edge: extend the grid")
+        return notes
+
+    def _stops(self) -> list[str]:
+        """Which runs stopped at a kink (grad_undefined) or never moved (a stationary start)."""
+        if "stop_reason" not in self.runs.columns:
+            return []
+        lines = []
+        for reason, what in (("grad_undefined", "stopped where the gradient is undefined (a kink), "
+                                                "not diverged: their best loss stands"),
+                             ("stationary", "never moved: the start is already stationary")):
+            hit = self.runs[self.runs["stop_reason"] == reason]
+            if len(hit):
+                names = ", ".join(f"lr={_g(lr)}" for lr in sorted(hit["lr"].dropna().unique()))
+                lines.append(f"{len(hit)} run(s) {what}: {names}")
         return lines
 
 
@@ -172,11 +208,12 @@ class Summary:
         return lines
 
 
-def summarize(runs: pd.DataFrame, searched: Sequence[str] = ()) -> Summary:
+def summarize(runs: pd.DataFrame, searched: Sequence[str] = (), rtol: float | None = None) -> Summary:
     """Group, aggregate and answer a sweep's runs (one row per run, load_runs' columns).
 
     `searched`: keys a search sweeper sampled besides the learning rate (Optuna's
     ranges): every trial has its own value, so they never split groups.
+    `rtol`: the tolerance of a tie; default the runs' `summary.rtol` (1e-6 where absent).
 
     >>> runs = pd.DataFrame({"loss.eigenvalues": ["[1, 10]"] * 2 + ["[1, 100]"] * 2, "lr": [0.01, 0.1] * 2,
     ...     "optimizer.lr": [0.01, 0.1] * 2, "seed": 0, "run_name": list("abcd"), "iterations": [1000, 175, 1000, 3],
@@ -192,6 +229,8 @@ def summarize(runs: pd.DataFrame, searched: Sequence[str] = ()) -> Summary:
     runs=4, diverged=1, failed=0; 2 groups by loss.eigenvalues
       loss.eigenvalues=[1,10]: best_lr=0.1, max_stable_lr=0.1
       loss.eigenvalues=[1,100]: best_lr=0.01, max_stable_lr=0.01, min_diverged_lr=0.1
+      loss.eigenvalues=[1,10]: best_lr and max_stable_lr at the grid's edge: extend the grid
+      loss.eigenvalues=[1,100]: best_lr at the grid's edge: extend the grid
     >>> s.metrics()["max_stable_lr/loss.eigenvalues-1_100"]
     0.01
     """
@@ -202,9 +241,10 @@ def summarize(runs: pd.DataFrame, searched: Sequence[str] = ()) -> Summary:
     metric, mode = monitor(grouped)
     metrics = [metric, *(m for m in _present(grouped, SUMMARIZED) if m != metric)]
     cells = _with_keys(_aggregate(grouped, metrics), grouped, keys)
-    answered = _with_keys(answers(grouped, metric, mode), grouped, keys)
+    rtol = rtol_of_runs(runs) if rtol is None else rtol
+    answered = _with_keys(answers(grouped, metric, mode, rtol), grouped, keys)
     repeats = bool(len(answered)) and int(answered["repeats"].max()) > 1
-    return Summary(grouped, named, metric, mode, cells, answered, repeats)
+    return Summary(grouped, named, metric, mode, cells, answered, repeats, rtol)
 
 
 def aggregate_runs(runs: pd.DataFrame) -> pd.DataFrame:

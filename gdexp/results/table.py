@@ -9,9 +9,10 @@ import numpy as np
 import pandas as pd
 
 # Summary metrics every finished run has (the last two only for losses with a closed form).
-SUMMARY_METRICS = ("final_loss", "best_loss", "iterations", "lr_max_stable", "lr_optimal")
+SUMMARY_METRICS = ("final_loss", "best_loss", "iterations", "steps_to_best", "lr_max_stable", "lr_optimal")
 # Measured at some steps (evaluations, sharpness): each run's last value (at its stop step).
-MEASURED = ("val_loss", "val_accuracy", "train_loss", "train_accuracy", "sharpness", "2/lr")
+MEASURED = ("val_loss", "val_accuracy", "train_loss", "train_accuracy", "sharpness", "2/lr", "stability_threshold",
+            "preconditioned_sharpness")
 
 # The first columns of the table, in this order; every param follows under its dotted key.
 COLUMNS = ["run_id", "run_name", "experiment", "sweep_id", "loss", "optimizer", "lr", "status",

@@ -17,6 +17,7 @@ import numpy as np
 from gdexp.specs import registry
 from gdexp.core.errors import ConfigError
 from gdexp.core.losses.base import Loss
+from gdexp.core.losses.user import UserLoss, check_gradient
 from gdexp.core.params import NonNegativeInt, check_value, switches
 from gdexp.core.resources import check_memory, check_run_memory, point_bytes
 from gdexp.core.stopping import check_stopping
@@ -25,7 +26,7 @@ from gdexp.core.stopping import check_stopping
 CORE_KEYS = ("loss", "optimizer", "schedule", "stopping", "init", "seed")
 CONSTANT = {"_target_": "gdexp.core.schedules.constant"}
 # gdexp's own keys in the loss section (not the loss's): the mini-batch size.
-LOSS_KEYS = ("batch_size",)
+LOSS_KEYS = ("batch_size", "check_grad")
 
 # What recording a run holds in Python, per logged point and per run (RunSpec.record_bytes).
 _RECORD_BYTES_PER_POINT = 300
@@ -138,6 +139,8 @@ def build_spec(config: dict, name_keys: tuple[str, ...] = (), search_dir: str | 
     checked["loss"] = loss_section.config()
     if "batch_size" in node:
         checked["loss"]["batch_size"] = check_value("loss.batch_size", node["batch_size"], int | None)
+    if "check_grad" in node:  # a user's numpy loss: its gradient checked before any run (user.check_gradient)
+        checked["loss"]["check_grad"] = check_value("loss.check_grad", node["check_grad"], bool)
     checked["optimizer"] = optimizer.config()
     checked["schedule"] = schedule.config()
     checked["stopping"] = check_stopping(config.get("stopping") or {})
@@ -150,6 +153,8 @@ def build_spec(config: dict, name_keys: tuple[str, ...] = (), search_dir: str | 
     x0 = _start(config.get("init"), loss)
     checked["init"] = None if config.get("init") is None else [float(v) for v in x0]
     _check_finite_start(loss, x0, checked)
+    if checked["loss"].get("check_grad", True) and isinstance(loss, UserLoss):
+        _check_gradient(loss, x0, seed)
     _check_schedule(schedule, optimizer, checked["stopping"]["maxiter"], x0)
     spec = RunSpec(checked, loss, optimizer, schedule, x0, config_hash(checked, loss), run_name(checked, name_keys))
     check_run_memory(spec.memory_bytes, checked["stopping"]["maxiter"])
@@ -159,11 +164,14 @@ def build_spec(config: dict, name_keys: tuple[str, ...] = (), search_dir: str | 
 def config_hash(config: dict, loss: Loss | None = None) -> str:
     """Stable hash of everything that determines a run's result.
 
-    The tracking section is left out (where a run is stored does not change
-    it); a data file's checksum is put in (its contents do), and so is the
+    The tracking and summary sections are left out (where a run is stored and
+    how its sweep is read do not change it); a data file's checksum is put in (its contents do), and so is the
     checksum of a user's loss module (its code does).
     """
-    content = {k: v for k, v in config.items() if k != "tracking"}
+    # summary.rtol reads the result, it does not change it: old runs keep their hash.
+    content = {k: v for k, v in config.items() if k not in ("tracking", "summary")}
+    if isinstance(content.get("loss"), dict) and "check_grad" in content["loss"]:  # a check, not the result
+        content["loss"] = {k: v for k, v in content["loss"].items() if k != "check_grad"}
     if loss is not None and loss.data_sha256():
         content["data_sha256"] = loss.data_sha256()
     if getattr(loss, "source_sha256", None):  # a user's loss: the code it runs
@@ -291,6 +299,20 @@ def _check_finite_start(loss: Loss, x0: np.ndarray, config: dict) -> None:
                   else ("loss.data", data) if data else ("loss", config["loss"]["name"]))
     raise ConfigError(key, value, f"the {what} is {shown} at the start point: an input error, not a divergence "
                       "(values too large for float64? rescale the data, or choose another init=[...])")
+
+
+def _check_gradient(loss, x0: np.ndarray, seed: int) -> None:
+    """check_gradient once per loss object and start (a sweep plans many runs of one loss)."""
+    try:
+        seen = _GRADIENT_CHECKED.setdefault(loss, set())
+    except TypeError:
+        seen = set()
+    if x0.tobytes() not in seen:
+        check_gradient(loss, x0, seed)
+        seen.add(x0.tobytes())
+
+
+_GRADIENT_CHECKED: "weakref.WeakKeyDictionary[Loss, set[bytes]]" = weakref.WeakKeyDictionary()
 
 
 def _start(init, loss: Loss) -> np.ndarray:

@@ -23,6 +23,7 @@ import hashlib
 import importlib
 import importlib.util
 import inspect
+import os
 import pkgutil
 import sys
 import traceback
@@ -79,12 +80,28 @@ def resolve(path: str, key: str, search_dir: str | Path | None) -> object:
     gdexp.core.errors.ConfigError: loss._target_='gdexp.core.losses.Rosenbrok': package gdexp.core.losses has no module or attribute 'Rosenbrok'; did you mean: Rosenbrock
     """
     parts = _dotted_parts(path, key)
+    prefer_float64_in_jax()  # before the user's module runs: its import-time arrays are float64 too
     folder = None if search_dir is None else str(Path(search_dir).resolve())
     obj = _import_top(parts[0], path, key, folder)
     obj = _walk(obj, parts, path, key, folder, may_enter=lambda module: True)
     if not callable(obj):
         raise ConfigError(key, path, f"is {_a(obj)}, not callable: name a function or a class")
     return obj
+
+
+def prefer_float64_in_jax() -> None:
+    """Make JAX compute in float64 in this process, before any user module is imported.
+
+    Then arrays a module creates at import time (``C = jnp.array([...])``)
+    are float64 too. JAX reads JAX_ENABLE_X64 when it is first imported; where
+    something imported it already, its config flag is set instead (the flag is
+    process-wide: `gdexp.run` turns it on for the calling process).
+    """
+    jax = sys.modules.get("jax")
+    if jax is None:
+        os.environ["JAX_ENABLE_X64"] = "True"
+    elif hasattr(jax, "config"):
+        jax.config.update("jax_enable_x64", True)
 
 
 def check_kwargs(target, kwargs: dict, key_prefix: str = "loss", *, n_positional: int = 0) -> None:

@@ -21,15 +21,13 @@ from __future__ import annotations
 
 import functools
 import inspect
-import os
-import sys
 from pathlib import Path
 
 import numpy as np
 
 from gdexp.core.errors import ConfigError
 from gdexp.core.losses.base import Loss
-from gdexp.specs.targets import check_kwargs, describe_exception, resolve, source_sha256
+from gdexp.specs.targets import check_kwargs, describe_exception, prefer_float64_in_jax, resolve, source_sha256
 
 KEY = "loss._target_"
 
@@ -59,7 +57,7 @@ def user_loss(target: str, search_dir: str | Path | None, /, dim: int | None = N
             ``resolve``, ``check_kwargs``, ``probe_loss``; JAX missing for a
             function, naming ``pip install 'gdexp[jax]'``).
     """
-    _prefer_float64_in_jax()
+    prefer_float64_in_jax()
     obj = resolve(target, KEY, search_dir)
     if inspect.isclass(obj):
         if not issubclass(obj, Loss):
@@ -121,6 +119,64 @@ def probe_loss(loss: Loss, start: np.ndarray, key: str = KEY) -> None:
                                                  "error, not a divergence; choose another init=[...]")
                 raise ConfigError(key, point, f"the {what} of {path} is {shown} here: an input error, "
                                               "not a divergence")
+
+
+# The gradient check (check_gradient): a component disagrees when |g - fd| > GRAD_RTOL (1 + max |fd|).
+# Central differences are good to ~eps^(2/3) ~ 4e-11 relative on a well-scaled loss (h = eps^(1/3)
+# (1 + |x_i|)), so 1e-5 leaves room for ill-scaled ones and still catches a wrong factor or sign.
+GRAD_RTOL = 1e-5
+# At most this many components are checked per point (seeded, at random, above it): each costs 2 values.
+GRAD_COMPONENTS = 100
+# How far the two nearby points lie from the start, relative to (1 + |x0|).
+_NEARBY = 1e-2
+
+
+def check_gradient(loss: Loss, x0: np.ndarray, seed: int = 0) -> None:
+    """A user's numpy loss: its gradient against central differences of its values, at the start
+    and at two seeded points near it.
+
+    Args:
+        loss: the loss (value_and_grad on (B, d) batches; full data).
+        x0: (d,) the start point.
+        seed: draws the nearby points and, above GRAD_COMPONENTS parameters, the components checked.
+
+    Raises:
+        ConfigError: on loss._target_, naming the worst component, where it is, both values and
+            the tolerance (see GRAD_RTOL); loss.check_grad=false skips the check.
+    """
+    x0 = np.asarray(x0, dtype=np.float64)
+    d = len(x0)
+    rng = np.random.default_rng(seed)
+    comps = np.arange(d) if d <= GRAD_COMPONENTS else np.sort(rng.choice(d, GRAD_COMPONENTS, replace=False))
+    points = [x0] + [x0 + _NEARBY * (1 + np.abs(x0)) * rng.standard_normal(d) for _ in range(2)]
+    eps = np.finfo(np.float64).eps
+    worst = None
+    with np.errstate(all="ignore"):
+        for where, x in zip(("the start point", "a point near the start", "a point near the start"), points):
+            h = eps ** (1 / 3) * (1 + np.abs(x[comps]))
+            shifted = np.repeat(x[None], 2 * len(comps), axis=0)
+            shifted[np.arange(len(comps)), comps] += h
+            shifted[len(comps) + np.arange(len(comps)), comps] -= h
+            f, _ = loss.value_and_grad(shifted)
+            _, g = loss.value_and_grad(x[None])
+            f, g = np.asarray(f, dtype=np.float64), np.asarray(g, dtype=np.float64)[0, comps]
+            fd = (f[:len(comps)] - f[len(comps):]) / (2 * h)
+            if not (np.isfinite(fd).all() and np.isfinite(g).all()):
+                continue  # not smooth here (a kink): nothing to compare
+            err = np.abs(g - fd) / (1 + np.abs(fd).max())
+            i = int(np.argmax(err))
+            if err[i] > GRAD_RTOL and (worst is None or err[i] > worst[0]):
+                worst = (err[i], comps[i], where, x, g[i], fd[i])
+    if worst is None:
+        return
+    err, i, where, x, g, fd = worst
+    names = list(getattr(loss, "param_names", ())) or [f"x[{j}]" for j in range(d)]
+    at = np.array2string(x, precision=6, separator=", ", threshold=6)
+    raise ConfigError(KEY, getattr(loss, "target", type(loss).__name__),
+                      f"value_and_grad's gradient disagrees with central differences of its values: "
+                      f"component {names[i]} at {where} {at} is {g:.10g}, the differences give {fd:.10g} "
+                      f"(error {err:.2g} > {GRAD_RTOL:g} x (1 + max |differences|)); fix the gradient, "
+                      "or skip this check with loss.check_grad=false")
 
 
 class _TargetLoss(Loss):
@@ -304,17 +360,6 @@ def _rebuild(target, search_dir, dim, kwargs, sha256):
     if loss.source_sha256 != sha256:
         raise ConfigError(KEY, target, "its source file changed after the sweep started; start it again")
     return loss
-
-
-def _prefer_float64_in_jax() -> None:
-    """Make JAX default to float64 before the user's module is imported.
-
-    Then arrays a module creates at import time (``A = jnp.array([...])``)
-    are float64 too; JAX reads JAX_ENABLE_X64 when it is first imported.
-    Once JAX is imported, JaxLoss sets the same flag itself.
-    """
-    if sys.modules.get("jax") is None:
-        os.environ["JAX_ENABLE_X64"] = "True"
 
 
 def _import_jax(target: str):

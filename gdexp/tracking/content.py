@@ -14,8 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
+from gdexp.core import stability
 from gdexp.core.outcomes import FAILED, UNRECORDED
 from gdexp.core.result import Result
+from gdexp.results.ties import rtol_of
 from gdexp.tracking.sampling import sample_steps
 from gdexp.tracking import TAG
 
@@ -148,13 +150,16 @@ def run_metrics(spec, result: Result, curve_points: int, now: int | None = None)
 
 
 def summary_metrics(spec, result: Result) -> dict[str, float]:
-    """final_loss, best_loss, iterations, and the closed-form lr limits where known.
+    """final_loss, best_loss, iterations, steps_to_best (at summary.rtol: what breaks ties between
+    learning rates; not for a diverged run), and the closed-form lr limits where known.
 
     All finite, so sorting and filtering in the UI work: a run that blew up
     reports its last finite loss (its tags say it diverged).
     """
     out = {"final_loss": result.final_loss, "best_loss": result.best_loss,
            "iterations": float(result.iterations)}
+    if not result.diverged:  # a diverged run's final value is no answer to reach
+        out["steps_to_best"] = float(result.steps_to_best(rtol_of(spec.config)))
     if result.lr is None:  # a constant rate; under a schedule `lr` is the curve of rates used
         out["lr"] = spec.lr
     out.update(theory_metrics(spec))
@@ -162,13 +167,22 @@ def summary_metrics(spec, result: Result) -> dict[str, float]:
 
 
 def theory_metrics(spec) -> dict[str, float]:
-    """``lr_max_stable`` = 2/lambda_max and ``lr_optimal`` = 2/(lambda_min + lambda_max) of a
-    loss with a constant Hessian (theory's bounds for plain gradient descent)."""
+    """The closed-form learning-rate limits of the run's own optimizer on a loss with a constant
+    Hessian (gdexp.core.stability): ``lr_max_stable`` (gd, momentum, nesterov; weight decay
+    shifts the eigenvalues), ``lr_optimal`` (gd, momentum) and, for momentum, Polyak's
+    ``momentum_optimal``. None of them for adam, rmsprop, adagrad: no learning rate bounds
+    their stability."""
     extremes = spec.loss.hessian_extremes()
     if extremes is None:
         return {}
     lo, hi = extremes
-    return {"lr_max_stable": 2.0 / hi, "lr_optimal": 2.0 / (lo + hi)}
+    optimizer = spec.config["optimizer"]
+    name = optimizer["name"]
+    out = {"lr_max_stable": stability.lr_max_stable(name, optimizer, hi),
+           "lr_optimal": stability.lr_optimal(name, optimizer, lo, hi)}
+    if name == "momentum":
+        out["momentum_optimal"] = stability.momentum_optimal(optimizer, lo, hi)
+    return {k: float(v) for k, v in out.items() if v is not None and math.isfinite(v)}
 
 
 def result_dict(spec, result: Result) -> dict:
