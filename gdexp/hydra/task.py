@@ -15,7 +15,7 @@ from gdexp.tracking import env, guards
 from gdexp.tracking.config import check_tracking
 from gdexp.tracking.pending import resume_message
 from gdexp.tracking.record import write_run
-from gdexp.tracking.store import Store, open_store, resolve_uri, where_to_look
+from gdexp.tracking.store import Store, forget_stores, open_store, resolve_uri, where_to_look
 
 _last: list[dict] = []       # the row of the last run this process's task recorded (gdexp.run reads it)
 
@@ -75,6 +75,7 @@ def single_store(spec: RunSpec) -> Store:
     input error (one line, nothing run), as for a sweep, not minutes of MLflow's retries. (A job
     of a sweep whose server goes away keeps its run on disk instead: gdexp resume.)"""
     guards.check_reachable(resolve_uri(spec.config["tracking"]["uri"]))
+    forget_stores()  # a new command asks the store again (its experiment may be deleted since), as a sweep does
     return job_store(spec)
 
 

@@ -219,8 +219,22 @@ def unreachable(exc: BaseException) -> bool:
     return False
 
 
+def check_not_deleted(experiment, uri: str, key: str = "tracking.experiment") -> None:
+    """NotFound (one line, before anything runs) for an experiment that was deleted (MLflow keeps it,
+    under its name, until `mlflow gc`): naming it, its store, and how to restore it or choose another."""
+    if experiment.lifecycle_stage != "deleted":
+        return
+    env_part = "" if uri.startswith(("http://", "https://")) else f"MLFLOW_TRACKING_URI={uri} "
+    raise NotFound(key, experiment.name, f"experiment {experiment.name!r} (id {experiment.experiment_id}) in "
+                   f"{uri} is deleted; restore it with `{env_part}mlflow experiments restore --experiment-id "
+                   f"{experiment.experiment_id}`, or choose another name: tracking.experiment=NAME")
+
+
 def experiment_id(cl, name: str) -> str:
     """The id of experiment `name`, created on first use.
+
+    Raises:
+        NotFound: the experiment was deleted (check_not_deleted).
 
     On a SQLite store its artifacts go beside the database file
     (<db folder>/mlartifacts/<name>), not into ./mlruns of whatever folder
@@ -228,6 +242,7 @@ def experiment_id(cl, name: str) -> str:
     """
     found = cl.get_experiment_by_name(name)
     if found is not None:
+        check_not_deleted(found, cl.tracking_uri)
         return found.experiment_id
     location = None
     path = sqlite_path(cl.tracking_uri)
