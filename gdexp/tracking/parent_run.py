@@ -70,8 +70,8 @@ def sweep_run(sweep: Sweep, rows: Callable[[], list[dict]], jobs: list[dict] | N
     tracking server that answers, a SQLite file on a local disk and on the
     machine the jobs run on, an artifact folder it can write. Runs the store
     did not take during the sweep (kept on disk, gdexp.tracking.pending) leave
-    the parent open, tagged gdexp.unrecorded, and the process exits non-zero
-    with the command that records them.
+    the parent KILLED, tagged gdexp.unrecorded (never RUNNING with no process behind it), and
+    the process exits non-zero with the command that records them.
 
     A sweep that `gdexp resume` runs again (plan.resumed()) reopens its parent
     instead of making one, and is closed with one row per planned config.
@@ -115,8 +115,9 @@ def sweep_run(sweep: Sweep, rows: Callable[[], list[dict]], jobs: list[dict] | N
         try:
             yield parent_id
             left = len(kept(folder))
-            if left:  # the parent stays open until `gdexp resume` has recorded them
+            if left:  # KILLED, tagged, until `gdexp resume` has recorded them (then it is closed with its summary)
                 cl.set_tag(parent_id, UNRECORDED_TAG, str(left))
+                cl.set_terminated(parent_id, status="KILLED")
             else:
                 not_run(rows())
                 if again is None:
