@@ -124,7 +124,7 @@ def sweep_run(sweep: Sweep, rows: Callable[[], list[dict]], jobs: list[dict] | N
                     table = typed_table(rows())
                 else:  # the runs of both the sweep and its resumption
                     table = one_per_config(load_runs(sweep=parent_id, tracking_uri=uri))
-                counts = close(cl, parent_id, uri, table, sweep.searched)
+                counts = close(cl, parent_id, uri, table, sweep.searched, table_shown=again is None)
         except KeyboardInterrupt as exc:
             raise SystemExit(interrupted(cl, sweep_plan, folder, exc)) from None
         except BaseException as exc:
@@ -136,8 +136,26 @@ def sweep_run(sweep: Sweep, rows: Callable[[], list[dict]], jobs: list[dict] | N
     if left:
         sys.exit(resume_message(left, None, uri, "it did not answer during the sweep", folder))
     if counts["failed"]:
-        sys.exit(f"gdexp: {int(counts['failed'])} of {int(counts['runs'])} runs failed "
-                 "(their errors are above and on each run's gdexp.error tag)")
+        sys.exit(failed_line(int(counts["failed"]), int(counts["runs"]), rows()))
+
+
+def failed_line(failed: int, runs: int, rows: list[dict]) -> str:
+    """The sweep's last line when jobs failed: where their errors are, for runs and for jobs that
+    made no run (refused in a worker: joblib, Ray), which have no gdexp.error tag to point at.
+
+    >>> failed_line(3, 8, [{"run_id": None, "error": "x"}, {"run_id": "ab", "error": "y"}])
+    'gdexp: 3 of 8 runs failed (their errors are above; 1 job made no run, the others have a gdexp.error tag)'
+    >>> failed_line(2, 8, [{"run_id": None, "error": "x"}, {"run_id": None, "error": "y"}])
+    'gdexp: 2 of 8 runs failed (their errors are above; 2 jobs made no run)'
+    """
+    no_run = sum(row.get("run_id") is None and bool(row.get("error")) for row in rows)
+    if not no_run:
+        where = "their errors are above and on each run's gdexp.error tag"
+    else:
+        where = f"their errors are above; {no_run} job{'s' if no_run != 1 else ''} made no run"
+        if no_run < failed:
+            where += ", the others have a gdexp.error tag"
+    return f"gdexp: {failed} of {runs} runs failed ({where})"
 
 
 def last_sweep() -> tuple[str, str] | None:
@@ -230,8 +248,13 @@ def not_run(rows: list[dict]) -> None:
             print(f"gdexp: job not run: {row['run_name']}: {row['error']}", file=sys.stderr)
 
 
-def close(cl, parent_id: str, uri: str, table: pd.DataFrame, searched: tuple[str, ...] = ()) -> dict:
-    """Log the summary of the sweep's runs (gdexp.results.summary) on the parent, print it, close the parent."""
+def close(cl, parent_id: str, uri: str, table: pd.DataFrame, searched: tuple[str, ...] = (),
+          table_shown: bool = True) -> dict:
+    """Log the summary of the sweep's runs (gdexp.results.summary) on the parent, print it, close the parent.
+
+    table_shown: print the table of runs; False (a sweep `gdexp resume` finished) prints the
+    counts and answers only: the table was printed by the sweep (`gdexp report` shows it again).
+    """
     from mlflow.entities import Metric
 
     summary = summarize(table, searched)
@@ -242,7 +265,7 @@ def close(cl, parent_id: str, uri: str, table: pd.DataFrame, searched: tuple[str
             part.to_csv(Path(tmp) / name, index=False)
         cl.log_artifacts(parent_id, tmp)
     cl.set_terminated(parent_id, status="FAILED" if counts["failed"] else "FINISHED")
-    print(summary.text())
+    print(summary.text() if table_shown else "\n".join(summary.answer_lines()))
     print(where_to_look(uri, cl.get_run(parent_id).info.experiment_id, parent_id))
     return counts
 
@@ -255,7 +278,7 @@ def close_if_open(cl, parent_id: str, uri: str) -> bool:
         return False
     if UNRECORDED_TAG in parent.data.tags:
         cl.delete_tag(parent_id, UNRECORDED_TAG)
-    close(cl, parent_id, uri, one_per_config(load_runs(sweep=parent_id, tracking_uri=uri)))
+    close(cl, parent_id, uri, one_per_config(load_runs(sweep=parent_id, tracking_uri=uri)), table_shown=False)
     return True
 
 

@@ -12,7 +12,6 @@ interrupt that lands between two writes still leaves none RUNNING
 from __future__ import annotations
 
 import functools
-import logging
 import sys
 import time
 
@@ -157,14 +156,3 @@ def locked(exc: BaseException) -> bool:
             return True
         exc = exc.__cause__ or exc.__context__
     return False
-
-
-class _NotLocked(logging.Filter):
-    # MLflow logs every SQLAlchemy error it catches with its traceback; a lock gdexp waits out is not one.
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "database is locked" not in record.getMessage()
-
-
-@functools.cache
-def quiet_lock_errors() -> None:
-    logging.getLogger("mlflow.store.db.utils").addFilter(_NotLocked())
