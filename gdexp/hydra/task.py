@@ -10,6 +10,7 @@ from gdexp.core.batch import execute
 from gdexp.core.errors import ConfigError
 from gdexp.core.outcomes import DIVERGED, UNRECORDED
 from gdexp.core.spec import RunSpec, plan
+from gdexp.hydra.launchers.orphans import stop_with_sweep
 from gdexp.hydra.schema import check_top_level
 from gdexp.tracking import env, guards
 from gdexp.tracking.config import check_tracking
@@ -45,6 +46,8 @@ def task(cfg: DictConfig) -> dict:
     from hydra.core.hydra_config import HydraConfig
 
     in_sweep = _in_multirun()
+    if in_sweep:
+        stop_with_sweep()  # a worker the sweep's process started ends with it (joblib's after a kill -9)
     spec = plan_job(to_config(cfg))
     hydra = HydraConfig.get() if HydraConfig.initialized() else None
     store = sweep_job_store(spec, hydra.sweeper.get("_target_")) if in_sweep else single_store(spec)

@@ -109,7 +109,7 @@ def sweep_run(sweep: Sweep, rows: Callable[[], list[dict]], jobs: list[dict] | N
     plan.write_plan(folder, sweep_plan)
     _opened[:] = [(parent_id, uri)]
     values = {env.PARENT_RUN: parent_id, env.TRACKING_URI: uri, env.SWEEP_DIR: str(folder),
-              env.START_DIR: os.getcwd()}
+              env.START_DIR: os.getcwd(), env.SWEEP_PID: str(os.getpid())}
     _end_reused_workers()
     with env.sweep_environment(values):
         try:
