@@ -16,6 +16,7 @@ from gdexp.tracking import env, guards
 from gdexp.tracking.config import check_tracking
 from gdexp.tracking.pending import resume_message
 from gdexp.tracking.record import write_run
+from gdexp.tracking.stale_sweeps import close_dead
 from gdexp.tracking.store import Store, forget_stores, open_store, resolve_uri, where_to_look
 
 _last: list[dict] = []       # the row of the last run this process's task recorded (gdexp.run reads it)
@@ -79,7 +80,9 @@ def single_store(spec: RunSpec) -> Store:
     of a sweep whose server goes away keeps its run on disk instead: gdexp resume.)"""
     guards.check_reachable(resolve_uri(spec.config["tracking"]["uri"]))
     forget_stores()  # a new command asks the store again (its experiment may be deleted since), as a sweep does
-    return job_store(spec)
+    store = job_store(spec)
+    close_dead(store.client, store.experiment_id)  # sweeps a dead process left RUNNING
+    return store
 
 
 def sweep_job_store(spec: RunSpec, sweeper_target: str | None) -> Store:

@@ -16,7 +16,7 @@ import pandas as pd
 from gdexp.core.errors import ConfigError, exit_invalid
 from gdexp.results.summary import summarize
 from gdexp.results.table import typed_table
-from gdexp.tracking import TAG, env, guards, interrupts, plan
+from gdexp.tracking import TAG, env, guards, interrupts, plan, stale_sweeps
 from gdexp.tracking.pending import keep_parent, kept, resume_message, short_reason
 from gdexp.tracking.provenance import command, provenance
 from gdexp.tracking.reader import load_runs, search
@@ -99,6 +99,9 @@ def sweep_run(sweep: Sweep, rows: Callable[[], list[dict]], jobs: list[dict] | N
     folder = Path(sweep.folder).resolve()
     again = plan.resumed()
     if again is None:
+        stale_sweeps.close_dead(cl, exp)
+        if jobs:
+            stale_sweeps.say_unfinished(cl, exp, [job["config_hash"] for job in jobs])
         sweep_plan = plan.Plan(parent_id="", uri=uri, experiment=sweep.experiment, sweep_name=sweep.name,
                                argv=command(), start_dir=os.getcwd(), process=plan.this_process(),
                                jobs=jobs or [], planned=None if jobs is None else len(jobs), data=sorted(set(data)))
