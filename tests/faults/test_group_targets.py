@@ -53,21 +53,20 @@ def _refused(gdexp, tmp_path, key: str, target: str, sweep: bool) -> str:
     return lines[0]
 
 
-@pytest.mark.parametrize("sweep", [False, True], ids=["single", "sweep"])
-def test_an_optimizer_target_of_another_kind_is_one_line_before_it_runs(gdexp, store, tmp_path, sweep):
-    write_module(tmp_path, "sitefake", FAKES)
-    for target in NOT_OPTIMIZERS:
-        line = _refused(gdexp, tmp_path, "optimizer._target_", target, sweep)
-        assert "not an optimizer: name a factory annotated -> gdexp.core.optimizers.Optimizer taking lr" in line
-    assert all_runs(store) == []
+KINDS = {"optimizer": (NOT_OPTIMIZERS, "not an optimizer: name a factory annotated "
+                                       "-> gdexp.core.optimizers.Optimizer taking lr"),
+         "schedule": (NOT_SCHEDULES, "not a schedule: name a factory annotated "
+                                     "-> gdexp.core.schedules.Schedule taking maxiter")}
 
 
 @pytest.mark.parametrize("sweep", [False, True], ids=["single", "sweep"])
-def test_a_schedule_target_of_another_kind_is_one_line_before_it_runs(gdexp, store, tmp_path, sweep):
+@pytest.mark.parametrize("group", list(KINDS))
+def test_a_target_of_another_kind_is_one_line_before_it_runs(gdexp, store, tmp_path, group, sweep):
     write_module(tmp_path, "sitefake", FAKES)
-    for target in NOT_SCHEDULES:
-        line = _refused(gdexp, tmp_path, "schedule._target_", target, sweep)
-        assert "not a schedule: name a factory annotated -> gdexp.core.schedules.Schedule taking maxiter" in line
+    targets, reason = KINDS[group]
+    for target in targets:
+        line = _refused(gdexp, tmp_path, f"{group}._target_", target, sweep)
+        assert reason in line, line
     assert all_runs(store) == []
 
 
