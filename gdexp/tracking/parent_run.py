@@ -120,6 +120,7 @@ def sweep_run(sweep: Sweep, rows: Callable[[], list[dict]], jobs: list[dict] | N
             left = len(kept(folder))
             if left:  # KILLED, tagged, until `gdexp resume` has recorded them (then it is closed with its summary)
                 cl.set_tag(parent_id, UNRECORDED_TAG, str(left))
+                close_running(cl, parent_id)  # a kept run created before the store stopped: resume completes it
                 cl.set_terminated(parent_id, status="KILLED")
             else:
                 not_run(rows())
