@@ -121,10 +121,10 @@ def test_stability_threshold_is_lr_max_stable_read_as_a_sharpness():
     (["optimizer=adam"], {}),
 ], ids=["gd", "momentum", "momentum-dampened", "nesterov", "gd-weight-decay", "adam"])
 def test_a_runs_theory_metrics_are_its_own_optimizers(compose, overrides, theory):
-    from gdexp.core.spec import plan
+    from gdexp.specs.run_spec import build_spec
     from gdexp.tracking.content import theory_metrics
 
-    spec = plan(compose("loss=quadratic", "loss.eigenvalues=[3,7,50]", *overrides))
+    spec = build_spec(compose("loss=quadratic", "loss.eigenvalues=[3,7,50]", *overrides))
     got = theory_metrics(spec)
     got.pop("momentum_optimal", None)
     assert got == pytest.approx(theory, rel=1e-12) and set(got) == set(theory)

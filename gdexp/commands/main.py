@@ -132,11 +132,13 @@ def _task(cfg) -> dict:
     except ConfigError as exc:
         if multirun:
             raise  # a job of a sweep: the sweep reports it
+        discard_output_dir(HydraConfig.get().runtime.output_dir)
         exit_invalid(exc)  # out of Hydra's job runner without its "Error executing job" lines
     except Exception as exc:  # OmegaConf's, resolving the config (an interpolation ${...}): the user's input
         message = hydra_error(exc, [str(o) for o in HydraConfig.get().overrides.task])
         if message is None or multirun:
             raise
+        discard_output_dir(HydraConfig.get().runtime.output_dir)
         exit_invalid(message)
     if not multirun:
         say_single(row, cfg.tracking.uri, cfg.tracking.experiment)
@@ -172,6 +174,29 @@ def as_config_error(error) -> ConfigError:
     out = ConfigError(key, value, reason) if eq and colon else ConfigError("input", None, line)
     out.args = (line,)  # the text the command prints, unquoted
     return out
+
+
+def discard_output_dir(output_dir: str) -> None:
+    """Remove the output folder Hydra made for a single run that was refused (a refused sweep
+    leaves nothing either): only when it holds nothing but Hydra's own files (.hydra/, the
+    job's .log), then its parents (outputs/DATE) as they become empty, up to the start folder."""
+    import shutil
+    from pathlib import Path
+
+    folder = Path(output_dir).resolve()
+    start = Path.cwd().resolve()
+    if folder == start or start not in folder.parents:
+        return
+    if any(p.name != ".hydra" and p.suffix != ".log" for p in folder.iterdir()):
+        return
+    shutil.rmtree(folder, ignore_errors=True)
+    for parent in folder.parents:
+        if parent == start:
+            break
+        try:
+            parent.rmdir()
+        except OSError:
+            break
 
 
 def hydra_error(exc: BaseException, argv: list[str]) -> str | None:

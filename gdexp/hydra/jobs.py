@@ -7,7 +7,8 @@ from pathlib import Path
 from gdexp.core.outcomes import DIVERGED
 from gdexp.specs.run_spec import RunSpec
 from gdexp.tracking import env, guards
-from gdexp.tracking.store import Store, open_store, resolve_uri
+from gdexp.tracking.stale_sweeps import close_dead
+from gdexp.tracking.store import Store, forget_stores, open_store, resolve_uri
 
 
 def job_store(spec: RunSpec) -> Store:
@@ -21,7 +22,10 @@ def single_store(spec: RunSpec) -> Store:
     input error (one line, nothing run), as for a sweep, not minutes of MLflow's retries. (A job
     of a sweep whose server goes away keeps its run on disk instead: gdexp resume.)"""
     guards.check_reachable(resolve_uri(spec.config["tracking"]["uri"]))
-    return job_store(spec)
+    forget_stores()  # a new command asks the store again (its experiment may be deleted since), as a sweep does
+    store = job_store(spec)
+    close_dead(store.client, store.experiment_id)  # sweeps a dead process left RUNNING
+    return store
 
 
 def sweep_job_store(spec: RunSpec, sweeper_target: str | None) -> Store:

@@ -6,6 +6,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from gdexp.hydra.jobs import keep_folder, single_store, sweep_job_store, write_job_log
+from gdexp.hydra.launchers.orphans import stop_with_sweep
 from gdexp.hydra.schema import check_top_level
 from gdexp.results.ties import check_summary
 from gdexp.specs.batch import execute
@@ -43,6 +44,8 @@ def task(cfg: DictConfig) -> dict:
     from hydra.core.hydra_config import HydraConfig
 
     in_sweep = _in_multirun()
+    if in_sweep:
+        stop_with_sweep()  # a worker the sweep's process started ends with it (joblib's after a kill -9)
     spec = job_spec(to_config(cfg))
     hydra = HydraConfig.get() if HydraConfig.initialized() else None
     store = sweep_job_store(spec, hydra.sweeper.get("_target_")) if in_sweep else single_store(spec)

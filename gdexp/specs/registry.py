@@ -22,6 +22,68 @@ from gdexp.specs.targets import is_gdexp_target, resolve
 SUPPLIED = {"schedule": {"maxiter": "is the run's budget: set stopping.maxiter"}}
 
 
+# What an optimizer's or a schedule's _target_ must be, checked before it is ever called (a loss is
+# checked by gdexp.specs.user_loss when built): a factory annotated to return the group's
+# type, taking the keyword gdexp always passes it. (group -> (module, type, keyword, an example))
+KINDS = {"optimizer": ("gdexp.core.optimizers", "Optimizer", "lr", "gdexp.core.optimizers.gd"),
+         "schedule": ("gdexp.core.schedules", "Schedule", "maxiter", "gdexp.core.schedules.cosine")}
+
+
+def check_kind(prefix: str, path: str, target) -> None:
+    """Refuse an optimizer or schedule ``_target_`` that is not of its group's kind, without calling it.
+
+    The kind: a Python function (or a class) whose return annotation is the group's type
+    (``-> Optimizer`` of gdexp.core.optimizers, ``-> Schedule`` of gdexp.core.schedules; a
+    class must be a subclass of it) and whose signature takes the keyword gdexp passes
+    (``lr`` for an optimizer, ``maxiter`` for a schedule). So ``os.system``, ``os.getcwd``,
+    ``logging.basicConfig``, a builtin or a loss class are refused before they run.
+
+    Raises:
+        ConfigError: ``{prefix}._target_`` naming what it is and what is expected.
+
+    >>> check_kind("optimizer", "os.getcwd", __import__("os").getcwd)
+    Traceback (most recent call last):
+    ...
+    gdexp.core.errors.ConfigError: optimizer._target_='os.getcwd': is a built-in function, not an optimizer: name a factory annotated -> gdexp.core.optimizers.Optimizer taking lr (as gdexp.core.optimizers.gd)
+    """
+    import importlib
+    import inspect
+    import typing
+
+    module, type_name, keyword, example = KINDS[prefix]
+    kind = getattr(importlib.import_module(module), type_name)
+    expected = (f"not {'an' if prefix[0] in 'aeiou' else 'a'} {prefix}: name a factory annotated "
+                f"-> {module}.{type_name} taking {keyword} (as {example})")
+    if inspect.isclass(target):
+        if not issubclass(target, kind):
+            raise ConfigError(f"{prefix}._target_", path, f"is the class {target.__qualname__}, {expected}")
+        returns = kind
+    elif inspect.isfunction(inspect.unwrap(target)):
+        function = inspect.unwrap(target)
+        try:
+            returns = typing.get_type_hints(function).get("return")
+        except Exception:  # noqa: BLE001 - an annotation that does not resolve: read as written
+            returns = function.__annotations__.get("return")
+        if isinstance(returns, str):
+            returns = kind if returns.rsplit(".", 1)[-1] == type_name else returns
+    else:
+        what = "a built-in function" if inspect.isbuiltin(target) else f"{_a(type(target).__name__)}"
+        raise ConfigError(f"{prefix}._target_", path, f"is {what}, {expected}")
+    if not (inspect.isclass(returns) and issubclass(returns, kind)):
+        shown = "has no return annotation" if returns is None else f"returns {getattr(returns, '__name__', returns)}"
+        raise ConfigError(f"{prefix}._target_", path, f"{shown}, {expected}")
+    try:
+        params = inspect.signature(target).parameters
+    except (TypeError, ValueError):
+        params = {}
+    if keyword not in params:
+        raise ConfigError(f"{prefix}._target_", path, f"takes no {keyword} keyword, {expected}")
+
+
+def _a(noun: str) -> str:
+    return f"an {noun}" if noun[:1].lower() in "aeiou" else f"a {noun}"
+
+
 @dataclass(frozen=True)
 class Section:
     """A config section resolved: what it builds and how.
@@ -76,6 +138,8 @@ def section(prefix: str, node: dict, reserved: tuple[str, ...] = (), search_dir:
     path = node["_target_"]
     folder = None if search_dir is None else str(search_dir)
     target = resolve(path, f"{prefix}._target_", folder)
+    if prefix in KINDS:
+        check_kind(prefix, path, target)
     default = getattr(target, "name", None)
     label = default if isinstance(default, str) else getattr(target, "__name__", prefix)
     name = node.get("name") or label

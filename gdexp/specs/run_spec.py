@@ -17,7 +17,7 @@ import numpy as np
 from gdexp.specs import registry
 from gdexp.core.errors import ConfigError
 from gdexp.core.losses.base import Loss
-from gdexp.core.losses.user import UserLoss, check_gradient
+from gdexp.specs.user_loss import UserLoss, check_gradient
 from gdexp.core.params import NonNegativeInt, check_value, switches
 from gdexp.core.resources import check_memory, check_run_memory, point_bytes
 from gdexp.core.stopping import check_stopping

@@ -5,6 +5,7 @@
 - reader.py      runs and curves read back as typed tables (load_runs, load_curve)
 - parent_run.py  a sweep's parent run: opened before its jobs, closed with the summary
 - pending.py     runs the store could not take, kept on disk for `gdexp resume`
+- stale_sweeps.py sweeps a dead process left RUNNING, closed KILLED; an unfinished one of the same configs named
 - env.py         what a sweep hands its jobs through the environment
 - guards.py      checks that turn silent run loss into one clear error
 - writes.py      each write whole (interrupts held), a locked store waited for, open runs known

@@ -5,12 +5,14 @@ Both ways write the same content (gdexp.tracking.content) and return the same ro
 path writes every run of the chunk in one transaction, after their artifact files: a process
 killed half-way leaves none of the chunk's runs in the store (never one RUNNING or without its
 files), and `gdexp resume` runs them again. A store that stops answering (a server down, a full
-disk, a lock held past SQLite's timeout) is not a failure of the runs: they are kept on disk
-for `gdexp resume` (gdexp.tracking.pending), as the client path does.
+disk, a lock another process holds past gdexp's wait, GDEXP_LOCK_WAIT_S) is not a failure of the
+runs: they are kept on disk for `gdexp resume` (gdexp.tracking.pending), as the client path does,
+and the artifact folders written for them are removed (no folder in mlartifacts/ without its run).
 """
 from __future__ import annotations
 
 import logging
+import shutil
 import socket
 import time
 from pathlib import Path
@@ -18,9 +20,10 @@ from pathlib import Path
 from gdexp.core.outcomes import FAILED, UNRECORDED
 from gdexp.tracking import content, interrupts
 from gdexp.tracking.guards import local_dir
-from gdexp.tracking.pending import keep_run, short_reason
+from gdexp.tracking.pending import SPOOL, keep_run, short_reason
 from gdexp.tracking.record import log_dataset, write_run
 from gdexp.tracking.store import Store, unreachable
+from gdexp.tracking.writes import wait_unlocked
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +39,15 @@ def write_chunk(store: Store, specs: list, outcomes: list, *, parent_id: str | N
         parent_id: the sweep's parent run.
         keep_dir: where runs the store does not take are kept (gdexp-unrecorded/).
     """
-    if not _fast(store):
+    try:
+        if store.down is not None:
+            raise store.down  # found down by an earlier chunk: this process stops asking it
+        fast = _fast(store)
+    except Exception as exc:
+        if not unreachable(exc):
+            raise
+        return _keep_all(store, specs, outcomes, parent_id, exc, keep_dir, int(time.time() * 1000))
+    if not fast:
         return [write_run(store, spec, lambda o=outcome: _unwrap(o), parent_id=parent_id, keep_dir=keep_dir,
                           swallow=True, done=True) for spec, outcome in zip(specs, outcomes)]
     from gdexp.tracking.fast.records import RunRecord, artifact_uri
@@ -47,7 +58,7 @@ def write_chunk(store: Store, specs: list, outcomes: list, *, parent_id: str | N
     records = [RunRecord(store.experiment_id, spec.run_name, **_record(spec, outcome, parent_id, points, now),
                          start_time=now, end_time=now)
                for spec, outcome, points in zip(specs, outcomes, curve_points)]
-    remote, failed = [], {}
+    remote, failed, written = [], {}, []
     for i, (record, spec, outcome) in enumerate(zip(records, specs, outcomes)):
         if isinstance(outcome, BaseException):
             continue
@@ -57,20 +68,26 @@ def write_chunk(store: Store, specs: list, outcomes: list, *, parent_id: str | N
             continue
         try:  # first the files, then the rows: a crash between leaves no run without its files
             folder.parent.mkdir(parents=True, exist_ok=True)  # <run id>/, then artifacts/ in it: two
+            written.append(folder.parent)
             folder.mkdir(exist_ok=True)                       # calls, not mkdir(parents=True)'s three
             content.write_artifacts(folder, spec, outcome)
         except Exception as exc:  # this run is FAILED with what it has; the others go on
             failed[i] = f"{type(exc).__name__}: {exc}"
             record.status = "FAILED"
             record.tags.update(content.error_tag(failed[i]))
-    try:
+
+    def write():
         with interrupts.deferred():  # Ctrl-C or SIGTERM lands after the chunk's transaction, not inside it
             write_runs(store.uri, records)
-    except Exception as exc:
-        if not unreachable(exc):
+
+    try:
+        wait_unlocked(write, store.uri)  # the transaction rolled back: tried again while another process holds the lock
+    except BaseException as exc:
+        for folder in written:  # the rows are not there: their files would belong to no run
+            shutil.rmtree(folder, ignore_errors=True)
+        if not (isinstance(exc, Exception) and unreachable(exc)):
             raise
-        store.down = exc
-        return [_keep(store, spec, outcome, parent_id, exc, keep_dir, now) for spec, outcome in zip(specs, outcomes)]
+        return _keep_all(store, specs, outcomes, parent_id, exc, keep_dir, now)
     for record, spec, outcome in remote:
         _upload(store, record.run_id, spec, outcome)
     for record, spec in zip(records, specs):  # through the client: one request a run with data
@@ -104,7 +121,7 @@ def _fast(store: Store) -> bool:
     if store.fast is None:
         from gdexp.tracking.fast.fence import fast_path_available
 
-        ok, why = fast_path_available(store.uri)
+        ok, why = wait_unlocked(lambda: fast_path_available(store.uri), store.uri)
         if not ok and not store.uri.startswith(("http://", "https://")):
             log.warning(f"gdexp: writing runs through MLflow's client, one at a time: {why}")
         store.fast = ok
@@ -120,6 +137,16 @@ def _upload(store: Store, run_id: str, spec, result) -> None:
         store.client.log_artifacts(run_id, tmp)
 
 
+def _keep_all(store: Store, specs: list, outcomes: list, parent_id, exc, keep_dir: Path, now: int) -> list[dict]:
+    """The chunk's runs kept on disk for `gdexp resume`; their rows, status UNRECORDED. One line
+    says so when the store is first found down (the sweep's end counts them all)."""
+    if store.down is None:
+        log.warning(f"gdexp: {store.uri} did not take runs on {socket.gethostname()} ({short_reason(exc)}); "
+              f"this sweep's runs from here on are kept in {Path(keep_dir) / SPOOL}/ for gdexp resume")
+    store.down = exc
+    return [_keep(store, spec, outcome, parent_id, exc, keep_dir, now) for spec, outcome in zip(specs, outcomes)]
+
+
 def _keep(store: Store, spec, outcome, parent_id, exc, keep_dir: Path, now: int) -> dict:
     """The run kept on disk for `gdexp resume`; its row, status UNRECORDED."""
     result = None if isinstance(outcome, BaseException) else outcome
@@ -127,8 +154,6 @@ def _keep(store: Store, spec, outcome, parent_id, exc, keep_dir: Path, now: int)
     where = {"uri": store.uri, "experiment": store.experiment, "parent_id": parent_id}
     entry = keep_run(keep_dir, where, None, spec, result, error, spec.config["tracking"]["curve_points"], now)
     reason = short_reason(exc)
-    log.warning(f"gdexp: run {spec.run_name} not recorded ({store.uri} did not take it on "
-                f"{socket.gethostname()}: {reason}); kept in {entry}")
     return {**content.run_row(spec, None, result, UNRECORDED, reason, parent_id), "kept": str(entry), "uri": store.uri}
 
 

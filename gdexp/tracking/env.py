@@ -15,6 +15,8 @@ TRACKING_URI = "MLFLOW_TRACKING_URI"   # MLflow's own: the store every job write
 PARENT_RUN = "GDEXP_PARENT_RUN_ID"     # the sweep's parent run, whose child each job's run is
 SWEEP_DIR = "GDEXP_SWEEP_DIR"          # the sweep's folder: its plan, and runs kept for `gdexp resume`
 START_DIR = "GDEXP_START_DIR"          # the folder gdexp was started in: users' loss modules are found there
+SWEEP_PID = "GDEXP_SWEEP_PID"          # the sweep's process: a worker whose parent it was stops once it is gone
+LOCK_WAIT = "GDEXP_LOCK_WAIT_S"        # the user's: seconds to wait for a store another process holds locked
 
 # MLflow's own knobs, set for gdexp's processes unless the user set them. The retries
 # are bounded: a refused connection is retried for ~14 s (sleeps 0, 2, 4, 8 s), enough
@@ -62,4 +64,4 @@ def sweep_environment(values: dict[str, str]):
 
 def exported() -> dict[str, str]:
     """What a job elsewhere needs from the launching process's environment, as set now (in a sweep)."""
-    return {k: os.environ[k] for k in (*SWEEP_KEYS, *HTTP_CLIENT_DEFAULTS) if os.environ.get(k)}
+    return {k: os.environ[k] for k in (*SWEEP_KEYS, LOCK_WAIT, *HTTP_CLIENT_DEFAULTS) if os.environ.get(k)}

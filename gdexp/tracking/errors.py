@@ -34,13 +34,12 @@ class RunsFailed(RuntimeError):
     """A sweep that ran to its end, with `failed` of its `runs` runs FAILED (each with its gdexp.error tag,
     or, for a job that failed before its run existed, said as 'job not run')."""
 
-    def __init__(self, failed: int, runs: int):
+    def __init__(self, failed: int, runs: int, message: str | None = None):
         self.failed, self.runs = failed, runs
-        super().__init__(f"gdexp: {failed} of {runs} runs failed (see the lines above; a run's error is also on "
-                         "its gdexp.error tag)")
+        super().__init__(message or f"gdexp: {failed} of {runs} runs failed (their errors are above)")
 
     def __reduce__(self):
-        return type(self), (self.failed, self.runs)
+        return type(self), (self.failed, self.runs, str(self))
 
 
 class SearchFailed(RuntimeError):

@@ -15,7 +15,7 @@ import pandas as pd
 
 from gdexp.results.summary import summarize
 from gdexp.results.table import typed_table
-from gdexp.tracking import TAG, env, guards, interrupts, plan
+from gdexp.tracking import TAG, env, guards, interrupts, plan, stale_sweeps
 from gdexp.tracking.errors import RunsFailed, SweepInterrupted, Unrecorded
 from gdexp.tracking.pending import keep_parent, kept, short_reason
 from gdexp.tracking.provenance import command, provenance
@@ -70,8 +70,8 @@ def sweep_run(sweep: Sweep, rows: Callable[[], list[dict]], jobs: list[dict] | N
     tracking server that answers, a SQLite file on a local disk and on the
     machine the jobs run on, an artifact folder it can write. Runs the store
     did not take during the sweep (kept on disk, gdexp.tracking.pending) leave
-    the parent open, tagged gdexp.unrecorded, and raise Unrecorded, which
-    names the command that records them.
+    the parent KILLED, tagged gdexp.unrecorded (never RUNNING with no process behind it), and
+    raise Unrecorded, which names the command that records them.
 
     A sweep that `gdexp resume` runs again (plan.resumed()) reopens its parent
     instead of making one, and is closed with one row per planned config.
@@ -96,6 +96,9 @@ def sweep_run(sweep: Sweep, rows: Callable[[], list[dict]], jobs: list[dict] | N
     folder = Path(sweep.folder).resolve()
     again = plan.resumed()
     if again is None:
+        stale_sweeps.close_dead(cl, exp)
+        if jobs:
+            stale_sweeps.say_unfinished(cl, exp, [job["config_hash"] for job in jobs])
         sweep_plan = plan.Plan(parent_id="", uri=uri, experiment=sweep.experiment, sweep_name=sweep.name,
                                argv=command(), start_dir=os.getcwd(), process=plan.this_process(),
                                jobs=jobs or [], planned=None if jobs is None else len(jobs), data=sorted(set(data)))
@@ -105,20 +108,22 @@ def sweep_run(sweep: Sweep, rows: Callable[[], list[dict]], jobs: list[dict] | N
     parent_id = sweep_plan.parent_id
     plan.write_plan(folder, sweep_plan)
     values = {env.PARENT_RUN: parent_id, env.TRACKING_URI: uri, env.SWEEP_DIR: str(folder),
-              env.START_DIR: os.getcwd()}
+              env.START_DIR: os.getcwd(), env.SWEEP_PID: str(os.getpid())}
     with env.sweep_environment(values):
         try:
             yield parent_id
             left = len(kept(folder))
-            if left:  # the parent stays open until `gdexp resume` has recorded them
+            if left:  # KILLED, tagged, until `gdexp resume` has recorded them (then it is closed with its summary)
                 cl.set_tag(parent_id, UNRECORDED_TAG, str(left))
+                close_running(cl, parent_id)  # a kept run created before the store stopped: resume completes it
+                cl.set_terminated(parent_id, status="KILLED")
             else:
                 not_run(rows())
                 if again is None:
                     table = typed_table(rows())
                 else:  # the runs of both the sweep and its resumption
                     table = one_per_config(load_runs(sweep=parent_id, tracking_uri=uri))
-                counts = close(cl, parent_id, uri, table, sweep.searched)
+                counts = close(cl, parent_id, uri, table, sweep.searched, table_shown=again is None)
         except SweepInterrupted:
             raise
         except KeyboardInterrupt as exc:
@@ -132,7 +137,27 @@ def sweep_run(sweep: Sweep, rows: Callable[[], list[dict]], jobs: list[dict] | N
     if left:
         raise Unrecorded(left, uri, "it did not answer during the sweep", folder)
     if counts["failed"]:
-        raise RunsFailed(int(counts["failed"]), int(counts["runs"]))
+        raise RunsFailed(int(counts["failed"]), int(counts["runs"]),
+                         failed_line(int(counts["failed"]), int(counts["runs"]), rows()))
+
+
+def failed_line(failed: int, runs: int, rows: list[dict]) -> str:
+    """The sweep's last line when jobs failed: where their errors are, for runs and for jobs that
+    made no run (refused in a worker: joblib, Ray), which have no gdexp.error tag to point at.
+
+    >>> failed_line(3, 8, [{"run_id": None, "error": "x"}, {"run_id": "ab", "error": "y"}])
+    'gdexp: 3 of 8 runs failed (their errors are above; 1 job made no run, the others have a gdexp.error tag)'
+    >>> failed_line(2, 8, [{"run_id": None, "error": "x"}, {"run_id": None, "error": "y"}])
+    'gdexp: 2 of 8 runs failed (their errors are above; 2 jobs made no run)'
+    """
+    no_run = sum(row.get("run_id") is None and bool(row.get("error")) for row in rows)
+    if not no_run:
+        where = "their errors are above and on each run's gdexp.error tag"
+    else:
+        where = f"their errors are above; {no_run} job{'s' if no_run != 1 else ''} made no run"
+        if no_run < failed:
+            where += ", the others have a gdexp.error tag"
+    return f"gdexp: {failed} of {runs} runs failed ({where})"
 
 
 def open_parent(cl, exp: str, sweep: Sweep, folder: Path, sweep_plan: plan.Plan) -> plan.Plan:
@@ -208,8 +233,13 @@ def not_run(rows: list[dict]) -> None:
             log.error(f"gdexp: job not run: {row['run_name']}: {row['error']}")
 
 
-def close(cl, parent_id: str, uri: str, table: pd.DataFrame, searched: tuple[str, ...] = ()) -> dict:
-    """Log the summary of the sweep's runs (gdexp.results.summary) on the parent, say it, close the parent."""
+def close(cl, parent_id: str, uri: str, table: pd.DataFrame, searched: tuple[str, ...] = (),
+          table_shown: bool = True) -> dict:
+    """Log the summary of the sweep's runs (gdexp.results.summary) on the parent, say it, close the parent.
+
+    table_shown: print the table of runs; False (a sweep `gdexp resume` finished) prints the
+    counts and answers only: the table was printed by the sweep (`gdexp report` shows it again).
+    """
     from mlflow.entities import Metric
 
     summary = summarize(table, searched)
@@ -220,7 +250,7 @@ def close(cl, parent_id: str, uri: str, table: pd.DataFrame, searched: tuple[str
             part.to_csv(Path(tmp) / name, index=False)
         cl.log_artifacts(parent_id, tmp)
     cl.set_terminated(parent_id, status="FAILED" if counts["failed"] else "FINISHED")
-    log.info(summary.text())
+    log.info(summary.text() if table_shown else "\n".join(summary.answer_lines()))
     log.info(where_to_look(uri, cl.get_run(parent_id).info.experiment_id, parent_id))
     return counts
 
@@ -233,7 +263,7 @@ def close_if_open(cl, parent_id: str, uri: str) -> bool:
         return False
     if UNRECORDED_TAG in parent.data.tags:
         cl.delete_tag(parent_id, UNRECORDED_TAG)
-    close(cl, parent_id, uri, one_per_config(load_runs(sweep=parent_id, tracking_uri=uri)))
+    close(cl, parent_id, uri, one_per_config(load_runs(sweep=parent_id, tracking_uri=uri)), table_shown=False)
     return True
 
 

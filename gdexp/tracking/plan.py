@@ -10,7 +10,7 @@ experiment, the command's arguments and start folder (to run it again), the
 sweep process (pid, host, start time: is it gone?), the number of planned runs
 (null for a search, whose jobs depend on its results) and each job's number,
 overrides and config hash. The same process facts are tags on the parent run
-(gdexp.pid, gdexp.host, gdexp.planned_runs).
+(gdexp.pid, gdexp.host, gdexp.process_started, gdexp.planned_runs).
 """
 from __future__ import annotations
 
@@ -25,7 +25,8 @@ from gdexp.tracking import TAG
 
 PLAN = "gdexp-plan.json"
 PLANNED_TAG = f"{TAG}planned_runs"   # on the parent: how many runs the sweep was meant to make
-PID_TAG, HOST_TAG = f"{TAG}pid", f"{TAG}host"  # on the parent: the sweep's process
+PID_TAG, HOST_TAG = f"{TAG}pid", f"{TAG}host"  # on the parent: the sweep's process ...
+STARTED_TAG = f"{TAG}process_started"          # ... and its start time (a pid reused is not it)
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,8 @@ class Plan:
     def tags(self) -> dict[str, str]:
         """The parent run's tags for this plan."""
         tags = {PID_TAG: str(self.process["pid"]), HOST_TAG: self.process["host"]}
+        if self.process.get("started") is not None:
+            tags[STARTED_TAG] = str(self.process["started"])
         if self.planned is not None:
             tags[PLANNED_TAG] = str(self.planned)
         return tags

@@ -21,7 +21,7 @@ from gdexp.results.table import MEASURED, SUMMARY_METRICS, typed_table
 from gdexp.tracking import TAG as _T
 from gdexp.tracking.content import STAND_IN, flatten
 from gdexp.tracking.guards import local_dir
-from gdexp.tracking.store import find_run, read_client, resolve_uri
+from gdexp.tracking.store import check_not_deleted, find_run, read_client, resolve_uri
 
 
 def load_runs(experiment: str | None = None, sweep: str | None = None,
@@ -106,9 +106,12 @@ def load_curve(run_id: str, tracking_uri: str | None = None,
 
 
 def check_experiment(cl, name: str, key: str) -> None:
-    """NotFound (one line, under the name `key` the user gave it by) if the store has no experiment `name`."""
-    if cl.get_experiment_by_name(name) is None:
+    """NotFound (one line, under the name `key` the user gave it by) if the store has no experiment
+    `name`, or only a deleted one (saying how to restore it)."""
+    found = cl.get_experiment_by_name(name)
+    if found is None:
         raise NotFound(key, name, f"no experiment named {name!r} in {cl.tracking_uri}")
+    check_not_deleted(found, cl.tracking_uri, key)
 
 
 def latest_sweep(cl):

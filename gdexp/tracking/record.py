@@ -5,7 +5,6 @@ import logging
 import socket
 import tempfile
 import time
-import traceback
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
@@ -59,8 +58,8 @@ def write_run(store: Store, spec, descent: Callable[[], Result], *, parent_id: s
         if not swallow or info is None:
             raise
         error = f"{type(exc).__name__}: {exc}"
-        log.error(f"gdexp: run {spec.run_name} ({info.run_id}) FAILED:\n"
-                  + "".join(traceback.format_exception(exc)).rstrip())
+        # One line, as the default launcher says it (gdexp.tracking.bulk); the run's tag holds the same.
+        log.error(f"gdexp: run {spec.run_name} ({info.run_id}) FAILED: {error}")
         return content.run_row(spec, info.run_id, None, FAILED, error, parent_id)
     return content.run_row(spec, info.run_id, result, parent_id=parent_id)
 

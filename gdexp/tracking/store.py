@@ -10,6 +10,7 @@ up to LOCK_WAIT_S.
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import re
 from pathlib import Path
@@ -19,7 +20,7 @@ from gdexp.core.resources import check_disk
 from gdexp.tracking import env, interrupts
 from gdexp.tracking.guards import (check_readable_store, check_store_filesystem, check_store_uri, check_writable,
                                    local_dir, sqlite_path)
-from gdexp.tracking.writes import GuardedClient, StoreLocked, quiet_lock_errors, wait_unlocked
+from gdexp.tracking.writes import GuardedClient, StoreLocked, wait_unlocked
 
 
 def resolve_uri(configured: str | None, cwd: str | os.PathLike | None = None) -> str:
@@ -59,7 +60,7 @@ def client(uri: str) -> "GuardedClient":
         ConfigError: the store stayed locked by another process for LOCK_WAIT_S.
     """
     env.http_client_defaults(uri)
-    quiet_lock_errors()
+    quiet_store_errors()
     try:
         return GuardedClient(wait_unlocked(functools.partial(_open, uri), uri))
     except StoreLocked as exc:
@@ -78,7 +79,7 @@ def read_client(uri: str) -> "GuardedClient":
     """
     check_readable_store(uri)
     env.http_client_defaults(uri)
-    quiet_lock_errors()
+    quiet_store_errors()
 
     def _read():
         from mlflow import MlflowClient
@@ -219,8 +220,39 @@ def unreachable(exc: BaseException) -> bool:
     return False
 
 
+def check_not_deleted(experiment, uri: str, key: str = "tracking.experiment") -> None:
+    """NotFound (one line, before anything runs) for an experiment that was deleted (MLflow keeps it,
+    under its name, until `mlflow gc`): naming it, its store, and how to restore it or choose another."""
+    if experiment.lifecycle_stage != "deleted":
+        return
+    env_part = "" if uri.startswith(("http://", "https://")) else f"MLFLOW_TRACKING_URI={uri} "
+    raise NotFound(key, experiment.name, f"experiment {experiment.name!r} (id {experiment.experiment_id}) in "
+                   f"{uri} is deleted; restore it with `{env_part}mlflow experiments restore --experiment-id "
+                   f"{experiment.experiment_id}`, or choose another name: tracking.experiment=NAME")
+
+
+class _Handled(logging.Filter):
+    # MLflow logs every SQLAlchemy OperationalError it catches with its traceback (mlflow.store.db.utils),
+    # then raises it: a locked store gdexp waits out, a full disk or an I/O error it keeps the runs
+    # on disk for, are said by gdexp in one line, not after two pages of SQLAlchemy's.
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if error is not None:
+            return not unreachable(error)
+        return not any(m in record.getMessage().lower() for m in _UNAVAILABLE_SQL)
+
+
+@functools.cache
+def quiet_store_errors() -> None:
+    """Leave out of MLflow's log the store errors gdexp says itself (`unreachable` ones), once a process."""
+    logging.getLogger("mlflow.store.db.utils").addFilter(_Handled())
+
+
 def experiment_id(cl, name: str) -> str:
     """The id of experiment `name`, created on first use.
+
+    Raises:
+        NotFound: the experiment was deleted (check_not_deleted).
 
     On a SQLite store its artifacts go beside the database file
     (<db folder>/mlartifacts/<name>), not into ./mlruns of whatever folder
@@ -228,6 +260,7 @@ def experiment_id(cl, name: str) -> str:
     """
     found = cl.get_experiment_by_name(name)
     if found is not None:
+        check_not_deleted(found, cl.tracking_uri)
         return found.experiment_id
     location = None
     path = sqlite_path(cl.tracking_uri)

@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 # long write or `BEGIN EXCLUSIVE`), on top of SQLite's own wait, before giving up on it:
 # at the start, one line and nothing run; during a sweep, the run is kept on disk for
 # `gdexp resume`, as when a tracking server stops answering (README, Faults).
+# GDEXP_LOCK_WAIT_S (env.LOCK_WAIT) sets another bound: lock_wait_s().
 LOCK_WAIT_S = 120.0
 _BACKOFF_S = (0.25, 0.5, 1.0, 2.0, 4.0)  # between tries; then the last one, until LOCK_WAIT_S
 
@@ -100,9 +101,34 @@ def _whole(cl: "GuardedClient", name: str, method, *args, **kwargs):
         return out
 
 
+def lock_wait_s() -> float:
+    """The bound on waiting for a locked store, in seconds: GDEXP_LOCK_WAIT_S when set (a number
+    >= 0), else LOCK_WAIT_S (120).
+
+    Raises:
+        ConfigError: GDEXP_LOCK_WAIT_S is not a number >= 0.
+    """
+    import math
+
+    from gdexp.core.errors import ConfigError
+    from gdexp.tracking.env import LOCK_WAIT, get
+
+    given = get(LOCK_WAIT)
+    if given is None:
+        return LOCK_WAIT_S
+    try:
+        value = float(given)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise ConfigError(LOCK_WAIT, given, "must be a number of seconds >= 0")
+    return value
+
+
 def wait_unlocked(attempt, uri: str):
-    """attempt(), tried again with backoff while the store is locked by another process."""
-    deadline, tries = None, 0
+    """attempt(), tried again with backoff while the store is locked by another process, up to
+    lock_wait_s(); then StoreLocked."""
+    deadline, tries, bound = None, 0, lock_wait_s()
     while True:
         try:
             return attempt()
@@ -111,11 +137,11 @@ def wait_unlocked(attempt, uri: str):
                 raise
             now = time.monotonic()
             if deadline is None:
-                deadline = now + LOCK_WAIT_S
-                log.warning(f"gdexp: store locked by another process; waiting (up to {LOCK_WAIT_S:g} s): {uri}")
+                deadline = now + bound
+                log.warning(f"gdexp: store locked by another process; waiting (up to {bound:g} s): {uri}")
             if now >= deadline:
-                raise StoreLocked(f"the store stayed locked by another process for {LOCK_WAIT_S:g} s "
-                                  f"(gdexp.tracking.writes.LOCK_WAIT_S); find the process holding "
+                raise StoreLocked(f"the store stayed locked by another process for {bound:g} s "
+                                  f"(GDEXP_LOCK_WAIT_S sets the bound); find the process holding "
                                   f"{sqlite_path(uri) or uri} and run again") from None
             time.sleep(min(_BACKOFF_S[min(tries, len(_BACKOFF_S) - 1)], max(deadline - now, 0.0)))
             tries += 1
@@ -131,14 +157,3 @@ def locked(exc: BaseException) -> bool:
             return True
         exc = exc.__cause__ or exc.__context__
     return False
-
-
-class _NotLocked(logging.Filter):
-    # MLflow logs every SQLAlchemy error it catches with its traceback; a lock gdexp waits out is not one.
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "database is locked" not in record.getMessage()
-
-
-@functools.cache
-def quiet_lock_errors() -> None:
-    logging.getLogger("mlflow.store.db.utils").addFilter(_NotLocked())

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 # A loss that blocks inside its descent (not while it is validated) when GDEXP_TEST_BLOCK names
-# its scale: a job then stays in flight, its run RUNNING, as long as the test wants.
+# its scale (or is "*": every job): a job then stays in flight, its run RUNNING, as long as the test wants.
 BLOCKING_LOSS = '''
 import os, time
 import numpy as np
@@ -31,7 +31,7 @@ class Bowl(Loss):
 
     def value_and_grad(self, x, rows=None):
         self.calls += 1
-        if self.calls > 5 and os.environ.get("GDEXP_TEST_BLOCK") == f"{self.scale:g}":
+        if self.calls > 5 and os.environ.get("GDEXP_TEST_BLOCK") in (f"{self.scale:g}", "*"):
             time.sleep(float(os.environ.get("GDEXP_TEST_BLOCK_S", "3600")))
         return 0.5 * self.scale * np.einsum("bi,bi->b", x, x), self.scale * x
 

@@ -5,4 +5,5 @@
 - ray.py       hydra/launcher=ray, over hydra-ray-launcher (the `ray` extra)
 - submitit.py  hydra/launcher=submitit_local|submitit_slurm, over hydra-submitit-launcher (the `slurm` extra)
 - progress.py  the sweep's progress bar
+- orphans.py   a worker the sweep's process started ends with it (joblib's after a kill -9)
 """

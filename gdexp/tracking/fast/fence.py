@@ -20,6 +20,11 @@ class FastPathUnavailable(RuntimeError):
 def fast_path_available(uri: str) -> tuple[bool, str]:
     """Whether `write_runs` may write to the store at `uri`, and a one-line reason.
 
+    Raises:
+        sqlalchemy.exc.OperationalError: the store is locked by another process ("database is
+            locked", after busy_timeout_ms()): not a reason to write another way; wait
+            (gdexp.tracking.writes.wait_unlocked) and ask again.
+
     True only for an existing SQLite file or a PostgreSQL database reached with
     psycopg2 (postgresql+psycopg2://; plain postgresql:// means psycopg 3 in
     SQLAlchemy 2.1, not tested) whose `alembic_version` is TESTED_REVISION, with MLflow's installed
@@ -52,9 +57,13 @@ def fast_path_available(uri: str) -> tuple[bool, str]:
     if head != TESTED_REVISION:
         return False, (f"installed MLflow's schema head is {head}, the fast path was tested on "
                        f"{TESTED_REVISION} (MLflow {TESTED_MLFLOW})")
+    from gdexp.tracking.writes import locked
+
     try:
         found = store_revision(uri)
-    except Exception as exc:  # any driver error: not a store we can vouch for
+    except Exception as exc:  # any driver error: not a store we can vouch for ...
+        if locked(exc):
+            raise  # ... except a lock another process holds: the caller waits it out (writes.wait_unlocked)
         return False, f"cannot read the store's schema revision: {type(exc).__name__}: {_first_line(exc)}"
     if found != TESTED_REVISION:
         return False, f"the store's schema revision is {found}, the fast path was tested on {TESTED_REVISION}"
@@ -95,7 +104,17 @@ def store_revision(uri: str) -> str | None:
     import sqlalchemy as sa
 
     with _engine(uri).connect() as conn:
+        if conn.dialect.name == "sqlite":
+            conn.exec_driver_sql(f"PRAGMA busy_timeout = {busy_timeout_ms()}")
         return conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+
+
+def busy_timeout_ms() -> int:
+    """SQLite's own wait for another writer, per statement: MLflow's 20 s, or less where
+    GDEXP_LOCK_WAIT_S bounds gdexp's whole wait lower (a test's short locks)."""
+    from gdexp.tracking.writes import lock_wait_s
+
+    return int(min(20.0, lock_wait_s()) * 1000)
 
 def _scheme(uri: str) -> str:
     """'sqlite', 'postgresql+psycopg2', 'http', 'databricks' ('databricks://profile' or bare);

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from gdexp.tracking.fast.fence import FastPathUnavailable, _engine, fast_path_available
+from gdexp.tracking.fast.fence import FastPathUnavailable, _engine, busy_timeout_ms, fast_path_available
 from gdexp.tracking.fast.records import PARENT_TAG, RunRecord, _as_ints, _prepare, checked_params, checked_tags
 
 _CHUNK_POINTS = 200_000  # metric rows prepared and sent per executemany / COPY (bounds memory)
@@ -46,6 +46,8 @@ def write_runs(uri: str, records: list[RunRecord]) -> list[str]:
 
     Raises:
         FastPathUnavailable: the fence said no (its reason is the message).
+        sqlalchemy.exc.OperationalError: "database is locked": another process held the SQLite
+            file past busy_timeout_ms(); nothing was written (gdexp.tracking.bulk waits and retries).
         mlflow.exceptions.MlflowException: an invalid name, value, status, run id,
             or a missing / deleted experiment (MLflow's own messages).
         sqlalchemy.exc.IntegrityError: a run id that exists already.
@@ -65,7 +67,7 @@ def write_runs(uri: str, records: list[RunRecord]) -> list[str]:
             # writer), and a page cache that holds the three metrics indexes being updated.
             cache = conn.exec_driver_sql("PRAGMA cache_size").scalar()
             conn.exec_driver_sql("PRAGMA foreign_keys = ON")
-            conn.exec_driver_sql("PRAGMA busy_timeout = 20000")
+            conn.exec_driver_sql(f"PRAGMA busy_timeout = {busy_timeout_ms()}")
             conn.exec_driver_sql(f"PRAGMA cache_size = {-_SQLITE_CACHE_KIB}")
             conn.commit()
         try:

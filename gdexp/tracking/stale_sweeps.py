@@ -1,0 +1,70 @@
+"""Sweeps a dead process left behind: their parent closed KILLED when gdexp next opens the store,
+and a new sweep of the same configs told, in one line, how to finish the old one instead.
+
+A sweep killed with kill -9 (or on a machine that went down) leaves its parent run RUNNING for
+good: no process will close it. `close_dead` closes every such parent of the experiment (and its
+runs still RUNNING) KILLED, as `gdexp resume` does for its own sweep, when the parent's process
+(gdexp.pid, gdexp.host, gdexp.process_started tags) is gone from this host; a sweep of another
+host is left alone, since this one cannot tell. `say_unfinished` names, for a sweep about to run,
+an unfinished (KILLED) sweep whose plan holds the same configs, with its `gdexp resume DIR`.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from gdexp.tracking import TAG, plan
+from gdexp.tracking.reader import search
+
+log = logging.getLogger(__name__)
+
+_OPEN_SWEEPS = f"tags.{TAG}sweep = 'true' and attributes.status != 'FINISHED'"
+
+
+def close_dead(cl, experiment_id: str) -> list[str]:
+    """Close KILLED the sweep parents of `experiment_id` left RUNNING by a process that is gone
+    (and their runs still RUNNING); returns their ids, saying one line for each."""
+    closed = []
+    for parent in search(cl, [experiment_id], _OPEN_SWEEPS):
+        tags = parent.data.tags
+        if parent.info.status != "RUNNING" or plan.PID_TAG not in tags or plan.HOST_TAG not in tags:
+            continue
+        started = tags.get(plan.STARTED_TAG)
+        process = {"pid": tags[plan.PID_TAG], "host": tags[plan.HOST_TAG],
+                   "started": int(started) if started and started.isdigit() else None}
+        if plan.process_state(process) != "gone":
+            continue
+        parent_id = parent.info.run_id
+        for run in search(cl, [experiment_id], f"tags.mlflow.parentRunId = '{parent_id}' "
+                                               "and attributes.status = 'RUNNING'"):
+            cl.set_terminated(run.info.run_id, status="KILLED")
+        cl.set_terminated(parent_id, status="KILLED")
+        closed.append(parent_id)
+        log.warning(f"gdexp: sweep {parent_id} was left RUNNING by process {process['pid']}, which is gone: "
+              "closed KILLED")
+    return closed
+
+
+def say_unfinished(cl, experiment_id: str, hashes: list[str]) -> list[str]:
+    """One line for each unfinished (KILLED) sweep of `experiment_id` whose plan holds the same
+    configs as `hashes` (a sweep about to run): how many of them it finished, and the command
+    that finishes it. The new sweep runs all the same. Returns the folders named."""
+    wanted = frozenset(hashes)
+    named = []
+    for parent in search(cl, [experiment_id], _OPEN_SWEEPS):
+        folder = parent.data.tags.get(f"{TAG}sweep_dir")
+        if parent.info.status != "KILLED" or not folder:
+            continue
+        try:
+            old = plan.read_plan(Path(folder))
+        except (OSError, ValueError, TypeError):
+            continue  # a folder moved, a plan of another version: nothing to point at
+        if old is None or old.parent_id != parent.info.run_id or frozenset(old.hashes()) != wanted:
+            continue
+        done = search(cl, [experiment_id], f"tags.mlflow.parentRunId = '{old.parent_id}' "
+                                           "and attributes.status = 'FINISHED'")
+        finished = len({r.data.tags.get(f"{TAG}config_hash") for r in done} & wanted)
+        log.warning(f"gdexp: an unfinished sweep of the same {len(wanted)} configs exists ({old.parent_id}, KILLED, "
+                    f"{finished} FINISHED); this starts a new one; to finish that one instead: gdexp resume {folder}")
+        named.append(folder)
+    return named
