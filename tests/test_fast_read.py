@@ -29,30 +29,37 @@ def both_ways(uri: str, **query) -> pd.DataFrame:
     return fast
 
 
-@pytest.fixture
-def varied_store(gdexp, store):
+@pytest.fixture(scope="module")
+def varied_store(tmp_path_factory):
     """Sweeps with seeds, diverged runs and params too long for MLflow, in two experiments, and
-    runs no sweep leaves: killed, still running, deleted, a parent run of another experiment."""
+    runs no sweep leaves: killed, still running, deleted. Built once for the module (read only)."""
+    from cli_runner import run_cli
     from mlflow import MlflowClient
+    from mlflow.entities import Param
 
+    folder = tmp_path_factory.mktemp("varied")
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
     sweeps = [["-m", "loss=rosenbrock", "optimizer=gd", "optimizer.lr=1e-4,1e-3,1e-2", "seed=0,1",
                "stopping.maxiter=100"],
               ["-m", "loss=quadratic", "loss.eigenvalues=" + json.dumps([1.0 + i / 100 for i in range(1200)]).replace(" ", ""),
                "optimizer.lr=0.001,0.002", "stopping.maxiter=5"],
               ["-m", "tracking.experiment=other", "optimizer=adam,gd", "optimizer.lr=0.01", "stopping.maxiter=50"],
               ["tracking.experiment=other", "loss=booth", "optimizer.lr=0.01", "stopping.maxiter=50"]]
-    for args in sweeps:
-        code, _, err = gdexp(*args)
-        assert code == 0, err
-    cl = MlflowClient(store)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", uri)
+        patch.delenv("GDEXP_PARENT_RUN_ID", raising=False)
+        patch.chdir(folder)
+        for args in sweeps:
+            assert run_cli(*args) == 0, args
+    cl = MlflowClient(uri)
     exp = cl.get_experiment_by_name("gdexp").experiment_id
     killed = cl.create_run(exp, run_name="killed", tags={"gdexp.config_hash": "abc"})
-    cl.log_batch(killed.info.run_id, params=[__import__("mlflow").entities.Param("optimizer.lr", "0.5")])
+    cl.log_batch(killed.info.run_id, params=[Param("optimizer.lr", "0.5")])
     cl.set_terminated(killed.info.run_id, "KILLED")
     cl.create_run(exp, run_name="")  # RUNNING, named by MLflow
-    children = load_runs(experiment="gdexp")
+    children = load_runs(experiment="gdexp", tracking_uri=uri)
     cl.delete_run(children.loc[children["loss"] == "rosenbrock", "run_id"].iloc[0])
-    return store
+    return uri
 
 
 def test_fast_reader_reads_what_the_client_reads(varied_store):
@@ -104,10 +111,10 @@ def test_load_runs_takes_the_fast_reader_where_the_fence_allows(varied_store, mo
 
     with monkeypatch.context() as patch:
         patch.setattr(reader, "_client_rows", refused)
-        assert len(load_runs(experiment="gdexp")) == 9
+        assert len(load_runs(experiment="gdexp", tracking_uri=varied_store)) == 9
     monkeypatch.setattr(fence, "TESTED_REVISION", "0000")  # another schema: MLflow's client reads it
     monkeypatch.setattr("gdexp.tracking.fast.read.read_runs", refused)
-    assert len(load_runs(experiment="gdexp")) == 9
+    assert len(load_runs(experiment="gdexp", tracking_uri=varied_store)) == 9
     with pytest.raises(fence.FastPathUnavailable, match="0000"):
         runs_table(varied_store, fast=True)
 
