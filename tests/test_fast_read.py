@@ -85,24 +85,34 @@ def test_fast_reader_reads_what_the_client_reads(varied_store):
         assert (runs["sweep_id"] == parent.info.run_id).all() and len(runs) in (5, 2)
 
 
-def test_fast_reader_reads_odd_runs_like_the_client(tmp_path, monkeypatch):
+def _odd_runs(uri: str) -> None:
     """Every status, NaN and infinite metrics, unicode, a run named by its tag only, a param cut by
-    MLflow, two experiments: the fast write path's own sample (tests/test_fast_write.py)."""
+    MLflow, two experiments: the fast write path's own sample (tests/test_fast_write.py), read both ways."""
     from test_fast_write import sample_records
 
     from gdexp.tracking.fast.write import write_runs
     from gdexp.tracking.store import client
 
-    monkeypatch.chdir(tmp_path)
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    cl = client(uri)  # a copy of a migrated store
+    cl = client(uri)  # a SQLite store: a copy of a migrated one
     a, b = cl.create_experiment("a"), cl.create_experiment("b")
     records = sample_records(a, b)
     write_runs(uri, records)
     parent = records[0].run_id
-    for query in ({"experiment": "a"}, {"experiment": "b"}, {"sweep": parent}):
-        assert len(both_ways(uri, **query))
+    assert len(both_ways(uri, experiment="a")) == 21 and len(both_ways(uri, experiment="b")) == 6
     assert len(both_ways(uri, sweep=parent)) == 18  # the 24 children but the 6 in the other experiment
+
+
+def test_fast_reader_reads_odd_runs_like_the_client(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _odd_runs(f"sqlite:///{tmp_path / 'mlflow.db'}")
+
+
+def test_fast_reader_reads_postgresql_like_the_client(postgres_template, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    pg, template = postgres_template
+    uri = pg.uri(pg.create(template))
+    assert fence.fast_path_available(uri)[0]
+    _odd_runs(uri)
 
 
 def test_load_runs_takes_the_fast_reader_where_the_fence_allows(varied_store, monkeypatch):
