@@ -26,10 +26,6 @@ def descent_threads() -> int | None:
     """BLAS/OpenMP threads a descent uses: GDEXP_BLAS_THREADS where set (a positive integer);
     None (the libraries' own choice) where the user set one of LIBRARY_ENV; else 1.
 
-    >>> os.environ.pop("GDEXP_BLAS_THREADS", None) and None
-    >>> descent_threads() if not any(k in os.environ for k in LIBRARY_ENV) else 1
-    1
-
     Raises:
         ValueError: GDEXP_BLAS_THREADS is not a positive integer (one line naming it).
     """
