@@ -91,3 +91,27 @@ def gdexp(store, capsys):
         return code, out.out, out.err
 
     return _run
+
+
+def _need_postgres(what: str):
+    """Skip on a developer's machine, fail in CI: CI must run the PostgreSQL test."""
+    if os.environ.get("CI"):
+        pytest.fail(f"CI must run the PostgreSQL tests, but {what} (.ci/run installs it)")
+    pytest.skip(f"{what}; pip install '.[postgres]' and PostgreSQL (apt-get install postgresql)")
+
+
+@pytest.fixture(scope="session")
+def postgres_template():
+    """(server, name of a database MLflow has migrated): each test's databases are copies of it.
+
+    Used by tests/test_fast_write.py and tests/test_fast_read.py: one server per session (per worker)."""
+    from pg_server import Postgres, PostgresMissing, mlflow_template
+
+    try:
+        pg = Postgres()
+    except PostgresMissing as exc:
+        _need_postgres(str(exc))
+    try:
+        yield pg, mlflow_template(pg)
+    finally:
+        pg.stop()

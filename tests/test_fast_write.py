@@ -62,28 +62,6 @@ def sqlite_pair(template_db, tmp_path, monkeypatch):
     return tuple(uris)
 
 
-def _need(what: str):
-    """Skip on a developer's machine, fail in CI: CI must run the PostgreSQL test."""
-    if os.environ.get("CI"):
-        pytest.fail(f"CI must run the PostgreSQL tests, but {what} (.ci/run installs it)")
-    pytest.skip(f"{what}; pip install '.[postgres]' and PostgreSQL (apt-get install postgresql)")
-
-
-@pytest.fixture(scope="session")
-def postgres_template():
-    """(server, name of a database MLflow has migrated): each test's databases are copies of it."""
-    from pg_server import Postgres, PostgresMissing, mlflow_template
-
-    try:
-        pg = Postgres()
-    except PostgresMissing as exc:
-        _need(str(exc))
-    try:
-        yield pg, mlflow_template(pg)
-    finally:
-        pg.stop()
-
-
 @pytest.fixture
 def postgres_pair(postgres_template, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

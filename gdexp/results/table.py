@@ -28,7 +28,11 @@ def typed_table(rows: list[dict]) -> pd.DataFrame:
     one, bools where every value is true/false, else stay strings (lists stay
     JSON); a logged null is missing. Sorted by loss, optimizer, lr, run name, run id.
     """
-    frame = pd.DataFrame(rows)
+    return typed_frame(pd.DataFrame(rows))
+
+
+def typed_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """typed_table of rows already in a frame (one row per run; a param a run lacks is NaN)."""
     params = sorted(c for c in frame.columns if c not in COLUMNS)
     frame = frame.reindex(columns=COLUMNS + params)
     for name in ("lr", *SUMMARY_METRICS, *MEASURED):

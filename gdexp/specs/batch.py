@@ -9,6 +9,7 @@ from gdexp.core.params import switches
 from gdexp.core.result import Result
 from gdexp.specs.run_spec import RunSpec
 from gdexp.core.stopping import StoppingRules
+from gdexp.core.threads import descent_threads, limited_threads
 
 # The curve records one chunk of runs may hold at once (chunks): a sweep's peak memory is about
 # this plus what the process holds anyway (~0.5 GB with MLflow and Hydra imported).
@@ -50,13 +51,15 @@ def chunks(specs: list[RunSpec], budget: int = CHUNK_BYTES):
     groups: dict[str, list[int]] = {}
     for i, spec in enumerate(specs):
         groups.setdefault(spec.batch_key, []).append(i)
+    threads = descent_threads()  # raises for a bad GDEXP_BLAS_THREADS before any run descends
     for rows in groups.values():
         size = max(1, budget // max(1, specs[rows[0]].memory_bytes))
         for part in _cut(rows, size, specs):
-            try:
-                outcomes = descend_batch([specs[i] for i in part])
-            except Exception as exc:
-                outcomes = [exc] if len(part) == 1 else [_alone(specs[i]) for i in part]
+            with limited_threads(threads):  # one BLAS thread by default: gdexp.core.threads
+                try:
+                    outcomes = descend_batch([specs[i] for i in part])
+                except Exception as exc:
+                    outcomes = [exc] if len(part) == 1 else [_alone(specs[i]) for i in part]
             yield part, outcomes
 
 

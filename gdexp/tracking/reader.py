@@ -17,7 +17,7 @@ import pandas as pd
 from gdexp.core.errors import ConfigError, NotFound
 from gdexp.specs.targets import check_allowed
 from gdexp.results.summary import aggregate_runs
-from gdexp.results.table import MEASURED, SUMMARY_METRICS, typed_table
+from gdexp.results.table import COLUMNS, MEASURED, SUMMARY_METRICS, typed_frame
 from gdexp.tracking import TAG as _T
 from gdexp.tracking.content import STAND_IN, flatten
 from gdexp.tracking.guards import local_dir
@@ -64,7 +64,38 @@ def load_runs(experiment: str | None = None, sweep: str | None = None,
     """
     if experiment is not None and sweep is not None:
         raise ValueError("pass experiment or sweep, not both")
-    cl = read_client(resolve_uri(tracking_uri))
+    table = runs_table(resolve_uri(tracking_uri), experiment, sweep)
+    return aggregate_runs(table) if aggregate else table
+
+
+def runs_table(uri: str, experiment: str | None = None, sweep: str | None = None,
+               fast: bool | None = None) -> pd.DataFrame:
+    """load_runs' table of the store at `uri` (resolved), read from MLflow's SQL tables where the
+    fast path's fence allows (gdexp.tracking.fast.read), else through MLflow's client.
+
+    Args:
+        fast: None: as the fence says; False: through the client (what the fast reader is
+            tested against); True: the fast reader (FastPathUnavailable where the fence says no).
+    """
+    from gdexp.tracking.fast.fence import FastPathUnavailable, fast_path_available
+
+    if fast is not False:
+        ok, reason = fast_path_available(uri)
+        if not ok and fast:
+            raise FastPathUnavailable(reason)
+        fast = ok
+    if fast:
+        from gdexp.tracking.fast.read import read_runs
+
+        frame = read_runs(uri, experiment, sweep)
+    else:
+        frame = _client_rows(uri, experiment, sweep)
+    return typed_frame(_full_params(frame, uri))
+
+
+def _client_rows(uri: str, experiment: str | None, sweep: str | None) -> pd.DataFrame:
+    """The raw rows of fast.read.read_runs, from MLflow's run entities (search_runs)."""
+    cl = read_client(uri)
     if experiment is not None:
         check_experiment(cl, experiment, "experiment")
         found = cl.get_experiment_by_name(experiment)
@@ -75,8 +106,7 @@ def load_runs(experiment: str | None = None, sweep: str | None = None,
         runs = search(cl, [parent.info.experiment_id],
                        f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
     names = {e.experiment_id: e.name for e in cl.search_experiments()}
-    table = typed_table([_full_params(_row(r, names), resolve_uri(tracking_uri)) for r in runs])
-    return aggregate_runs(table) if aggregate else table
+    return pd.DataFrame([_row(r, names) for r in runs])
 
 
 def load_curve(run_id: str, tracking_uri: str | None = None,
@@ -272,13 +302,20 @@ def check_allow_list(allow_modules: Sequence[str]) -> None:
     check_allowed("gdexp.core.losses.base.Loss", list(allow_modules), "loss._target_")
 
 
-def _full_params(row: dict, uri: str) -> dict:
+def _full_params(frame: pd.DataFrame, uri: str) -> pd.DataFrame:
     """Replace params logged as a stand-in (too long for MLflow) by their value in config.yaml."""
-    long = [k for k, v in row.items() if isinstance(v, str) and v.startswith(STAND_IN)]
+    params = [c for c in frame.columns if c not in COLUMNS and frame[c].dtype.kind not in "biufcmM"]  # text
+    long = {c: m for c in params
+            if (m := frame[c].astype(object).str.startswith(STAND_IN, na=False).to_numpy(bool)).any()}
     if not long:
-        return row
+        return frame
     import json
 
-    with artifact_file(row["run_id"], "config.yaml", uri, row["artifact_uri"]) as path:
-        config = flatten(parse_config(path.read_text(), path))
-    return {**row, **{k: json.dumps(config[k]) for k in long if k in config}}
+    frame = frame.copy()
+    for i in np.flatnonzero(np.logical_or.reduce(list(long.values()))):
+        with artifact_file(frame.at[i, "run_id"], "config.yaml", uri, frame.at[i, "artifact_uri"]) as path:
+            config = flatten(parse_config(path.read_text(), path))
+        for c, mask in long.items():
+            if mask[i] and c in config:
+                frame.at[i, c] = json.dumps(config[c])
+    return frame

@@ -1,0 +1,143 @@
+"""load_runs' fast reader (gdexp/tracking/fast/read.py) against MLflow's client, column by column.
+
+The same store is read both ways (reader.runs_table with fast=True and fast=False) and the two
+tables must be equal: values, dtypes, and even which missing value (None or NaN) sits in a cell.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from gdexp.core.errors import NotFound
+from gdexp.tracking import reader
+from gdexp.tracking.fast import fence
+from gdexp.tracking.reader import load_runs, runs_table
+
+
+def assert_same_table(fast: pd.DataFrame, slow: pd.DataFrame) -> None:
+    pd.testing.assert_frame_equal(fast, slow, check_exact=True)
+    for column in fast.columns[fast.dtypes == object]:  # None and NaN both pass assert_frame_equal
+        assert fast[column].map(type).tolist() == slow[column].map(type).tolist(), column
+
+
+def both_ways(uri: str, **query) -> pd.DataFrame:
+    fast, slow = runs_table(uri, fast=True, **query), runs_table(uri, fast=False, **query)
+    assert_same_table(fast, slow)
+    return fast
+
+
+@pytest.fixture(scope="module")
+def varied_store(tmp_path_factory):
+    """Sweeps with seeds, diverged runs and params too long for MLflow, in two experiments, and
+    runs no sweep leaves: killed, still running, deleted. Built once for the module (read only)."""
+    from cli_runner import run_cli
+    from mlflow import MlflowClient
+    from mlflow.entities import Param
+
+    folder = tmp_path_factory.mktemp("varied")
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    sweeps = [["-m", "loss=rosenbrock", "optimizer=gd", "optimizer.lr=1e-4,1e-3,1e-2", "seed=0,1",
+               "stopping.maxiter=100"],
+              ["-m", "loss=quadratic", "loss.eigenvalues=" + json.dumps([1.0 + i / 100 for i in range(1200)]).replace(" ", ""),
+               "optimizer.lr=0.001,0.002", "stopping.maxiter=5"],
+              ["-m", "tracking.experiment=other", "optimizer=adam,gd", "optimizer.lr=0.01", "stopping.maxiter=50"],
+              ["tracking.experiment=other", "loss=booth", "optimizer.lr=0.01", "stopping.maxiter=50"]]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", uri)
+        patch.delenv("GDEXP_PARENT_RUN_ID", raising=False)
+        patch.chdir(folder)
+        for args in sweeps:
+            assert run_cli(*args) == 0, args
+    cl = MlflowClient(uri)
+    exp = cl.get_experiment_by_name("gdexp").experiment_id
+    killed = cl.create_run(exp, run_name="killed", tags={"gdexp.config_hash": "abc"})
+    cl.log_batch(killed.info.run_id, params=[Param("optimizer.lr", "0.5")])
+    cl.set_terminated(killed.info.run_id, "KILLED")
+    cl.create_run(exp, run_name="")  # RUNNING, named by MLflow
+    children = load_runs(experiment="gdexp", tracking_uri=uri)
+    cl.delete_run(children.loc[children["loss"] == "rosenbrock", "run_id"].iloc[0])
+    return uri
+
+
+def test_fast_reader_reads_what_the_client_reads(varied_store):
+    from mlflow import MlflowClient
+
+    cl = MlflowClient(varied_store)
+    latest = both_ways(varied_store)
+    assert len(latest) == 2 and set(latest["optimizer"]) == {"adam", "gd"}  # the last sweep: experiment other
+    table = both_ways(varied_store, experiment="gdexp")
+    assert len(table) == 6 + 2 - 1 + 2  # the sweeps' children, one deleted, killed and running
+    assert set(table["status"]) >= {"killed", "running", "diverged"}
+    long = table.dropna(subset=["loss.eigenvalues"])["loss.eigenvalues"]
+    assert [len(json.loads(v)) for v in long] == [1200, 1200]  # read whole from config.yaml
+    assert table["iterations"].dtype == "Int64" and table["seed"].dtype == float  # missing in 2 runs
+    assert table["seed"].isna().sum() == 2 and table["optimizer.lr"].notna().sum() == 8
+    assert both_ways(varied_store, sweep=table["sweep_id"].dropna().iloc[0])["seed"].dtype == np.int64
+    other = both_ways(varied_store, experiment="other")
+    assert len(other) == 3 and set(other["experiment"]) == {"other"}
+    sweeps = cl.search_runs([e.experiment_id for e in cl.search_experiments()], "tags.`gdexp.sweep` = 'true'")
+    assert len(sweeps) == 3
+    for parent in sweeps:
+        runs = both_ways(varied_store, sweep=parent.info.run_id)
+        assert (runs["sweep_id"] == parent.info.run_id).all() and len(runs) in (5, 2)
+
+
+def _odd_runs(uri: str) -> None:
+    """Every status, NaN and infinite metrics, unicode, a run named by its tag only, a param cut by
+    MLflow, two experiments: the fast write path's own sample (tests/test_fast_write.py), read both ways."""
+    from test_fast_write import sample_records
+
+    from gdexp.tracking.fast.write import write_runs
+    from gdexp.tracking.store import client
+
+    cl = client(uri)  # a SQLite store: a copy of a migrated one
+    a, b = cl.create_experiment("a"), cl.create_experiment("b")
+    records = sample_records(a, b)
+    write_runs(uri, records)
+    parent = records[0].run_id
+    assert len(both_ways(uri, experiment="a")) == 21 and len(both_ways(uri, experiment="b")) == 6
+    assert len(both_ways(uri, sweep=parent)) == 18  # the 24 children but the 6 in the other experiment
+
+
+def test_fast_reader_reads_odd_runs_like_the_client(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _odd_runs(f"sqlite:///{tmp_path / 'mlflow.db'}")
+
+
+def test_fast_reader_reads_postgresql_like_the_client(postgres_template, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    pg, template = postgres_template
+    uri = pg.uri(pg.create(template))
+    assert fence.fast_path_available(uri)[0]
+    _odd_runs(uri)
+
+
+def test_load_runs_takes_the_fast_reader_where_the_fence_allows(varied_store, monkeypatch):
+    def refused(*args, **kwargs):
+        raise AssertionError("the client was asked")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(reader, "_client_rows", refused)
+        assert len(load_runs(experiment="gdexp", tracking_uri=varied_store)) == 9
+    monkeypatch.setattr(fence, "TESTED_REVISION", "0000")  # another schema: MLflow's client reads it
+    monkeypatch.setattr("gdexp.tracking.fast.read.read_runs", refused)
+    assert len(load_runs(experiment="gdexp", tracking_uri=varied_store)) == 9
+    with pytest.raises(fence.FastPathUnavailable, match="0000"):
+        runs_table(varied_store, fast=True)
+
+
+@pytest.mark.parametrize("query, line", [
+    ({"experiment": "nope"}, "experiment='nope': no experiment named 'nope' in {uri}"),
+    ({"sweep": "0" * 32}, "sweep='00000000000000000000000000000000': no such run in {uri}"),
+    ({}, "tracking.uri='{uri}': no sweep in this store; run one with `gdexp -m ...`"),
+])
+def test_both_readers_refuse_alike(gdexp, store, query, line):
+    code, _, err = gdexp("stopping.maxiter=5")  # one run, no sweep
+    assert code == 0, err
+    for fast in (True, False):
+        with pytest.raises(NotFound) as exc:
+            runs_table(store, fast=fast, **query)
+        assert str(exc.value) == line.format(uri=store)
