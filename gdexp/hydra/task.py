@@ -1,6 +1,7 @@
 """The Hydra task: one config in, one MLflow run out (a single run, or one job of a sweep)."""
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 
@@ -27,11 +28,15 @@ def to_config(cfg: DictConfig) -> dict:
             for key in cfg if key not in ("hydra", "sweep")}  # `sweep`: the named-sweep selector
 
 
-def plan_job(config: dict, name_keys: tuple[str, ...] = ()) -> RunSpec:
-    """Check every section of a job's config and plan its run (ConfigError naming the key)."""
+def plan_job(config: dict, name_keys: tuple[str, ...] = (), varied: tuple[str, ...] = (),
+             choices: dict[str, str] | None = None) -> RunSpec:
+    """Check every section of a job's config and plan its run (ConfigError naming the key).
+
+    name_keys, varied, choices: as gdexp.core.spec.plan takes them; a job of a sweep run
+    elsewhere (joblib, Ray, SLURM) gets the first two from its sweep (gdexp.tracking.env.SWEPT)."""
     check_top_level(config)
     config = {**config, "tracking": check_tracking(config.get("tracking") or {})}
-    return plan(config, name_keys)
+    return plan(config, name_keys, varied=varied, choices=choices)
 
 
 def task(cfg: DictConfig) -> dict:
@@ -45,8 +50,10 @@ def task(cfg: DictConfig) -> dict:
     from hydra.core.hydra_config import HydraConfig
 
     in_sweep = _in_multirun()
-    spec = plan_job(to_config(cfg))
     hydra = HydraConfig.get() if HydraConfig.initialized() else None
+    swept = env.swept() if in_sweep else {}
+    choices = dict(hydra.runtime.choices) if hydra is not None else None
+    spec = plan_job(to_config(cfg), tuple(swept.get("name_keys", ())), tuple(swept.get("varied", ())), choices)
     store = sweep_job_store(spec, hydra.sweeper.get("_target_")) if in_sweep else single_store(spec)
     row = write_run(store, spec, lambda: execute([spec])[0], parent_id=env.get(env.PARENT_RUN) if in_sweep else None,
                     keep_dir=keep_folder(), swallow=in_sweep)
@@ -110,12 +117,18 @@ def run_line(row: dict) -> str:
     >>> run_line({"run_name": "booth-gd-lr=0.01", "status": "converged", "iterations": 412,
     ...           "final_loss": 1.2e-17, "run_id": "ab12"})
     'booth-gd-lr=0.01: converged after 412 steps, final loss 1.2e-17 (run ab12)'
+    >>> run_line({"run_name": "mlp-adam-lr=0.01", "status": "max_iters", "iterations": 500,
+    ...           "final_loss": 0.0821, "val_accuracy": 0.9733, "run_id": "cd34"})
+    'mlp-adam-lr=0.01: max_iters after 500 steps, final loss 0.0821, validation accuracy 0.9733 (run cd34)'
     """
     what = row["status"]
     if what == DIVERGED:
         what = f"diverged at step {row.get('diverged_step')} ({row.get('divergence')})"
     elif row.get("iterations") is not None:
         what = f"{what} after {row['iterations']} steps, final loss {row['final_loss']:.6g}"
+        accuracy = row.get("val_accuracy")
+        if isinstance(accuracy, float) and math.isfinite(accuracy):  # a classifier: what it is judged by
+            what += f", validation accuracy {accuracy:.4g}"
     if row.get("error"):
         what += f": {row['error']}"
     return f"{row['run_name']}: {what} (run {row.get('run_id')})"

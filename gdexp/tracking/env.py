@@ -15,6 +15,7 @@ TRACKING_URI = "MLFLOW_TRACKING_URI"   # MLflow's own: the store every job write
 PARENT_RUN = "GDEXP_PARENT_RUN_ID"     # the sweep's parent run, whose child each job's run is
 SWEEP_DIR = "GDEXP_SWEEP_DIR"          # the sweep's folder: its plan, and runs kept for `gdexp resume`
 START_DIR = "GDEXP_START_DIR"          # the folder gdexp was started in: users' loss modules are found there
+SWEPT = "GDEXP_SWEPT"                  # JSON {"name_keys": [...], "varied": [...]}: what the sweep varies
 
 # MLflow's own knobs, set for gdexp's processes unless the user set them. The retries
 # are bounded: a refused connection is retried for ~14 s (sleeps 0, 2, 4, 8 s), enough
@@ -29,12 +30,20 @@ HTTP_CLIENT_DEFAULTS = {
     "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
 }
 
-SWEEP_KEYS = (TRACKING_URI, PARENT_RUN, SWEEP_DIR, START_DIR)
+SWEEP_KEYS = (TRACKING_URI, PARENT_RUN, SWEEP_DIR, START_DIR, SWEPT)
 
 
 def get(name: str) -> str | None:
     """The variable's value, None when unset or empty."""
     return os.environ.get(name) or None
+
+
+def swept() -> dict:
+    """What the running sweep varies (SWEPT): {"name_keys": keys named in run names, "varied":
+    keys whose values differ between its runs}; {} outside a sweep."""
+    import json
+
+    return json.loads(get(SWEPT) or "{}")
 
 
 def http_client_defaults(uri: str) -> None:

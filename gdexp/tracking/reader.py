@@ -19,6 +19,7 @@ from gdexp.core.targets import check_allowed
 from gdexp.results.summary import aggregate_runs
 from gdexp.results.table import MEASURED, SUMMARY_METRICS, typed_table
 from gdexp.tracking import TAG as _T
+from gdexp.results.groups import list_text
 from gdexp.tracking.content import STAND_IN, flatten
 from gdexp.tracking.guards import local_dir
 from gdexp.tracking.store import find_run, read_client, resolve_uri
@@ -273,8 +274,7 @@ def _full_params(row: dict, uri: str) -> dict:
     long = [k for k, v in row.items() if isinstance(v, str) and v.startswith(STAND_IN)]
     if not long:
         return row
-    import json
-
     with artifact_file(row["run_id"], "config.yaml", uri, row["artifact_uri"]) as path:
         config = flatten(parse_config(path.read_text(), path))
-    return {**row, **{k: json.dumps(config[k]) for k in long if k in config}}
+    return {**row, **{k: list_text(config[k]) if isinstance(config[k], list) else str(config[k])
+                      for k in long if k in config}}

@@ -80,17 +80,89 @@ def swept_keys(jobs: list[list[str]], comp: JobComposer) -> tuple[str, ...]:
     return tuple(key for key, lines in seen.items() if len(lines) > 1 and not key.startswith("hydra."))
 
 
-def sweep_name(config) -> str:
-    """The named sweep's name (`+sweep=NAME`), else 'multirun'."""
-    return config.hydra.runtime.choices.get("sweep") or "multirun"
+def varied_keys(specs: list[RunSpec]) -> tuple[str, ...]:
+    """The dotted keys whose values differ between the jobs (or that some jobs lack), in config
+    order; the tracking section left out (where runs go is no hyper-parameter).
+
+    >>> class S:
+    ...     def __init__(self, c): self.config = c
+    >>> varied_keys([S({"optimizer": {"lr": 0.1, "wd": 0.0}, "seed": 0}), S({"optimizer": {"lr": 0.2, "wd": 0.0}, "seed": 0})])
+    ('optimizer.lr',)
+    """
+    from gdexp.core.spec import canonical
+    from gdexp.tracking.content import flatten
+
+    seen: dict[str, set] = {}
+    count: dict[str, int] = {}
+    texts: dict[int, dict] = {}  # jobs of a sweep share most of their config: each distinct section flattened once
+    for spec in specs:
+        for section, node in spec.config.items():
+            if section == "tracking":
+                continue
+            key = id(node)
+            if key not in texts or texts[key][0] is not node:
+                texts[key] = (node, {k: canonical(v) for k, v in flatten({section: node}).items()})
+            for name, text in texts[key][1].items():
+                seen.setdefault(name, set()).add(text)
+                count[name] = count.get(name, 0) + 1
+    return tuple(key for key, values in seen.items() if len(values) > 1 or count[key] < len(specs))
 
 
-def sweep_of(config) -> Sweep:
-    """What the parent run needs from the sweep's master config."""
+# Typed overrides that say where and how a sweep runs, not what it is: left out of its name.
+_NOT_DEFINING = ("hydra", "tracking", "sweep")
+_MAX_NAME = 250  # MLflow's limit on a run name
+
+
+def sweep_name(config, argv: list[str] | None = None, swept: tuple[str, ...] = ()) -> str:
+    """The sweep's name, after what defines it: the named sweep and every override typed beside it
+    (``lr_grid optimizer=momentum``); without a named sweep (``gdexp -m``), the keys it sweeps, then
+    the overrides it fixes (``optimizer.lr x seed loss=booth``). Overrides of hydra.* and
+    tracking.* (where and how it runs) are left out.
+
+    Args:
+        config: the sweep's master config (its Hydra choices name the named sweep).
+        argv: the `gdexp` arguments as typed (default: gdexp.tracking.provenance.command()).
+        swept: the keys the jobs vary, for a sweep none of whose typed overrides is a sweep
+            (its params in a config file).
+    """
+    from gdexp.tracking.provenance import command
+
+    named = config.hydra.runtime.choices.get("sweep")
+    typed = [a for a in (command() if argv is None else argv) if "=" in a and not a.startswith("-")]
+    typed = [a for a in typed if a.partition("=")[0].lstrip("+~").split(".")[0].split("/")[0] not in _NOT_DEFINING]
+    if named:
+        name = " ".join([named, *typed])
+    else:
+        sweeping = [a for a in typed if _is_sweep(a)]
+        keys = [a.partition("=")[0].lstrip("+~") for a in sweeping] or [k for k in swept if not k.startswith("hydra")]
+        name = " ".join([" x ".join(keys), *(a for a in typed if a not in sweeping)]).strip() or "defaults"
+    return name if len(name) <= _MAX_NAME else name[:_MAX_NAME - 3] + "..."
+
+
+def _is_sweep(line: str) -> bool:
+    """Whether a typed override sweeps (``a,b``, ``logspace(...)``, ``choice(...)``, ``interval(...)``).
+
+    >>> _is_sweep("optimizer.lr=logspace(1e-4,1,5)"), _is_sweep("loss.eigenvalues=[1,100]"), _is_sweep("seed=0,1")
+    (True, False, True)
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from gdexp.hydra.grids import expand
+
+    try:
+        return OverridesParser.create().parse_override(expand(line)).is_sweep_override()
+    except Exception:  # Hydra says what is wrong with it when the sweep parses it
+        return False
+
+
+def sweep_of(config, comp: JobComposer | None = None) -> Sweep:
+    """What the parent run needs from the sweep's master config (and the keys its jobs vary)."""
     launcher = config.hydra.get("launcher")
-    return Sweep(uri=config.tracking.uri, experiment=config.tracking.experiment, name=sweep_name(config),
-                 folder=Path(str(config.hydra.sweep.dir)),
-                 launcher=None if launcher is None else OmegaConf.to_container(launcher, resolve=False))
+    name_keys, varied = (comp.name_keys, comp.varied) if comp is not None else ((), ())
+    return Sweep(uri=config.tracking.uri, experiment=config.tracking.experiment,
+                 name=sweep_name(config, swept=name_keys or varied), folder=Path(str(config.hydra.sweep.dir)),
+                 launcher=None if launcher is None else OmegaConf.to_container(launcher, resolve=False),
+                 named=config.hydra.runtime.choices.get("sweep"), name_keys=tuple(name_keys), varied=tuple(varied))
 
 
 def start_folder(config) -> Path:

@@ -10,7 +10,7 @@ from gdexp.core.errors import ConfigError, exit_invalid
 from gdexp.hydra.grids import expand
 from gdexp.hydra.internals import BasicSweeper
 from gdexp.hydra.sweepers.common import (composer, data_checksums, resumed_jobs, row_of, start_folder, sweep_of,
-                                         swept_keys, to_launch, validate_jobs)
+                                         swept_keys, to_launch, validate_jobs, varied_keys)
 from gdexp.tracking.parent_run import sweep_run
 from gdexp.tracking.plan import job_entries
 
@@ -42,6 +42,8 @@ class GridSweeper(BasicSweeper):
             comp = composer(self)
             comp.name_keys = swept_keys(jobs, comp)
             specs = validate_jobs(comp, jobs)
+            comp.vary(varied_keys(specs))
+            specs = validate_jobs(comp, jobs)  # (planned once: the same runs, their varied keys set)
             done = resumed_jobs(jobs, specs)  # config hashes already FINISHED, when `gdexp resume` runs it
         except ConfigError as exc:
             exit_invalid(exc)  # one line, no run created
@@ -50,7 +52,7 @@ class GridSweeper(BasicSweeper):
         returns, rows = [], []
         planned = job_entries(jobs, [s.config_hash for s in specs])
         curves = (sum(s.curve_bytes for s in specs), len(specs), max(s.config["stopping"]["maxiter"] for s in specs))
-        with sweep_run(sweep_of(self.config), rows=lambda: rows, jobs=planned, data=data_checksums(specs),
+        with sweep_run(sweep_of(self.config, comp), rows=lambda: rows, jobs=planned, data=data_checksums(specs),
                        curves=curves):
             initial_job_idx = 0
             while not self.is_done():

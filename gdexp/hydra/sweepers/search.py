@@ -17,7 +17,7 @@ from hydra.core.override_parser.types import Override
 from hydra.plugins.sweeper import Sweeper
 
 from gdexp.core.errors import ConfigError, exit_invalid
-from gdexp.hydra.sweepers.common import (composer, data_checksums, row_of, start_folder, sweep_name, sweep_of,
+from gdexp.hydra.sweepers.common import (composer, data_checksums, row_of, start_folder, sweep_of,
                                          validate_jobs)
 from gdexp.tracking.parent_run import annotate, mark_failed, sweep_run
 from gdexp.tracking.store import resolve_uri
@@ -67,19 +67,21 @@ class SearchSweeper(Sweeper):
             fixed, examples = self._prepare(parser.parse_overrides(lines))
             comp = composer(self)
             comp.name_keys = tuple(k for k in self.searched if k != "optimizer.lr")
+            comp.vary(tuple(self.searched))
             specs = validate_jobs(comp, examples)
         except ConfigError as exc:
             exit_invalid(exc)  # one line, no run created
         start_folder(self.config)
         # Its plan holds no jobs (they depend on the results), only the data they must be fitted on.
-        with sweep_run(sweep_of(self.config), rows=lambda: self.rows, data=data_checksums(specs)) as parent_id:
+        sweep = sweep_of(self.config, comp)
+        with sweep_run(sweep, rows=lambda: self.rows, data=data_checksums(specs)) as parent_id:
             outcome = self._search(fixed)
             self._log_results(parent_id, outcome.metrics, outcome.params, outcome.tags)
         print("\n".join(outcome.report))
         if outcome.error:
             # The parent was closed with the summary of its runs; the search itself found no answer.
             mark_failed(self._uri(), parent_id)
-            sys.exit(f"gdexp: {sweep_name(self.config)}: {outcome.error}")
+            sys.exit(f"gdexp: {sweep.name}: {outcome.error}")
         return self.rows
 
     def _prepare(self, overrides: List[Override]) -> tuple[List[str], List[List[str]]]:
