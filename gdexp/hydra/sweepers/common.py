@@ -80,32 +80,38 @@ def swept_keys(jobs: list[list[str]], comp: JobComposer) -> tuple[str, ...]:
     return tuple(key for key, lines in seen.items() if len(lines) > 1 and not key.startswith("hydra."))
 
 
-def varied_keys(specs: list[RunSpec]) -> tuple[str, ...]:
-    """The dotted keys whose values differ between the jobs (or that some jobs lack), in config
-    order; the tracking section left out (where runs go is no hyper-parameter).
+def varied_keys(jobs: list[list[str]], comp: JobComposer) -> tuple[str, ...]:
+    """The dotted keys whose values differ between the jobs (or that some jobs lack).
 
-    >>> class S:
-    ...     def __init__(self, c): self.config = c
-    >>> varied_keys([S({"optimizer": {"lr": 0.1, "wd": 0.0}, "seed": 0}), S({"optimizer": {"lr": 0.2, "wd": 0.0}, "seed": 0})])
-    ('optimizer.lr',)
+    From the overrides, not from every job's config (a 100,000-job sweep would flatten and
+    compare millions of values): each swept value key (swept_keys), and under each swept
+    config group (``optimizer=gd,momentum``) the keys that differ between its options,
+    compared on one job per distinct group selection (planned here; a bad one is left for
+    validate_jobs to name, in job order). (A key that only copies a swept one through an interpolation, ``loss.seed:
+    ${seed}``, is not seen.)
     """
     from gdexp.core.spec import canonical
     from gdexp.tracking.content import flatten
 
-    seen: dict[str, set] = {}
-    count: dict[str, int] = {}
-    texts: dict[int, dict] = {}  # jobs of a sweep share most of their config: each distinct section flattened once
-    for spec in specs:
-        for section, node in spec.config.items():
-            if section == "tracking":
-                continue
-            key = id(node)
-            if key not in texts or texts[key][0] is not node:
-                texts[key] = (node, {k: canonical(v) for k, v in flatten({section: node}).items()})
-            for name, text in texts[key][1].items():
-                seen.setdefault(name, set()).add(text)
-                count[name] = count.get(name, 0) + 1
-    return tuple(key for key, values in seen.items() if len(values) > 1 or count[key] < len(specs))
+    keys = list(swept_keys(jobs, comp))
+    first: dict[tuple, int] = {}
+    for num, job in enumerate(jobs):
+        first.setdefault(comp.selection(list(job)), num)
+    one_each = {}
+    for sel, num in first.items():
+        try:
+            one_each[sel] = comp.spec(list(jobs[num]), num)
+        except ConfigError:
+            continue
+    groups = [k for k in keys if any(isinstance(s.config.get(k), dict) for s in one_each.values())]
+    out = [k for k in keys if k not in groups]
+    for group in groups:
+        flat = [flatten({group: s.config.get(group) or {}}) for s in one_each.values()]
+        for key in dict.fromkeys(k for f in flat for k in f):
+            texts = {canonical(f[key]) if key in f else None for f in flat}
+            if len(texts) > 1 and key not in out:
+                out.append(key)
+    return tuple(out)
 
 
 # Typed overrides that say where and how a sweep runs, not what it is: left out of its name.

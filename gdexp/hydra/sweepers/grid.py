@@ -41,9 +41,8 @@ class GridSweeper(BasicSweeper):
             jobs = [job for batch in self.overrides for job in batch]
             comp = composer(self)
             comp.name_keys = swept_keys(jobs, comp)
+            comp.vary(varied_keys(jobs, comp))  # (plans one job per group selection)
             specs = validate_jobs(comp, jobs)
-            comp.vary(varied_keys(specs))
-            specs = validate_jobs(comp, jobs)  # (planned once: the same runs, their varied keys set)
             done = resumed_jobs(jobs, specs)  # config hashes already FINISHED, when `gdexp resume` runs it
         except ConfigError as exc:
             exit_invalid(exc)  # one line, no run created
