@@ -87,8 +87,8 @@ def varied_keys(jobs: list[list[str]], comp: JobComposer) -> tuple[str, ...]:
     compare millions of values): each swept value key (swept_keys), and under each swept
     config group (``optimizer=gd,momentum``) the keys that differ between its options,
     compared on one job per distinct group selection (planned here; a bad one is left for
-    validate_jobs to name, in job order). (A key that only copies a swept one through an interpolation, ``loss.seed:
-    ${seed}``, is not seen.)
+    validate_jobs to name, in job order). A key that only copies a swept one through an
+    interpolation (``loss.seed: ${seed}``) is not seen.
     """
     from gdexp.core.spec import canonical
     from gdexp.tracking.content import flatten
