@@ -101,7 +101,7 @@ def varied_keys(jobs: list[list[str]], comp: JobComposer) -> tuple[str, ...]:
     for sel, num in first.items():
         try:
             one_each[sel] = comp.spec(list(jobs[num]), num)
-        except ConfigError:
+        except Exception:  # gdexp's or Hydra's refusal: validate_jobs says it, for the first bad job
             continue
     groups = [k for k in keys if any(isinstance(s.config.get(k), dict) for s in one_each.values())]
     out = [k for k in keys if k not in groups]
