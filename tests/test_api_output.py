@@ -32,11 +32,11 @@ def test_the_api_prints_nothing_and_logs_through_the_gdexp_logger(store, capfd, 
     assert any("mlflow ui" in line for line in logged)                                 # where to look
 
 
-def test_verbose_prints_what_the_command_line_prints(store, capfd, gdexp):
+def test_verbose_prints_what_the_command_line_prints(store, capsys, gdexp):
     code, cli_out, _ = gdexp(*OVERRIDES)
     assert code == 0
-    capfd.readouterr()
+    capsys.readouterr()
     row = api.run(OVERRIDES, verbose=True)
-    out, _ = capfd.readouterr()
+    out, _ = capsys.readouterr()
     first = cli_out.splitlines()[0]
     assert out.splitlines()[0] == first.replace(first.rsplit("(run ", 1)[1], f"{row['run_id']})")
