@@ -64,15 +64,16 @@ def test_run_records_what_the_cli_records(gdexp, store, api_store):
     assert row["run_id"] == run.info.run_id and row["run_name"] == run.info.run_name
     assert row["status"] == run.data.tags["gdexp.status"] == MAX_ITERS
     assert row["final_loss"] == run.data.metrics["final_loss"] and row["iterations"] == 60
-    assert row["optimizer.lr"] == "0.05"  # params as MLflow keeps them
+    assert row["optimizer.lr"] == 0.05 and row["stopping.maxiter"] == 60  # typed, as load_runs types them
 
 
 @pytest.mark.parametrize("overrides,runs", [
     (["loss=booth,quadratic", "optimizer.lr=0.01,0.1", "stopping.maxiter=40", "tracking.curve_points=15"],
-     {"booth-gd-lr=0.01", "booth-gd-lr=0.1", "quadratic-gd-lr=0.01", "quadratic-gd-lr=0.1", "multirun"}),
+     {"booth-gd-lr=0.01", "booth-gd-lr=0.1", "quadratic-gd-lr=0.01", "quadratic-gd-lr=0.1",
+      "loss x optimizer.lr stopping.maxiter=40"}),
     # a named sweep: its own params (loss, lr grid) replaced on the command line, as a user does
     (["+sweep=lr_grid", "loss=booth", "optimizer.lr=0.01,0.3", "stopping.maxiter=40"],
-     {"booth-gd-lr=0.01", "booth-gd-lr=0.3", "lr_grid"}),
+     {"booth-gd-lr=0.01", "booth-gd-lr=0.3", "lr_grid loss=booth optimizer.lr=0.01,0.3 stopping.maxiter=40"}),
 ], ids=["grid", "named"])
 def test_sweep_records_what_the_cli_records(gdexp, store, api_store, overrides, runs):
     assert gdexp("-m", *overrides)[0] == 0
@@ -82,7 +83,7 @@ def test_sweep_records_what_the_cli_records(gdexp, store, api_store, overrides, 
     assert set(by_api) == runs
     assert differences(by_cli, by_api) == []
     # the table is the sweep's, as load_runs reads it
-    parent = next(name for name in runs if "-" not in name)
+    parent = next(name for name in runs if " " in name)
     assert by_api[parent]["tags"]["gdexp.command"] == "gdexp -m " + " ".join(overrides)
     assert sorted(table["run_name"]) == sorted(runs - {parent})
     assert set(table["sweep_id"]) == {r.info.run_id for r in runs_in(api_store.uri) if r.info.run_name == parent}

@@ -103,7 +103,7 @@ def test_ctrl_c_marks_the_run_and_its_sweep_killed(gdexp, store, monkeypatch):
     status = {r.info.run_name: r.info.status for r in runs}
     # The chunk's runs are written in one transaction after their files: interrupted while
     # writing the files, the store has none of them (no half-written run), the parent KILLED.
-    assert status == {"multirun": "KILLED"}
+    assert status == {"optimizer.lr loss=booth": "KILLED"}
     assert "GDEXP_PARENT_RUN_ID" not in os.environ
 
 

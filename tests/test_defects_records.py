@@ -20,11 +20,12 @@ from mlflow import MlflowClient
 # --- 14: params longer than MLflow keeps ----------------------------------------------------------
 def test_params_too_long_for_mlflow_are_stand_ins_and_read_back_whole(gdexp, store):
     import gdexp as api
+    from gdexp.results.groups import list_text
 
     n = 1500
     eigenvalues = [1.0 + i / 100 for i in range(n)]
     center = [round(0.001 * i, 3) for i in range(n)]
-    start = [1.0] * n
+    start = [1.25] * n  # (ones would be "[1,1,...]": short enough to be a param)
     lists = {"loss.eigenvalues": eigenvalues, "loss.center": center, "init": start}
     overrides = [f"{k}={json.dumps(v).replace(' ', '')}" for k, v in lists.items()]
     code, _, err = gdexp("loss=quadratic", *overrides, "optimizer.lr=0.001", "stopping.maxiter=5")
@@ -37,12 +38,12 @@ def test_params_too_long_for_mlflow_are_stand_ins_and_read_back_whole(gdexp, sto
     for run in runs:
         assert max(len(v) for v in run.data.params.values()) <= 6000
         for key, value in lists.items():
-            text = json.dumps(value)
+            text = list_text(value)  # the typed form: [1,1.01,...]
             assert run.data.params[key].startswith(f"gdexp:too-long len={len(text)} sha256=")
     table = api.load_runs(experiment="gdexp")
     assert len(table) == 3
     for key, value in lists.items():
-        assert [json.loads(v) for v in table[key]] == [value] * 3
+        assert [json.loads(v) for v in table[key]] == [value] * 3 and set(table[key]) == {list_text(value)}
 
 
 # --- 15: a curve that ends in NaN -----------------------------------------------------------------

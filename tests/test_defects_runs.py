@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+from gdexp.results.groups import list_text
 from cli_runner import runs_of
 from mlflow import MlflowClient
 
@@ -56,7 +58,7 @@ def test_the_readme_sweep_runs_as_printed_from_the_start_folder(gdexp, store, tm
     assert len(parents) == 1 and parents[0].data.tags["gdexp.sweep_name"] == name
     assert len(children) == expected
     assert {r.data.params["optimizer.name"] for r in children} == set(params["optimizer"].split(","))
-    assert {r.data.params["loss.eigenvalues"] for r in children} == {json.dumps([float(v) for v in grid["loss"]["eigenvalues"]])}
+    assert {r.data.params["loss.eigenvalues"] for r in children} == {list_text(grid["loss"]["eigenvalues"])}
     assert {r.data.params["loss.rotate"] for r in children} == {"True"}
 
 

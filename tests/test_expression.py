@@ -164,8 +164,9 @@ def test_variables_follow_first_appearance_or_the_list_and_unused_ones_are_flat(
     f, g = loss.value_and_grad(np.array([[5.0, 3.0]]))
     np.testing.assert_array_equal(f, [9.0])
     np.testing.assert_array_equal(g, [[0.0, 6.0]])
-    # Names that are also module or sympy names are plain variables here.
-    f, g = expression("numpy*E + I - x0 + pi*0", ["numpy", "E", "I", "x0"]).value_and_grad(
+    # Names that are also module or sympy names are plain variables here (but E and I: see
+    # tests/test_expression_constants.py).
+    f, g = expression("numpy*S + N - x0 + pi*0", ["numpy", "S", "N", "x0"]).value_and_grad(
         np.array([[2.0, 3.0, 5.0, 7.0]]))
     np.testing.assert_array_equal(f, [4.0])
     np.testing.assert_array_equal(g, [[3.0, 2.0, 1.0, -1.0]])
@@ -341,4 +342,4 @@ def test_bad_variable_lists_fail_with_one_line(variables, words):
 
 def test_whitelist_message_lists_what_is_allowed():
     reason = _one_line_error("x.real", None).reason
-    assert reason.endswith("a formula may use numbers, pi, its variables, + - * / ** and " + " ".join(FUNCTIONS))
+    assert reason.endswith("a formula may use numbers, pi, e, its variables, + - * / ** and " + " ".join(FUNCTIONS))

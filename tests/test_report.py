@@ -33,6 +33,11 @@ LAMBDA_MAX = {GROUPS[0]: 10.0, GROUPS[1]: 100.0}
 UI = "http://127.0.0.1:5000"
 
 
+def _safe(name: str) -> str:
+    """A sweep's name in its report folder's name (gdexp.report.select.Selection.folder)."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+
+
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory):
     """Sweep A in a fresh store and its report built with the defaults; then sweep B beside it."""
@@ -45,7 +50,7 @@ def sweep(tmp_path_factory):
         printed = io.StringIO()
         with contextlib.redirect_stdout(printed):
             assert report([]) == 0  # the latest sweep, into reports/<sweep name>-<id8>/
-        out = folder / "reports" / f"{parent.data.tags['gdexp.sweep_name']}-{parent.info.run_id[:8]}"
+        out = folder / "reports" / f"{_safe(parent.info.run_name)}-{parent.info.run_id[:8]}"
         assert run_cli(*SWEEP_B) == 0
         parent_b = next(p for p in cl.search_runs(["1"], "tags.`gdexp.sweep` = 'true'")
                         if p.info.run_id != parent.info.run_id)
@@ -64,9 +69,9 @@ def _url(run) -> str:
 
 def test_the_latest_sweep_is_named_and_gets_its_own_folder(sweep):
     p = sweep.parent
-    assert (f"No --sweep given: the latest sweep in {sweep.uri}, {p.data.tags['gdexp.sweep_name']} "
+    assert (f"No --sweep given: the latest sweep in {sweep.uri}, {p.info.run_name} "
             f"(parent run {p.info.run_id}, started ") in sweep.printed
-    assert sweep.out.name == f"{p.data.tags['gdexp.sweep_name']}-{p.info.run_id[:8]}"
+    assert sweep.out.name == f"{_safe(p.info.run_name)}-{p.info.run_id[:8]}"
     assert f"in reports/{sweep.out.name}/" in sweep.printed
 
 
@@ -279,8 +284,7 @@ def test_two_sweeps_compared_side_by_side(sweep, capsys, monkeypatch):
     out = sweep.folder / "reports" / f"compare-{a[:8]}-{b[:8]}"
     assert "Not attached to any MLflow run: they compare several sweeps." in printed
     md, html = (out / "report.md").read_text(), (out / "report.html").read_text()
-    name_a = f"{sweep.parent.data.tags['gdexp.sweep_name']}-{a[:8]}"
-    name_b = f"{sweep.parent_b.data.tags['gdexp.sweep_name']}-{b[:8]}"
+    name_a, name_b = "optimizer=gd", "optimizer=momentum"  # the keys in which the sweeps differ
     series = [t["name"] for t in plots(html)["plot-overlay"]["data"] if t["mode"] == "lines+markers"]
     assert series == [f"{s}: {g}" for s in (name_a, name_b) for g in GROUPS]
     rows = table(md, "## The sweeps side by side")

@@ -168,4 +168,4 @@ def test_edge_of_stability_composes_and_runs_briefly(gdexp, store):
     assert code == 0, err
     table = api.load_runs()
     assert table["lr"].tolist() == [0.025, 0.04, 0.0666667] and (table["sharpness"] > 0).all()
-    assert set(table["loss.dataset"]) == {"diabetes"} and set(table["loss.hidden"]) == {"[32, 32]"}
+    assert set(table["loss.dataset"]) == {"diabetes"} and set(table["loss.hidden"]) == {"[32,32]"}

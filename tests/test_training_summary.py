@@ -111,7 +111,7 @@ def test_a_sweep_prints_groups_as_columns_and_logs_each_groups_answer(gdexp, sto
     files = {f.path for f in cl.list_artifacts(parent.info.run_id)}
     assert files == {"summary.csv", "answers.csv"}  # no aggregate.csv: nothing repeats
     answers = pd.read_csv(cl.download_artifacts(parent.info.run_id, "answers.csv"))
-    assert answers["loss.eigenvalues"].tolist() == ["[1.0, 10.0]", "[1.0, 100.0]"]
+    assert answers["loss.eigenvalues"].tolist() == ["[1,10]", "[1,100]"]  # lists as typed
     assert answers[["best_lr", "max_stable_lr"]].values.tolist() == [[0.1, 0.1], [0.01, 0.01]]
     assert np.isnan(answers["min_diverged_lr"][0]) and answers["min_diverged_lr"][1] == 0.1
     summary = pd.read_csv(cl.download_artifacts(parent.info.run_id, "summary.csv"))

@@ -6,19 +6,26 @@ run inside the process. ``sweep`` runs the sweep through Hydra's sweeper and
 launcher, as ``gdexp -m`` does, and reads its runs back from the store. The
 runs both record are the ones ``gdexp ...`` records: same params, metrics,
 tags, artifacts, run names, parent run and summary (tests/commands/test_api.py
-compares the stores). Bad input raises ConfigError (one line, no run made);
-nothing is printed unless ``verbose=True``: messages go to the ``gdexp``
-logger (Python's logging), as Optuna's and MLflow's do.
+compares the stores). Bad input raises ConfigError (one line, no run made).
+
+They print nothing unless asked (``verbose=True`` prints what the command line
+prints): every line the command would print goes to the ``gdexp`` logger
+(Python's logging; stdout's lines at INFO, stderr's at WARNING), as Optuna and
+MLflow report through theirs. ``logging.basicConfig(level=logging.INFO)`` shows them.
 """
 from __future__ import annotations
 
+import logging
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
 
 from gdexp.commands.exits import console
 from gdexp.core.errors import ConfigError
+
+log = logging.getLogger("gdexp")
 
 def run(overrides: list[str] | tuple[str, ...] = (), *, verbose: bool = False) -> dict:
     """One run, as `gdexp OVERRIDES...` would make it; returns its summary row.
@@ -30,7 +37,8 @@ def run(overrides: list[str] | tuple[str, ...] = (), *, verbose: bool = False) -
     Returns:
         The run's row (gdexp.tracking.content.run_row): run_id, run_name, status,
         final_loss, best_loss, iterations, diverged_step, lr, ... and every param
-        under its dotted key (MLflow's strings).
+        under its dotted key, typed as gdexp.load_runs types its columns
+        (``optimizer.lr`` a float, ``stopping.maxiter`` an int, a missing value None).
 
     Raises:
         ConfigError: bad input (one line ``KEY=VALUE: reason``; nothing recorded),
@@ -60,10 +68,34 @@ def run(overrides: list[str] | tuple[str, ...] = (), *, verbose: bool = False) -
                         swallow=False)
         if row["status"] == UNRECORDED:
             raise Unrecorded(1, row["uri"], row["error"], Path(row["kept"]).parent.parent)
-        if verbose:
-            print(run_line(row))
-            print(where_to_look(store.uri, store.experiment_id, row["run_id"], single=True))
-    return row
+        log.info(run_line(row))
+        log.info(where_to_look(store.uri, store.experiment_id, row["run_id"], single=True))
+    return typed_row(row)
+
+
+def typed_row(row: dict) -> dict:
+    """A run's row with the types load_runs gives its columns (gdexp.results.table.typed_table),
+    as Python values (a missing value None).
+
+    >>> typed_row({"run_id": "a", "lr": 0.1, "optimizer.lr": "0.1", "stopping.maxiter": "60", "init": "null",
+    ...            "loss.eigenvalues": "[1,100]"})["stopping.maxiter"]
+    60
+    """
+    from gdexp.results.table import typed_table
+
+    typed = typed_table([row]).iloc[0].to_dict()
+    out = dict(row)
+    for key, value in typed.items():
+        if key in row:
+            out[key] = None if _missing(value) else value.item() if hasattr(value, "dtype") else value
+    return out
+
+
+def _missing(value) -> bool:
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):  # a list-like value
+        return False
 
 
 def compose_run(overrides: list[str]) -> dict:
@@ -140,7 +172,7 @@ def sweep(overrides: list[str] | tuple[str, ...] = (), *, verbose: bool = False)
     if folder is None:  # the sweep's folder named here, as the command names it: its plan is read from there
         folder = f"multirun/{time.strftime('%Y-%m-%d')}/{time.strftime('%H-%M-%S')}-{secrets.token_hex(3)}"
         argv.append(f"hydra.sweep.dir={folder}")
-    with console(verbose):
+    with console(verbose), _root_logging_kept():
         hydra_app(argv, task, typed)
     sweep_plan = read_plan(Path(folder))
     if sweep_plan is None:
@@ -152,3 +184,16 @@ def _given(overrides: list[str], key: str) -> str | None:
     """The value of `key` among the overrides, if given."""
     values = [o.partition("=")[2] for o in overrides if o.partition("=")[0].lstrip("+~") == key]
     return values[-1] if values else None
+
+
+@contextmanager
+def _root_logging_kept():
+    """Hydra points the root logger at its own handlers for a sweep's jobs; a notebook's set-up is
+    put back after the call."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        yield
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)

@@ -30,17 +30,20 @@ Launchers (hydra/launcher=NAME): gdexp (default: vectorized batches in one proce
 `pip install 'gdexp[ray]'`, submitit_local and submitit_slurm `pip install 'gdexp[slurm]'`."""
 
 
-def help_text(commands: dict[str, tuple[str, str]]) -> str:
+def help_text(commands: dict[str, tuple[str, str]], argv: list[str] = ()) -> str:
     """The whole help: usage, the config groups with their options and keys, sweeps, commands.
 
     Args:
         commands: the other commands, name -> (module, what it does) (gdexp.commands.main.SUBCOMMANDS).
+        argv: the rest of the command line: the folders of a ``hydra.searchpath=[...]`` there
+            add their options (``myconf/optimizer/heavy.yaml``: optimizer=heavy).
     """
     from gdexp.hydra.named_sweeps import describe
 
+    extra = search_path(argv)
     parts = [_USAGE, "", "== Config groups (GROUP=OPTION; default first) =="]
     for group in user_groups():
-        parts.append(_group_line(group))
+        parts.append(_group_line(group, extra))
     parts += ["", "== Named sweeps (gdexp +sweep=NAME) =="]
     parts += [f"  gdexp +sweep={name:<16} {line}" for name, line in describe()]
     parts += ["", "== Other commands =="]
@@ -53,12 +56,41 @@ def user_groups() -> list[str]:
     return [group for group in _defaults() if group not in INTERNAL_GROUPS and (conf_dir() / group).is_dir()]
 
 
-def _group_line(group: str) -> str:
+def search_path(argv) -> list[Path]:
+    """The folders of ``hydra.searchpath=[file://a,pkg://b.c]`` in `argv` (Hydra's own syntax;
+    a pkg:// entry is the package's folder), those that exist.
+
+    >>> search_path(["loss=booth"])
+    []
+    """
+    import importlib.util
+
+    folders = []
+    for arg in argv:
+        key, _, value = arg.partition("=")
+        if key.lstrip("+") != "hydra.searchpath":
+            continue
+        for entry in value.strip().strip("[]").split(","):
+            entry = entry.strip().strip("'\"")
+            if entry.startswith("file://"):
+                folders.append(Path(entry[len("file://"):]))
+            elif entry.startswith("pkg://"):
+                try:
+                    spec = importlib.util.find_spec(entry[len("pkg://"):].replace("/", "."))
+                except (ImportError, ValueError):
+                    spec = None
+                if spec is not None and spec.submodule_search_locations:
+                    folders.append(Path(list(spec.submodule_search_locations)[0]))
+    return [f for f in folders if f.is_dir()]
+
+
+def _group_line(group: str, extra: list[Path] = ()) -> str:
     import yaml
 
     folder = conf_dir() / group
     default = _default_option(group)
-    options = sorted((p.stem for p in folder.glob("*.yaml")), key=lambda o: (o != default, o))
+    found = {p.stem for p in folder.glob("*.yaml")} | {p.stem for f in extra for p in (f / group).glob("*.yaml")}
+    options = sorted(found, key=lambda o: (o != default, o))
     lines = [f"  {group}: {', '.join(options)}"]
     keys = [k for k in (yaml.safe_load(Path(folder / f"{default}.yaml").read_text()) or {})
             if k not in ("_target_", "defaults")]

@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> None:
     if "--help" in argv or "-h" in argv:
         from gdexp.commands.help import help_text
 
-        print(help_text(SUBCOMMANDS))
+        print(help_text(SUBCOMMANDS, [a for a in argv if a not in ("--help", "-h")]))
         return
     with console():
         run_hydra(argv)

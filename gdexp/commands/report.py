@@ -100,7 +100,25 @@ def _report(experiment: str | None, sweeps: list[str] | None, args, prog: str, s
     print(f"Report of {what} ({len(sel.runs)} runs) in {out}/: report.html, report.md, "
           f"{len(files) - 2} figure files")
     print(_attach(sel, files))
+    if sel.by == "sweeps":
+        _rename_alike(sel)
     return 0
+
+
+def _rename_alike(sel) -> None:
+    """Parent runs of the same name, compared: each renamed `NAME [LABEL]` (the keys in which the
+    sweeps differ), so that the MLflow UI's charts of the parents tell them apart."""
+    from gdexp.report.select import sweep_labels
+    from gdexp.tracking.store import client
+
+    names = [p.info.run_name for p in sel.parents]
+    labels = sweep_labels(sel.parents, sel.runs)
+    cl = client(sel.uri)
+    for parent, name in zip(sel.parents, names):
+        if names.count(name) > 1 and labels[parent.info.run_id] != name:
+            new = f"{name} [{labels[parent.info.run_id]}]"[:250]
+            cl.set_tag(parent.info.run_id, "mlflow.runName", new)
+            print(f"Parent run {parent.info.run_id} renamed {new!r} (its name was another compared sweep's).")
 
 
 def check_out(out: str | None) -> None:

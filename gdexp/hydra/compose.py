@@ -55,6 +55,7 @@ class JobComposer:
         self._resolved: dict[tuple[str, ...], dict] = {}
         self._interpolates: dict[tuple[str, ...], bool] = {}
         self.name_keys: tuple[str, ...] = ()
+        self.varied: tuple[str, ...] = ()  # the keys whose values differ between the jobs (RunSpec.varied)
         self._parsed: dict[str, Override] = {}
         self._floats: dict[str, tuple[Override | None, bool]] = {}  # key text -> (a parsed float line, checked)
         self._values: dict[str, bool] = {}
@@ -121,10 +122,21 @@ class JobComposer:
         key = (num, *overrides)
         if key not in self._specs:
             try:
-                self._specs[key] = job_spec(self.task_config(overrides, num), self.name_keys)
+                self._specs[key] = job_spec(self.task_config(overrides, num), self.name_keys, self.varied,
+                                            self._choices(overrides))
             except ConfigError as exc:
                 raise ConfigError(exc.key, exc.value, f"{exc.reason} (job #{num}: {' '.join(overrides)})") from None
         return self._specs[key]
+
+    def vary(self, keys: tuple[str, ...]) -> None:
+        """Set the keys that differ between the sweep's jobs, also on the runs planned already."""
+        self.varied = tuple(keys)
+        self._specs = {k: dataclasses.replace(s, varied=self.varied) for k, s in self._specs.items()}
+
+    def _choices(self, overrides: list[str]) -> dict[str, str]:
+        """The group options a job's overrides choose (``optimizer=heavy``): its run's name."""
+        return {o.key_or_group: str(o.value()) for o in self._parse(overrides)
+                if not self._is_value(o) and "." not in o.key_or_group and isinstance(o.value(), str)}
 
     def job(self, num: int, overrides: list[str]) -> Job:
         """A job with its hydra node set as Hydra sets it for job `num`."""

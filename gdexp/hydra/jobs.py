@@ -2,6 +2,7 @@
 records in, the folder that keeps what the store did not take, its line in the job's log."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from gdexp.core.outcomes import DIVERGED
@@ -60,12 +61,18 @@ def run_line(row: dict) -> str:
     >>> run_line({"run_name": "booth-gd-lr=0.01", "status": "converged", "iterations": 412,
     ...           "final_loss": 1.2e-17, "run_id": "ab12"})
     'booth-gd-lr=0.01: converged after 412 steps, final loss 1.2e-17 (run ab12)'
+    >>> run_line({"run_name": "mlp-adam-lr=0.01", "status": "max_iters", "iterations": 500,
+    ...           "final_loss": 0.0821, "val_accuracy": 0.9733, "run_id": "cd34"})
+    'mlp-adam-lr=0.01: max_iters after 500 steps, final loss 0.0821, validation accuracy 0.9733 (run cd34)'
     """
     what = row["status"]
     if what == DIVERGED:
         what = f"diverged at step {row.get('diverged_step')} ({row.get('divergence')})"
     elif row.get("iterations") is not None:
         what = f"{what} after {row['iterations']} steps, final loss {row['final_loss']:.6g}"
+        accuracy = row.get("val_accuracy")
+        if isinstance(accuracy, float) and math.isfinite(accuracy):  # a classifier: what it is judged by
+            what += f", validation accuracy {accuracy:.4g}"
     if row.get("error"):
         what += f": {row['error']}"
     return f"{row['run_name']}: {what} (run {row.get('run_id')})"

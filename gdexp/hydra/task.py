@@ -23,12 +23,16 @@ def to_config(cfg: DictConfig) -> dict:
             for key in cfg if key not in ("hydra", "sweep")}  # `sweep`: the named-sweep selector
 
 
-def job_spec(config: dict, name_keys: tuple[str, ...] = ()) -> RunSpec:
-    """Check every section of a job's config and plan its run (ConfigError naming the key)."""
+def job_spec(config: dict, name_keys: tuple[str, ...] = (), varied: tuple[str, ...] = (),
+             choices: dict[str, str] | None = None) -> RunSpec:
+    """Check every section of a job's config and build its run's spec (ConfigError naming the key).
+
+    name_keys, varied, choices: as gdexp.specs.run_spec.build_spec takes them; a job of a sweep run
+    elsewhere (joblib, Ray, SLURM) gets the first two from its sweep (gdexp.tracking.env.SWEPT)."""
     check_top_level(config)
     config = {**config, "tracking": check_tracking(config.get("tracking") or {}),
               "summary": check_summary(config.get("summary") or {})}
-    return build_spec(config, name_keys)
+    return build_spec(config, name_keys, varied=varied, choices=choices)
 
 
 def task(cfg: DictConfig) -> dict:
@@ -46,8 +50,10 @@ def task(cfg: DictConfig) -> dict:
     in_sweep = _in_multirun()
     if in_sweep:
         stop_with_sweep()  # a worker the sweep's process started ends with it (joblib's after a kill -9)
-    spec = job_spec(to_config(cfg))
     hydra = HydraConfig.get() if HydraConfig.initialized() else None
+    swept = env.swept() if in_sweep else {}
+    choices = dict(hydra.runtime.choices) if hydra is not None else None
+    spec = job_spec(to_config(cfg), tuple(swept.get("name_keys", ())), tuple(swept.get("varied", ())), choices)
     store = sweep_job_store(spec, hydra.sweeper.get("_target_")) if in_sweep else single_store(spec)
     row = write_run(store, spec, lambda: execute([spec])[0], parent_id=env.get(env.PARENT_RUN) if in_sweep else None,
                     keep_dir=keep_folder(), swallow=in_sweep)

@@ -72,7 +72,8 @@ def _overlay_section(runs, answer, keys, metric, mode, urls, out: Path, by_sweep
     ov = overlay(runs, answer, metric, mode, tuple(searched))
     title = overlay_title(keys, metric, [s.label for s in ov.series], by_sweep)
     overlay_png(ov, title, out / OVERLAY_PNG)
-    text = (f"Each group's {metric.replace('_', ' ')} against the learning rate, both axes log "
+    axes = "both axes log" if ov.log_y else f"the learning rate on a log axis, {metric.replace('_', ' ')} on a linear one"
+    text = (f"Each group's {metric.replace('_', ' ')} against the learning rate, {axes} "
             f"(one colour per group; the star is its best_lr). Runs that diverged are not drawn at their "
             f"last finite loss: they are the x in the shaded band above the plot, in their group's row, "
             f"beside the step they diverged at.")

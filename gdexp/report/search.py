@@ -67,7 +67,7 @@ def lr_find_section(parent, runs: pd.DataFrame, urls, out: Path, prefix: str, ta
            f"bracket (bisection on a log scale) until hi/lo <= 1 + rtol (`{p.get('lr_find.rtol', '?')}`).")
     if lo is not None and hi is not None:
         closed = (f"The bracket closed at lo = {lo:.6g} (stable) and hi = {hi:.6g} (diverged), "
-                  f"hi/lo = {hi / lo:.6g}: lr_found = {lo:.6g}.")
+                  f"hi/lo = {hi / lo:.6g}: max_stable_lr = {lo:.6g}.")
     else:
         closed = (f"The search ended without a bracket: lo = {_g(lo)}, hi = {_g(hi)} "
                   "(every probe stable, or every probe diverged, or max_probes ran out).")

@@ -26,7 +26,7 @@ def overview(sel: Selection, answers: pd.DataFrame, keys: list[str], metric: str
         what = f"Sweep `{sel.name}` (parent run `{sel.key}`, started {started(p)})"
     elif sel.by == "sweeps":
         what = "Sweeps " + ", ".join(f"`{name}` (`{pid}`, started {started(p)})"
-                                     for p, (pid, name) in zip(sel.parents, sweep_labels(sel.parents).items()))
+                                     for p, (pid, name) in zip(sel.parents, sweep_labels(sel.parents, sel.runs).items()))
     else:
         what = f"Experiment `{sel.key}`" + (f", from {len(sel.parents)} sweep(s)" if sel.parents else "")
     experiments = ", ".join(f"`{e}`" for e in sorted(set(sel.runs["experiment"].dropna())))
@@ -142,7 +142,7 @@ def runs_table(runs: pd.DataFrame, keys: list[str], metric: str, urls: dict[str,
 
 def comparison(sel: Selection, answers: pd.DataFrame, keys: list[str]) -> list[tuple]:
     """The sweeps' answers side by side (a row per group, two columns per sweep), and what differs."""
-    names = list(sweep_labels(sel.parents).values())
+    names = list(sweep_labels(sel.parents, sel.runs).values())
     split = answers[GROUP].astype(str).str.split(": ", n=1, expand=True)
     table = answers.assign(sweep=split[0], setting=split[1])
     settings = list(dict.fromkeys(table["setting"]))

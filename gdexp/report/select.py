@@ -18,7 +18,7 @@ from gdexp.specs.run_spec import build_spec
 from gdexp.tracking import TAG
 from gdexp.tracking import store as tracking
 from gdexp.tracking.reader import check_experiment, latest_sweep, load_curve, load_runs, stored_config
-from gdexp.results.groups import GROUP, group_keys, with_groups
+from gdexp.results.groups import GROUP, _norm, _sort_key, group_keys, label, with_groups
 from gdexp.results.table import MEASURED  # val_loss, train_loss, sharpness, ...: curves, not coordinates
 
 # Curve columns that are not a coordinate of the parameters (curve.parquet holds
@@ -127,7 +127,9 @@ def _range_tests(runs: pd.DataFrame, parents: list) -> tuple[pd.DataFrame, pd.Da
 
 
 def sweep_name(parent) -> str:
-    return parent.data.tags.get(f"{TAG}sweep_name") or parent.info.run_name
+    """The sweep's name: its parent run's (what defines it, ``lr_grid optimizer=momentum``; a name
+    given in the MLflow UI since), else its gdexp.sweep_name tag."""
+    return parent.info.run_name or parent.data.tags.get(f"{TAG}sweep_name")
 
 
 def started(parent) -> str:
@@ -136,11 +138,42 @@ def started(parent) -> str:
     return when.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def sweep_labels(parents: list) -> dict[str, str]:
-    """parent run id -> how a comparison names the sweep: its name, with its id where names repeat."""
+def sweep_labels(parents: list, runs: pd.DataFrame | None = None) -> dict[str, str]:
+    """parent run id -> how a comparison names the sweep: by the keys in which the sweeps differ.
+
+    Those keys are the ones that split the runs of all the sweeps into groups
+    (gdexp.results.groups.group_keys: an option's own keys follow its choice)
+    and take one value within some sweep: ``optimizer=momentum`` against
+    ``optimizer=gd``. A key one sweep varies and another fixes shows its
+    values (``seed=0,1,2``). Sweeps alike in every key are named by their
+    parent run's name, and where that repeats too, by when each started;
+    never by a hash alone. One sweep: its name.
+    """
     names = [sweep_name(p) for p in parents]
-    return {p.info.run_id: n if names.count(n) == 1 else f"{n}-{p.info.run_id[:8]}"
-            for p, n in zip(parents, names)}
+    ids = [p.info.run_id for p in parents]
+    if len(parents) < 2 or runs is None or runs.empty:
+        return dict(zip(ids, names))
+    parts = {i: runs[runs["sweep_id"] == i] for i in ids}
+    keys = [k for k in group_keys(runs) if k in runs.columns and not k.startswith("tracking.")
+            and any(part[k].map(_norm).nunique(dropna=False) == 1 for part in parts.values() if len(part))]
+    keys = [k for k in keys if len({_values(part[k]) for part in parts.values()}) > 1]
+    if keys:
+        labels = {i: ", ".join(f"{_key(k)}={_values(parts[i][k])}" for k in keys) for i in ids}
+        if len(set(labels.values())) == len(ids):
+            return labels
+    if len(set(names)) == len(names):
+        return dict(zip(ids, names))
+    return {p.info.run_id: f"{n} (started {started(p)})" for p, n in zip(parents, names)}
+
+
+def _values(column: pd.Series) -> str:
+    """A key's values in one sweep, as typed: ``momentum``, ``0,1,2``."""
+    values = sorted({_norm(v) for v in column}, key=_sort_key)
+    return ",".join(label({"k": v}).partition("=")[2] for v in values)
+
+
+def _key(key: str) -> str:
+    return label({key: 0}).rpartition("=")[0]
 
 
 def grouped(sel: Selection) -> tuple[pd.DataFrame, list[str]]:
@@ -159,7 +192,7 @@ def grouped(sel: Selection) -> tuple[pd.DataFrame, list[str]]:
     for _, part in runs.groupby("sweep", sort=False):
         keys += [k for k in group_keys(part, searched) if k not in keys]
     runs = with_groups(runs, keys)
-    order = list(sweep_labels(sel.parents).values())
+    order = list(sweep_labels(sel.parents, sel.runs).values())
     labels = runs["sweep"].astype(str) + ": " + runs[GROUP].astype(str)
     categories = [f"{s}: {g}" for s in order for g in runs[GROUP].cat.categories]
     runs[GROUP] = pd.Categorical(labels, categories=[c for c in categories if c in set(labels)], ordered=True)
@@ -239,7 +272,7 @@ def client(uri: str):
 def _typed(runs: pd.DataFrame, experiment_ids: dict[str, str], parents: list) -> pd.DataFrame:
     runs = runs.copy()
     runs["experiment_id"] = runs["experiment"].map(experiment_ids)
-    runs["sweep"] = runs["sweep_id"].map(sweep_labels(parents))
+    runs["sweep"] = runs["sweep_id"].map(sweep_labels(parents, runs))
     return runs
 
 

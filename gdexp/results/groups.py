@@ -405,9 +405,25 @@ def _value_text(value) -> str:
         return _number(value)
     items = _list(value)
     if items is not None:
-        return "[" + ",".join(_number(v) if isinstance(v, (int, float)) and not isinstance(v, bool)
-                              else json.dumps(v) for v in items) + "]"
+        return list_text(items)
     return str(value)
+
+
+def list_text(items) -> str:
+    """A list in the form a user types it on the command line and gdexp writes it everywhere
+    (params, run names, group labels): JSON without spaces, whole numbers without ``.0``.
+
+    >>> list_text([1.0, 100.0]), list_text([0.25, [1, 2.0]]), list_text(["a", True, None])
+    ('[1,100]', '[0.25,[1,2]]', '["a",true,null]')
+    """
+    def one(v) -> str:
+        if isinstance(v, (list, tuple)):
+            return list_text(v)
+        if isinstance(v, (int, float, np.number)) and not isinstance(v, (bool, np.bool_)) and np.isfinite(v):
+            return _number(v)
+        return json.dumps(_norm(v))
+
+    return "[" + ",".join(one(v) for v in items) + "]"
 
 
 def _number(value: float) -> str:

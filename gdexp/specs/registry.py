@@ -20,6 +20,12 @@ from gdexp.specs.targets import is_gdexp_target, resolve
 
 # Keyword arguments gdexp passes to a section's target itself, never set in the section, and why.
 SUPPLIED = {"schedule": {"maxiter": "is the run's budget: set stopping.maxiter"}}
+# Hydra's instantiate keys. gdexp builds each section from its one _target_ and plain keywords:
+# a keyword's value is data, logged as a param and hashed, rebuilt by `gdexp rerun` and
+# `gdexp report` without importing anything (a stored _target_ is imported only when trusted,
+# --allow-module). A nested _target_ would import a second module outside that check, and hand
+# the target an object no param or hash describes; so they are refused, naming the key.
+INSTANTIATE_KEYS = ("_target_", "_partial_", "_args_", "_recursive_", "_convert_")
 
 
 # What an optimizer's or a schedule's _target_ must be, checked before it is ever called (a loss is
@@ -146,6 +152,7 @@ def section(prefix: str, node: dict, reserved: tuple[str, ...] = (), search_dir:
     if not isinstance(name, str):
         raise ConfigError(f"{prefix}.name", name, "must be a string")
     given = {k: v for k, v in node.items() if k not in (*RESERVED, *reserved)}
+    check_plain_keywords(prefix, given)
     if prefix == "loss" and not is_gdexp_target(path):
         return _UserLoss(path, target, given, name, folder)  # checked by user_loss when built
     supplied = SUPPLIED.get(prefix, {})
@@ -154,6 +161,38 @@ def section(prefix: str, node: dict, reserved: tuple[str, ...] = (), search_dir:
             raise ConfigError(f"{prefix}.{key}", given[key], reason)
     checked = check_section(prefix, target, given, label, extra=reserved, supplied=tuple(supplied))
     return Section(path, target, checked, name, folder)
+
+
+def check_plain_keywords(prefix: str, given: dict) -> None:
+    """Refuse Hydra's instantiate keys in a section's keywords (INSTANTIATE_KEYS, at any depth).
+
+    Raises:
+        ConfigError: one line naming the key: ``loss.scale._target_='mypkg.make_scale': a nested
+            _target_ is not instantiated ...``.
+
+    >>> check_plain_keywords("loss", {"scale": {"_target_": "mypkg.make_scale", "k": 3}})
+    Traceback (most recent call last):
+    ...
+    gdexp.core.errors.ConfigError: loss.scale._target_='mypkg.make_scale': a nested _target_ is not instantiated: a keyword of loss takes plain values (numbers, strings, lists, dicts) only; build the object inside your loss from plain keywords (README, Your own loss)
+    """
+    def walk(where: str, value) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                if k in INSTANTIATE_KEYS:
+                    what = "a nested _target_ is not instantiated" if k == "_target_" else \
+                        f"{k} is Hydra's instantiate option, which gdexp does not apply"
+                    raise ConfigError(f"{where}.{k}", v, f"{what}: a keyword of {prefix} takes plain values "
+                                      "(numbers, strings, lists, dicts) only; build the object inside your "
+                                      "loss from plain keywords (README, Your own loss)")
+                walk(f"{where}.{k}", v)
+        elif isinstance(value, (list, tuple)):
+            for i, v in enumerate(value):
+                walk(f"{where}[{i}]", v)
+
+    for key, value in given.items():
+        if key in INSTANTIATE_KEYS:
+            walk(prefix, {key: value})
+        walk(f"{prefix}.{key}", value)
 
 
 @dataclass(frozen=True)

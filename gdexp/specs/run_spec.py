@@ -46,6 +46,8 @@ class RunSpec:
         x0: ``(dim,)`` the start point actually used.
         config_hash: 16 hex digits over everything that determines the result.
         run_name: e.g. ``rosenbrock-adam-lr=0.01``.
+        varied: the dotted keys whose values differ between the runs of its sweep
+            (gdexp.tracking.content.numeric_params logs their numbers as metrics).
     """
 
     config: dict
@@ -55,6 +57,7 @@ class RunSpec:
     x0: np.ndarray
     config_hash: str
     run_name: str
+    varied: tuple[str, ...] = ()
 
     @property
     def lr(self) -> float:
@@ -111,7 +114,8 @@ class RunSpec:
         return bool(getattr(self.schedule.target, "__name__", "") == "constant")
 
 
-def build_spec(config: dict, name_keys: tuple[str, ...] = (), search_dir: str | None = None) -> RunSpec:
+def build_spec(config: dict, name_keys: tuple[str, ...] = (), search_dir: str | None = None,
+               varied: tuple[str, ...] = (), choices: dict[str, str] | None = None) -> RunSpec:
     """Validate a run's config and build its loss and start point.
 
     Args:
@@ -121,6 +125,9 @@ def build_spec(config: dict, name_keys: tuple[str, ...] = (), search_dir: str | 
             learning rate (the keys a sweep varies), e.g. ``("loss.eigenvalues",)``.
         search_dir: the folder a user's loss module is imported from (the one gdexp
             was started in); None = the current folder.
+        varied: the dotted keys whose values differ within the sweep (RunSpec.varied).
+        choices: the config group options chosen (Hydra's runtime choices): a swept
+            group is named in the run name by its option, not by the ``name`` it inherits.
 
     Returns:
         The RunSpec; its ``config`` holds the checked, canonical values. A null
@@ -156,7 +163,8 @@ def build_spec(config: dict, name_keys: tuple[str, ...] = (), search_dir: str | 
     if checked["loss"].get("check_grad", True) and isinstance(loss, UserLoss):
         _check_gradient(loss, x0, seed)
     _check_schedule(schedule, optimizer, checked["stopping"]["maxiter"], x0)
-    spec = RunSpec(checked, loss, optimizer, schedule, x0, config_hash(checked, loss), run_name(checked, name_keys))
+    spec = RunSpec(checked, loss, optimizer, schedule, x0, config_hash(checked, loss),
+                   run_name(checked, name_keys, choices), tuple(varied))
     check_run_memory(spec.memory_bytes, checked["stopping"]["maxiter"])
     return spec
 
@@ -179,14 +187,25 @@ def config_hash(config: dict, loss: Loss | None = None) -> str:
     return hashlib.sha256(canonical(content).encode()).hexdigest()[:16]
 
 
-def run_name(config: dict, name_keys: tuple[str, ...] = ()) -> str:
+def run_name(config: dict, name_keys: tuple[str, ...] = (), choices: dict[str, str] | None = None) -> str:
     """A readable name: ``rosenbrock-adam-lr=0.01``, plus the swept keys that differ.
+
+    A swept group (``loss``, ``optimizer`` in `name_keys`) is named by the option chosen
+    (`choices`), so that an option of a user's that inherits another's ``name``
+    (defaults ``[momentum, _self_]``) still gives a run name of its own.
 
     >>> run_name({"loss": {"name": "quadratic", "eigenvalues": [1.0, 100.0]},
     ...           "optimizer": {"name": "gd", "lr": 0.01}}, ("loss.eigenvalues",))
     'quadratic-gd-lr=0.01-eigenvalues=[1,100]'
+    >>> run_name({"loss": {"name": "booth"}, "optimizer": {"name": "momentum", "lr": 0.01}},
+    ...          ("optimizer",), {"optimizer": "heavy"})
+    'booth-heavy-lr=0.01'
     """
-    base = f"{config['loss']['name']}-{config['optimizer']['name']}-lr={config['optimizer']['lr']:g}"
+    def named(group: str) -> str:
+        chosen = (choices or {}).get(group)
+        return str(chosen) if chosen and group in name_keys else config[group]["name"]
+
+    base = f"{named('loss')}-{named('optimizer')}-lr={config['optimizer']['lr']:g}"
     extra = [f"{key.rsplit('.', 1)[-1]}={_short(lookup(config, key))}" for key in name_keys
              if key not in ("optimizer.lr", "loss", "optimizer", "optimizer.name", "loss.name")]
     return "-".join([base, *extra])

@@ -249,6 +249,9 @@ class UserLoss(_TargetLoss):
     def data_sha256(self):
         return self.inner.data_sha256()
 
+    def data_source(self):
+        return self.inner.data_source()
+
     @property
     def param_names(self) -> tuple[str, ...]:
         return tuple(self.inner.param_names)

@@ -17,6 +17,7 @@ import numpy as np
 from gdexp.core import stability
 from gdexp.core.outcomes import FAILED, UNRECORDED
 from gdexp.core.result import Result
+from gdexp.results.groups import list_text
 from gdexp.results.ties import rtol_of
 from gdexp.tracking.sampling import sample_steps
 from gdexp.tracking import TAG
@@ -49,17 +50,20 @@ def flatten(config: dict, prefix: str = "") -> dict[str, object]:
 
 
 def param_text(value) -> str:
-    """A config value as an MLflow param: lists and null as JSON, the rest as str().
+    """A config value as an MLflow param, in the form a user types it: a list as ``[1,100]``
+    (JSON without spaces, whole numbers without ``.0``: gdexp.results.groups.list_text,
+    the form of run names and group labels, so ``params.`loss.eigenvalues` = '[1,100]'``
+    finds the runs), null as ``null``, the rest as str().
 
     A value longer than MLflow's 6,000 characters becomes a short stand-in
     naming its length and checksum (MLflow would cut it with only a warning).
 
-    >>> param_text([1.0, 2]), param_text(None), param_text(0.1)
-    ('[1.0, 2]', 'null', '0.1')
+    >>> param_text([1.0, 100.0]), param_text([0.5, [2.0, "a"]]), param_text(None), param_text(0.1)
+    ('[1,100]', '[0.5,[2,"a"]]', 'null', '0.1')
     >>> param_text(list(range(2000)))[:40]
-    'gdexp:too-long len=10890 sha256=edd6c002'
+    'gdexp:too-long len=8891 sha256=494b15107'
     """
-    text = json.dumps(value) if isinstance(value, (list, tuple)) or value is None else str(value)
+    text = list_text(value) if isinstance(value, (list, tuple)) else "null" if value is None else str(value)
     if len(text) <= MAX_PARAM_LENGTH:
         return text
     digest = hashlib.sha256(text.encode()).hexdigest()
@@ -71,11 +75,21 @@ def params(config: dict) -> dict[str, str]:
     return {key: param_text(value) for key, value in flatten(config).items()}
 
 
-def numeric_params(config: dict) -> dict[str, float]:
-    """The config's numeric scalars (not bools), logged as metrics too: MLflow compares params
-    as strings, so only metrics filter (``metrics.`optimizer.lr` > 0.01``) and chart on numeric axes."""
+def numeric_params(config: dict, varied: tuple[str, ...] = ()) -> dict[str, float]:
+    """The numeric scalars (not bools) also logged as metrics: ``optimizer.lr`` and the keys the
+    sweep varies (`varied`: dotted keys, or a config group a search samples: every key under it). MLflow
+    compares params as strings, so only metrics filter (``metrics.`optimizer.lr` > 0.01``)
+    and chart on numeric axes; a constant would be one more chart of a single bar.
+
+    >>> numeric_params({"optimizer": {"lr": 0.1, "momentum": 0.9}, "seed": 3, "stopping": {"maxiter": 10}},
+    ...                ("seed",))
+    {'optimizer.lr': 0.1, 'seed': 3.0}
+    """
+    def varies(key: str) -> bool:
+        return key == "optimizer.lr" or any(key == k or key.startswith(f"{k}.") for k in varied)
+
     return {key: float(v) for key, v in flatten(config).items()
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
+            if varies(key) and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
 
 
 def identity_tags(spec, parent_id: str | None = None) -> dict[str, str]:
@@ -125,7 +139,7 @@ def error_tag(error: str) -> dict[str, str]:
 
 def run_metrics(spec, result: Result, curve_points: int, now: int | None = None) -> list[tuple]:
     """(key, value, timestamp ms, step) of the sampled curves, the summary metrics and the
-    numeric params.
+    numeric params that vary in the sweep (numeric_params).
 
     Curves are sampled to `curve_points` steps (gdexp.tracking.sampling). A point that is
     nan or inf is left out of MLflow's curve: a curve whose latest value is NaN
@@ -145,7 +159,7 @@ def run_metrics(spec, result: Result, curve_points: int, now: int | None = None)
         metrics += [(name, v, now, int(s)) for s, v in zip(at[chosen].tolist(), values[chosen].tolist())
                     if math.isfinite(v)]
     metrics += [(name, value, now, 0) for name, value in summary_metrics(spec, result).items()]
-    metrics += [(name, value, now, 0) for name, value in numeric_params(spec.config).items()]
+    metrics += [(name, value, now, 0) for name, value in numeric_params(spec.config, spec.varied).items()]
     return metrics
 
 

@@ -17,6 +17,7 @@ SWEEP_DIR = "GDEXP_SWEEP_DIR"          # the sweep's folder: its plan, and runs 
 START_DIR = "GDEXP_START_DIR"          # the folder gdexp was started in: users' loss modules are found there
 SWEEP_PID = "GDEXP_SWEEP_PID"          # the sweep's process: a worker whose parent it was stops once it is gone
 LOCK_WAIT = "GDEXP_LOCK_WAIT_S"        # the user's: seconds to wait for a store another process holds locked
+SWEPT = "GDEXP_SWEPT"                  # JSON {"name_keys": [...], "varied": [...]}: what the sweep varies
 
 # MLflow's own knobs, set for gdexp's processes unless the user set them. The retries
 # are bounded: a refused connection is retried for ~14 s (sleeps 0, 2, 4, 8 s), enough
@@ -31,12 +32,20 @@ HTTP_CLIENT_DEFAULTS = {
     "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
 }
 
-SWEEP_KEYS = (TRACKING_URI, PARENT_RUN, SWEEP_DIR, START_DIR)
+SWEEP_KEYS = (TRACKING_URI, PARENT_RUN, SWEEP_DIR, START_DIR, SWEPT)
 
 
 def get(name: str) -> str | None:
     """The variable's value, None when unset or empty."""
     return os.environ.get(name) or None
+
+
+def swept() -> dict:
+    """What the running sweep varies (SWEPT): {"name_keys": keys named in run names, "varied":
+    keys whose values differ between its runs}; {} outside a sweep."""
+    import json
+
+    return json.loads(get(SWEPT) or "{}")
 
 
 def http_client_defaults(uri: str) -> None:

@@ -2,6 +2,7 @@
 (or KILLED, with the line that says how to finish it)."""
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shlex
@@ -35,7 +36,8 @@ class Sweep:
     Attributes:
         uri: the configured tracking URI (tracking.uri; MLFLOW_TRACKING_URI wins).
         experiment: the MLflow experiment.
-        name: the named sweep (``+sweep=NAME``) or ``multirun``.
+        name: what defines the sweep (gdexp.hydra.sweepers.common.sweep_name):
+            ``lr_grid optimizer=momentum``, ``optimizer.lr x seed``.
         folder: the sweep's folder (hydra.sweep.dir).
         launcher: the launcher's config as plain containers (the guards read its
             _target_ and, for Ray, its address), or None.
@@ -47,6 +49,9 @@ class Sweep:
     folder: Path
     launcher: dict | None = None
     searched: tuple[str, ...] = ()  # keys a search samples besides the lr: they never split the summary's groups
+    named: str | None = None  # the named sweep (+sweep=NAME): its gdexp.sweep_name tag; else the tag is `name`
+    name_keys: tuple[str, ...] = ()  # the keys its run names carry (for jobs run elsewhere: env.SWEPT)
+    varied: tuple[str, ...] = ()     # the keys whose values differ between its runs (RunSpec.varied)
 
 
 @contextmanager
@@ -108,7 +113,8 @@ def sweep_run(sweep: Sweep, rows: Callable[[], list[dict]], jobs: list[dict] | N
     parent_id = sweep_plan.parent_id
     plan.write_plan(folder, sweep_plan)
     values = {env.PARENT_RUN: parent_id, env.TRACKING_URI: uri, env.SWEEP_DIR: str(folder),
-              env.START_DIR: os.getcwd(), env.SWEEP_PID: str(os.getpid())}
+              env.START_DIR: os.getcwd(), env.SWEEP_PID: str(os.getpid()),
+              env.SWEPT: json.dumps({"name_keys": list(sweep.name_keys), "varied": list(sweep.varied)})}
     with env.sweep_environment(values):
         try:
             yield parent_id
@@ -164,7 +170,7 @@ def open_parent(cl, exp: str, sweep: Sweep, folder: Path, sweep_plan: plan.Plan)
     """Create the sweep's parent run, tagged with its command, provenance and plan; the plan with its id."""
     tags = {
         f"{TAG}sweep": "true",
-        f"{TAG}sweep_name": sweep.name,
+        f"{TAG}sweep_name": sweep.named or sweep.name,
         f"{TAG}command": shlex.join(["gdexp", *command()])[:7000],
         f"{TAG}sweep_dir": str(folder),
         **{f"{TAG}{k}": v for k, v in provenance().items()},

@@ -8,7 +8,8 @@ gradient is derived symbolically by sympy and compiled by ``sympy.lambdify`` fro
 sympy's own printout, never from the user's text.
 
 What a formula may hold:
-    - numbers: int and float literals (``2``, ``0.5``, ``1e-3``) and the constant ``pi``;
+    - numbers: int and float literals (``2``, ``0.5``, ``1e-3``) and the constants ``pi``
+      and ``e`` (also ``E``, sympy's name: Euler's number);
     - the variables: names, in the order of their first appearance, or as listed
       in ``loss.variables``;
     - ``+ - * / **`` and unary ``-`` and ``+``;
@@ -39,7 +40,11 @@ from gdexp.core.losses.base import Loss
 #: The functions a formula may call, one positional argument each.
 FUNCTIONS = ("sin", "cos", "tan", "exp", "log", "sqrt", "abs", "tanh", "sinh", "cosh")
 #: Named constants a formula may use; no variable may take their names.
-CONSTANTS = {"pi": math.pi}
+CONSTANTS = {"pi": math.pi, "e": math.e, "E": math.e}
+#: Names of numbers a formula may not use: a loss must be finite and real. Each would
+#: otherwise become a parameter (``nan*x``, two of them), or mean sympy's nan, oo
+#: (infinity), zoo (complex infinity) or I (the imaginary unit) to a reader.
+REFUSED = ("nan", "inf", "oo", "zoo", "I")
 #: Names of curve columns and logged metrics: a parameter named so would collide with them.
 RESERVED_NAMES = ("step", "loss", "grad_norm", "lr", "val_loss", "val_accuracy")
 #: Longest formula accepted, in characters. sympy's derivative of a product of n
@@ -50,7 +55,7 @@ MAX_CHARS = 1000
 #: differentiation recurses about ten Python frames per level.
 MAX_DEPTH = 30
 
-_ALLOWED = ("a formula may use numbers, pi, its variables, + - * / ** and "
+_ALLOWED = ("a formula may use numbers, pi, e, its variables, + - * / ** and "
             + " ".join(FUNCTIONS))
 _NUMPY_FUNCTIONS = {"sin": np.sin, "cos": np.cos, "tan": np.tan, "exp": np.exp, "log": np.log,
                     "sqrt": np.sqrt, "abs": np.abs, "tanh": np.tanh, "sinh": np.sinh, "cosh": np.cosh}
@@ -116,7 +121,7 @@ class Expression(Loss):
     >>> Expression("x.real")
     Traceback (most recent call last):
     ...
-    gdexp.core.errors.ConfigError: loss.expr='x.real': attribute access 'x.real' at column 1 is not allowed; a formula may use numbers, pi, its variables, + - * / ** and sin cos tan exp log sqrt abs tanh sinh cosh
+    gdexp.core.errors.ConfigError: loss.expr='x.real': attribute access 'x.real' at column 1 is not allowed; a formula may use numbers, pi, e, its variables, + - * / ** and sin cos tan exp log sqrt abs tanh sinh cosh
     """
 
     expr: str
@@ -246,6 +251,8 @@ def _name_problem(name) -> str | None:
         return "is a function"
     if name in CONSTANTS:
         return "is a constant"
+    if name in REFUSED:
+        return f"is not a finite real number's name ({', '.join(REFUSED)} are refused)"
     if name in RESERVED_NAMES:
         return f"is taken by a curve column ({', '.join(RESERVED_NAMES)})"
     return None
@@ -338,6 +345,9 @@ class _Parser:
         name = node.id
         if name in CONSTANTS:
             return ("num", CONSTANTS[name])
+        if name in REFUSED:
+            self.fail(f"{self.where(node)} is not allowed: a loss must be finite and real "
+                      f"({', '.join(REFUSED)} are refused; e, E and pi are the constants)")
         if name in FUNCTIONS:
             self.fail(f"function {self.where(node)} must be called, as {name}(...)")
         if name not in self.variables:

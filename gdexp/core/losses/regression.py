@@ -36,6 +36,7 @@ class _LinearModel(Loss):
     features: np.ndarray
     targets: np.ndarray
     sha256: str | None = None
+    source: str | None = None  # the CSV file's path or sklearn's loader: the run's MLflow dataset input
     # [X 1] transposed, one row per parameter: both einsums below then run their
     # inner loop along the n data points, which is what makes them fast.
     _columns: np.ndarray = field(init=False, repr=False)
@@ -98,6 +99,9 @@ class _LinearModel(Loss):
 
     def data_sha256(self) -> str | None:
         return self.sha256
+
+    def data_source(self) -> str | None:
+        return self.source
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -211,9 +215,9 @@ def linear_regression(data: str | None = None, x: str | Sequence[str] = "x", y: 
     (442, 11)
     """
     if dataset is not None:
-        return LinearRegression(*_bundled(dataset, data, "regression"))
+        return LinearRegression(*_bundled(dataset, data, "regression"), f"sklearn.datasets.load_{dataset}")
     if data is not None:
-        return LinearRegression(*_read_csv(data, x, y))
+        return LinearRegression(*_read_csv(data, x, y), str(data))
     _check_count(n, columns=3)  # the feature, the noise, the target
     _check_number("loss.slope", slope)
     _check_number("loss.intercept", intercept)
@@ -244,13 +248,13 @@ def logistic_regression(data: str | None = None, x: str | Sequence[str] = ("x1",
     569
     """
     if dataset is not None:
-        return LogisticRegression(*_bundled(dataset, data, "binary"))
+        return LogisticRegression(*_bundled(dataset, data, "binary"), f"sklearn.datasets.load_{dataset}")
     if data is not None:
         features, labels, sha256 = _read_csv(data, x, y)
         if not np.all((labels == 0) | (labels == 1)):
             found = ", ".join(f"{v:g}" for v in np.unique(labels)[:10])
             raise ConfigError("loss.y", y, f"labels must be 0 or 1; column {y!r} holds {found}")
-        return LogisticRegression(features, labels, sha256)
+        return LogisticRegression(features, labels, sha256, str(data))
     _check_count(n, columns=4)  # two features, their offsets, the label
     _check_number("loss.separation", separation, at_least=0.0)
     rng = np.random.default_rng(seed)

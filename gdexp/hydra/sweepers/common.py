@@ -81,17 +81,95 @@ def swept_keys(jobs: list[list[str]], comp: JobComposer) -> tuple[str, ...]:
     return tuple(key for key, lines in seen.items() if len(lines) > 1 and not key.startswith("hydra."))
 
 
-def sweep_name(config) -> str:
-    """The named sweep's name (`+sweep=NAME`), else 'multirun'."""
-    return config.hydra.runtime.choices.get("sweep") or "multirun"
+def varied_keys(jobs: list[list[str]], comp: JobComposer) -> tuple[str, ...]:
+    """The dotted keys whose values differ between the jobs (or that some jobs lack).
+
+    From the overrides, not from every job's config (a 100,000-job sweep would flatten and
+    compare millions of values): each swept value key (swept_keys), and under each swept
+    config group (``optimizer=gd,momentum``) the keys that differ between its options,
+    compared on one job per distinct group selection (planned here; a bad one is left for
+    validate_jobs to name, in job order). A key that only copies a swept one through an
+    interpolation (``loss.seed: ${seed}``) is not seen.
+    """
+    from gdexp.specs.run_spec import canonical
+    from gdexp.tracking.content import flatten
+
+    keys = list(swept_keys(jobs, comp))
+    first: dict[tuple, int] = {}
+    for num, job in enumerate(jobs):
+        first.setdefault(comp.selection(list(job)), num)
+    one_each = {}
+    for sel, num in first.items():
+        try:
+            one_each[sel] = comp.spec(list(jobs[num]), num)
+        except Exception:  # gdexp's or Hydra's refusal: validate_jobs says it, for the first bad job
+            continue
+    groups = [k for k in keys if any(isinstance(s.config.get(k), dict) for s in one_each.values())]
+    out = [k for k in keys if k not in groups]
+    for group in groups:
+        flat = [flatten({group: s.config.get(group) or {}}) for s in one_each.values()]
+        for key in dict.fromkeys(k for f in flat for k in f):
+            texts = {canonical(f[key]) if key in f else None for f in flat}
+            if len(texts) > 1 and key not in out:
+                out.append(key)
+    return tuple(out)
 
 
-def sweep_of(config) -> Sweep:
-    """What the parent run needs from the sweep's master config."""
+# Typed overrides that say where and how a sweep runs, not what it is: left out of its name.
+_NOT_DEFINING = ("hydra", "tracking", "sweep")
+_MAX_NAME = 250  # MLflow's limit on a run name
+
+
+def sweep_name(config, argv: list[str] | None = None, swept: tuple[str, ...] = ()) -> str:
+    """The sweep's name, after what defines it: the named sweep and every override typed beside it
+    (``lr_grid optimizer=momentum``); without a named sweep (``gdexp -m``), the keys it sweeps, then
+    the overrides it fixes (``optimizer.lr x seed loss=booth``). Overrides of hydra.* and
+    tracking.* (where and how it runs) are left out.
+
+    Args:
+        config: the sweep's master config (its Hydra choices name the named sweep).
+        argv: the `gdexp` arguments as typed (default: gdexp.tracking.provenance.command()).
+        swept: the keys the jobs vary, for a sweep none of whose typed overrides is a sweep
+            (its params in a config file).
+    """
+    from gdexp.tracking.provenance import command
+
+    named = config.hydra.runtime.choices.get("sweep")
+    typed = [a for a in (command() if argv is None else argv) if "=" in a and not a.startswith("-")]
+    typed = [a for a in typed if a.partition("=")[0].lstrip("+~").split(".")[0].split("/")[0] not in _NOT_DEFINING]
+    if named:
+        name = " ".join([named, *typed])
+    else:
+        sweeping = [a for a in typed if _is_sweep(a)]
+        keys = [a.partition("=")[0].lstrip("+~") for a in sweeping] or [k for k in swept if not k.startswith("hydra")]
+        name = " ".join([" x ".join(keys), *(a for a in typed if a not in sweeping)]).strip() or "defaults"
+    return name if len(name) <= _MAX_NAME else name[:_MAX_NAME - 3] + "..."
+
+
+def _is_sweep(line: str) -> bool:
+    """Whether a typed override sweeps (``a,b``, ``logspace(...)``, ``choice(...)``, ``interval(...)``).
+
+    >>> _is_sweep("optimizer.lr=logspace(1e-4,1,5)"), _is_sweep("loss.eigenvalues=[1,100]"), _is_sweep("seed=0,1")
+    (True, False, True)
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from gdexp.hydra.grids import expand
+
+    try:
+        return OverridesParser.create().parse_override(expand(line)).is_sweep_override()
+    except Exception:  # Hydra says what is wrong with it when the sweep parses it
+        return False
+
+
+def sweep_of(config, comp: JobComposer | None = None) -> Sweep:
+    """What the parent run needs from the sweep's master config (and the keys its jobs vary)."""
     launcher = config.hydra.get("launcher")
-    return Sweep(uri=config.tracking.uri, experiment=config.tracking.experiment, name=sweep_name(config),
-                 folder=Path(str(config.hydra.sweep.dir)),
-                 launcher=None if launcher is None else OmegaConf.to_container(launcher, resolve=False))
+    name_keys, varied = (comp.name_keys, comp.varied) if comp is not None else ((), ())
+    return Sweep(uri=config.tracking.uri, experiment=config.tracking.experiment,
+                 name=sweep_name(config, swept=name_keys or varied), folder=Path(str(config.hydra.sweep.dir)),
+                 launcher=None if launcher is None else OmegaConf.to_container(launcher, resolve=False),
+                 named=config.hydra.runtime.choices.get("sweep"), name_keys=tuple(name_keys), varied=tuple(varied))
 
 
 def start_folder(config) -> Path:

@@ -9,7 +9,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from gdexp.hydra.grids import expand
 from gdexp.hydra.internals import BasicSweeper, end_reused_joblib_workers
 from gdexp.hydra.sweepers.common import (composer, data_checksums, resumed_jobs, row_of, start_folder, sweep_of,
-                                         swept_keys, to_launch, validate_jobs)
+                                         swept_keys, to_launch, validate_jobs, varied_keys)
 from gdexp.tracking.parent_run import sweep_run
 from gdexp.tracking.plan import job_entries
 
@@ -40,6 +40,7 @@ class GridSweeper(BasicSweeper):
         jobs = [job for batch in self.overrides for job in batch]
         comp = composer(self)
         comp.name_keys = swept_keys(jobs, comp)
+        comp.vary(varied_keys(jobs, comp))  # (plans one job per group selection)
         specs = validate_jobs(comp, jobs)
         done = resumed_jobs(jobs, specs)  # config hashes already FINISHED, when `gdexp resume` runs it
         start_folder(self.config)
@@ -47,7 +48,7 @@ class GridSweeper(BasicSweeper):
         returns, rows = [], []
         planned = job_entries(jobs, [s.config_hash for s in specs])
         curves = (sum(s.curve_bytes for s in specs), len(specs), max(s.config["stopping"]["maxiter"] for s in specs))
-        with sweep_run(sweep_of(self.config), rows=lambda: rows, jobs=planned, data=data_checksums(specs),
+        with sweep_run(sweep_of(self.config, comp), rows=lambda: rows, jobs=planned, data=data_checksums(specs),
                        curves=curves):
             end_reused_joblib_workers()  # they would record this sweep's jobs under the last one's parent
             initial_job_idx = 0

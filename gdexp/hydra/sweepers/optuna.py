@@ -115,14 +115,31 @@ class OptunaSweeper(SearchSweeper):
         # optuna.visualization (and gdexp report) open it afterwards.
         storage, name = study_storage(self.config), env.get(env.PARENT_RUN)
         study = optuna.create_study(direction="minimize", sampler=sampler, storage=storage, study_name=name)
-        while len(study.trials) < self.n_trials:
+        # A run is deterministic: a config asked again is told its recorded result, not run again
+        # (Optuna's FAQ for deterministic objectives); a finite space all run ends the search.
+        size, recorded, reused = space_size(self.space), {}, 0
+        while len(study.trials) < self.n_trials and len(recorded) < size:
             trials = [study.ask(self.space) for _ in range(min(self.batch_size, self.n_trials - len(study.trials)))]
-            for trial, summary in zip(trials, self._launch([[*fixed, *_assign(t.params)] for t in trials])):
-                self._tell(study, trial, summary)
+            new = {}  # config -> the first trial of this batch that asks it, when no trial asked it before
+            for t in trials:
+                key = _config_key(t.params)
+                if key not in recorded:
+                    new.setdefault(key, t)
+            for key, summary in zip(new, self._launch([[*fixed, *_assign(t.params)] for t in new.values()])):
+                recorded[key] = summary
+            for trial in trials:
+                first = new.get(_config_key(trial.params)) is trial
+                reused += not first
+                self._tell(study, trial, recorded[_config_key(trial.params)], log=first)
         metrics, best = _results(study)
         report = [f"optuna: {len(study.trials)} trials: {metrics['optuna_complete']:g} complete, of which "
                   f"{metrics['optuna_diverged']:g} diverged (told as {DIVERGED_VALUE:g}), "
                   f"{metrics['optuna_fail']:g} failed"]
+        if reused:
+            report.append(f"optuna: {reused} trials asked a config already run: told its recorded result")
+        if len(recorded) >= size and len(study.trials) < self.n_trials:
+            report.append(f"optuna: every one of the search space's {size} configs has run: "
+                          f"stopped after {len(study.trials)} of {self.n_trials} trials")
         if best:
             report.append(f"optuna: best trial {metrics['optuna_best_trial']:g}: " + " ".join(_assign(best))
                           + f" -> log10(final_loss)={metrics['optuna_best_value']:.4g}")
@@ -134,16 +151,42 @@ class OptunaSweeper(SearchSweeper):
                              "gdexp.optuna.storage": storage, "gdexp.optuna.study": name}, report=report,
                        error=None if best else "every trial diverged or failed: no best value")
 
-    def _tell(self, study, trial, summary: dict) -> None:
-        """Tell Optuna the result, and mark the run with its trial for the MLflow UI."""
+    def _tell(self, study, trial, summary: dict, log: bool = True) -> None:
+        """Tell Optuna the result, and mark the run with its trial for the MLflow UI (`log`: the
+        trial that ran it, not one told its recorded result)."""
         from optuna.trial import TrialState
 
         value = objective(summary)
         state = TrialState.FAIL if value is None else TrialState.COMPLETE
         study.tell(trial, value, state=state)
-        if summary.get("run_id") and summary["status"] in (*DESCENT_STATUSES, FAILED):  # a run in the store
+        if log and summary.get("run_id") and summary["status"] in (*DESCENT_STATUSES, FAILED):  # a run in the store
             self._log_results(summary["run_id"], {} if value is None else {"optuna_value": value},
                       tags={"gdexp.optuna.trial": str(trial.number), "gdexp.optuna.state": state.name})
+
+
+def space_size(space: dict) -> float:
+    """How many configs a search space holds: math.inf unless every distribution is finite
+    (choices, ints, floats with a step).
+
+    >>> from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+    >>> space_size({"a": CategoricalDistribution([0.1, 0.01]), "b": IntDistribution(1, 5, step=2)})
+    6
+    >>> space_size({"lr": FloatDistribution(1e-4, 1, log=True)})
+    inf
+    """
+    size = 1
+    for d in space.values():
+        if hasattr(d, "choices"):
+            size *= len(d.choices)
+        elif getattr(d, "step", None) is not None:
+            size *= int(round((d.high - d.low) / d.step)) + 1
+        else:
+            return math.inf
+    return size
+
+
+def _config_key(params: dict) -> tuple:
+    return tuple(sorted((k, repr(v)) for k, v in params.items()))
 
 
 def study_storage(config) -> str:

@@ -17,7 +17,7 @@ from hydra.core.override_parser.types import Override
 from hydra.plugins.sweeper import Sweeper
 
 from gdexp.hydra.internals import end_reused_joblib_workers
-from gdexp.hydra.sweepers.common import (composer, data_checksums, row_of, start_folder, sweep_name, sweep_of,
+from gdexp.hydra.sweepers.common import (composer, data_checksums, row_of, start_folder, sweep_of,
                                          validate_jobs)
 from gdexp.tracking.parent_run import annotate, mark_failed, sweep_run
 from gdexp.tracking.errors import SearchFailed
@@ -70,10 +70,12 @@ class SearchSweeper(Sweeper):
         fixed, examples = self._prepare(parser.parse_overrides(lines))
         comp = composer(self)
         comp.name_keys = tuple(k for k in self.searched if k != "optimizer.lr")
+        comp.vary(tuple(self.searched))
         specs = validate_jobs(comp, examples)
         start_folder(self.config)
         # Its plan holds no jobs (they depend on the results), only the data they must be fitted on.
-        with sweep_run(sweep_of(self.config), rows=lambda: self.rows, data=data_checksums(specs)) as parent_id:
+        sweep = sweep_of(self.config, comp)
+        with sweep_run(sweep, rows=lambda: self.rows, data=data_checksums(specs)) as parent_id:
             end_reused_joblib_workers()  # they would record this search's jobs under the last one's parent
             outcome = self._search(fixed)
             self._log_results(parent_id, outcome.metrics, outcome.params, outcome.tags)
@@ -81,7 +83,7 @@ class SearchSweeper(Sweeper):
         if outcome.error:
             # The parent was closed with the summary of its runs; the search itself found no answer.
             mark_failed(self._uri(), parent_id)
-            raise SearchFailed(f"gdexp: {sweep_name(self.config)}: {outcome.error}")
+            raise SearchFailed(f"gdexp: {sweep.name}: {outcome.error}")
         return self.rows
 
     def _prepare(self, overrides: List[Override]) -> tuple[List[str], List[List[str]]]:
