@@ -7,7 +7,7 @@ import pytest
 from cli_runner import runs_of
 
 # Curves and summary metrics every constant-rate run of a loss with a closed-form Hessian has.
-RESULT_METRICS = {"loss", "grad_norm", "final_loss", "best_loss", "iterations", "lr"}
+RESULT_METRICS = {"loss", "grad_norm", "final_loss", "best_loss", "iterations", "steps_to_best", "lr"}
 
 
 def test_a_single_run_logs_as_metrics_only_its_results_and_the_learning_rate(gdexp, store):

@@ -27,6 +27,10 @@ from gdexp.core.errors import ConfigError
 
 log = logging.getLogger("gdexp")
 
+# Hydra's logging set-up is left out of a sweep from Python: it would point the notebook's root
+# logger at Hydra's handlers (and so print what the gdexp logger says). The store is the same.
+_QUIET = ("hydra/job_logging=none", "hydra/hydra_logging=none")
+
 def run(overrides: list[str] | tuple[str, ...] = (), *, verbose: bool = False) -> dict:
     """One run, as `gdexp OVERRIDES...` would make it; returns its summary row.
 
@@ -173,7 +177,7 @@ def sweep(overrides: list[str] | tuple[str, ...] = (), *, verbose: bool = False)
         folder = f"multirun/{time.strftime('%Y-%m-%d')}/{time.strftime('%H-%M-%S')}-{secrets.token_hex(3)}"
         argv.append(f"hydra.sweep.dir={folder}")
     with console(verbose), _root_logging_kept():
-        hydra_app(argv, task, typed)
+        hydra_app([*argv, *_QUIET], task, typed)
     sweep_plan = read_plan(Path(folder))
     if sweep_plan is None:
         raise RuntimeError(f"gdexp.sweep({list(overrides)!r}) ran no sweep (no plan in {folder})")
