@@ -1,9 +1,11 @@
 """Runs that share a loss and an optimizer descend together, as rows of one vectorized batch."""
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
-from gdexp.core.descent import Options, descend
+from gdexp.core.descent import Options, Progress, descend
 from gdexp.core.params import switches
 from gdexp.core.result import Result
 from gdexp.core.spec import RunSpec
@@ -12,6 +14,9 @@ from gdexp.core.stopping import StoppingRules
 # The curve records one chunk of runs may hold at once (chunks): a sweep's peak memory is about
 # this plus what the process holds anyway (~0.5 GB with MLflow and Hydra imported).
 CHUNK_BYTES = 512 * 2**20
+
+# chunks(watch=...): a batch's indices into the specs -> its descent's callback (or None).
+Watch = Callable[[list[int]], Callable[[Progress], None] | None]
 
 
 def execute(specs: list[RunSpec]) -> list[Result]:
@@ -32,7 +37,7 @@ def execute_isolated(specs: list[RunSpec]) -> list[Result | Exception]:
     return out
 
 
-def chunks(specs: list[RunSpec], budget: int = CHUNK_BYTES):
+def chunks(specs: list[RunSpec], budget: int = CHUNK_BYTES, watch: Watch | None = None):
     """Descend the runs chunk by chunk: yields (indices into specs, outcomes) for each chunk.
 
     Runs with equal batch_key descend together, in chunks of as many rows as fit `budget`
@@ -41,6 +46,10 @@ def chunks(specs: list[RunSpec], budget: int = CHUNK_BYTES):
     to one batch of every run. A chunk that raises is descended again one row at a time,
     so only the runs that fail on their own get the error: a batched sweep records the
     same outcomes as one run at a time. A run's outcome is its Result or its exception.
+
+    watch: called with a batch's indices into specs just before it descends (again, one row
+    at a time, after a batch that raised); what it returns, if not None, is the descent's
+    `callback` (gdexp.core.descent.descend), its rows in that order.
     """
     groups: dict[str, list[int]] = {}
     for i, spec in enumerate(specs):
@@ -50,15 +59,16 @@ def chunks(specs: list[RunSpec], budget: int = CHUNK_BYTES):
         for start in range(0, len(rows), size):
             part = rows[start:start + size]
             try:
-                outcomes = descend_batch([specs[i] for i in part])
+                outcomes = descend_batch([specs[i] for i in part], watch and watch(part))
             except Exception as exc:
-                outcomes = [exc] if len(part) == 1 else [_alone(specs[i]) for i in part]
+                outcomes = [exc] if len(part) == 1 else [_alone(specs[i], watch and watch([i])) for i in part]
             yield part, outcomes
 
 
-def descend_batch(batch: list[RunSpec]) -> list[Result]:
+def descend_batch(batch: list[RunSpec], callback: Callable[[Progress], None] | None = None) -> list[Result]:
     """One vectorized descent over runs of equal batch_key: each row its own
-    hyper-parameters, schedule values, seed, start point and stopping rules."""
+    hyper-parameters, schedule values, seed, start point and stopping rules
+    (callback: see gdexp.core.descent.descend)."""
     target = batch[0].optimizer.target
     optimizer = target(**_stacked([s.optimizer.params for s in batch], shared=switches(target)))
     x0 = np.stack([s.x0 for s in batch])
@@ -68,7 +78,7 @@ def descend_batch(batch: list[RunSpec]) -> list[Result]:
                       seeds=np.array([s.config["seed"] for s in batch], dtype=np.int64),
                       eval_every=int(tracking.get("eval_every", 0) or 0),
                       sharpness_every=int(tracking.get("sharpness_every", 0) or 0))
-    return descend(batch[0].loss, optimizer, x0, rules, options)
+    return descend(batch[0].loss, optimizer, x0, rules, options, callback)
 
 
 def _schedule(batch: list[RunSpec], rules: StoppingRules):
@@ -91,8 +101,8 @@ def _number_like(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _alone(spec: RunSpec) -> Result | Exception:
+def _alone(spec: RunSpec, callback=None) -> Result | Exception:
     try:
-        return descend_batch([spec])[0]
+        return descend_batch([spec], callback)[0]
     except Exception as exc:
         return exc

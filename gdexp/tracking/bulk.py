@@ -23,7 +23,8 @@ from gdexp.tracking.record import log_dataset, write_run
 from gdexp.tracking.store import Store, unreachable
 
 
-def write_chunk(store: Store, specs: list, outcomes: list, *, parent_id: str | None, keep_dir: Path) -> list[dict]:
+def write_chunk(store: Store, specs: list, outcomes: list, *, parent_id: str | None, keep_dir: Path,
+                timings: list | None = None) -> list[dict]:
     """Record finished descents; returns each run's row (gdexp.tracking.content.run_row), in order.
 
     Args:
@@ -33,18 +34,25 @@ def write_chunk(store: Store, specs: list, outcomes: list, *, parent_id: str | N
             FAILED with its params and error, as in gdexp.tracking.record.terminating).
         parent_id: the sweep's parent run.
         keep_dir: where runs the store does not take are kept (gdexp-unrecorded/).
+        timings: each run's gdexp.tracking.live.Timing (its descent's start and end, the live
+            run it was written as while it descended, written over here); None: now and now.
     """
     if not _fast(store):
         return [write_run(store, spec, lambda o=outcome: _unwrap(o), parent_id=parent_id, keep_dir=keep_dir,
-                          swallow=True, done=True) for spec, outcome in zip(specs, outcomes)]
+                          swallow=True, done=True, times=(t.start, t.end) if t else None)
+                for spec, outcome, t in zip(specs, outcomes, timings or [None] * len(specs))]
     from gdexp.tracking.fast.records import RunRecord, artifact_uri
     from gdexp.tracking.fast.write import write_runs
 
     now = int(time.time() * 1000)
     curve_points = [spec.config["tracking"]["curve_points"] for spec in specs]
     records = [RunRecord(store.experiment_id, spec.run_name, **_record(spec, outcome, parent_id, points, now),
-                         start_time=now, end_time=now)
-               for spec, outcome, points in zip(specs, outcomes, curve_points)]
+                         start_time=t.start if t else now, end_time=t.end if t else now)
+               for spec, outcome, points, t in zip(specs, outcomes, curve_points, timings or [None] * len(specs))]
+    live = [t.run_id for t in timings or [] if t.run_id]
+    for record, t in zip(records, timings or []):
+        if t.run_id:
+            record.run_id = t.run_id
     remote, failed = [], {}
     for i, (record, spec, outcome) in enumerate(zip(records, specs, outcomes)):
         if isinstance(outcome, BaseException):
@@ -63,7 +71,7 @@ def write_chunk(store: Store, specs: list, outcomes: list, *, parent_id: str | N
             record.tags.update(content.error_tag(failed[i]))
     try:
         with interrupts.deferred():  # Ctrl-C or SIGTERM lands after the chunk's transaction, not inside it
-            write_runs(store.uri, records)
+            write_runs(store.uri, records, replace=bool(live))
     except Exception as exc:
         if not unreachable(exc):
             raise
