@@ -19,19 +19,20 @@ CHUNK_BYTES = 512 * 2**20
 Watch = Callable[[list[int]], Callable[[Progress], None] | None]
 
 
-def execute(specs: list[RunSpec]) -> list[Result]:
-    """Descend every run, batching runs with equal ``batch_key``; the first error is raised."""
-    out = execute_isolated(specs)
+def execute(specs: list[RunSpec], watch: Watch | None = None) -> list[Result]:
+    """Descend every run, batching runs with equal ``batch_key``; the first error is raised
+    (watch: as for `chunks`)."""
+    out = execute_isolated(specs, watch)
     for outcome in out:
         if isinstance(outcome, Exception):
             raise outcome
     return out
 
 
-def execute_isolated(specs: list[RunSpec]) -> list[Result | Exception]:
+def execute_isolated(specs: list[RunSpec], watch: Watch | None = None) -> list[Result | Exception]:
     """Like execute, but a run that raises yields its error and the others still run."""
     out: list[Result | Exception | None] = [None] * len(specs)
-    for rows, outcomes in chunks(specs):
+    for rows, outcomes in chunks(specs, watch=watch):
         for i, outcome in zip(rows, outcomes):
             out[i] = outcome
     return out

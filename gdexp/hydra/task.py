@@ -10,6 +10,7 @@ from gdexp.core.batch import execute
 from gdexp.core.errors import ConfigError
 from gdexp.core.outcomes import DIVERGED, UNRECORDED
 from gdexp.core.spec import RunSpec, plan
+from gdexp.hydra.launchers.progress import progress
 from gdexp.hydra.schema import check_top_level
 from gdexp.tracking import env, guards
 from gdexp.tracking.config import check_tracking
@@ -48,8 +49,11 @@ def task(cfg: DictConfig) -> dict:
     spec = plan_job(to_config(cfg))
     hydra = HydraConfig.get() if HydraConfig.initialized() else None
     store = sweep_job_store(spec, hydra.sweeper.get("_target_")) if in_sweep else single_store(spec)
-    row = write_run(store, spec, lambda: execute([spec])[0], parent_id=env.get(env.PARENT_RUN) if in_sweep else None,
-                    keep_dir=keep_folder(), swallow=in_sweep)
+    # A single run shows its descent's progress (a job of a sweep: its launcher's bar, if any).
+    with progress([spec.config["stopping"]["maxiter"]] if not in_sweep else []) as bar:
+        row = write_run(store, spec, lambda: execute([spec], watch=None if in_sweep else bar.watch)[0],
+                        parent_id=env.get(env.PARENT_RUN) if in_sweep else None, keep_dir=keep_folder(),
+                        swallow=in_sweep)
     if hydra is not None:
         write_job_log(Path(str(hydra.runtime.output_dir)), hydra.job.name, row)
     _last[:] = [row]

@@ -25,9 +25,12 @@ REFRESH_S = 0.25  # the descent callback looks at the batch no more often than t
 def progress(budgets: list[int]):
     """Yields a bar over runs with these step budgets: `update(row)` counts one run recorded,
     `watch(rows)` gives the descent callback of a batch of them (gdexp.core.batch.chunks)."""
+    if not budgets or not sys.stderr.isatty():  # CI, pipes, files: no bar, not even tqdm's import
+        yield _Bar(None, np.asarray(budgets, dtype=np.int64))
+        return
     from tqdm import tqdm
 
-    # disable=None: tqdm turns itself off when stderr is not a TTY (CI, pipes, files).
+    # disable=None: tqdm's own check of the terminal, as above.
     with tqdm(total=int(sum(budgets)), unit="step", unit_scale=True, desc="gdexp", file=sys.stderr, disable=None,
               dynamic_ncols=True, leave=False, mininterval=REFRESH_S) as bar:
         yield _Bar(bar, np.asarray(budgets, dtype=np.int64))
@@ -36,6 +39,7 @@ def progress(budgets: list[int]):
 class _Bar:
     def __init__(self, bar, budgets: np.ndarray):
         self._bar, self._budgets = bar, budgets
+        self._off = bar is None or bool(bar.disable)
         self._closed = 0           # steps of the batches that ended
         self._diverged = 0         # runs of those batches that diverged
         self._running = self._batch_diverged = self._failed = self._recorded = 0
@@ -50,7 +54,7 @@ class _Bar:
 
     def watch(self, rows: list[int]):
         """The descent callback of the batch of `rows` (indices into the budgets); None when off."""
-        if self._bar.disable:
+        if self._off:
             return None
         budgets = self._budgets[rows]
         last = [0.0]
@@ -76,7 +80,7 @@ class _Bar:
         return callback
 
     def _show(self) -> None:
-        if self._bar.disable:
+        if self._off:
             return
         self._shown = time.monotonic()
         self._bar.set_postfix(running=self._running, diverged=self._diverged + self._batch_diverged,
