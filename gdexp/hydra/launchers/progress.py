@@ -6,7 +6,7 @@ its whole budget done, so the bar ends full and tqdm's estimate of the time left
 bound), and shows the runs still descending, the diverged and failed ones so far and the runs
 recorded:
 
-    gdexp:  41%|████      | 8.20M/20.0M steps [00:12<00:17, running=12, diverged=3, failed=0, recorded=0/20]
+    gdexp:  41%|████      | 8.20M/20.0M [00:12<00:17, 683kstep/s, diverged=3, failed=0, recorded=0/20, running=12]
 """
 from __future__ import annotations
 
