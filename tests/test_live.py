@@ -26,6 +26,54 @@ SWEEP = ["-m", "loss=booth", "optimizer.lr=0.01,0.2", "stopping.maxiter=20000,15
 LONGEST = "booth-gd-lr=0.01-maxiter=150000"
 
 
+@pytest.mark.parametrize("loss_name, patience", [("booth", 0), ("rosenbrock", 0), ("quadratic", 50)])
+def test_the_descent_callback_sees_each_row_as_it_is_and_changes_nothing(loss_name, patience):
+    """What a descent callback reads (gdexp.core.descent.Progress) is each row's curve so far: a
+    prefix of its final curve, bit for bit; a stopped row's Result as it ends; and the results
+    with a callback are those without."""
+    import numpy as np
+
+    from gdexp.core.descent import descend
+    from gdexp.core.losses import make_loss
+    from gdexp.core.optimizers import make_optimizer
+    from gdexp.core.stopping import StoppingRules
+
+    loss = make_loss(loss_name)
+    lrs = np.array([1e-4, 1e-3, 1.5, 2e-3])  # 1.5 diverges on all three
+    rules = StoppingRules.of([dict(maxiter=3000, gtol=1e-12, patience=patience, min_delta=0.0,
+                                   divergence_factor=1e4)] * len(lrs))
+
+    def run(callback=None):
+        return descend(loss, make_optimizer("gd", lr=lrs), np.tile(loss.default_init(), (len(lrs), 1)), rules,
+                       callback=callback)
+
+    seen = []
+
+    def callback(progress):
+        if progress.step % 7 == 0 or not progress.running:
+            seen.append((progress.step, progress.running, progress.stopped.copy(), progress.diverged.copy(),
+                         [progress.result(i) for i in range(progress.size)]))
+
+    watched, plain = run(callback), run()
+    for a, b in zip(watched, plain):
+        assert (a.status, a.iterations) == (b.status, b.iterations)
+        np.testing.assert_array_equal(a.loss, b.loss)
+        np.testing.assert_array_equal(a.path, b.path)
+    assert len(seen) > 3 and seen[-1][1] == 0 and seen[-1][2].all() and seen[-1][3][2] and watched[2].diverged
+    for step, running, stopped, diverged, results in seen:
+        assert running == (~stopped).sum()
+        assert (diverged == [r.diverged for r in results]).all()
+        for result, final in zip(results, watched):
+            if result.status == "running":
+                assert result.iterations == step < final.iterations
+                np.testing.assert_array_equal(result.loss, final.loss[: step + 1])
+                np.testing.assert_array_equal(result.grad_norm, final.grad_norm[: step + 1])
+                np.testing.assert_array_equal(result.x, final.path[step])
+            else:
+                assert (result.status, result.iterations) == (final.status, final.iterations)
+                np.testing.assert_array_equal(result.loss, final.loss)
+
+
 def _start(folder: Path, *args: str, stderr=subprocess.PIPE) -> subprocess.Popen:
     folder.mkdir()
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}"}

@@ -112,6 +112,7 @@ class Progress:
 
     def __init__(self, run: "_Batch", step: int):
         self._run, self.step, self.size, self.running = run, step, run.B, len(run.f)
+        self._work_row: np.ndarray | None = None  # batch row -> its row in the work arrays (x)
 
     @property
     def stopped(self) -> np.ndarray:
@@ -136,10 +137,12 @@ class Progress:
         if run.reason[i] != _RUNNING:
             return run._result(i)
         last = self.step
-        at = int(np.flatnonzero(np.arange(run.B)[run.rows] == i)[0])
+        if self._work_row is None:
+            self._work_row = np.full(run.B, -1)
+            self._work_row[np.arange(run.B)[run.rows]] = np.arange(self.running)
         return Result(status=STOP_REASONS[_RUNNING], stop_reason=STOP_REASONS[_RUNNING], iterations=last,
                       loss=run.losses[: last + 1, i], grad_norm=run.gnorms[: last + 1, i],
-                      path=None if run.params is None else run.params[: last + 1, i], x=run.x[at],
+                      path=None if run.params is None else run.params[: last + 1, i], x=run.x[self._work_row[i]],
                       lr=None if run.lrs is None else run.lrs[: last + 1, i], events=run._row_events(i, last))
 
 
