@@ -4,9 +4,12 @@ store allows it, else one run at a time through MLflow's client (gdexp.tracking.
 Both ways write the same content (gdexp.tracking.content) and return the same rows. The fast
 path writes every run of the chunk in one transaction, after their artifact files: a process
 killed half-way leaves none of the chunk's runs in the store (never one RUNNING or without its
-files), and `gdexp resume` runs them again. A store that stops answering (a server down, a full
-disk, a lock held past SQLite's timeout) is not a failure of the runs: they are kept on disk
-for `gdexp resume` (gdexp.tracking.pending), as the client path does.
+files), and `gdexp resume` runs them again. (A batch that descends long enough to be written
+live, gdexp.tracking.live, has its runs RUNNING until then: a kill -9 leaves those RUNNING,
+and `gdexp resume` closes them KILLED before it runs their configs again.) A store that stops
+answering (a server down, a full disk, a lock held past SQLite's timeout) is not a failure of
+the runs: they are kept on disk for `gdexp resume` (gdexp.tracking.pending), as the client
+path does.
 """
 from __future__ import annotations
 
