@@ -15,7 +15,9 @@ exactly as without live writes.
 Live writes go through the fast path only (SQLite and PostgreSQL stores): MLflow's API cannot
 take back a metric point, so on a tracking server the runs appear when their batch ends (their
 start and end are still their own). They never cost more than MAX_SHARE of the descent's
-time: a batch of thousands of long runs is written less often than every `live_every` seconds.
+time (their cost estimated from the points to write, then measured): a batch of thousands of
+runs is first written once it has descended long enough, and less often than every
+`live_every` seconds.
 A live write that fails says so in one line and turns live writes off for the process; the
 sweep goes on. A process killed mid-batch leaves its live runs RUNNING: `gdexp resume` closes
 them KILLED and runs their configs again (Ctrl-C and SIGTERM close them KILLED at once).
@@ -31,6 +33,9 @@ from gdexp.tracking import content, interrupts
 
 LIVE_START_S = 1.0  # a batch still descending after this long has its runs written RUNNING
 MAX_SHARE = 0.1     # live writes take at most this share of a batch's descent time
+# A metric point's cost to the store, written live and then deleted by the next write, before
+# one is measured: the fast path's ~6 us a point, twice, with room for a loaded machine.
+POINT_COST_S = 30e-6
 
 
 @dataclass
@@ -97,6 +102,9 @@ class _LiveBatch:
         self.every = every
         self.due = started + LIVE_START_S if every > 0 else float("inf")
         self.written: set[int] = set()  # rows whose stopped state is in the store
+        self.point_cost = POINT_COST_S   # seconds a point, measured by each write
+        self.series = 2 + (not specs[0].constant_rate)  # loss, grad_norm (and lr under a schedule)
+        self.points = min(int(s.config["tracking"]["curve_points"]) for s in specs)
 
     def __call__(self, progress) -> None:
         if progress.running != self.running:  # rows stopped in this block: their end is now
@@ -106,14 +114,22 @@ class _LiveBatch:
                 timing = self.timeline.times[self.rows[j]]
                 if timing.end is None:
                     timing.end = now
-        if progress.running and time.time() >= self.due and not self.timeline.off:
-            began = time.time()
-            self._write(progress)
-            spent = time.time() - began
-            self.due = time.time() + max(self.every, spent / MAX_SHARE)
+        now = time.time()
+        if not progress.running or now < self.due or self.timeline.off:
+            return
+        # Its cost (the points now, written and later deleted) within MAX_SHARE of the descent so far:
+        # a chunk of thousands of runs is written only once it has descended long enough.
+        points = (len(self.rows) - len(self.written)) * min(self.points, progress.step + 1) * self.series
+        if 2 * points * self.point_cost > MAX_SHARE * (now - self.started):
+            return
+        written = self._write(progress)
+        spent = time.time() - now
+        if written:
+            self.point_cost = spent / written
+        self.due = time.time() + max(self.every, spent / MAX_SHARE)
 
-    def _write(self, progress) -> None:
-        """The batch's runs as they are now, over what the store had of them."""
+    def _write(self, progress) -> int:
+        """The batch's runs as they are now, over what the store had of them; returns the points written."""
         from gdexp.tracking import bulk
         from gdexp.tracking.fast.records import LIVE, RunRecord
         from gdexp.tracking.fast.write import write_runs
@@ -153,6 +169,7 @@ class _LiveBatch:
             timeline.off = True
             print(f"gdexp: live writes stopped ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
                   "the runs are recorded when their batch ends", file=sys.stderr)
+        return sum(len(record.metrics) for _, pairs in groups.values() for _, record in pairs)
 
 
 def _now_ms() -> int:
