@@ -5,8 +5,8 @@
 
 Two workloads, each run as a user types it (`gdexp -m ...` in a subprocess, fresh SQLite
 store), with tracking.live_every=10 (the default), =1 (a write every second) and =0
-(off), interleaved so that load on the machine hits all alike; medians printed, and
-each against off:
+(off), after one untimed warm-up, interleaved in rotating order so that load on the
+machine hits all alike; medians printed, and each against off:
   reference  `--runs` learning rates log-spaced 1e-5..1e-2, GD on Rosenbrock from
              (-1.5, 2), 10,000 steps (benchmarks/bench_sweep.py's workload);
   long       20 learning rates log-spaced 1e-4..1e-1 on booth, `--long-steps` steps
@@ -59,8 +59,9 @@ def main() -> None:
     args = parser.parse_args()
     for name, argv in (("reference", reference(args.runs)), ("long", long_sweep(args.long_steps))):
         times: dict[float, list[float]] = {s: [] for s in SETTINGS}
-        for _ in range(args.repeat):
-            for setting in SETTINGS:
+        end_to_end(argv, 0)  # a warm-up, not timed: the first sweep pays cold caches and the store template
+        for k in range(args.repeat):
+            for setting in SETTINGS[k % 3:] + SETTINGS[:k % 3]:  # each setting first in turn
                 times[setting].append(end_to_end(argv, setting))
         off = median(times[0])
         print(f"{name}: gdexp {' '.join(argv)}")

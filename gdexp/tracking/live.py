@@ -34,8 +34,8 @@ from gdexp.tracking import content, interrupts
 LIVE_START_S = 1.0  # a batch still descending after this long has its runs written RUNNING
 MAX_SHARE = 0.1     # live writes take at most this share of a batch's descent time
 # A metric point's cost to the store, written live and then deleted by the next write, before
-# one is measured: the fast path's ~6 us a point, twice, with room for a loaded machine.
-POINT_COST_S = 30e-6
+# one is measured: about the fast path's ~6 us a point (benchmarks/bench_write.py).
+POINT_COST_S = 10e-6
 
 
 @dataclass
