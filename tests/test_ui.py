@@ -268,3 +268,81 @@ def test_a_run_whose_loss_overflowed_shows_its_loss_and_grad_norm_charts(page, r
         assert traces and all(x == steps and [float(v) for v in y] == [m.value for m in history]
                               for x, y in traces), metric
     page.screenshot(path=tmp_path / "charts.png")
+
+
+# A sweep still descending: lr=0.2 diverges at once, lr=0.01 descends for as long as the test
+# lasts (stopped with SIGTERM at the end), written live every second (gdexp.tracking.live).
+LIVE_SWEEP = ("-m", "loss=booth", "optimizer.lr=0.01,0.2", "stopping.maxiter=100000000", "stopping.gtol=0",
+              "tracking.live_every=1")
+LIVE_WAIT_S = 300  # for the store to show the run's curve grown (a loaded 2-core machine)
+
+
+@pytest.fixture
+def live_sweep(tmp_path):
+    """A sweep running in its own process, its store and folder: yields (store, client, its long run)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    folder = tmp_path / "live"
+    folder.mkdir()
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
+    env.pop("GDEXP_PARENT_RUN_ID", None)
+    process = subprocess.Popen([sys.executable, "-c", "from gdexp.commands.main import main; main()", *LIVE_SWEEP,
+                                f"hydra.sweep.dir={folder / 'sweep'}"], cwd=folder, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + LIVE_WAIT_S
+        while not (folder / "sweep" / "gdexp-plan.json").exists():  # the store made, the parent opened
+            assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+            time.sleep(0.2)
+        client = MlflowClient(uri)
+        long_run = None
+        while long_run is None or not client.get_metric_history(long_run.info.run_id, "loss"):
+            assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+            found = client.search_runs(["1"], "params.`optimizer.lr` = '0.01'")
+            long_run = found[0] if found else None
+            time.sleep(0.5)
+        yield SimpleNamespace(uri=uri, folder=folder, client=client, run=long_run)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=120)
+
+
+@pytest.mark.ui
+def test_a_chart_of_a_run_still_descending_gains_points(page, live_sweep, tmp_path):
+    """Issue 25: runs show RUNNING while they descend, their charts growing."""
+    import time
+
+    from playwright.sync_api import expect
+
+    run, client = live_sweep.run, live_sweep.client
+    assert client.get_run(run.info.run_id).info.status == "RUNNING"
+    with serve(live_sweep.uri, live_sweep.folder) as url:
+        def drawn_steps(shot: str) -> list[int]:
+            """The loss chart's steps, as plotly draws them on the run's page (loaded anew: the
+            app keeps the histories it fetched while the page stays open)."""
+            page.goto(f"{url}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}")
+            page.reload()
+            expect(page.get_by_role("heading", name=run.info.run_name, exact=True)).to_be_visible()
+            page.get_by_role("tab", name="Model metrics").click()
+            card = page.get_by_test_id(CHART_CARD).filter(has=page.get_by_role("heading", name="loss", exact=True))
+            plot = card.locator(".js-plotly-plot")
+            expect(plot.locator("path.js-line").first).to_be_visible()
+            page.screenshot(path=tmp_path / shot)
+            traces = plot.evaluate("g => g.data.map(t => Array.from(t.x))")
+            assert traces and all(x == traces[0] for x in traces)  # plotly's traces of the one curve
+            return traces[0]
+
+        first = drawn_steps("live-1.png")
+        assert len(first) >= 2
+        deadline = time.monotonic() + LIVE_WAIT_S
+        while max(m.step for m in client.get_metric_history(run.info.run_id, "loss")) <= max(first):
+            assert time.monotonic() < deadline, "the run's curve did not grow in the store"
+            time.sleep(0.5)
+        second = drawn_steps("live-2.png")  # the page opened again, as a user reloads it
+        assert max(second) > max(first) and len(second) <= 320  # more steps, sampled as the final curve is
+        assert client.get_run(run.info.run_id).info.status == "RUNNING"

@@ -25,6 +25,7 @@ Per step t = 0, 1, ... of each run (step 0 is the start):
 # Kept whole (over ~300 lines): the fast loop's named steps beside descend_reference, their spec.
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,6 +40,7 @@ from gdexp.core.stopping import StoppingRules
 
 _RUNNING = 0  # STOP_REASONS[0]: the row is still running
 _REASON = {name: code for code, name in enumerate(STOP_REASONS)}
+_DIVERGED = [code for code, name in enumerate(STOP_REASONS) if STATUS_OF_REASON.get(name) == DIVERGED]
 
 # Parameters are kept at every step only while they are few enough to plot.
 MAX_TRACKED_DIM = 10
@@ -69,7 +71,8 @@ class Options:
     prune: object | None = None
 
 
-def descend(loss, optimizer, x0: np.ndarray, rules: StoppingRules, options: Options = Options()) -> list[Result]:
+def descend(loss, optimizer, x0: np.ndarray, rules: StoppingRules, options: Options = Options(),
+            callback: Callable[[Progress], None] | None = None) -> list[Result]:
     """Run gradient descent on every row of x0 until each row stops.
 
     Args:
@@ -78,6 +81,10 @@ def descend(loss, optimizer, x0: np.ndarray, rules: StoppingRules, options: Opti
         x0: (B, dim) start points.
         rules: per-row stopping rules.
         options: schedule, mini-batches, evaluations, sharpness.
+        callback: called with a `Progress` after every block of steps (at most _BLOCK = 32
+            steps; one step where the rules need every step), the last time once every row has
+            stopped; it must be cheap and must not change the arrays it sees (autograd's
+            `sgd(..., callback=None)`: logging stays out of the loop).
 
     Returns:
         One Result per row, in row order.
@@ -92,9 +99,57 @@ def descend(loss, optimizer, x0: np.ndarray, rules: StoppingRules, options: Opti
             run.steps(t0, t1)
             run.check(t0, t1)
             run.halve(t1)
+            if callback is not None:
+                callback(Progress(run, t1))
             t0 = t1 + 1
         run.finish()
     return run.results()
+
+
+class Progress:
+    """A batch's descent as a `descend` callback sees it after a block of steps: read-only views,
+    each computed when asked (a callback that only looks at the clock costs nothing else).
+
+    Attributes:
+        step: the last step done by the rows still running in that block.
+        size: B, the rows of the batch.
+        running: how many rows are still running.
+    """
+
+    def __init__(self, run: "_Batch", step: int):
+        self._run, self.step, self.size, self.running = run, step, run.B, len(run.f)
+        self._work_row: np.ndarray | None = None  # batch row -> its row in the work arrays (x)
+
+    @property
+    def stopped(self) -> np.ndarray:
+        """(B,) bool, whether each row has stopped."""
+        return self._run.reason != _RUNNING
+
+    @property
+    def diverged(self) -> np.ndarray:
+        """(B,) bool, whether each row has stopped diverged."""
+        return np.isin(self._run.reason, _DIVERGED)
+
+    @property
+    def stop_step(self) -> np.ndarray:
+        """(B,) each stopped row's stop step (meaningless for a running row)."""
+        return self._run.stop_step
+
+    def result(self, i: int) -> Result:
+        """Row i's curves so far: a stopped row's Result (without the evaluation at its stop step,
+        which comes after the loop), or for a running row a Result of status ``running`` up to
+        `step` (its x the point at `step`)."""
+        run = self._run
+        if run.reason[i] != _RUNNING:
+            return run._result(i)
+        last = self.step
+        if self._work_row is None:
+            self._work_row = np.full(run.B, -1)
+            self._work_row[np.arange(run.B)[run.rows]] = np.arange(self.running)
+        return Result(status=STOP_REASONS[_RUNNING], stop_reason=STOP_REASONS[_RUNNING], iterations=last,
+                      loss=run.losses[: last + 1, i], grad_norm=run.gnorms[: last + 1, i],
+                      path=None if run.params is None else run.params[: last + 1, i], x=run.x[self._work_row[i]],
+                      lr=None if run.lrs is None else run.lrs[: last + 1, i], events=run._row_events(i, last))
 
 
 class _Batch:

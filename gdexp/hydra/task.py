@@ -7,6 +7,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from gdexp.hydra.jobs import keep_folder, single_store, sweep_job_store, write_job_log
 from gdexp.hydra.launchers.orphans import stop_with_sweep
+from gdexp.hydra.launchers.progress import progress
 from gdexp.hydra.schema import check_top_level
 from gdexp.results.ties import check_summary
 from gdexp.specs.batch import execute
@@ -55,8 +56,11 @@ def task(cfg: DictConfig) -> dict:
     choices = dict(hydra.runtime.choices) if hydra is not None else None
     spec = job_spec(to_config(cfg), tuple(swept.get("name_keys", ())), tuple(swept.get("varied", ())), choices)
     store = sweep_job_store(spec, hydra.sweeper.get("_target_")) if in_sweep else single_store(spec)
-    row = write_run(store, spec, lambda: execute([spec])[0], parent_id=env.get(env.PARENT_RUN) if in_sweep else None,
-                    keep_dir=keep_folder(), swallow=in_sweep)
+    # A single run shows its descent's progress (a job of a sweep: its launcher's bar, if any).
+    with progress([spec.config["stopping"]["maxiter"]] if not in_sweep else []) as bar:
+        row = write_run(store, spec, lambda: execute([spec], watch=None if in_sweep else bar.watch)[0],
+                        parent_id=env.get(env.PARENT_RUN) if in_sweep else None, keep_dir=keep_folder(),
+                        swallow=in_sweep)
     if hydra is not None:
         write_job_log(Path(str(hydra.runtime.output_dir)), hydra.job.name, row)
     return row

@@ -1,10 +1,12 @@
 """Runs that share a loss and an optimizer descend together, as rows of one vectorized batch."""
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
+from gdexp.core.descent import Options, Progress, descend
 from gdexp.specs import halving
-from gdexp.core.descent import Options, descend
 from gdexp.core.params import switches
 from gdexp.core.result import Result
 from gdexp.specs.run_spec import RunSpec
@@ -15,26 +17,30 @@ from gdexp.core.threads import descent_threads, limited_threads
 # this plus what the process holds anyway (~0.5 GB with MLflow and Hydra imported).
 CHUNK_BYTES = 512 * 2**20
 
+# chunks(watch=...): a batch's indices into the specs -> its descent's callback (or None).
+Watch = Callable[[list[int]], Callable[[Progress], None] | None]
 
-def execute(specs: list[RunSpec]) -> list[Result]:
-    """Descend every run, batching runs with equal ``batch_key``; the first error is raised."""
-    out = execute_isolated(specs)
+
+def execute(specs: list[RunSpec], watch: Watch | None = None) -> list[Result]:
+    """Descend every run, batching runs with equal ``batch_key``; the first error is raised
+    (watch: as for `chunks`)."""
+    out = execute_isolated(specs, watch)
     for outcome in out:
         if isinstance(outcome, Exception):
             raise outcome
     return out
 
 
-def execute_isolated(specs: list[RunSpec]) -> list[Result | Exception]:
+def execute_isolated(specs: list[RunSpec], watch: Watch | None = None) -> list[Result | Exception]:
     """Like execute, but a run that raises yields its error and the others still run."""
     out: list[Result | Exception | None] = [None] * len(specs)
-    for rows, outcomes in chunks(specs):
+    for rows, outcomes in chunks(specs, watch=watch):
         for i, outcome in zip(rows, outcomes):
             out[i] = outcome
     return out
 
 
-def chunks(specs: list[RunSpec], budget: int = CHUNK_BYTES):
+def chunks(specs: list[RunSpec], budget: int = CHUNK_BYTES, watch: Watch | None = None):
     """Descend the runs chunk by chunk: yields (indices into specs, outcomes) for each chunk.
 
     Runs with equal batch_key descend together, in chunks of as many rows as fit `budget`
@@ -47,6 +53,10 @@ def chunks(specs: list[RunSpec], budget: int = CHUNK_BYTES):
     A chunk that raises is descended again one row at a time,
     so only the runs that fail on their own get the error: a batched sweep records the
     same outcomes as one run at a time. A run's outcome is its Result or its exception.
+
+    watch: called with a batch's indices into specs just before it descends (again, one row
+    at a time, after a batch that raised); what it returns, if not None, is the descent's
+    `callback` (gdexp.core.descent.descend), its rows in that order.
     """
     groups: dict[str, list[int]] = {}
     for i, spec in enumerate(specs):
@@ -57,9 +67,9 @@ def chunks(specs: list[RunSpec], budget: int = CHUNK_BYTES):
         for part in _cut(rows, size, specs):
             with limited_threads(threads):  # one BLAS thread by default: gdexp.core.threads
                 try:
-                    outcomes = descend_batch([specs[i] for i in part])
+                    outcomes = descend_batch([specs[i] for i in part], callback=watch and watch(part))
                 except Exception as exc:
-                    outcomes = [exc] if len(part) == 1 else [_alone(specs[i]) for i in part]
+                    outcomes = [exc] if len(part) == 1 else [_alone(specs[i], watch and watch([i])) for i in part]
             yield part, outcomes
 
 
@@ -80,9 +90,11 @@ def _cut(rows: list[int], size: int, specs: list[RunSpec]) -> list[list[int]]:
     return out
 
 
-def descend_batch(batch: list[RunSpec], prune=None) -> list[Result]:
+def descend_batch(batch: list[RunSpec], prune=None,
+                  callback: Callable[[Progress], None] | None = None) -> list[Result]:
     """One vectorized descent over runs of equal batch_key: each row its own
-    hyper-parameters, schedule values, seed, start point and stopping rules.
+    hyper-parameters, schedule values, seed, start point and stopping rules
+    (callback: see gdexp.core.descent.descend).
 
     `prune`: the pruner (gdexp.core.pruning) instead of the one the configs ask for
     (`gdexp rerun` replays a pruned run's prune step with pruning.Replay)."""
@@ -96,7 +108,7 @@ def descend_batch(batch: list[RunSpec], prune=None) -> list[Result]:
                       eval_every=int(tracking.get("eval_every", 0) or 0),
                       sharpness_every=int(tracking.get("sharpness_every", 0) or 0),
                       prune=prune if prune is not None else halving.of([s.config for s in batch]))
-    return descend(batch[0].loss, optimizer, x0, rules, options)
+    return descend(batch[0].loss, optimizer, x0, rules, options, callback)
 
 
 def _schedule(batch: list[RunSpec], rules: StoppingRules):
@@ -119,8 +131,8 @@ def _number_like(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _alone(spec: RunSpec) -> Result | Exception:
+def _alone(spec: RunSpec, callback=None) -> Result | Exception:
     try:
-        return descend_batch([spec])[0]
+        return descend_batch([spec], callback=callback)[0]
     except Exception as exc:
         return exc

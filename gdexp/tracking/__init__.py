@@ -13,6 +13,7 @@
 - plan.py        a sweep's plan (jobs, config hashes, its process), for `gdexp resume` and reports
 - provenance.py  versions, platform and git state recorded on a sweep
 - bulk.py        a chunk of finished runs recorded at once, or kept on disk when the store cannot take it
+- live.py        each run's real start and end, and its record written while it descends (tracking.live_every)
 - fast/          the fast write path for finished runs into MLflow's SQL tables (fenced by schema revision)
 - content.py     a run's params, metrics, tags and files as values (no MLflow import)
 - config.py      the `tracking` config section

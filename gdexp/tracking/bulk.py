@@ -4,10 +4,13 @@ store allows it, else one run at a time through MLflow's client (gdexp.tracking.
 Both ways write the same content (gdexp.tracking.content) and return the same rows. The fast
 path writes every run of the chunk in one transaction, after their artifact files: a process
 killed half-way leaves none of the chunk's runs in the store (never one RUNNING or without its
-files), and `gdexp resume` runs them again. A store that stops answering (a server down, a full
-disk, a lock another process holds past gdexp's wait, GDEXP_LOCK_WAIT_S) is not a failure of the
-runs: they are kept on disk for `gdexp resume` (gdexp.tracking.pending), as the client path does,
-and the artifact folders written for them are removed (no folder in mlartifacts/ without its run).
+files), and `gdexp resume` runs them again. (A batch that descends long enough to be written
+live, gdexp.tracking.live, has its runs RUNNING until then: a kill -9 leaves those RUNNING,
+and `gdexp resume` closes them KILLED before it runs their configs again.) A store that stops
+answering (a server down, a full disk, a lock another process holds past gdexp's wait,
+GDEXP_LOCK_WAIT_S) is not a failure of the runs: they are kept on disk for `gdexp resume`
+(gdexp.tracking.pending), as the client path does, and the artifact folders written for them
+are removed (no folder in mlartifacts/ without its run).
 """
 from __future__ import annotations
 
@@ -28,7 +31,8 @@ from gdexp.tracking.writes import wait_unlocked
 log = logging.getLogger(__name__)
 
 
-def write_chunk(store: Store, specs: list, outcomes: list, *, parent_id: str | None, keep_dir: Path) -> list[dict]:
+def write_chunk(store: Store, specs: list, outcomes: list, *, parent_id: str | None, keep_dir: Path,
+                timings: list | None = None) -> list[dict]:
     """Record finished descents; returns each run's row (gdexp.tracking.content.run_row), in order.
 
     Args:
@@ -38,6 +42,8 @@ def write_chunk(store: Store, specs: list, outcomes: list, *, parent_id: str | N
             FAILED with its params and error, as in gdexp.tracking.record.terminating).
         parent_id: the sweep's parent run.
         keep_dir: where runs the store does not take are kept (gdexp-unrecorded/).
+        timings: each run's gdexp.tracking.live.Timing (its descent's start and end, the live
+            run it was written as while it descended, written over here); None: now and now.
     """
     try:
         if store.down is not None:
@@ -49,15 +55,20 @@ def write_chunk(store: Store, specs: list, outcomes: list, *, parent_id: str | N
         return _keep_all(store, specs, outcomes, parent_id, exc, keep_dir, int(time.time() * 1000))
     if not fast:
         return [write_run(store, spec, lambda o=outcome: _unwrap(o), parent_id=parent_id, keep_dir=keep_dir,
-                          swallow=True, done=True) for spec, outcome in zip(specs, outcomes)]
+                          swallow=True, done=True, times=(t.start, t.end) if t else None)
+                for spec, outcome, t in zip(specs, outcomes, timings or [None] * len(specs))]
     from gdexp.tracking.fast.records import RunRecord, artifact_uri
     from gdexp.tracking.fast.write import write_runs
 
     now = int(time.time() * 1000)
     curve_points = [spec.config["tracking"]["curve_points"] for spec in specs]
     records = [RunRecord(store.experiment_id, spec.run_name, **_record(spec, outcome, parent_id, points, now),
-                         start_time=now, end_time=now)
-               for spec, outcome, points in zip(specs, outcomes, curve_points)]
+                         start_time=t.start if t else now, end_time=t.end if t else now)
+               for spec, outcome, points, t in zip(specs, outcomes, curve_points, timings or [None] * len(specs))]
+    live = [t.run_id for t in timings or [] if t.run_id]
+    for record, t in zip(records, timings or []):
+        if t.run_id:
+            record.run_id = t.run_id
     remote, failed, written = [], {}, []
     for i, (record, spec, outcome) in enumerate(zip(records, specs, outcomes)):
         if isinstance(outcome, BaseException):
@@ -78,7 +89,7 @@ def write_chunk(store: Store, specs: list, outcomes: list, *, parent_id: str | N
 
     def write():
         with interrupts.deferred():  # Ctrl-C or SIGTERM lands after the chunk's transaction, not inside it
-            write_runs(store.uri, records)
+            write_runs(store.uri, records, replace=bool(live))
 
     try:
         wait_unlocked(write, store.uri)  # the transaction rolled back: tried again while another process holds the lock

@@ -27,6 +27,9 @@ class TrackingConfig:
             divergence is judged); 0 = at the start and the end only.
         sharpness_every: steps between measurements of the sharpness, the largest
             eigenvalue of the loss's Hessian (logged with 2/lr); 0 = never.
+        live_every: seconds between writes of a sweep's runs while they descend (RUNNING,
+            their curves so far: gdexp.tracking.live); 0 = written when their batch ends. How a
+            run is watched, not what it is: left out of its record (content.recorded).
     """
 
     uri: str | None = None
@@ -34,6 +37,7 @@ class TrackingConfig:
     curve_points: Annotated[int, Range(ge=2, finite=False)] = 320
     eval_every: Annotated[int, Range(ge=0, finite=False)] = 100
     sharpness_every: Annotated[int, Range(ge=0, finite=False)] = 0
+    live_every: Annotated[float, Range(ge=0)] = 10.0
 
 
 def check_tracking(section: dict) -> dict:

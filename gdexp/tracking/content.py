@@ -33,6 +33,23 @@ STAND_IN = "gdexp:too-long"
 CURVE_COLUMNS = ("step", "loss", "grad_norm")
 
 
+# How a run is watched, not what it is (gdexp.tracking.live): left out of its record (params,
+# metrics, config.yaml), which is then the same whatever the setting.
+WATCH_KEYS = ("live_every",)
+
+
+def recorded(config: dict) -> dict:
+    """The config as a run's record holds it: without the tracking keys in WATCH_KEYS.
+
+    >>> recorded({"seed": 0, "tracking": {"curve_points": 320, "live_every": 10.0}})
+    {'seed': 0, 'tracking': {'curve_points': 320}}
+    """
+    tracking = config.get("tracking")
+    if not isinstance(tracking, dict) or not any(k in tracking for k in WATCH_KEYS):
+        return config
+    return {**config, "tracking": {k: v for k, v in tracking.items() if k not in WATCH_KEYS}}
+
+
 def flatten(config: dict, prefix: str = "") -> dict[str, object]:
     """Dotted keys of a nested config, values as they are (lists stay lists).
 
@@ -71,8 +88,8 @@ def param_text(value) -> str:
 
 
 def params(config: dict) -> dict[str, str]:
-    """The MLflow params of a run: its whole config, flattened."""
-    return {key: param_text(value) for key, value in flatten(config).items()}
+    """The MLflow params of a run: its whole config (as `recorded`), flattened."""
+    return {key: param_text(value) for key, value in flatten(recorded(config)).items()}
 
 
 def numeric_params(config: dict, varied: tuple[str, ...] = ()) -> dict[str, float]:
@@ -88,7 +105,7 @@ def numeric_params(config: dict, varied: tuple[str, ...] = ()) -> dict[str, floa
     def varies(key: str) -> bool:
         return key == "optimizer.lr" or any(key == k or key.startswith(f"{k}.") for k in varied)
 
-    return {key: float(v) for key, v in flatten(config).items()
+    return {key: float(v) for key, v in flatten(recorded(config)).items()
             if varies(key) and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
 
 
@@ -247,7 +264,7 @@ def write_artifacts(folder: Path, spec, result: Result) -> None:
     import yaml
 
     dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml when present: 10x faster
-    (folder / "config.yaml").write_text(yaml.dump(spec.config, Dumper=dumper, sort_keys=False))
+    (folder / "config.yaml").write_text(yaml.dump(recorded(spec.config), Dumper=dumper, sort_keys=False))
     (folder / "result.json").write_text(json.dumps(result_dict(spec, result), indent=2) + "\n")
     # No dictionary encoding (float curves never repeat: numpy-random floats cost it 3x the
     # write) and no column statistics (nothing filters on them): the same file, read back alike.

@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 
 def write_run(store: Store, spec, descent: Callable[[], Result], *, parent_id: str | None,
-              keep_dir: Path, swallow: bool, done: bool = False) -> dict:
+              keep_dir: Path, swallow: bool, done: bool = False, times: tuple[int, int] | None = None) -> dict:
     """Create the run, get its Result from `descent()`, record it, close it; return its row.
 
     Args:
@@ -32,6 +32,8 @@ def write_run(store: Store, spec, descent: Callable[[], Result], *, parent_id: s
             (the run is FAILED in MLflow either way): in a sweep, the others go on.
         done: the descent already happened (a batched sweep), so params go to MLflow
             with the curves in one request; otherwise they are logged first.
+        times: (start, end) of a descent that already happened, ms since the epoch: the
+            run's start and end time (None: the run starts now and ends when closed).
 
     Returns:
         The run's summary row (gdexp.tracking.content.run_row).
@@ -46,8 +48,9 @@ def write_run(store: Store, spec, descent: Callable[[], Result], *, parent_id: s
     try:
         if store.down is not None:
             raise store.down
-        info = start_run(store.client, store.experiment_id, spec, parent_id, log_params=not done)
-        with terminating(store.client, info.run_id, spec):
+        info = start_run(store.client, store.experiment_id, spec, parent_id, log_params=not done,
+                         start_time=times and times[0])
+        with terminating(store.client, info.run_id, spec, end_time=times and times[1]):
             result = descent()
             log_result(store.client, info, spec, result, curve_points, log_params=done, now=now)
     except Exception as exc:
@@ -64,21 +67,25 @@ def write_run(store: Store, spec, descent: Callable[[], Result], *, parent_id: s
     return content.run_row(spec, info.run_id, result, parent_id=parent_id)
 
 
-def start_run(cl, exp_id: str, spec, parent_id: str | None = None, log_params: bool = True):
+def start_run(cl, exp_id: str, spec, parent_id: str | None = None, log_params: bool = True,
+              start_time: int | None = None):
     """Create a run with the spec's identity tags (and params); returns its RunInfo.
 
     With log_params=False the params wait for `log_result`, which sends them with
-    the curves in one request: for a run whose descent is already done.
+    the curves in one request: for a run whose descent is already done (and started
+    at `start_time`, ms since the epoch; None: now).
     """
-    info = cl.create_run(exp_id, run_name=spec.run_name, tags=content.identity_tags(spec, parent_id)).info
+    info = cl.create_run(exp_id, start_time=start_time, run_name=spec.run_name,
+                         tags=content.identity_tags(spec, parent_id)).info
     if log_params:
         cl.log_batch(info.run_id, params=_params(spec))
     return info
 
 
 @contextmanager
-def terminating(cl, run_id: str, spec):
+def terminating(cl, run_id: str, spec, end_time: int | None = None):
     """Close the run FINISHED, FAILED (its params and error kept) or KILLED (Ctrl-C).
+    end_time: when a finished descent ended (ms since the epoch); None: now.
 
     A store that cannot be reached is not asked again (that would only repeat
     the client's retries): the error goes up with the run left as it was.
@@ -96,10 +103,10 @@ def terminating(cl, run_id: str, spec):
         # Logging the same param value twice is allowed: a run whose params went first keeps them.
         tags = [RunTag(k, v) for k, v in content.error_tag(f"{type(exc).__name__}: {exc}").items()]
         cl.log_batch(run_id, params=_params(spec), tags=tags)
-        cl.set_terminated(run_id, status="FAILED")
+        cl.set_terminated(run_id, status="FAILED", end_time=end_time)
         raise
     else:
-        cl.set_terminated(run_id, status="FINISHED")
+        cl.set_terminated(run_id, status="FINISHED", end_time=end_time)
 
 
 def log_result(cl, info, spec, result: Result, curve_points: int, log_params: bool = False,

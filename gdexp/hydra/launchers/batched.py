@@ -28,6 +28,7 @@ from gdexp.hydra.launchers.progress import progress
 from gdexp.hydra.jobs import keep_folder, sweep_job_store, write_job_log
 from gdexp.tracking import env
 from gdexp.tracking.bulk import write_chunk
+from gdexp.tracking.live import Timeline, Timing
 from gdexp.tracking.record import write_run
 
 log = logging.getLogger(__name__)
@@ -47,22 +48,28 @@ class BatchedLauncher(Launcher):
         specs = [composer.spec(job.overrides, job.num) for job in jobs]
         log.info(f"Launching {len(jobs)} jobs: descent in {len({s.batch_key for s in specs})} vectorized batch(es)")
         returns: list[JobReturn | None] = [None] * len(jobs)
-        with progress(len(jobs)) as bar:
+        sweeper = self.config.hydra.sweeper.get("_target_")
+        with progress([s.config["stopping"]["maxiter"] for s in specs]) as bar:
+            # Each run's start and end, and its record while it descends (tracking.live_every).
+            # A Hydra callback that wants each job's events gets each job's own run (_run_job): none live.
+            timeline = Timeline(specs, lambda spec: sweep_job_store(spec, sweeper), env.get(env.PARENT_RUN),
+                                then=bar.watch, off=_wants_job_events(self.hydra_context.callbacks))
             # Chunk by chunk: each is descended, recorded and let go before the next (bounded memory).
-            for rows, outcomes in chunks(specs):
+            for rows, outcomes in chunks(specs, watch=timeline):
                 for i, ret in zip(rows, self._record(composer, [jobs[i] for i in rows], [specs[i] for i in rows],
-                                                     outcomes)):
+                                                     outcomes, timeline.take(rows))):
                     returns[i] = ret
                     bar.update(ret.return_value)
         return returns
 
-    def _record(self, composer, jobs: list[Job], specs: list[RunSpec], outcomes: list) -> list[JobReturn]:
+    def _record(self, composer, jobs: list[Job], specs: list[RunSpec], outcomes: list,
+                timings: list[Timing]) -> list[JobReturn]:
         """Record one chunk's runs (one write per store where the store allows it) and their job folders."""
         sweeper = self.config.hydra.sweeper.get("_target_")
         parent_id = env.get(env.PARENT_RUN)
         if _wants_job_events(self.hydra_context.callbacks):
-            return [self._run_job(composer, job, spec, outcome, sweeper, parent_id)
-                    for job, spec, outcome in zip(jobs, specs, outcomes)]
+            return [self._run_job(composer, job, spec, outcome, sweeper, parent_id, timing)
+                    for job, spec, outcome, timing in zip(jobs, specs, outcomes, timings)]
         rows: list[dict | None] = [None] * len(jobs)
         stores: dict[tuple, list[int]] = {}
         for i, spec in enumerate(specs):
@@ -71,7 +78,7 @@ class BatchedLauncher(Launcher):
         for part in stores.values():
             store = sweep_job_store(specs[part[0]], sweeper)
             written = write_chunk(store, [specs[i] for i in part], [outcomes[i] for i in part],
-                                  parent_id=parent_id, keep_dir=keep_folder())
+                                  parent_id=parent_id, keep_dir=keep_folder(), timings=[timings[i] for i in part])
             for i, row in zip(part, written):
                 rows[i] = row
         files = self.files
@@ -81,11 +88,11 @@ class BatchedLauncher(Launcher):
                           None if composer.interpolates(job.overrides) else composer.changed(job.overrides),
                           composer.selection(job.overrides)) for job, row in zip(jobs, rows)]
 
-    def _run_job(self, composer, job: Job, spec: RunSpec, outcome, sweeper, parent_id) -> JobReturn:
+    def _run_job(self, composer, job: Job, spec: RunSpec, outcome, sweeper, parent_id, timing: Timing) -> JobReturn:
         """Hydra's run_job, for callbacks that want each job's start and end."""
         def task(_cfg=None) -> dict:
             return write_run(sweep_job_store(spec, sweeper), spec, lambda: _unwrap(outcome), parent_id=parent_id,
-                             keep_dir=keep_folder(), swallow=True, done=True)
+                             keep_dir=keep_folder(), swallow=True, done=True, times=(timing.start, timing.end))
 
         return run_job(hydra_context=self.hydra_context, task_function=task,
                        config=composer.full_config(job.num, job.overrides),

@@ -15,6 +15,8 @@ USER_TAG = "mlflow.user"
 
 TERMINAL = ("FINISHED", "FAILED", "KILLED")
 
+LIVE = "RUNNING"  # a run written while it descends (gdexp.tracking.live), over which its final record is written
+
 _INF = 1.7976931348623157e308  # what MLflow stores for +/-inf (SQL has no infinity)
 
 @dataclass
@@ -28,7 +30,8 @@ class RunRecord:
         params: param key -> value; values are stringified with str() like MlflowClient does.
         metrics: (key, value, timestamp_ms, step) points, in logging order (order matters
             only for MLflow's latest-value rule on exact ties, see `write_runs`).
-        status: "FINISHED", "FAILED" or "KILLED".
+        status: "FINISHED", "FAILED" or "KILLED"; "RUNNING" for a live run (write_runs with
+            replace=True), whose end_time is then left empty, as MLflow leaves a RUNNING run's.
         start_time, end_time: ms since the epoch; None (or 0) means now, like MlflowClient.
         run_id: 32 hex digits, made here so that a caller knows the run's id (and its
             artifact URI, `artifact_uri`) before writing. The client path cannot choose
@@ -55,15 +58,16 @@ def artifact_uri(artifact_location: str, run_id: str) -> str:
 
     return append_to_uri_path(artifact_location, run_id, "artifacts")
 
-def _prepare(record: RunRecord, location: str):
-    """The rows of one run: (runs row, tag rows, param rows, latest rows, metric rows)."""
+def _prepare(record: RunRecord, location: str, live: bool = False):
+    """The rows of one run: (runs row, tag rows, param rows, latest rows, metric rows);
+    live: a RUNNING record is allowed."""
     from mlflow.entities import RunStatus
     from mlflow.exceptions import INVALID_PARAMETER_VALUE, MlflowException
     from mlflow.utils.time import get_current_time_millis
 
     run_id = record.run_id
     fence.validate_run_id(run_id)
-    if record.status not in TERMINAL:
+    if record.status not in TERMINAL and not (live and record.status == LIVE):
         RunStatus.from_string(record.status)  # MLflow's error for a name it does not know
         raise MlflowException(f"status must be one of {TERMINAL}, got {record.status!r}",
                               INVALID_PARAMETER_VALUE)
@@ -81,7 +85,7 @@ def _prepare(record: RunRecord, location: str):
     run = {"run_uuid": run_id, "name": name, "source_type": "UNKNOWN", "source_name": "",
            "entry_point_name": "", "user_id": record.tags.get(USER_TAG, "unknown"),
            "status": record.status, "start_time": record.start_time or now,
-           "end_time": record.end_time or now, "deleted_time": None, "source_version": "",
+           "end_time": None if record.status == LIVE else record.end_time or now, "deleted_time": None, "source_version": "",
            "lifecycle_stage": "active", "artifact_uri": artifact_uri(location, run_id),
            "experiment_id": int(record.experiment_id)}
     tag_rows = [{"key": k, "value": v, "run_uuid": run_id} for k, v in tags.items()]

@@ -11,7 +11,7 @@ _CHUNK_POINTS = 200_000  # metric rows prepared and sent per executemany / COPY 
 
 _SQLITE_CACHE_KIB = 256 * 1024  # page cache of the writing connection while it writes
 
-def write_runs(uri: str, records: list[RunRecord]) -> list[str]:
+def write_runs(uri: str, records: list[RunRecord], replace: bool = False) -> list[str]:
     """Insert finished runs into MLflow's tables in one transaction; returns their run ids.
 
     For each record, writes what MLflow 3.17's SqlAlchemyStore writes for
@@ -32,7 +32,7 @@ def write_runs(uri: str, records: list[RunRecord]) -> list[str]:
 
     One transaction for all records: a kill -9 at any point leaves all of them or
     none (never a half-written or RUNNING run). Only new runs: a run id already in
-    the store makes the whole call fail and roll back. On SQLite the file's write
+    the store makes the whole call fail and roll back, unless `replace`. On SQLite the file's write
     lock is held for the whole call (about 7 us a point on a 2-core machine):
     other writers wait up to their busy timeout (MLflow's: 20 s), so where other
     processes write to the same file, write a few hundred runs per call.
@@ -40,6 +40,10 @@ def write_runs(uri: str, records: list[RunRecord]) -> list[str]:
     Args:
         uri: a store for which `fast_path_available(uri)` is True.
         records: the runs; a child's `mlflow.parentRunId` tag may name any run id.
+        replace: for gdexp's live runs (gdexp.tracking.live): a record may be RUNNING, and a
+            run already in the store under a record's run_id is written over (its runs row,
+            tags, params and metric points deleted first, in the same transaction), so the
+            store then holds exactly what writing the record alone would have written.
 
     Returns:
         The run ids, in the order of `records`.
@@ -72,18 +76,32 @@ def write_runs(uri: str, records: list[RunRecord]) -> list[str]:
             conn.commit()
         try:
             with conn.begin():
-                _insert(conn, records, locations)
+                if replace:
+                    _delete(conn, [r.run_id for r in records])
+                _insert(conn, records, locations, live=replace)
         finally:
             if sqlite:
                 conn.exec_driver_sql(f"PRAGMA cache_size = {int(cache)}")
                 conn.commit()
     return [r.run_id for r in records]
 
-def _insert(conn, records: list[RunRecord], locations: dict[str, str]) -> None:
+def _delete(conn, run_ids: list[str]) -> None:
+    """Every row of these runs (none for a run not in the store), children before the runs row."""
+    import sqlalchemy as sa
+
+    for start in range(0, len(run_ids), 500):  # SQLite's limit on bound parameters
+        ids = {"ids": run_ids[start:start + 500]}
+        for table in ("metrics", "latest_metrics", "tags", "params", "runs"):
+            conn.execute(sa.text(f"DELETE FROM {table} WHERE run_uuid IN :ids")
+                         .bindparams(sa.bindparam("ids", expanding=True)), ids)
+
+
+def _insert(conn, records: list[RunRecord], locations: dict[str, str], live: bool = False) -> None:
     """Prepare and insert the records chunk by chunk, so memory stays bounded by the chunk."""
     runs, tags, params, latest, points = [], [], [], [], []
     for record in records:
-        run, run_tags, run_params, run_latest, run_points = _prepare(record, locations[str(record.experiment_id)])
+        run, run_tags, run_params, run_latest, run_points = _prepare(record, locations[str(record.experiment_id)],
+                                                                     live)
         runs.append(run)
         tags += run_tags
         params += run_params
