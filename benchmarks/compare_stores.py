@@ -112,7 +112,8 @@ def main() -> int:
 
 
 # Tags that name the code and the process that ran: the only difference two trees may make in a store.
-CODE_TAGS = ("gdexp.git_commit", "gdexp.git_dirty", "mlflow.source.git.commit", "gdexp.pid")
+CODE_TAGS = ("gdexp.git_commit", "gdexp.git_dirty", "mlflow.source.git.commit", "gdexp.pid",
+             "gdexp.process_started")
 
 
 def same_store(commit: str, work: Path, code: Path, keep: str | None) -> int:

@@ -124,7 +124,7 @@ def test_runs_are_written_while_they_descend_and_end_as_without_live_writes(tmp_
     for snap in (with_live, without):  # the parent's command is what was typed, its process its own
         (parent,) = [run for run in snap.values() if run["parent"] is None]
         assert "tracking.live_every=" in parent["tags"].pop("gdexp.command")
-        assert parent["tags"].pop("gdexp.pid")
+        assert parent["tags"].pop("gdexp.pid") and parent["tags"].pop("gdexp.process_started")
     assert differences(with_live, without) == []
     assert "tracking.live_every" not in json.dumps(with_live)  # how a run is watched is not recorded
     for uri in (cl.tracking_uri, f"sqlite:///{tmp_path / 'off' / 'mlflow.db'}"):
