@@ -31,6 +31,7 @@ USER_OPTIONS = {("loss", "custom")}
 ON_PURPOSE = {
     ("loss", "expression", "expr"): "required in code; the option shows Rosenbrock's formula as the example",
     ("loss", "mlp", "init_seed"): "null = the run's seed (core.spec.plan fills it); the code's 0 is for scripts",
+    ("loss", "torch", "model"): "required in code; the user gives loss.model=package.module.name",
 }
 
 

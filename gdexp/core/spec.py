@@ -77,7 +77,7 @@ class RunSpec:
         """Bytes this run holds while its chunk descends and is recorded: its curves (curve_bytes),
         its parameters with their gradient and optimizer state (point_bytes), and its records
         (record_bytes)."""
-        return self.curve_bytes + point_bytes(self.loss.dim) + self.record_bytes
+        return self.curve_bytes + _point_bytes(self.loss, self.config["loss"].get("batch_size")) + self.record_bytes
 
     @property
     def record_bytes(self) -> int:
@@ -142,6 +142,10 @@ def plan(config: dict, name_keys: tuple[str, ...] = (), search_dir: str | None =
     loss = _build_loss(canonical({k: v for k, v in checked["loss"].items() if k not in LOSS_KEYS}),
                        _file_stamp(checked["loss"].get("data")), search_dir)
     _check_batch_size(checked["loss"].get("batch_size"), loss)
+    if hasattr(loss, "device_bytes"):  # a torch network: one copy with its activations on a batch
+        batch_size = checked["loss"].get("batch_size")
+        check_memory("loss.batch_size", batch_size, loss.device_bytes(batch_size), "one copy of the network with "
+                     "its activations on a batch", available=loss.device_memory())
     check_memory("loss.dim", loss.dim, point_bytes(loss.dim), f"a point of {loss.dim:,} parameters (with its "
                  "gradient, an optimizer's state and the best point)")
     x0 = _start(config.get("init"), loss)
@@ -202,6 +206,14 @@ def _short(value) -> str:
     if isinstance(value, (list, tuple)):
         return "[" + ",".join(_short(v) for v in value) + "]"
     return str(value)
+
+
+def _point_bytes(loss: Loss, batch_size: int | None) -> int:
+    """Bytes of one run's point: a torch network's on its device (parameters, optimizer state,
+    activations of a batch), else point_bytes."""
+    if hasattr(loss, "device_bytes"):
+        return loss.device_bytes(batch_size)
+    return point_bytes(loss.dim)
 
 
 def _with_run_seed(node, seed: int):

@@ -17,6 +17,8 @@ from gdexp.core.losses.mlp import mlp as _mlp
 from gdexp.core.losses.quadratic import Quadratic
 from gdexp.core.losses.regression import (LinearRegression, LogisticRegression, linear_regression,
                                      logistic_regression)
+# torch is imported only when a loss=torch is built.
+from gdexp.core.losses.torch_module import torch_module as _torch_module
 
 __all__ = [
     "LOSSES", "Beale", "Booth", "Expression", "Himmelblau", "LinearRegression", "LogisticRegression", "Loss",
@@ -35,6 +37,7 @@ LOSSES: dict[str, Callable[..., Loss]] = {
     "logistic_regression": logistic_regression,
     "mlp": _mlp,
     "expression": _expression,
+    "torch": _torch_module,
 }
 
 
