@@ -19,7 +19,7 @@ and the stopping rules run on it as on numpy arrays (gdexp.core.arrays). Each
 gradient is ``torch.func.vmap(torch.func.grad_and_value(f))`` over the rows,
 ``f(w) = criterion(functional_call(module, unflatten(w), X), y)``: the same
 arithmetic as B separate modules, in one program. Sharpness uses exact
-Hessian-vector products (``torch.func.jvp`` of ``grad``).
+Hessian-vector products (``torch.func.vjp`` of ``grad``).
 
 The model, data and criterion are user code: found, imported, trusted
 (``--allow-module``) and refused in one line as a ``loss._target_`` is
@@ -226,12 +226,14 @@ class TorchModuleLoss(Loss):
         out = {}
         for name, part in zip(names, parts):
             try:
-                tensor = torch.as_tensor(np.asarray(part) if not isinstance(part, torch.Tensor) else part)
+                tensor = torch.as_tensor(np.array(part) if not isinstance(part, torch.Tensor) else part)
             except Exception as error:
                 raise ConfigError("loss.data", c["data"] or c["dataset"],
                                   f"its {name} is {_a(part)}, not an array: {describe_exception(error)}") from None
             target = name.startswith("y")
-            kind = torch.int64 if target and self.classes else self.dtype
+            # Class indices for cross_entropy (and integer targets of a criterion of the user's own).
+            integer = self.classes or (target and self.criterion_name != "mse" and not tensor.is_floating_point())
+            kind = torch.int64 if target and integer else self.dtype
             if target and self.classes and tensor.is_floating_point() and not bool((tensor == tensor.round()).all()):
                 raise ConfigError("loss.data", c["data"] or c["dataset"],
                                   f"its {name} holds non-integer values; cross_entropy needs class indices")
@@ -247,7 +249,7 @@ class TorchModuleLoss(Loss):
         return out
 
     def _compile(self, torch) -> None:
-        from torch.func import functional_call, grad, grad_and_value, jvp, vmap
+        from torch.func import functional_call, grad, grad_and_value, vjp, vmap
 
         offsets = np.cumsum([0, *self._sizes])
         names, shapes, module, buffers = self._names, self._shapes, self.module, self._buffers
@@ -268,7 +270,9 @@ class TorchModuleLoss(Loss):
         self._values = vmap(loss, in_dims=(0, None, None))
         self._predict = vmap(predict, in_dims=(0, None))
         g = grad(loss)
-        self._hvp = vmap(lambda w, v, X, y: jvp(lambda u: g(u, X, y), (w,), (v,))[1], in_dims=(0, 0, None, None))
+        # Reverse over reverse (the vjp of grad: H is symmetric, so v^T H = H v). Forward over reverse
+        # (jvp of grad, one pass cheaper) fails in torch 2.13 on a tanh-mse net: "ZeroTensors are immutable".
+        self._hvp = vmap(lambda w, v, X, y: vjp(lambda u: g(u, X, y), w)[1](v)[0], in_dims=(0, 0, None, None))
 
     def _probe(self, torch) -> None:
         """One forward pass and one gradient at the start, so each way the parts do not fit is one
@@ -287,6 +291,10 @@ class TorchModuleLoss(Loss):
             raise ConfigError("loss.criterion", self.criterion_name,
                               f"criterion(pred {tuple(pred.shape)}, target {tuple(y.shape)}) raised "
                               f"{describe_exception(error)}") from None
+        if self.criterion_name == "mse" and tuple(pred.shape[:1] + y.shape[1:]) != tuple(
+                pred.shape if pred.ndim != y.ndim + 1 or pred.shape[-1] != 1 else pred.shape[:-1]):
+            raise ConfigError(key, shown, f"model(X_train[:2]) has shape {tuple(pred.shape)} but y_train[:2] "
+                                          f"{tuple(y.shape)}: mse needs one output per target")
         if not isinstance(out, torch.Tensor) or out.ndim != 0 or not out.is_floating_point():
             raise ConfigError("loss.criterion", self.criterion_name,
                               f"criterion(pred, target) returned {_a(out)}"
@@ -349,8 +357,8 @@ class TorchModuleLoss(Loss):
         return out
 
     def hvp(self, x: np.ndarray, v: np.ndarray) -> np.ndarray:
-        """(B, dim) exact Hessian-vector products on the full training data: ``torch.func.jvp`` of
-        ``grad`` (forward-over-reverse), float64 host arrays."""
+        """(B, dim) exact Hessian-vector products on the full training data, float64 host arrays:
+        ``torch.func.vjp`` of ``grad`` (see _compile for why not ``jvp``)."""
         w, _ = self._tensor(x)
         u, _ = self._tensor(v)
         X, y = self._data["x_train"], self._data["y_train"]
