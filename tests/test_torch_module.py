@@ -304,3 +304,53 @@ def test_cuda_where_there_is_none_is_one_line(mynet):
     with pytest.raises(ConfigError, match=r"^loss.device='cuda': torch sees no CUDA device here"):
         torch_module(model="mynet.net.model", data="mynet.net.data", device="cuda", init_seed=0,
                      search_dir=str(mynet))
+
+
+# ---- the command line end to end: MLflow records, rerun, report ----
+
+def test_a_sweep_is_recorded_rerun_and_reported_with_val_accuracy(gdexp, mynet, capsys):
+    from mlflow import MlflowClient
+
+    from gdexp.commands.report import main as report
+    from gdexp.commands.rerun import main as rerun
+
+    code, out, err = gdexp("-m", "loss=torch", "loss.model=mynet.net.model", "loss.data=mynet.net.data",
+                           "loss.batch_size=32", "loss.dtype=float64", "optimizer=adam",
+                           "optimizer.lr=0.001,0.01,0.1", "seed=0", "stopping.maxiter=40", "tracking.eval_every=10")
+    assert code == 0, err
+    cl = MlflowClient()
+    runs = [r for r in cl.search_runs(["1"]) if r.data.tags.get("gdexp.sweep") != "true"]
+    assert len(runs) == 3
+    from gdexp.core.targets import source_sha256
+    from mynet import net as user_net
+
+    for r in runs:
+        assert r.data.tags["gdexp.source_sha256"] == source_sha256(user_net.model)
+        assert r.data.params["loss.model"] == "mynet.net.model" and r.data.params["loss.name"] == "torch"
+        assert [m.step for m in cl.get_metric_history(r.info.run_id, "val_accuracy")] == [0, 10, 20, 30, 40]
+    # each run's first loss is the seeded model's on its first mini-batch, by torch alone
+    X, y, _, _ = (torch.as_tensor(a) for a in user_net.data())
+    torch.manual_seed(0)
+    m = user_net.model().double()
+    idx = torch.tensor(MinibatchSampler(len(y), 32, [0]).at(0)[0])
+    first = torch.nn.functional.cross_entropy(m(X[idx]), y[idx]).item()
+    for r in runs:
+        assert cl.get_metric_history(r.info.run_id, "loss")[0].value == pytest.approx(first, rel=1e-12)
+    capsys.readouterr()
+    run_id = runs[0].info.run_id
+    assert rerun([run_id]) == 1  # user code in a stored config: trusted only when allowed
+    assert "loss.model='mynet.net.model': a stored config naming code outside gdexp" in capsys.readouterr().out
+    assert rerun([run_id, "--allow-module", "mynet"]) == 0
+    assert "identical (41 steps)" in capsys.readouterr().out
+    assert report([]) == 0
+    (md,) = list(mynet.glob("reports/*/report.md"))
+    text = md.read_text()
+    assert "val accuracy" in text and "best_lr=" in text
+
+
+def test_bad_input_on_the_command_line_is_one_line_and_records_nothing(gdexp, mynet):
+    code, out, err = gdexp("loss=torch", "loss.model=mynet.net.not_a_module", "loss.data=mynet.net.data",
+                           "stopping.maxiter=5")
+    assert code == 2 and err.strip().splitlines() == [
+        "gdexp: error: loss.model='mynet.net.not_a_module': model() returned a list, not a torch.nn.Module"]
+    assert not (mynet / "mlflow.db").exists()
