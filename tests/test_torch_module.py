@@ -3,6 +3,7 @@ one-line refusals, mini-batches and evaluations, sharpness by exact HVPs, and th
 (MLflow records, rerun, a report with val_accuracy)."""
 from __future__ import annotations
 
+import os
 import sys
 import textwrap
 
@@ -63,6 +64,8 @@ NET = """
 STEPS = 200
 SEEDS = (0, 3)
 BATCH = 64
+# benchmarks/gpu_check.sh runs the equality tests on cuda with GDEXP_TORCH_DEVICE=cuda.
+DEVICE = os.environ.get("GDEXP_TORCH_DEVICE", "cpu")
 
 
 @pytest.fixture
@@ -102,13 +105,14 @@ def _ours(loss, opt_name, hyper, sched_name, values, x0, lrs, steps=STEPS):
 def _torch_loop(build, X, y, opt_name, hyper, sched_name, values, seed, dtype=torch.float64, steps=STEPS):
     """The plain training loop gdexp must equal: one model, torch.optim, lr_scheduler, the same batches."""
     torch.manual_seed(seed)
-    m = build().to(dtype)
+    m = build().to(dtype=dtype, device=DEVICE)
+    X, y = X.to(DEVICE), y.to(DEVICE)
     opt = _torch_optimizer(torch, opt_name, m.parameters(), hyper)
     sched = _torch_scheduler(torch, sched_name, opt, values, steps)
     sampler = MinibatchSampler(len(y), BATCH, [seed])
     losses = []
     for t in range(steps + 1):
-        idx = torch.tensor(sampler.at(t)[0])
+        idx = torch.tensor(sampler.at(t)[0], device=DEVICE)
         loss = torch.nn.functional.cross_entropy(m(X[idx]), y[idx])
         losses.append(loss.item())
         if t == steps:
@@ -118,7 +122,7 @@ def _torch_loop(build, X, y, opt_name, hyper, sched_name, values, seed, dtype=to
         opt.step()
         if sched is not None:
             sched.step()
-    return np.array(losses), torch.nn.utils.parameters_to_vector(m.parameters()).detach().double().numpy()
+    return np.array(losses), torch.nn.utils.parameters_to_vector(m.parameters()).detach().double().cpu().numpy()
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +134,7 @@ def breast_cancer_net(tmp_path_factory):
     sys.path.insert(0, str(folder))
     try:
         loss = torch_module(model="bcnet.net.model", dataset="breast_cancer", dtype="float64", init_seed=0,
-                            search_dir=str(folder))
+                            device=DEVICE, search_dir=str(folder))
         import bcnet.net
 
         yield loss, bcnet.net.model
@@ -160,7 +164,7 @@ def test_every_run_equals_torchs_own_training_loop(breast_cancer_net, opt_name, 
 def test_float32_runs_equal_torchs_loop_to_1e_4(breast_cancer_net, opt_name):
     _, build = breast_cancer_net
     loss = torch_module(model="bcnet.net.model", dataset="breast_cancer", dtype="float32", init_seed=0,
-                        search_dir=None)
+                        device=DEVICE, search_dir=None)
     data = load_dataset("breast_cancer")
     X, y = torch.tensor(data.x_train, dtype=torch.float32), torch.tensor(data.y_train)
     hyper = OPTIMIZER_CASES[opt_name]
@@ -354,3 +358,17 @@ def test_bad_input_on_the_command_line_is_one_line_and_records_nothing(gdexp, my
     assert code == 2 and err.strip().splitlines() == [
         "gdexp: error: loss.model='mynet.net.not_a_module': model() returned a list, not a torch.nn.Module"]
     assert not (mynet / "mlflow.db").exists()
+
+
+def test_the_readme_example_is_the_example_package():
+    """README's *Your own network* shows examples/mynet/net.py's model() and data(), verbatim."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text()
+    section = readme[readme.index("## Your own network"):readme.index("## Learning-rate schedules")]
+    block = section[section.index("```python") + len("```python"):section.index("```", section.index("```python") + 9)]
+    example = (root / "examples" / "mynet" / "net.py").read_text()
+    for part in block.split("\n\n"):
+        if part.strip() and not part.strip().startswith("#"):
+            assert part.strip() in example, part

@@ -5,16 +5,21 @@
     gdexp -m loss=torch loss.model=mynet.net.model loss.data=mynet.net.data loss.batch_size=64 \
           optimizer=adam 'optimizer.lr=logspace(1e-4,1e-1,8)' seed=0 stopping.maxiter=300 tracking.eval_every=50
 
-benchmarks/bench_torch.py trains `model` (on breast_cancer) and `conv` (on digits) too.
+benchmarks/bench_torch.py trains `model` (on breast_cancer) and `conv` (on digits).
 """
 import torch
 from sklearn.datasets import load_breast_cancer
 
 
-def model():
-    """A 30-64-64-2 MLP for breast_cancer's 30 features and 2 classes; gdexp seeds torch before each call."""
-    return torch.nn.Sequential(torch.nn.Linear(30, 64), torch.nn.Tanh(), torch.nn.Linear(64, 64), torch.nn.Tanh(),
-                               torch.nn.Linear(64, 2))
+def model():          # a fresh torch.nn.Module; gdexp seeds torch before each call
+    return torch.nn.Sequential(torch.nn.Linear(30, 64), torch.nn.Tanh(), torch.nn.Linear(64, 64),
+                               torch.nn.Tanh(), torch.nn.Linear(64, 2))
+
+
+def data():           # (X, y) or (X, y, X_val, y_val): tensors or numpy arrays
+    X, y = load_breast_cancer(return_X_y=True)
+    X = (X - X.mean(axis=0)) / X.std(axis=0)
+    return X[:455], y[:455], X[455:], y[455:]
 
 
 def conv():
@@ -22,12 +27,3 @@ def conv():
     return torch.nn.Sequential(torch.nn.Unflatten(1, (1, 8, 8)), torch.nn.Conv2d(1, 8, 3), torch.nn.ReLU(),
                                torch.nn.Conv2d(8, 8, 3), torch.nn.ReLU(), torch.nn.Flatten(),
                                torch.nn.Linear(8 * 4 * 4, 10))
-
-
-def data():
-    """breast_cancer standardized, 455 points to train on and 114 to validate: (X, y, X_val, y_val)."""
-    X, y = load_breast_cancer(return_X_y=True)
-    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(0)).numpy()
-    X, y = X[order], y[order]
-    X = (X - X[:455].mean(axis=0)) / X[:455].std(axis=0)
-    return X[:455], y[:455], X[455:], y[455:]
