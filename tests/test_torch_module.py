@@ -320,11 +320,12 @@ def test_a_sweep_is_recorded_rerun_and_reported_with_val_accuracy(gdexp, mynet, 
 
     code, out, err = gdexp("-m", "loss=torch", "loss.model=mynet.net.model", "loss.data=mynet.net.data",
                            "loss.batch_size=32", "loss.dtype=float64", "optimizer=adam",
-                           "optimizer.lr=0.001,0.01,0.1", "seed=0", "stopping.maxiter=40", "tracking.eval_every=10")
+                           "optimizer.lr=0.001,0.01,0.1", "seed=0,1", "stopping.maxiter=40", "tracking.eval_every=10")
     assert code == 0, err
+    assert "Launching 6 jobs: descent in 1 vectorized batch(es)" in out + err  # seeds too: rows of one batch
     cl = MlflowClient()
     runs = [r for r in cl.search_runs(["1"]) if r.data.tags.get("gdexp.sweep") != "true"]
-    assert len(runs) == 3
+    assert len(runs) == 6
     from gdexp.core.targets import source_sha256
     from mynet import net as user_net
 
@@ -332,13 +333,14 @@ def test_a_sweep_is_recorded_rerun_and_reported_with_val_accuracy(gdexp, mynet, 
         assert r.data.tags["gdexp.source_sha256"] == source_sha256(user_net.model)
         assert r.data.params["loss.model"] == "mynet.net.model" and r.data.params["loss.name"] == "torch"
         assert [m.step for m in cl.get_metric_history(r.info.run_id, "val_accuracy")] == [0, 10, 20, 30, 40]
-    # each run's first loss is the seeded model's on its first mini-batch, by torch alone
+    # each run's first loss is its seed's model's on its seed's first mini-batch, by torch alone
     X, y, _, _ = (torch.as_tensor(a) for a in user_net.data())
-    torch.manual_seed(0)
-    m = user_net.model().double()
-    idx = torch.tensor(MinibatchSampler(len(y), 32, [0]).at(0)[0])
-    first = torch.nn.functional.cross_entropy(m(X[idx]), y[idx]).item()
     for r in runs:
+        seed = int(r.data.params["seed"])
+        torch.manual_seed(seed)
+        m = user_net.model().double()
+        idx = torch.tensor(MinibatchSampler(len(y), 32, [seed]).at(0)[0])
+        first = torch.nn.functional.cross_entropy(m(X[idx]), y[idx]).item()
         assert cl.get_metric_history(r.info.run_id, "loss")[0].value == pytest.approx(first, rel=1e-12)
     capsys.readouterr()
     run_id = runs[0].info.run_id

@@ -63,10 +63,13 @@ class RunSpec:
     def batch_key(self) -> str:
         """Runs with equal keys descend together as rows of one batch: same loss (and mini-batch
         size), same optimizer and schedule with the same batch-wide settings (bools, names,
-        lists' lengths), same evaluation and sharpness steps. Numbers may differ row by row."""
+        lists' lengths), same evaluation and sharpness steps. Numbers may differ row by row, and so
+        may the loss keys that set only a run's start (its ``start_keys``: loss=torch's ``init_seed``)."""
         opt, sched = self.optimizer, self.schedule
         tracking = self.config.get("tracking") or {}
-        return canonical({"loss": self.config["loss"], "optimizer": self.config["optimizer"]["_target_"],
+        start_keys = getattr(self.loss, "start_keys", ())
+        loss = {k: v for k, v in self.config["loss"].items() if k not in start_keys}
+        return canonical({"loss": loss, "optimizer": self.config["optimizer"]["_target_"],
                           "switches": {k: opt.params.get(k) for k in switches(opt.target)},
                           "schedule": self.config["schedule"]["_target_"],
                           "schedule_shape": {k: _shape(v) for k, v in sched.params.items()},

@@ -139,6 +139,9 @@ class TorchModuleLoss(Loss):
     """
 
     name = "torch"
+    #: Keys that set only the start (default_init), not the function: runs differing in them share a
+    #: batch (RunSpec.batch_key), each row with its own start, so `seed=0,1,2` is one vectorized program.
+    start_keys = ("init_seed",)
 
     def __init__(self, config: dict, search_dir: str | None):
         torch = _import_torch()
