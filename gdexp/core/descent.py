@@ -170,7 +170,8 @@ class _Batch:
         # above MAX_TRACKED_DIM): those runs check every step.
         self.block = 1 if self.uses_patience or self.params is None else _BLOCK
         if not self.on_host and not self.uses_patience:  # each step's x kept on the device instead
-            self.block = int(max(1, min(_BLOCK, _DEVICE_BLOCK_BYTES // (self.x.element_size() * self.x.numel()))))
+            nbytes = self.B * self.dim * namespace(self.x).finfo(self.x.dtype).bits // 8
+            self.block = int(max(1, min(_BLOCK, _DEVICE_BLOCK_BYTES // max(nbytes, 1))))
         self.budget_end = int(self.rules.maxiter.min())
         self.every = [k for k in (self.options.eval_every if self.evaluates else 0,
                                   self.options.sharpness_every) if k > 0]
