@@ -56,7 +56,7 @@ def torch_loop(model: str, dataset: str, lrs, steps: int, device: str):
     X = torch.tensor(data.x_train, dtype=torch.float32, device=device)
     y = torch.tensor(data.y_train, device=device)
     sampler = MinibatchSampler(len(y), 64, [0])
-    batches = [torch.as_tensor(sampler.at(t)[0], device=device) for t in range(steps + 1)]
+    batches = [torch.tensor(sampler.at(t)[0], device=device) for t in range(steps + 1)]
     finals = []
     sync(device)
     t0 = time.perf_counter()
@@ -98,7 +98,7 @@ def main() -> None:
     lrs = np.geomspace(1e-4, 1e-1, args.lrs)
     card = torch.cuda.get_device_name() if args.device == "cuda" else f"cpu, {args.threads} threads"
     print(f"{args.lrs} learning rates x {args.steps} steps, batch 64, Adam, float32, on {card}; "
-          f"medians of {args.repeat}, gdexp and the loop interleaved:")
+          f"medians of {args.repeat}, gdexp and the loop interleaved:", flush=True)
     for name in args.nets.split(","):
         model, dataset = NETS[name]
         ours, loop = [], []
@@ -111,7 +111,7 @@ def main() -> None:
         finite = np.isfinite(f_loop) & np.isfinite(f_ours)
         diff = np.max(np.abs(f_ours[finite] - f_loop[finite]) / np.abs(f_loop[finite])) if finite.any() else np.nan
         print(f"  {name:5s} ({dataset}): gdexp {a:7.2f} s   torch loop {b:7.2f} s   loop / gdexp {b / a:5.1f}x   "
-              f"final losses max rel. diff {diff:.1e}")
+              f"final losses max rel. diff {diff:.1e}", flush=True)
 
 
 if __name__ == "__main__":
