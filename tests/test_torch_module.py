@@ -374,3 +374,19 @@ def test_the_readme_example_is_the_example_package():
     for part in block.split("\n\n"):
         if part.strip() and not part.strip().startswith("#"):
             assert part.strip() in example, part
+
+
+def test_a_convolutional_net_equals_torchs_loop(mynet):
+    """Conv2d under vmap: 60 Adam steps on digits' 8x8 images, float64, every step to 1e-10."""
+    loss = torch_module(model="mynet.net.conv", dataset="digits", dtype="float64", init_seed=0, device=DEVICE,
+                        search_dir=str(mynet))
+    from mynet import net as user_net
+
+    data = load_dataset("digits")
+    X, y = torch.tensor(data.x_train), torch.tensor(data.y_train)
+    hyper = OPTIMIZER_CASES["adam"]
+    results = _ours(loss, "adam", hyper, "constant", {}, _starts(user_net.conv, SEEDS[:1]), [0.01], steps=60)
+    ref_losses, ref_x = _torch_loop(user_net.conv, X, y, "adam", {**hyper, "lr": 0.01}, "constant", {}, SEEDS[0],
+                                    steps=60)
+    np.testing.assert_allclose(results[0].loss, ref_losses, rtol=1e-10, atol=0)
+    np.testing.assert_allclose(results[0].x, ref_x, rtol=1e-10, atol=1e-13)
