@@ -157,6 +157,7 @@ needs_extra postgres "a PostgreSQL store" gdexp loss=booth stopping.maxiter=5 \
   tracking.uri=postgresql+psycopg2://postgres@127.0.0.1:1/mlflow
 printf 'import jax.numpy as jnp\n\n\ndef bowl(x):\n    return jnp.sum(x ** 2)\n' > jaxloss.py
 needs_extra jax "loss=custom with a JAX function" gdexp loss=custom loss._target_=jaxloss.bowl loss.dim=2
+needs_extra torch "loss=torch, your own network" gdexp loss=torch loss.model=mynet.net.model loss.dataset=iris
 
 note "$((SECONDS - started)) s, $failures failed"
 [ "$failures" -eq 0 ]

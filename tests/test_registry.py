@@ -30,7 +30,8 @@ USER_OPTIONS = {("loss", "custom")}
 # Values of an option that differ from its target's default, and why.
 ON_PURPOSE = {
     ("loss", "expression", "expr"): "required in code; the option shows Rosenbrock's formula as the example",
-    ("loss", "mlp", "init_seed"): "null = the run's seed (specs.run_spec.plan fills it); the code's 0 is for scripts",
+    ("loss", "mlp", "init_seed"): "null = the run's seed (specs.run_spec.build_spec fills it); the code's 0 is for scripts",
+    ("loss", "torch", "model"): "required in code; the user gives loss.model=package.module.name",
 }
 
 

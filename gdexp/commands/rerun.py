@@ -205,12 +205,15 @@ def _source_changed(config: dict, logged_sha) -> str | None:
 
     from gdexp.specs.targets import resolve, source_sha256
 
-    target = _loss_section(config).get("_target_")
-    obj = resolve(target, "loss._target_", os.getcwd())
+    from gdexp.tracking.reader import user_code
+
+    section = _loss_section(config)
+    key, target = next(iter(user_code(config).items()), ("loss._target_", section.get("_target_")))
+    obj = resolve(target, key, os.getcwd())
     now = source_sha256(obj)
     if now != logged_sha:
         file = inspect.getsourcefile(inspect.unwrap(obj)) if now else "its source"
-        return (f"the source of loss._target_={target} ({file}) changed since the run: "
+        return (f"the source of {key}={target} ({file}) changed since the run: "
                 f"sha256 now {now}, logged {logged_sha}")
     return None
 

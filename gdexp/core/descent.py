@@ -21,6 +21,12 @@ Per step t = 0, 1, ... of each run (step 0 is the start):
    rows still running are judged and the worse stop as ``pruned``;
 6. otherwise the update: the schedule sets the rate (and cycled momentum) of
    update t + 1 (gdexp.core.schedules), then x_{t+1} = x_t + update.
+
+One loop for any array library (gdexp.core.arrays): a loss whose parameters
+are torch tensors (gdexp.specs.torch_loss) descends here too. Its x,
+gradients and optimizer state stay on their device; each block's curves (and,
+for the stopping rules, which rows had a non-finite x) come back to the host
+at once; schedules and the stopping rules compute on the host, as for numpy.
 """
 # Kept whole (over ~300 lines): the fast loop's named steps beside descend_reference, their spec.
 from __future__ import annotations
@@ -30,6 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gdexp.core.arrays import is_numpy, like, namespace, to_host
 from gdexp.core.minibatch import MinibatchSampler
 from gdexp.core.outcomes import DIVERGED, STATUS_OF_REASON, STOP_REASONS
 from gdexp.core.result import Result
@@ -47,6 +54,9 @@ MAX_TRACKED_DIM = 10
 
 # Steps per block between checks of the stopping rules (see descend).
 _BLOCK = 32
+# A block of another library's x keeps every step's x on its device (the stop step's x is read back
+# from it); at most this many bytes of it, else shorter blocks.
+_DEVICE_BLOCK_BYTES = 64 * 2**20
 
 
 @dataclass(frozen=True)
@@ -78,7 +88,8 @@ def descend(loss, optimizer, x0: np.ndarray, rules: StoppingRules, options: Opti
     Args:
         loss: a gdexp Loss (value_and_grad over (B, dim) points).
         optimizer: a gdexp.core.optimizers Optimizer, its hyper-parameters per row.
-        x0: (B, dim) start points.
+        x0: (B, dim) start points; a loss with ``as_params`` (a torch network) turns them
+            into its own arrays, on its device.
         rules: per-row stopping rules.
         options: schedule, mini-batches, evaluations, sharpness.
         callback: called with a `Progress` after every block of steps (at most _BLOCK = 32
@@ -89,7 +100,9 @@ def descend(loss, optimizer, x0: np.ndarray, rules: StoppingRules, options: Opti
     Returns:
         One Result per row, in row order.
     """
-    run = _Batch(loss, optimizer, np.array(x0, dtype=float), rules, options)
+    as_params = getattr(loss, "as_params", None)
+    x = np.array(x0, dtype=float) if as_params is None else as_params(x0)
+    run = _Batch(loss, optimizer, x, rules, options)
     # Diverged rows produce inf/nan on purpose: that is data, not a warning.
     with np.errstate(all="ignore"):
         run.start()
@@ -161,6 +174,7 @@ class _Batch:
 
     def __init__(self, loss, optimizer, x: np.ndarray, rules: StoppingRules, options: Options):
         self.loss, self.optimizer, self.x, self.options = loss, optimizer, x, options
+        self.on_host = is_numpy(x)  # numpy: every array below on the host, the loop as it always was
         B, dim = x.shape
         self.B, self.dim = B, dim
         self.schedule = None if options.schedule is None or options.schedule.is_constant else options.schedule
@@ -191,12 +205,18 @@ class _Batch:
     def start(self) -> None:
         """Step 0: the optimizer's and schedule's states, the first gradient, the thresholds."""
         self.state = self.optimizer.init(self.x)
-        self.sched = self.schedule.init(self.state) if self.schedule is not None else None
+        if self.schedule is not None:
+            # Schedules compute (B, 1) values on the host; their base rates are the config's, in float64.
+            host = self.state if self.on_host else self.optimizer.init(np.zeros((self.B, 1)))
+            self.sched = self.schedule.init(host)
+        else:
+            self.sched = None
+        self.sched_now = None
         self.f, self.g = self._gradient(0)
-        reference = self.loss.value(self.x) if self.sampler is not None else self.f
+        reference = to_host(self.loss.value(self.x) if self.sampler is not None else self.f)
         self.live = {
             "threshold": self.rules.divergence_factor * np.abs(reference),
-            "best": self.f.copy(),
+            "best": to_host(self.f).copy(),
             "low": np.full(self.B, np.inf),  # the lowest loss before the current block (grad_undefined)
             "wait": np.zeros(self.B, dtype=np.int64),
             "gtol": self.rules.gtol, "patience": self.rules.patience,
@@ -215,6 +235,9 @@ class _Batch:
         # every step, and the x check needs x at every step (not recorded
         # above MAX_TRACKED_DIM): those runs check every step.
         self.block = 1 if self.uses_patience or self.params is None else _BLOCK
+        if not self.on_host and not self.uses_patience:  # each step's x kept on the device instead
+            nbytes = self.B * self.dim * namespace(self.x).finfo(self.x.dtype).bits // 8
+            self.block = int(max(1, min(_BLOCK, _DEVICE_BLOCK_BYTES // max(nbytes, 1))))
         self.budget_end = int(self.rules.maxiter.min())
         self.every = [k for k in (self.options.eval_every if self.evaluates else 0,
                                   self.options.sharpness_every) if k > 0]
@@ -239,21 +262,10 @@ class _Batch:
 
     def steps(self, t0: int, t1: int) -> None:
         """Steps t0..t1 of the running rows: update (t > 0), gradient, record."""
-        n = len(self.f)
-        if isinstance(self.rows, slice):  # record straight into the batch's arrays
-            rec_f, rec_g = self.losses[t0:t1 + 1], self.gnorms[t0:t1 + 1]
-            rec_x = None if self.params is None else self.params[t0:t1 + 1]
-            rec_lr = None if self.lrs is None else self.lrs[t0:t1 + 1]
-        else:  # contiguous buffers, scattered to `rows` once per block
-            rec_f, rec_g = np.empty((t1 - t0 + 1, n)), np.empty((t1 - t0 + 1, n))
-            rec_x = None if self.params is None else np.empty((t1 - t0 + 1, n, self.dim))
-            rec_lr = None if self.lrs is None else np.empty((t1 - t0 + 1, n))
+        rec_f, rec_g, rec_x, rec_lr = self._block_records(t0, t1)
         for j, t in enumerate(range(t0, t1 + 1)):
             if t:
-                if self.sched is not None:
-                    self.state = {**self.state, **self.schedule.at(t - 1, self.sched)}
-                updates, self.state = self.optimizer.update(self.g, self.state, self.x)
-                self.x = self.x + updates
+                self._update(t)
                 self.f, self.g = self._gradient(t)
             rec_f[j] = self.f
             # Squared norms here, one sqrt per block below (elementwise: the same values).
@@ -262,23 +274,74 @@ class _Batch:
                 rec_x[j] = self.x
             if rec_lr is not None:
                 # The rate of the update that led to step t (step 0: the first update's).
-                rec_lr[j] = (self.state if t else self.schedule.at(0, self.sched))["lr"][:, 0]
+                rec_lr[j] = (self.sched_now if t else self.schedule.at(0, self.sched))["lr"][:, 0]
             if self.uses_patience and t:
-                improved = self.f < self.live["best"] - self.live["min_delta"]
-                self.live["best"] = np.where(improved, self.f, self.live["best"])
-                self.live["wait"] = np.where(improved, 0, self.live["wait"] + 1)
+                self._patience(to_host(self.f))
+        if not self.on_host:
+            rec_f, rec_g, rec_x = self._to_host(rec_f, rec_g, rec_x)
         np.sqrt(rec_g, out=rec_g)
         self.block_record = (rec_f, rec_g, rec_x)
-        if not isinstance(self.rows, slice):
-            self.losses[t0:t1 + 1, self.rows] = rec_f
-            self.gnorms[t0:t1 + 1, self.rows] = rec_g
-            if rec_lr is not None:
-                self.lrs[t0:t1 + 1, self.rows] = rec_lr
-            if rec_x is not None:
-                # One coordinate at a time: numpy scatters (steps, rows) of doubles
-                # 4x faster than (steps, rows, dim).
-                for d in range(self.dim):
-                    self.params[t0:t1 + 1, self.rows, d] = rec_x[..., d]
+        if not isinstance(self.rows, slice) or not self.on_host:
+            self._scatter(t0, t1, rec_f, rec_g, rec_x if self.params is not None else None, rec_lr)
+
+    def _block_records(self, t0: int, t1: int):
+        """Where steps t0..t1 record f, the squared gradient norm, x and the rate.
+
+        numpy: straight into the batch's arrays while no row has stopped, else contiguous
+        buffers scattered to `rows` once per block. Another library: buffers on x's device
+        (x at every step: `_to_host` reads the stop step's x from them), the rate on the host.
+        """
+        n, steps = len(self.f), t1 - t0 + 1
+        rec_lr = None if self.lrs is None else np.empty((steps, n))
+        if not self.on_host:
+            xp, on = namespace(self.x), dict(dtype=self.x.dtype, device=self.x.device)
+            return (xp.empty((steps, n), **on), xp.empty((steps, n), **on),
+                    xp.empty((steps, *self.x.shape), **on), rec_lr)
+        if isinstance(self.rows, slice):
+            return (self.losses[t0:t1 + 1], self.gnorms[t0:t1 + 1],
+                    None if self.params is None else self.params[t0:t1 + 1],
+                    None if self.lrs is None else self.lrs[t0:t1 + 1])
+        return (np.empty((steps, n)), np.empty((steps, n)),
+                None if self.params is None else np.empty((steps, n, self.dim)), rec_lr)
+
+    def _to_host(self, rec_f, rec_g, block_x):
+        """A device block's records as float64 host arrays. x comes whole only where it is tracked
+        (dim <= MAX_TRACKED_DIM); else as one coordinate per row and step, nan where x has a nan,
+        else inf where it has an inf, else 0: all the stopping rules read of x. The device's
+        block of x is kept (`block_x`) for the stop step's x."""
+        xp = namespace(block_x)
+        self.block_x = block_x
+        if self.params is not None:
+            x = to_host(block_x)
+        else:
+            x = to_host(xp.where(xp.any(xp.isnan(block_x), axis=2), np.nan,
+                                 xp.where(xp.any(xp.isinf(block_x), axis=2), np.inf, 0.0)))[..., None]
+        return (to_host(rec_f).astype(np.float64), to_host(rec_g).astype(np.float64), x.astype(np.float64))
+
+    def _scatter(self, t0: int, t1: int, rec_f, rec_g, rec_x, rec_lr) -> None:
+        """A block's host records into the batch's arrays, at the running rows."""
+        self.losses[t0:t1 + 1, self.rows] = rec_f
+        self.gnorms[t0:t1 + 1, self.rows] = rec_g
+        if rec_lr is not None:
+            self.lrs[t0:t1 + 1, self.rows] = rec_lr
+        if rec_x is not None:
+            # One coordinate at a time: numpy scatters (steps, rows) of doubles
+            # 4x faster than (steps, rows, dim).
+            for d in range(self.dim):
+                self.params[t0:t1 + 1, self.rows, d] = rec_x[..., d]
+
+    def _update(self, t: int) -> None:
+        """Update t: the schedule's values for it (sent to x's device), then x <- x + the optimizer's update."""
+        if self.sched is not None:
+            self.sched_now = now = self.schedule.at(t - 1, self.sched)
+            self.state = {**self.state, **(now if self.on_host else {k: like(v, self.x) for k, v in now.items()})}
+        updates, self.state = self.optimizer.update(self.g, self.state, self.x)
+        self.x = self.x + updates
+
+    def _patience(self, f: np.ndarray) -> None:
+        improved = f < self.live["best"] - self.live["min_delta"]
+        self.live["best"] = np.where(improved, f, self.live["best"])
+        self.live["wait"] = np.where(improved, 0, self.live["wait"] + 1)
 
     def check(self, t0: int, t1: int) -> None:
         """Events at t1, then the stopping rules over the block; stopped rows leave the work arrays."""
@@ -313,7 +376,12 @@ class _Batch:
         index = np.arange(self.B)[self.rows][cols]
         self.reason[index] = why[first, cols]
         self.stop_step[index] = t0 + first
-        self.final_x[index] = self.x[cols] if rec_x is None else rec_x[first, cols]
+        if not self.on_host:  # the device's block of x: the stop step's x
+            xp = namespace(self.x)
+            at = (xp.asarray(first, device=self.x.device), xp.asarray(cols, device=self.x.device))
+            self.final_x[index] = to_host(self.block_x[at])
+        else:
+            self.final_x[index] = self.x[cols] if rec_x is None else rec_x[first, cols]
         self._drop(~done)
 
     def halve(self, t: int) -> None:
@@ -370,10 +438,11 @@ class _Batch:
             full = values.get("train_loss") if self.sampler is not None else None
         k = self.options.sharpness_every
         if k and t % k == 0:
-            found = sharpness(self.loss, self.x, self.vector)
+            # Lanczos runs on the host; the loss's Hessian-vector products where its x lives.
+            found = sharpness(self.loss, to_host(self.x), self.vector)
             self.vector = found.v
             self.events.setdefault("sharpness", []).append((t, index, found.lam))
-            lr = self.state["lr"][:, 0] if self.sched is None else self.schedule.at(t, self.sched)["lr"][:, 0]
+            lr = to_host(self.state["lr"])[:, 0] if self.sched is None else self.schedule.at(t, self.sched)["lr"][:, 0]
             self.events.setdefault("2/lr", []).append((t, index, 2.0 / np.broadcast_to(lr, found.lam.shape)))
             edge, self.pvector = _edge_of_stability(self.optimizer.name, self.state, lr, self.loss, self.x, t,
                                                     self.pvector)
@@ -389,8 +458,9 @@ class _Batch:
 
     def _drop(self, keep: np.ndarray) -> None:
         self.rows = np.arange(self.B)[self.rows][keep]
-        self.x, self.f, self.g = self.x[keep], self.f[keep], self.g[keep]
-        self.state = {k: v[keep] for k, v in self.state.items()}
+        here = keep if self.on_host else namespace(self.x).asarray(keep, device=self.x.device)
+        self.x, self.f, self.g = self.x[here], self.f[here], self.g[here]
+        self.state = {k: v[here] for k, v in self.state.items()}
         self.live = {k: v[keep] for k, v in self.live.items()}
         if self.sched is not None:
             self.sched = {k: v[keep] for k, v in self.sched.items()}
@@ -554,14 +624,16 @@ def _preconditioner(name: str, state: dict) -> np.ndarray | None:
 
 
 def _sq_norm(g: np.ndarray, out: np.ndarray) -> None:
-    """Each row's squared norm into `out`.
+    """Each row's squared norm into `out` (of g's library).
 
     einsum without `optimize` sums each row on its own: bit-identical in any
     batch. For two columns, two products and a sum give einsum's very
     values (tests/test_descent.py checks it) at a third of its cost: a 2-D
     sweep spent a quarter of its descent here.
     """
-    if g.shape[1] == 2:
+    if not is_numpy(g):
+        out[...] = namespace(g).sum(g * g, axis=1)
+    elif g.shape[1] == 2:
         a, b = g[:, 0], g[:, 1]
         np.multiply(a, a, out=out)
         np.add(out, b * b, out=out)

@@ -5,6 +5,10 @@ scalar or a (B,) array), so a whole sweep descends in one vectorized loop.
 The rules follow torch.optim's CPU code in its operation order, so 50 steps
 here agree with PyTorch to 1e-13 relative; only torch's fused multiply-adds
 are not reproduced.
+
+Written once for numpy and torch arrays (gdexp.core.arrays): the state lives
+where x lives (its library, dtype and device), and `update` computes in x's
+namespace, numpy itself for numpy arrays.
 """
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
+from gdexp.core.arrays import is_numpy, like, namespace
 from gdexp.core.errors import ConfigError
 from gdexp.core.params import NonNegative, Positive, UnitClosed, UnitOpen, check_array, hints, schema
 
@@ -76,7 +81,9 @@ def _init(hyper: dict[str, np.ndarray], buffers=(), step=False) -> Callable[[np.
                 raise ValueError(f"optimizer.{key} has {len(v)} per-row values but x0 has {b} rows")
         state = {key: np.broadcast_to(v.reshape(-1, 1), (b, 1)).copy() for key, v in hyper.items()}
         state.update({key: np.zeros(np.shape(x0)) for key in buffers})
-        return {**state, "step": np.zeros((b, 1))} if step else state
+        state = {**state, "step": np.zeros((b, 1))} if step else state
+        # Another library's x (torch): the state where x is, in its dtype.
+        return state if is_numpy(x0) else {key: like(v, x0) for key, v in state.items()}
 
     return init
 
@@ -87,12 +94,12 @@ def _l2(grad: np.ndarray, state: State, x: np.ndarray) -> np.ndarray:
     wd = state["weight_decay"]
     if not wd.any():  # the common case, and the same result without 3 array passes
         return grad
-    return np.where(wd != 0, grad + wd * x, grad)
+    return namespace(grad).where(wd != 0, grad + wd * x, grad)
 
 
 def _lerp(start: np.ndarray, end: np.ndarray, weight: np.ndarray) -> np.ndarray:
     # torch's lerp_ switches formula at 0.5 so that each end is hit exactly.
-    return np.where(weight < 0.5, start + weight * (end - start), end - (end - start) * (1 - weight))
+    return namespace(start).where(weight < 0.5, start + weight * (end - start), end - (end - start) * (1 - weight))
 
 
 def gd(lr: Positive = 1e-3, weight_decay: NonNegative = 0.0) -> Optimizer:
@@ -114,11 +121,11 @@ def _sgd(name: str, hyper: dict[str, np.ndarray], nesterov: bool) -> Optimizer:
     """torch.optim.SGD's momentum branch, shared by `momentum` and `nesterov`."""
 
     def update(grad, state, x):
-        g, mu = _l2(grad, state, x), state["momentum"]
+        g, mu, xp = _l2(grad, state, x), state["momentum"], namespace(grad)
         damped = (1 - state["dampening"]) * g if "dampening" in state else g
-        buf = np.where(state["step"] == 0, g, mu * state["momentum_buffer"] + damped)
+        buf = xp.where(state["step"] == 0, g, mu * state["momentum_buffer"] + damped)
         # torch bypasses the buffer entirely for rows with momentum == 0.
-        direction = np.where(mu != 0, g + mu * buf if nesterov else buf, g)
+        direction = xp.where(mu != 0, g + mu * buf if nesterov else buf, g)
         return -state["lr"] * direction, {**state, "momentum_buffer": buf, "step": state["step"] + 1}
 
     return Optimizer(name, _init(hyper, ("momentum_buffer",), step=True), update)
@@ -181,7 +188,7 @@ def adagrad(lr: Positive = 1e-2, lr_decay: NonNegative = 0.0, initial_accumulato
         g, step = _l2(grad, state, x), state["step"] + 1
         clr = state["lr"] / (1 + (step - 1) * state["lr_decay"])
         total = state["sum"] + g * g
-        return -clr * g / (np.sqrt(total) + state["eps"]), {**state, "sum": total, "step": step}
+        return -clr * g / (namespace(g).sqrt(total) + state["eps"]), {**state, "sum": total, "step": step}
 
     return Optimizer("adagrad", init, update)
 
@@ -207,15 +214,15 @@ def rmsprop(lr: Positive = 1e-2, alpha: UnitClosed = 0.99, eps: Positive = 1e-8,
     centered = _flag("centered", centered)
 
     def update(grad, state, x):
-        g, alpha, mu = _l2(grad, state, x), state["alpha"], state["momentum"]
+        g, alpha, mu, xp = _l2(grad, state, x), state["alpha"], state["momentum"], namespace(grad)
         new = {"square_avg": alpha * state["square_avg"] + (1 - alpha) * g * g}
         if centered:
             new["grad_avg"] = _lerp(state["grad_avg"], g, 1 - alpha)
-            avg = np.sqrt(new["square_avg"] - new["grad_avg"] * new["grad_avg"]) + state["eps"]
+            avg = xp.sqrt(new["square_avg"] - new["grad_avg"] * new["grad_avg"]) + state["eps"]
         else:
-            avg = np.sqrt(new["square_avg"]) + state["eps"]
+            avg = xp.sqrt(new["square_avg"]) + state["eps"]
         new["momentum_buffer"] = mu * state["momentum_buffer"] + g / avg
-        updates = np.where(mu > 0, -state["lr"] * new["momentum_buffer"], -state["lr"] * g / avg)
+        updates = xp.where(mu > 0, -state["lr"] * new["momentum_buffer"], -state["lr"] * g / avg)
         return updates, {**state, **new}
 
     buffers = ("square_avg", "momentum_buffer") + (("grad_avg",) if centered else ())
@@ -243,15 +250,15 @@ def adam(lr: Positive = 1e-3, beta1: UnitOpen = 0.9, beta2: UnitOpen = 0.999, ep
     amsgrad = _flag("amsgrad", amsgrad)
 
     def update(grad, state, x):
-        g, beta1, beta2 = _l2(grad, state, x), state["beta1"], state["beta2"]
+        g, beta1, beta2, xp = _l2(grad, state, x), state["beta1"], state["beta2"], namespace(grad)
         step = state["step"] + 1
         new = {"step": step, "exp_avg": _lerp(state["exp_avg"], g, 1 - beta1),
                "exp_avg_sq": beta2 * state["exp_avg_sq"] + (1 - beta2) * g * g}
         if amsgrad:
-            new["max_exp_avg_sq"] = np.maximum(state["max_exp_avg_sq"], new["exp_avg_sq"])
+            new["max_exp_avg_sq"] = xp.maximum(state["max_exp_avg_sq"], new["exp_avg_sq"])
         step_size = state["lr"] / (1 - beta1**step)
         second = new["max_exp_avg_sq"] if amsgrad else new["exp_avg_sq"]
-        denom = np.sqrt(second) / np.sqrt(1 - beta2**step) + state["eps"]
+        denom = xp.sqrt(second) / xp.sqrt(1 - beta2**step) + state["eps"]
         return -step_size * new["exp_avg"] / denom, {**state, **new}
 
     buffers = ("exp_avg", "exp_avg_sq") + (("max_exp_avg_sq",) if amsgrad else ())

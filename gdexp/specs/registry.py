@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from gdexp.core.errors import ConfigError
-from gdexp.core.params import RESERVED, check_section
+from gdexp.core.params import RESERVED, check_section, schema
 from gdexp.specs.targets import is_gdexp_target, resolve
 
 # Keyword arguments gdexp passes to a section's target itself, never set in the section, and why.
-SUPPLIED = {"schedule": {"maxiter": "is the run's budget: set stopping.maxiter"}}
+SUPPLIED = {"schedule": {"maxiter": "is the run's budget: set stopping.maxiter"},
+            "loss": {"search_dir": "is the folder gdexp was started in (user code is imported from it)"}}
 # Hydra's instantiate keys. gdexp builds each section from its one _target_ and plain keywords:
 # a keyword's value is data, logged as a param and hashed, rebuilt by `gdexp rerun` and
 # `gdexp report` without importing anything (a stored _target_ is imported only when trusted,
@@ -120,7 +121,10 @@ class Section:
         return {"_target_": self.path, "name": self.name, **self.params}
 
     def build(self):
-        """The object the section describes: the target called with its keyword arguments."""
+        """The object the section describes: the target called with its keyword arguments (and the
+        start folder, for a target that imports user code: loss=torch)."""
+        if "search_dir" in schema(self.target):
+            return self.target(**self.params, search_dir=self.search_dir)
         return self.target(**self.params)
 
 

@@ -68,11 +68,14 @@ class RunSpec:
         """Runs with equal keys descend together as rows of one batch: same loss (and mini-batch
         size), same optimizer and schedule with the same batch-wide settings (bools, names,
         lists' lengths), same evaluation and sharpness steps, same pruning (stopping.prune*).
-        Numbers may differ row by row."""
+        Numbers may differ row by row, and so may the loss keys that set only a run's start (its
+        ``start_keys``: loss=torch's ``init_seed``)."""
         opt, sched = self.optimizer, self.schedule
         tracking = self.config.get("tracking") or {}
         stopping = self.config["stopping"]
-        return canonical({"loss": self.config["loss"], "optimizer": self.config["optimizer"]["_target_"],
+        start_keys = getattr(self.loss, "start_keys", ())
+        loss = {k: v for k, v in self.config["loss"].items() if k not in start_keys}
+        return canonical({"loss": loss, "optimizer": self.config["optimizer"]["_target_"],
                           "switches": {k: opt.params.get(k) for k in switches(opt.target)},
                           "schedule": self.config["schedule"]["_target_"],
                           "schedule_shape": {k: _shape(v) for k, v in sched.params.items()},
@@ -84,7 +87,7 @@ class RunSpec:
         """Bytes this run holds while its chunk descends and is recorded: its curves (curve_bytes),
         its parameters with their gradient and optimizer state (point_bytes), and its records
         (record_bytes)."""
-        return self.curve_bytes + point_bytes(self.loss.dim) + self.record_bytes
+        return self.curve_bytes + _point_bytes(self.loss, self.config["loss"].get("batch_size")) + self.record_bytes
 
     @property
     def record_bytes(self) -> int:
@@ -155,6 +158,10 @@ def build_spec(config: dict, name_keys: tuple[str, ...] = (), search_dir: str | 
     loss = _build_loss(canonical({k: v for k, v in checked["loss"].items() if k not in LOSS_KEYS}),
                        _file_stamp(checked["loss"].get("data")), search_dir)
     _check_batch_size(checked["loss"].get("batch_size"), loss)
+    if hasattr(loss, "device_bytes"):  # a torch network: one copy with its activations on a batch
+        batch_size = checked["loss"].get("batch_size")
+        check_memory("loss.batch_size", batch_size, loss.device_bytes(batch_size), "one copy of the network with "
+                     "its activations on a batch", available=loss.device_memory())
     check_memory("loss.dim", loss.dim, point_bytes(loss.dim), f"a point of {loss.dim:,} parameters (with its "
                  "gradient, an optimizer's state and the best point)")
     x0 = _start(config.get("init"), loss)
@@ -232,6 +239,14 @@ def _short(value) -> str:
     if isinstance(value, (list, tuple)):
         return "[" + ",".join(_short(v) for v in value) + "]"
     return str(value)
+
+
+def _point_bytes(loss: Loss, batch_size: int | None) -> int:
+    """Bytes of one run's point: a torch network's on its device (parameters, optimizer state,
+    activations of a batch), else point_bytes."""
+    if hasattr(loss, "device_bytes"):
+        return loss.device_bytes(batch_size)
+    return point_bytes(loss.dim)
 
 
 def _with_run_seed(node, seed: int):

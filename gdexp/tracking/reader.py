@@ -288,6 +288,21 @@ def check_targets(config: dict, allow_modules: Sequence[str] = ()) -> None:
     for key, value in flatten(config).items():
         if key == "_target_" or key.endswith("._target_"):
             check_allowed(value, list(allow_modules), key)
+    for key, value in user_code(config).items():  # loss=torch names its model, data and criterion
+        check_allowed(value, list(allow_modules), key)
+
+
+def user_code(config: dict) -> dict[str, str]:
+    """The dotted paths of user code a config's loss names besides its ``_target_`` (loss=torch's
+    ``loss.model``, ``loss.data``, ``loss.criterion``), by config key; {} for other losses.
+
+    >>> user_code({"loss": {"_target_": "gdexp.specs.torch_loss.torch_module", "model": "mynet.model"}})
+    {'loss.model': 'mynet.model'}
+    """
+    from gdexp.specs.torch_loss import TARGET, code_paths
+
+    loss = config.get("loss")
+    return code_paths(loss) if isinstance(loss, dict) and loss.get("_target_") == TARGET else {}
 
 
 def check_allow_list(allow_modules: Sequence[str]) -> None:
