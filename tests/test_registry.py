@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from gdexp.core.losses import LOSSES
+from gdexp.specs.torch_loss import torch_module
 from gdexp.core.optimizers import OPTIMIZERS
 from gdexp.core.params import RESERVED, check_section, schema
 from gdexp.specs.registry import SUPPLIED
@@ -22,7 +23,9 @@ from gdexp.specs.run_spec import LOSS_KEYS
 from gdexp.specs.targets import is_gdexp_target, resolve
 from gdexp.hydra.paths import conf_dir
 
-REGISTRIES = {"loss": LOSSES, "optimizer": OPTIMIZERS, "schedule": SCHEDULES}
+# loss=torch is gdexp's too, but runs the user's network: it lives with the other user-code loss in
+# gdexp.specs (it imports user modules), not among the core's built-in LOSSES.
+REGISTRIES = {"loss": {**LOSSES, "torch": torch_module}, "optimizer": OPTIMIZERS, "schedule": SCHEDULES}
 # Keys of a section that are gdexp's, not the target's (valid in the section, absent from the signature).
 GDEXP_KEYS = {"loss": LOSS_KEYS}
 # The option for a loss from the user's own module: no implementation of gdexp's behind it.
@@ -75,7 +78,7 @@ def test_every_option_names_one_registered_implementation_of_gdexp(group, option
 def test_the_users_option_names_no_implementation():
     (node,) = [n for g, o, n in OPTIONS if (g, o) == ("loss", "custom")]
     assert node["_target_"] == "???"  # the user gives loss._target_=package.module.name
-    assert set(node) == {"_target_", "dim"}
+    assert set(node) == {"_target_", "dim", "check_grad"}
 
 
 @pytest.mark.parametrize("group,option,node", BUILT_IN, ids=[f"{g}={o}" for g, o, _ in BUILT_IN])
@@ -155,8 +158,8 @@ def test_a_key_added_with_plus_is_refused_listing_the_valid_keys(gdexp, group, o
                               "maxiter, gtol, patience, min_delta, divergence_factor, early_stop_threshold, "
                               "prune, prune_eta, prune_min_steps"),
     (["tracking.curve=5"], "tracking.curve=5: not a config key; valid keys of tracking: "
-                           "uri, experiment, curve_points, eval_every, sharpness_every"),
-    (["sed=1"], "sed=1: not a config key; valid keys: loss, optimizer, schedule, stopping, tracking, init, seed"),
+                           "uri, experiment, curve_points, eval_every, sharpness_every, live_every"),
+    (["sed=1"], "sed=1: not a config key; valid keys: loss, optimizer, schedule, stopping, tracking, summary, init, seed"),
 ], ids=["value", "loss", "schedule", "no-keys", "sweep", "sweep-plus", "supplied", "stopping", "tracking", "top"])
 def test_an_unknown_key_is_refused_in_one_line(gdexp, args, line):
     assert refused(gdexp, *args) == f"gdexp: error: {line}"

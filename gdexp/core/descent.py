@@ -444,8 +444,9 @@ class _Batch:
             self.events.setdefault("sharpness", []).append((t, index, found.lam))
             lr = to_host(self.state["lr"])[:, 0] if self.sched is None else self.schedule.at(t, self.sched)["lr"][:, 0]
             self.events.setdefault("2/lr", []).append((t, index, 2.0 / np.broadcast_to(lr, found.lam.shape)))
-            edge, self.pvector = _edge_of_stability(self.optimizer.name, self.state, lr, self.loss, self.x, t,
-                                                    self.pvector)
+            host_state = {k: to_host(v) for k, v in self.state.items()}  # (a sharpness step only)
+            edge, self.pvector = _edge_of_stability(self.optimizer.name, host_state, lr, self.loss, to_host(self.x),
+                                                    t, self.pvector)
             for name, values in edge.items():
                 self.events.setdefault(name, []).append((t, index, values))
         return full

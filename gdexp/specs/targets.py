@@ -35,6 +35,10 @@ from gdexp.core.errors import ConfigError
 # of gdexp's numpy core, which compute and read their own data files but never
 # touch the store or import code by name ...
 TRUSTED_PACKAGE = "gdexp.core"
+# ... and gdexp's loss=torch, which lives in this layer because it imports the user's network by
+# name: the target itself is gdexp's; its user-code keys (loss.model, data, criterion) are checked
+# on their own (gdexp.tracking.reader.user_code, check_allowed).
+TRUSTED_MODULES = ("gdexp.specs.torch_loss",)
 # ... except these, which import a module named by their arguments.
 _IMPORTERS_BY_NAME = ("gdexp.specs.targets", "gdexp.specs.user_loss")
 
@@ -190,8 +194,11 @@ def is_gdexp_target(path: str) -> bool:
     False
     >>> is_gdexp_target("mypkg.losses.saddle")
     False
+    >>> is_gdexp_target("gdexp.specs.torch_loss.torch_module"), is_gdexp_target("gdexp.specs.targets.resolve")
+    (True, False)
     """
-    if not isinstance(path, str) or not _is_dotted(path) or not path.startswith(TRUSTED_PACKAGE + "."):
+    if not isinstance(path, str) or not _is_dotted(path) or \
+            not any(path.startswith(p + ".") for p in (TRUSTED_PACKAGE, *TRUSTED_MODULES)):
         return False
     parts = path.split(".")
     if any(part.startswith("_") for part in parts):
@@ -203,7 +210,7 @@ def is_gdexp_target(path: str) -> bool:
         return False
     module = getattr(obj, "__module__", None)
     return ((inspect.isclass(obj) or inspect.isfunction(obj)) and isinstance(module, str)
-            and _within(module, TRUSTED_PACKAGE)
+            and (_within(module, TRUSTED_PACKAGE) or module in TRUSTED_MODULES)
             and not any(_within(module, m) for m in _IMPORTERS_BY_NAME))
 
 
