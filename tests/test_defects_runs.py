@@ -21,7 +21,7 @@ from gdexp.results.groups import list_text
 from cli_runner import runs_of
 from mlflow import MlflowClient
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+SWEEPS_PAGE = Path(__file__).resolve().parent.parent / "docs" / "sweeps.md"  # moved there from the README
 
 
 def gdexp_process(*args: str, cwd: Path) -> subprocess.Popen:
@@ -35,9 +35,9 @@ def gdexp_process(*args: str, cwd: Path) -> subprocess.Popen:
 
 # --- 2: the README's own sweep, from ./sweeps/ of the start folder --------------------------------
 def readme_sweep() -> tuple[str, list[str]]:
-    """The README's "Writing your own sweep": its YAML as printed, and the command in its header."""
-    section = README.read_text().split("### Writing your own sweep", 1)[1].split("\n## ", 1)[0]
-    block = re.search(r"```yaml\n(.*?)```", section, re.S).group(1)
+    """The docs' "Writing your own sweep": its YAML as printed, and the command in its header."""
+    section = re.split(r"^#+ Writing your own sweep", SWEEPS_PAGE.read_text(), maxsplit=1, flags=re.M)[1]
+    block = re.search(r"```yaml\n(.*?)```", section, re.S).group(1)  # the section's first block
     command = next(line.lstrip("# ").split() for line in block.splitlines() if line.lstrip("# ").startswith("gdexp "))
     return block, command
 
