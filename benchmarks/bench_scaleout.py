@@ -4,7 +4,7 @@
     python benchmarks/bench_scaleout.py --runs 1000   # the whole reference sweep
 
 Starts, on 127.0.0.1 in throwaway folders, what a team would run (the helpers
-of tests/test_scaleout.py): PostgreSQL, `mlflow server` on it (--workers 1, job
+of tests/e2e/test_scaleout.py): PostgreSQL, `mlflow server` on it (--workers 1, job
 execution off) and a Ray head (`ray start`, 2 CPUs); stops them at the end.
 Needs gdexp[ray,slurm,postgres] and PostgreSQL. Printed:
   1. log_batch cost per metric point (1,000 points a call, as gdexp logs a curve):

@@ -13,4 +13,4 @@ python -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; pri
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 python benchmarks/bench_torch.py --device cuda --nets conv --lrs 256 --steps 1000 --repeat 1 --threads 16
 python benchmarks/bench_torch.py --device cuda --nets mlp,conv --lrs 32 --steps 500 --repeat 1 --threads 16
-GDEXP_TORCH_DEVICE=cuda python -m pytest -q -x tests/test_torch_module.py -k "every_run or float32" -p no:cacheprovider
+GDEXP_TORCH_DEVICE=cuda python -m pytest -q -x tests/specs/test_torch_module.py -k "every_run or float32" -p no:cacheprovider

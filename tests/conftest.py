@@ -3,12 +3,21 @@ from __future__ import annotations
 
 import atexit
 import os
+import sys
 import shutil
 import tempfile
 
 import pytest
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+# Tests mirror the layers in folders (tests/core, tests/tracking, ...) without __init__.py, and a
+# few share a table with a test of another layer (test_schedules' optimizer and schedule pairs
+# drive the torch equality tests; test_lr_find's checks serve the stability tests): every folder
+# is importable by module name, whatever order pytest collects them in. Names stay unique.
+_TESTS = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [_TESTS, *sorted(os.path.join(_TESTS, d) for d in os.listdir(_TESTS)
+                                if os.path.isdir(os.path.join(_TESTS, d)) and not d.startswith((".", "_")))]
 
 # A new store is a copy of one that MLflow's migrations made once (gdexp.tracking.store.
 # fresh_sqlite_store: ~2 s of migrations saved a store). The suite keeps that one in a folder
@@ -104,7 +113,7 @@ def _need_postgres(what: str):
 def postgres_template():
     """(server, name of a database MLflow has migrated): each test's databases are copies of it.
 
-    Used by tests/test_fast_write.py and tests/test_fast_read.py: one server per session (per worker)."""
+    Used by tests/tracking/test_fast_write.py and tests/tracking/test_fast_read.py: one server per session (per worker)."""
     from pg_server import Postgres, PostgresMissing, mlflow_template
 
     try:

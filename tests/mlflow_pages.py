@@ -1,4 +1,4 @@
-"""`mlflow server` over a test's store, and its runs page as Playwright sees it (tests/test_ui.py).
+"""`mlflow server` over a test's store, and its runs page as Playwright sees it (tests/e2e/test_mlflow_ui.py).
 
 The selectors are MLflow 3.17 internals (AG Grid rows, the column picker), checked
 against that version; Playwright is imported inside the methods, so this module

@@ -1,6 +1,6 @@
 """A throwaway PostgreSQL server on 127.0.0.1 (initdb + pg_ctl in a temporary folder).
 
-Used by tests/test_fast_write.py, tests/test_scaleout.py and benchmarks/bench_write.py. Databases are made with CREATE DATABASE, optionally
+Used by tests/tracking/test_fast_write.py, tests/e2e/test_scaleout.py and benchmarks/bench_write.py. Databases are made with CREATE DATABASE, optionally
 as copies of a template (one MLflow migration per session, copied in ~0.1 s).
 """
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """A whole MLflow store as plain data, to compare two stores written by two ways of running the same sweep.
 
-Used by tests/test_api.py (the CLI against gdexp.run/gdexp.sweep) and
+Used by tests/commands/test_api.py (the CLI against gdexp.run/gdexp.sweep) and
 benchmarks/compare_stores.py (the code before issue 10 against today's).
 Runs are keyed by run name (ids differ from store to store); a child's
 parent is named by the parent's run name.

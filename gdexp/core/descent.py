@@ -629,7 +629,7 @@ def _sq_norm(g: np.ndarray, out: np.ndarray) -> None:
 
     einsum without `optimize` sums each row on its own: bit-identical in any
     batch. For two columns, two products and a sum give einsum's very
-    values (tests/test_descent.py checks it) at a third of its cost: a 2-D
+    values (tests/core/test_descent.py checks it) at a third of its cost: a 2-D
     sweep spent a quarter of its descent here.
     """
     if not is_numpy(g):
@@ -648,7 +648,7 @@ def _may_stop(f, gn, live, uses_patience: bool, threshold_on_f: bool, prior=None
     f + gn carries every nan and inf of either into one array (it can also
     overflow on huge finite values, which only costs the exact check). A
     non-finite parameter makes the loss non-finite for every loss gdexp ships
-    (tests/test_descent.py checks it); the exact check looks at x as well.
+    (tests/core/test_descent.py checks it); the exact check looks at x as well.
     """
     if uses_patience and (live["wait"] >= live["patience"]).any():
         return True

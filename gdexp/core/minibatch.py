@@ -20,7 +20,7 @@ can start at any update. MINIBATCH_STREAM keeps the stream apart from
 `np.random.default_rng(s)`, which a run's other random draws may use:
 SeedSequence pads its entropy with zeros, so [s, 0, 0] would be that very
 stream. numpy keeps Generator streams stable except for bug fixes (NEP 19);
-tests/test_minibatch.py holds literal indices, so a change would show.
+tests/core/test_minibatch.py holds literal indices, so a change would show.
 """
 from __future__ import annotations
 

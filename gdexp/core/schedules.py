@@ -1,7 +1,7 @@
 """Learning-rate schedules as pure functions of the step, over a batch of runs.
 
 Each schedule equals its torch.optim.lr_scheduler counterpart step by step
-(tests/test_schedules.py checks all of them against torch to 1e-12): torch
+(tests/core/test_schedules.py checks all of them against torch to 1e-12): torch
 updates most rates recursively (lr <- lr * gamma), gdexp uses the closed forms
 torch documents (`_get_closed_form_lr`), which agree to a few ulps per step.
 

@@ -48,7 +48,7 @@ Writing a = lr * lambda:
   RMSprop (2 (1 + momentum) / lr with its momentum buffer). `stability_threshold`
   gives these.
 
-tests/test_stability.py checks every bound against bisection on the spectral
+tests/core/test_stability.py checks every bound against bisection on the spectral
 radius of M built from the optimizers' own update code.
 """
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Every private Hydra (and plugin) API gdexp uses, in one place.
 
 Hydra 1.3 keeps these under `_internal` or `_utils`; they have no stability
-promise, so each is imported here only, and tests/test_hydra_internals.py
+promise, so each is imported here only, and tests/hydra/test_internals.py
 fails loudly (naming it) if an update of hydra-core, omegaconf or
 hydra-ray-launcher moves or changes one. pyproject pins hydra-core < 1.4.
 """
@@ -17,7 +17,7 @@ from omegaconf._utils import get_omega_conf_dumper
 
 def fast_omega_conf_dumper():
     """OmegaConf's dumper with libyaml's C emitter where present: the same representers (so the
-    same text, tests/test_sweeps.py compares job folders with Hydra's), 5-10x faster to write.
+    same text, tests/hydra/test_sweeps.py compares job folders with Hydra's), 5-10x faster to write.
     OmegaConf's dumper (pure Python) otherwise."""
     python = get_omega_conf_dumper()
     if not getattr(yaml, "__with_libyaml__", False):

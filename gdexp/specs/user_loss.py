@@ -277,7 +277,7 @@ class JaxLoss(_TargetLoss):
     padded to two (a one-trip loop is compiled inline, with different
     rounding), and batches are padded to the next power of two so that a
     descent, whose batch shrinks as runs stop, compiles at most log2(B) + 1
-    shapes (~60 ms each). ``tests/test_user_loss.py`` checks rows are
+    shapes (~60 ms each). ``tests/specs/test_user_loss.py`` checks rows are
     bit-identical alone and in batches of 1 to 100.
 
     Built by ``user_loss``: keyword arguments are bound with

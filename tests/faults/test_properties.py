@@ -40,7 +40,7 @@ def _options(group: str) -> dict[str, list[str]]:
     return out
 
 
-LOSSES = {k: v for k, v in _options("loss").items() if k != "custom"}  # custom: tests/test_user_loss.py
+LOSSES = {k: v for k, v in _options("loss").items() if k != "custom"}  # custom: tests/specs/test_user_loss.py
 OPTIMIZERS, SCHEDULES = _options("optimizer"), _options("schedule")
 FIXED = ([f"stopping.{k}" for k in _options("stopping")["default"]]
          + [f"tracking.{k}" for k in _options("tracking")["local"] if k != "uri"]  # uri: the hostile-input table

@@ -39,7 +39,7 @@ class Loss:
     #: Data points a mini-batch can be drawn from; None for a loss without data.
     n_data: int | None = None
     #: True when a non-finite parameter always makes the loss or its gradient non-finite
-    #: (tests/test_descent.py checks the losses that claim it): the descent's cheap screen
+    #: (tests/core/test_descent.py checks the losses that claim it): the descent's cheap screen
     #: then needs not look at x. Otherwise (tanh saturates) it checks x too.
     flags_nonfinite_x: bool = False
 

@@ -50,7 +50,7 @@ class Rosenbrock(Loss):
 
     def _value_and_grad_2d(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         # The n-D code below on 1-D columns: the same operations in the same
-        # order, so bit-identical (tests/test_descent.py checks it), without the
+        # order, so bit-identical (tests/core/test_descent.py checks it), without the
         # (B, 1) slices, the sum over a length-1 axis and the zeros_like that
         # cost a 2-D sweep's descent about a third of its time.
         x = np.ascontiguousarray(x, dtype=np.float64)

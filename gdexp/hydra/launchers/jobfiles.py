@@ -10,7 +10,7 @@ bytes of a full dump for the first job it serves (checked), and a value is splic
 only where it is one line that cannot wrap (short, or without spaces): any other job
 gets a full dump. A list or dict value (``init=[-1.5,2.0]``, the same in every job of most
 sweeps) is not spliced but kept in the template, whose key then holds that value: a job
-with another one gets its own template. tests/test_sweeps.py compares job folders with
+with another one gets its own template. tests/hydra/test_sweeps.py compares job folders with
 Hydra's own.
 """
 from __future__ import annotations

@@ -12,7 +12,7 @@ MLflow's `SqlAlchemyStore` would write for
 with one executemany per table (COPY for the metric points on PostgreSQL), in
 one transaction for any number of runs. What MLflow's client then reads back
 (`get_run`, `get_metric_history`, `search_runs`, the UI's sampled charts) is the
-same as for runs written through the client: tests/test_fast_write.py writes
+same as for runs written through the client: tests/tracking/test_fast_write.py writes
 the same runs both ways on SQLite and PostgreSQL and compares everything.
 
 It writes below MLflow's public API, so it is fenced (`fast_path_available`):

@@ -363,12 +363,11 @@ def test_bad_input_on_the_command_line_is_one_line_and_records_nothing(gdexp, my
 
 
 def test_the_readme_example_is_the_example_package():
-    """README's *Your own network* shows examples/mynet/net.py's model() and data(), verbatim."""
+    """The docs' *Your own network* shows examples/mynet/net.py's model() and data(), verbatim."""
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
-    readme = (root / "README.md").read_text()
-    section = readme[readme.index("## Your own network"):readme.index("## Learning-rate schedules")]
+    section = (root / "docs" / "own-network.md").read_text()
     block = section[section.index("```python") + len("```python"):section.index("```", section.index("```python") + 9)]
     example = (root / "examples" / "mynet" / "net.py").read_text()
     for part in block.split("\n\n"):

@@ -165,7 +165,7 @@ def test_variables_follow_first_appearance_or_the_list_and_unused_ones_are_flat(
     np.testing.assert_array_equal(f, [9.0])
     np.testing.assert_array_equal(g, [[0.0, 6.0]])
     # Names that are also module or sympy names are plain variables here (but E and I: see
-    # tests/test_expression_constants.py).
+    # tests/core/test_expression_constants.py).
     f, g = expression("numpy*S + N - x0 + pi*0", ["numpy", "S", "N", "x0"]).value_and_grad(
         np.array([[2.0, 3.0, 5.0, 7.0]]))
     np.testing.assert_array_equal(f, [4.0])

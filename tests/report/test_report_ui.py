@@ -1,6 +1,6 @@
 """report.html in a real browser: opened from disk (file://, offline), hovered, clicked.
 
-Needs Debian's Chromium and the playwright package, as tests/test_ui.py (which says
+Needs Debian's Chromium and the playwright package, as tests/e2e/test_mlflow_ui.py (which says
 how to get them); skips, saying which is missing, without them.
 """
 from __future__ import annotations

@@ -207,7 +207,7 @@ def test_descent_matches_torch(opt_name, sched_name, values):
     # The state's lr after each update is the rate that update used: the curve to log.
     np.testing.assert_allclose(our_lrs[:, 0, 0], lrs, rtol=1e-12, atol=0)
     # Measured max relative difference over the 50 iterates: <= 1e-13, as for
-    # the optimizers alone (tests/test_optimizers.py).
+    # the optimizers alone (tests/core/test_optimizers.py).
     np.testing.assert_allclose(ours[:, 0], np.stack(path), rtol=1e-12, atol=0)
 
 

@@ -87,7 +87,7 @@ def test_fast_reader_reads_what_the_client_reads(varied_store):
 
 def _odd_runs(uri: str) -> None:
     """Every status, NaN and infinite metrics, unicode, a run named by its tag only, a param cut by
-    MLflow, two experiments: the fast write path's own sample (tests/test_fast_write.py), read both ways."""
+    MLflow, two experiments: the fast write path's own sample (tests/tracking/test_fast_write.py), read both ways."""
     from test_fast_write import sample_records
 
     from gdexp.tracking.fast.write import write_runs

@@ -8,7 +8,7 @@ UI's sampled history, search_runs with filters and orderings) and the raw rows
 of MLflow's five run tables, run ids mapped to the records' order.
 
 On SQLite always; on PostgreSQL (marked `scaleout`) against a throwaway server
-on 127.0.0.1 (initdb + pg_ctl in a temporary folder, as tests/test_scaleout.py
+on 127.0.0.1 (initdb + pg_ctl in a temporary folder, as tests/e2e/test_scaleout.py
 starts one): it skips on a developer's machine without PostgreSQL and fails in
 CI (CI=true).
 """
