@@ -346,3 +346,28 @@ def test_a_chart_of_a_run_still_descending_gains_points(page, live_sweep, tmp_pa
         second = drawn_steps("live-2.png")  # the page opened again, as a user reloads it
         assert max(second) > max(first) and len(second) <= 320  # more steps, sampled as the final curve is
         assert client.get_run(run.info.run_id).info.status == "RUNNING"
+
+
+@pytest.mark.ui
+def test_a_run_page_charts_its_results_and_what_the_sweep_varies_not_its_constants(page, runs, mlflow_ui,
+                                                                                     tmp_path):
+    """Issue 25: every numeric hyper-parameter used to be a metric (24 charts on a linear regression
+    run, most one constant bar); the run page now charts the results, the learning rate and the keys
+    the sweep varies."""
+    from playwright.sync_api import expect
+
+    run = max(runs.children, key=lambda r: r.data.metrics.get("iterations", 0))
+    metrics = set(run.data.metrics)
+    assert {"optimizer.lr", "loss", "final_loss"} <= metrics
+    assert not metrics & {"stopping.maxiter", "stopping.gtol", "seed", "tracking.curve_points"}  # constants
+    page.goto(f"{mlflow_ui}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}")
+    expect(page.get_by_role("heading", name=run.info.run_name, exact=True)).to_be_visible()
+    page.get_by_role("tab", name="Model metrics").click()
+    cards = page.get_by_test_id(CHART_CARD)
+    expect(cards.first).to_be_visible()
+    # The section counts its charts ("Model metrics (10)"); those below the fold render lazily.
+    page.wait_for_function("p => new RegExp(p).test(document.body.innerText)",
+                           arg=rf"Model metrics\s*\({len(metrics)}\)")
+    shown = {cards.nth(i).get_by_role("heading").first.inner_text().strip() for i in range(cards.count())}
+    page.screenshot(path=tmp_path / "run-page.png")
+    assert shown and shown <= metrics, (sorted(shown), sorted(metrics))  # one chart a metric, none a constant
