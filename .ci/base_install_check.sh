@@ -105,7 +105,7 @@ done
 # --- grids, every option of every group, the other launchers ------------------------------------------
 run 0 "-m with grids" gdexp -m loss=booth 'optimizer.lr=logspace(1e-4,1,5)' 'stopping.gtol=sort(range(1e-6,3e-6,1e-6))' \
   stopping.maxiter=50
-losses=$("$py" -c "from gdexp.hydra.paths import conf_dir; print(','.join(sorted(p.stem for p in (conf_dir()/'loss').glob('*.yaml') if p.stem != 'custom')))")
+losses=$("$py" -c "from gdexp.hydra.paths import conf_dir; print(','.join(sorted(p.stem for p in (conf_dir()/'loss').glob('*.yaml') if p.stem not in ('custom', 'torch'))))")
 run 0 "every loss (loss=$losses)" gdexp -m "loss=$losses" stopping.maxiter=5 "$light"
 optimizers=$("$py" -c "from gdexp.hydra.paths import conf_dir; print(','.join(sorted(p.stem for p in (conf_dir()/'optimizer').glob('*.yaml'))))")
 schedules=$("$py" -c "from gdexp.hydra.paths import conf_dir; print(','.join(sorted(p.stem for p in (conf_dir()/'schedule').glob('*.yaml'))))")
