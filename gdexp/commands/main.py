@@ -257,6 +257,10 @@ def hydra_error(exc: BaseException, argv: list[str]) -> str | None:
             return str(ConfigError(bad.partition("=")[0], bad.partition("=")[2],
                                    "interval() is a range to search, not a grid: use +sweep=lr_optuna, "
                                    "or give values (a,b,c or logspace(a,b,n))"))
+    ambiguous = re.search(r"Ambiguous value for argument '([^=']+)=([^']*)'", text)
+    if ambiguous:  # a comma list without -m
+        return str(ConfigError(ambiguous.group(1), ambiguous.group(2), "several values make a sweep: add -m "
+                               "(gdexp -m ...; from Python, gdexp.sweep), or give one value"))
     first = next((line.strip() for line in text.splitlines() if line.strip()), type(exc).__name__)
     return first
 

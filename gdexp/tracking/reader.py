@@ -190,29 +190,22 @@ def search(cl, experiment_ids: list[str], filter_string: str) -> list:
 
 
 def _row(run, experiment_names: dict[str, str]) -> dict:
+    from gdexp.tracking.fast.read import RUN_TAGS
+
     info, p, m, t = run.info, run.data.params, run.data.metrics, run.data.tags
     finished = info.status == "FINISHED"
     row = {
         "run_id": info.run_id,
         "run_name": info.run_name,
         "experiment": experiment_names.get(info.experiment_id, info.experiment_id),
-        "sweep_id": t.get("mlflow.parentRunId"),
         "loss": p.get("loss.name"),
         "optimizer": p.get("optimizer.name"),
         "lr": p.get("optimizer.lr"),
+        **{column: t.get(tag) for column, tag in RUN_TAGS.items()},  # the fast reader's map
         "status": t.get(f"{_T}status") if finished else info.status.lower(),
         "diverged": t.get(f"{_T}diverged") == "true",
-        "diverged_step": t.get(f"{_T}diverged_step"),
-        "divergence": t.get(f"{_T}divergence"),
-        "stop_reason": t.get(f"{_T}stop_reason"),
-        "pruned_step": t.get(f"{_T}pruned_step"),
         **{name: m.get(name, np.nan) for name in (*SUMMARY_METRICS, *MEASURED)},
         "mlflow_status": info.status,
-        "error": t.get(f"{_T}error"),
-        "config_hash": t.get(f"{_T}config_hash"),
-        "data_sha256": t.get(f"{_T}data_sha256"),
-        "source_sha256": t.get(f"{_T}source_sha256"),
-        "version": t.get(f"{_T}version"),
         "start_time": info.start_time,
         "artifact_uri": info.artifact_uri,
     }

@@ -318,3 +318,14 @@ def test_a_count_that_is_not_an_integer_is_one_line(gdexp, store, arg, shown):
     code, out, err = gdexp("loss=linear_regression", arg)
     lines = [line for line in err.splitlines() if line.strip()]
     assert code == EXIT_INVALID_INPUT and len(lines) == 1 and lines[0].startswith(f"gdexp: error: {shown}"), err
+
+
+@pytest.mark.parametrize("args", [["optimizer.lr=0.1,0.2"], ["loss=booth", "seed=0,1,2"]])
+def test_a_comma_list_without_multirun_says_to_add_it(gdexp, store, args):
+    """Hydra's own words were 'Ambiguous value for argument ...': no key, no way out."""
+    import gdexp as api
+
+    key, _, value = args[-1].partition("=")
+    assert_refused(gdexp, store, args, f"{key}='{value}'", "several values make a sweep: add -m")
+    with pytest.raises(ConfigError, match="several values make a sweep: add -m"):
+        api.run(args)

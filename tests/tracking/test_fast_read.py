@@ -45,6 +45,9 @@ def varied_store(tmp_path_factory):
                "optimizer.lr=0.001,0.002", "stopping.maxiter=5"],
               ["-m", "tracking.experiment=other", "optimizer=adam,gd", "optimizer.lr=0.01", "stopping.maxiter=50"],
               ["tracking.experiment=other", "loss=booth", "optimizer.lr=0.01", "stopping.maxiter=50"]]
+    # first: pruned runs (successive halving), whose gdexp.pruned_step tag is a column too
+    sweeps.insert(0, ["-m", "tracking.experiment=pruned", "loss=rosenbrock", "optimizer.lr=logspace(1e-5,1e-3,9)",
+                      "stopping.maxiter=200", "stopping.prune=halving", "stopping.prune_min_steps=20"])
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", uri)
         patch.delenv("GDEXP_PARENT_RUN_ID", raising=False)
@@ -79,10 +82,13 @@ def test_fast_reader_reads_what_the_client_reads(varied_store):
     other = both_ways(varied_store, experiment="other")
     assert len(other) == 3 and set(other["experiment"]) == {"other"}
     sweeps = cl.search_runs([e.experiment_id for e in cl.search_experiments()], "tags.`gdexp.sweep` = 'true'")
-    assert len(sweeps) == 3
+    assert len(sweeps) == 4
     for parent in sweeps:
         runs = both_ways(varied_store, sweep=parent.info.run_id)
-        assert (runs["sweep_id"] == parent.info.run_id).all() and len(runs) in (5, 2)
+        assert (runs["sweep_id"] == parent.info.run_id).all() and len(runs) in (5, 2, 9)
+    pruned = both_ways(varied_store, experiment="pruned")
+    assert (pruned["status"] == "pruned").sum() >= 4
+    assert (pruned["pruned_step"].notna() == (pruned["status"] == "pruned")).all()
 
 
 def _odd_runs(uri: str) -> None:

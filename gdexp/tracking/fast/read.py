@@ -24,9 +24,11 @@ from gdexp.tracking import TAG as _T
 from gdexp.tracking.fast.fence import _engine
 
 # The tags load_runs reads, under the column each goes to.
+# Tags read into load_runs' columns, by column: both readers (this one and the client path,
+# gdexp.tracking.reader) read them from this one map, so a new tag column cannot reach one only.
 RUN_TAGS = {"sweep_id": "mlflow.parentRunId", "status": f"{_T}status", "diverged": f"{_T}diverged",
             "diverged_step": f"{_T}diverged_step", "divergence": f"{_T}divergence",
-            "stop_reason": f"{_T}stop_reason", "error": f"{_T}error", "config_hash": f"{_T}config_hash",
+            "stop_reason": f"{_T}stop_reason", "pruned_step": f"{_T}pruned_step", "error": f"{_T}error", "config_hash": f"{_T}config_hash",
             "data_sha256": f"{_T}data_sha256", "source_sha256": f"{_T}source_sha256",
             "version": f"{_T}version"}
 
