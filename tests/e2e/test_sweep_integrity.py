@@ -21,7 +21,7 @@ from gdexp.results.groups import list_text
 from cli_runner import runs_of
 from mlflow import MlflowClient
 
-SWEEPS_PAGE = Path(__file__).resolve().parent.parent / "docs" / "sweeps.md"  # moved there from the README
+SWEEPS_PAGE = Path(__file__).resolve().parents[2] / "docs" / "sweeps.md"  # moved there from the README
 
 
 def gdexp_process(*args: str, cwd: Path) -> subprocess.Popen:

@@ -366,7 +366,7 @@ def test_the_readme_example_is_the_example_package():
     """The docs' *Your own network* shows examples/mynet/net.py's model() and data(), verbatim."""
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     section = (root / "docs" / "own-network.md").read_text()
     block = section[section.index("```python") + len("```python"):section.index("```", section.index("```python") + 9)]
     example = (root / "examples" / "mynet" / "net.py").read_text()

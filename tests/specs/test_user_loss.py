@@ -439,7 +439,7 @@ def test_a_worker_in_another_folder_unpickles_from_the_start_folder(folder, tmp_
     elsewhere.mkdir()
     script = ("import pickle, sys, numpy as np; loss = pickle.load(open(sys.argv[1], 'rb')); "
               "print(loss.value(np.array([[0.0, 0.0]]))[0])")
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
     done = subprocess.run([sys.executable, "-c", script, str(blob)], cwd=elsewhere, env=env,
                           capture_output=True, text=True, timeout=120)
     assert done.stdout.strip() == "1.0", done.stderr
