@@ -23,7 +23,6 @@ ratios halving / full, medians over the repeats.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -31,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
 from common import compose_specs, median  # noqa: E402
 
 MLP = ["loss=mlp", "loss.dataset=digits", "loss.hidden=[16]", "loss.activation=relu", "stopping.maxiter=150",
@@ -62,12 +62,7 @@ def best(specs, results, metric: str) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="200 lrs x 3,000 steps for the reference sweep")
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=1,
-                        help="numpy's BLAS threads (default 1: on a shared machine more threads measure the "
-                             "neighbours more than the code)")
+    parser = common.parser(__doc__, "200 lrs x 3,000 steps for the reference sweep", "numpy's BLAS")
     args = parser.parse_args()
 
     from threadpoolctl import threadpool_limits

@@ -21,7 +21,6 @@ numpy's elementwise operations always run on one.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -29,16 +28,12 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
 from common import median  # noqa: E402
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="16 runs x 100 steps, a smaller scaling table")
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=1,
-                        help="BLAS threads for numpy and torch (default 1: on a shared machine "
-                             "a second thread measures the neighbours more than the code)")
+    parser = common.parser(__doc__, "16 runs x 100 steps, a smaller scaling table", "numpy's and torch's BLAS")
     args = parser.parse_args()
 
     import torch

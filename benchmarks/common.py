@@ -1,6 +1,7 @@
 """Shared pieces of the benchmarks: timing, fresh stores, the MLflow floor."""
 from __future__ import annotations
 
+import argparse
 import os
 import statistics
 import time
@@ -66,3 +67,14 @@ def compose_specs(overrides_per_run: list[list[str]]):
         master = compose("config", return_hydra_config=True)
         composer = JobComposer(GlobalHydra.instance().config_loader(), master)
         return [build_spec(composer.task_config(o)) for o in overrides_per_run]
+
+
+def parser(doc: str, quick: str, threads: str) -> argparse.ArgumentParser:
+    """A benchmark's command line: --quick (what it shrinks to: `quick`), --repeat (3), --threads
+    (BLAS threads, default 1: on a shared machine more threads measure the neighbours more than
+    the code; `threads` says which libraries)."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help=quick)
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--threads", type=int, default=1, help=f"{threads} threads (default 1)")
+    return p
