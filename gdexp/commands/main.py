@@ -57,8 +57,12 @@ def run_hydra(argv: list[str]) -> None:
     from gdexp.tracking.writes import close_open_runs, runs_created
 
     created = runs_created()
+
+    def task_function(cfg) -> dict:  # the command line as typed, for Hydra's errors about it
+        return _task(cfg, argv)
+
     try:
-        hydra_app(argv, _task)
+        hydra_app(argv, task_function)
     except SweepInterrupted as exc:  # the sweep closed its runs and says how to finish
         exit_for(exc)
     except KeyboardInterrupt as exc:
@@ -119,7 +123,7 @@ def input_errors(argv: list[str]):
         raise as_config_error(message) from None
 
 
-def _task(cfg) -> dict:
+def _task(cfg, argv: list[str]) -> dict:
     """The command's Hydra task: gdexp.hydra.task.task, a single run's line printed, its refusals one line."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
@@ -135,7 +139,7 @@ def _task(cfg) -> dict:
         discard_output_dir(HydraConfig.get().runtime.output_dir)
         exit_invalid(exc)  # out of Hydra's job runner without its "Error executing job" lines
     except Exception as exc:  # OmegaConf's, resolving the config (an interpolation ${...}): the user's input
-        message = hydra_error(exc, [str(o) for o in HydraConfig.get().overrides.task])
+        message = hydra_error(exc, argv)
         if message is None or multirun:
             raise
         discard_output_dir(HydraConfig.get().runtime.output_dir)

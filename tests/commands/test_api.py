@@ -103,7 +103,7 @@ def test_a_diverged_run_is_a_row_not_an_error(store):
 @pytest.mark.parametrize("call,overrides,line,key", [
     ("run", ["optimizer.lr=-1"], "optimizer.lr=-1: must be finite and > 0", "optimizer.lr"),
     ("run", ["loss=nope"], "loss='nope': no such option; options: beale, booth, custom, expression, "
-     "himmelblau, linear_regression, logistic_regression, mlp, quadratic, rastrigin, rosenbrock", "loss"),
+     "himmelblau, linear_regression, logistic_regression, mlp, quadratic, rastrigin, rosenbrock, torch", "loss"),
     ("run", ["optimizer.lrr=0.1"], "optimizer.lrr=0.1: not a config key; valid keys of optimizer=gd: lr, "
      "weight_decay", "optimizer.lrr"),
     ("run", ["stopping.maxiter=ten"], "stopping.maxiter='ten': must be an integer", "stopping.maxiter"),

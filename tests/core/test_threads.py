@@ -23,9 +23,9 @@ def spied(compose, monkeypatch):
         monkeypatch.delenv(name, raising=False)
     seen, real = [], batch.descend_batch
 
-    def spy(runs):
+    def spy(runs, **kwargs):
         seen.append(_blas_threads())
-        return real(runs)
+        return real(runs, **kwargs)
 
     monkeypatch.setattr(batch, "descend_batch", spy)
 

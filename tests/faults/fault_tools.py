@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-# A loss that blocks inside its descent (not while it is validated) when GDEXP_TEST_BLOCK names
+# A loss that blocks inside its descent (not while it is validated: building it probes it a few
+# times and checks its gradient against central differences in 6 calls) when GDEXP_TEST_BLOCK names
 # its scale (or is "*": every job): a job then stays in flight, its run RUNNING, as long as the test wants.
 BLOCKING_LOSS = '''
 import os, time
@@ -31,7 +32,7 @@ class Bowl(Loss):
 
     def value_and_grad(self, x, rows=None):
         self.calls += 1
-        if self.calls > 5 and os.environ.get("GDEXP_TEST_BLOCK") in (f"{self.scale:g}", "*"):
+        if self.calls > 12 and os.environ.get("GDEXP_TEST_BLOCK") in (f"{self.scale:g}", "*"):
             time.sleep(float(os.environ.get("GDEXP_TEST_BLOCK_S", "3600")))
         return 0.5 * self.scale * np.einsum("bi,bi->b", x, x), self.scale * x
 

@@ -3,6 +3,9 @@ naming the experiment, its store and how to restore it; load_runs raises NotFoun
 is read through MLflow's client: no run is added to it."""
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 
 from fault_tools import all_runs
@@ -67,7 +70,8 @@ def test_restoring_it_as_the_line_says_lets_runs_go_on(gdexp, store):
     line = gdexp("loss=booth", "stopping.maxiter=5")[2]
     command = line.split("`")[1]  # the command the line gives, run as a user would
     env_part, _, restore = command.partition(" ")
-    subprocess.run(restore.split(), check=True, capture_output=True,
+    program, *rest = restore.split()  # `mlflow`, from the venv that runs the tests (its bin/ may not be on PATH)
+    subprocess.run([str(Path(sys.executable).with_name(program)), *rest], check=True, capture_output=True,
                    env={**__import__("os").environ, env_part.split("=")[0]: env_part.split("=", 1)[1]})
     assert gdexp("loss=booth", "stopping.maxiter=5")[0] == 0
     assert sum(r.info.status == "FINISHED" for r in all_runs(store)) == 2

@@ -72,9 +72,16 @@ def read_runs(uri: str, experiment: str | None = None, sweep: str | None = None)
         sql = _Sql(conn.connection.dbapi_connection.cursor(), engine.dialect.name)
         names = dict(sql.all("SELECT experiment_id, name FROM experiments"))
         if experiment is not None:
-            found = sql.all("SELECT experiment_id FROM experiments WHERE name = :name", name=experiment)
+            found = sql.all("SELECT experiment_id, lifecycle_stage FROM experiments WHERE name = :name",
+                            name=experiment)
             if not found:
                 raise NotFound("experiment", experiment, f"no experiment named {experiment!r} in {uri}")
+            from types import SimpleNamespace
+
+            from gdexp.tracking.store import check_not_deleted  # the client path's line, word for word
+
+            check_not_deleted(SimpleNamespace(name=experiment, experiment_id=found[0][0], lifecycle_stage=found[0][1]),
+                              uri, "experiment")
             where, binds = _EXPERIMENT_RUNS, {"exp": found[0][0]}
         else:
             parent, exp = _parent(sql, uri, sweep)
