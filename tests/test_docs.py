@@ -17,7 +17,7 @@ How a block is run:
   sweep's folder), path/to/file.csv (a small CSV file); a page that has made no sweep by then
   gets one or two small ones first (2-D and 3-D losses, 30 steps).
 Not run here, each reported as a skip that says why: a block that names a server
-(`mlflow server`, `mlflow ui`), PostgreSQL, Ray, SLURM or a GPU; the README's first block
+(`mlflow server`, `mlflow ui`, `optuna-dashboard`), PostgreSQL, Ray, SLURM or a GPU; the README's first block
 (it installs gdexp into a fresh venv and runs .ci/run: it is CI itself); a block printed twice
 (docs/index.md repeats the README), run where it first appears; and, under .ci/run
 (GDEXP_BASE_INSTALL_CHECKED=1), the blocks .ci/base_install_check.sh has just run on the plain
@@ -48,6 +48,7 @@ SUBCOMMANDS = {"report", "compare", "rerun", "resume", "--help", "-h", "--cfg", 
 # (pattern, why): a block matching one names what this machine does not run in a test
 NEEDS = [
     (r"\bmlflow (server|ui)\b", "starts an MLflow server"),
+    (r"\boptuna-dashboard\b", "starts optuna-dashboard's server (a package of its own: pip install optuna-dashboard)"),
     (r"postgres|createdb|psycopg", "needs a PostgreSQL server"),
     (r"\bray\b", "needs a Ray cluster"),
     (r"slurm|submitit", "needs SLURM (submitit)"),
