@@ -146,8 +146,9 @@ def sweep_labels(parents: list, runs: pd.DataFrame | None = None) -> dict[str, s
     and take one value within some sweep: ``optimizer=momentum`` against
     ``optimizer=gd``. A key one sweep varies and another fixes shows its
     values (``seed=0,1,2``). Sweeps alike in every key are named by their
-    parent run's name, and where that repeats too, by when each started;
-    never by a hash alone. One sweep: its name.
+    parent run's name, and where that repeats too, by when each started
+    (and, started in the same second, by their run ids' first 8 characters
+    too); never by a hash alone. One sweep: its name.
     """
     names = [sweep_name(p) for p in parents]
     ids = [p.info.run_id for p in parents]
@@ -163,7 +164,11 @@ def sweep_labels(parents: list, runs: pd.DataFrame | None = None) -> dict[str, s
             return labels
     if len(set(names)) == len(names):
         return dict(zip(ids, names))
-    return {p.info.run_id: f"{n} (started {started(p)})" for p, n in zip(parents, names)}
+    labels = {p.info.run_id: f"{n} (started {started(p)})" for p, n in zip(parents, names)}
+    if len(set(labels.values())) == len(labels):
+        return labels
+    # Started within the same second (two commands at once): the run id tells them apart.
+    return {i: f"{label[:-1]}, run {i[:8]})" for i, label in labels.items()}
 
 
 def _values(column: pd.Series) -> str:

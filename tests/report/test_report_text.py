@@ -36,3 +36,25 @@ def test_the_lr_find_section_says_max_stable_lr_not_lr_found(gdexp, store):
     assert "lr_found" not in md
     assert re.search(r"The bracket closed at lo = [\d.]+ \(stable\) and hi = [\d.]+ \(diverged\), "
                      r"hi/lo = [\d.]+: max_stable_lr = [\d.]+\.", section)
+
+
+def test_sweeps_alike_in_name_and_started_in_the_same_second_get_distinct_labels():
+    """Two commands started together: same keys, same name, same second. Their labels still differ
+    (a comparison's groups are categories and must be unique), and stay readable: name, time, id."""
+    from types import SimpleNamespace
+
+    from gdexp.report.select import sweep_labels
+
+    def parent(run_id, ms):
+        return SimpleNamespace(info=SimpleNamespace(run_id=run_id, run_name="lr_grid", start_time=ms),
+                               data=SimpleNamespace(tags={}))
+
+    same = [parent("a" * 32, 1_765_000_000_100), parent("b" * 32, 1_765_000_000_900)]
+    import pandas as pd
+
+    runs = pd.DataFrame({"sweep_id": ["a" * 32, "b" * 32], "loss": ["booth", "booth"]})
+    labels = sweep_labels(same, runs)
+    assert len(set(labels.values())) == 2
+    assert labels["a" * 32].startswith("lr_grid (started ") and "run aaaaaaaa" in labels["a" * 32]
+    apart = [parent("a" * 32, 1_765_000_000_100), parent("b" * 32, 1_765_000_002_100)]
+    assert all("run " not in v for v in sweep_labels(apart, runs).values())
