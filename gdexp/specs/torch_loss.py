@@ -327,13 +327,20 @@ class TorchModuleLoss(Loss):
         gradient: ``((B,), (B, dim))``, tensors for a tensor x, float64 arrays for a numpy x."""
         w, host = self._tensor(x)
         X, y = self._data["x_train"], self._data["y_train"]
+        # Rows that all draw the same mini-batch (one seed for the whole sweep) share one batch: a
+        # convolution then sees one input against stacked weights, not B inputs in B groups.
+        shared = rows is None or _all_equal(rows)
         if rows is not None:
             import torch
 
-            index = torch.tensor(np.asarray(rows), device=self.device)
-            parts = [self._value_and_grad[False](w[c], X[index[c]], y[index[c]]) for c in self._calls(len(w), index.shape[1])]
-        else:
+            index = torch.as_tensor(np.asarray(rows)[0] if shared else np.asarray(rows), device=self.device)
+            if shared:
+                X, y = X[index], y[index]
+        if shared:
             parts = [self._value_and_grad[True](w[c], X, y) for c in self._calls(len(w), len(y))]
+        else:  # each call gathers its own rows' batches (a (B, m, ...) copy of them all could be large)
+            parts = [self._value_and_grad[False](w[c], X[index[c]], y[index[c]])
+                     for c in self._calls(len(w), index.shape[1])]
         g, f = _joined(parts, 0), _joined(parts, 1)
         return (_host(f), _host(g)) if host else (f.detach(), g.detach())
 
@@ -462,6 +469,12 @@ def _joined(parts, i: int):
     import torch
 
     return torch.cat([p[i] for p in parts]) if len(parts) != 1 else parts[0][i]
+
+
+def _all_equal(rows) -> bool:
+    """Whether every row of a (B, m) array of mini-batch indices is the same batch."""
+    rows = np.asarray(rows)
+    return bool((rows == rows[:1]).all())
 
 
 def _host(t) -> np.ndarray:
