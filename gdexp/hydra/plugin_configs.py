@@ -42,7 +42,9 @@ class RayLauncherConf:
         },
         # Each task also gets the sweep's tracking URI and parent run in runtime_env.env_vars,
         # added at launch (an ${oc.env:} here would resolve before the sweep exports them).
-        "remote": {"num_cpus": 1},
+        # num_gpus: 1 gives each task a GPU of its own (Ray sets its CUDA_VISIBLE_DEVICES, and
+        # loss.device=auto descends there); at 0 a task is placed by its CPUs alone.
+        "remote": {"num_cpus": 1, "num_gpus": 0},
     })
 
 

@@ -169,7 +169,9 @@ def _contents(uri: str) -> dict:
             art = Path(cl.download_artifacts(rid, "", tmp))
             files = {"config.yaml": (art / "config.yaml").read_text(),
                      "result.json": json.loads((art / "result.json").read_text()),
-                     "curve": pd.read_parquet(art / "curve.parquet").to_dict("list")}
+                     # nan (a column evaluated at some steps only) as None: equal curves compare equal
+                     "curve": {k: [None if pd.isna(v) else v for v in column] for k, column
+                               in pd.read_parquet(art / "curve.parquet").to_dict("list").items()}}
         out[r.info.run_name] = {
             "status": r.info.status,
             "params": r.data.params,
@@ -304,6 +306,38 @@ def test_http_retries_are_bounded_unless_the_user_set_them(monkeypatch, tmp_path
     assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "7"  # the user's value wins
 
 
+@pytest.mark.parametrize("asked, num_gpus", [([], 0), (["hydra.launcher.ray.remote.num_gpus=1"], 1)])
+def test_each_ray_task_asks_for_the_gpus_the_preset_names(gdexp, store, monkeypatch, asked, num_gpus):
+    """hydra.launcher.ray.remote.num_gpus reaches ray.remote with the preset's num_cpus and the sweep's
+    environment (Ray itself replaced by a stand-in that runs each task here: no GPU or cluster needed)."""
+    pytest.importorskip("hydra_plugins.hydra_ray_launcher") if not os.environ.get("CI") else None
+    import ray
+    from hydra.core.singleton import Singleton
+
+    import gdexp.hydra.launchers.ray as ray_launcher
+
+    options = []
+
+    def remote(**kwargs):
+        options.append(kwargs)
+        return lambda function: types.SimpleNamespace(remote=function)
+
+    monkeypatch.setattr(ray_launcher, "start_ray", lambda init: None)
+    monkeypatch.setattr(ray, "remote", remote)
+    monkeypatch.setattr(ray, "get", lambda returns: returns)
+    # A task here finds Hydra's state in place; restoring it, as a worker does, would make Hydra scan
+    # its plugins again, re-executing their modules under the classes this process already holds.
+    monkeypatch.setattr(Singleton, "set_state", staticmethod(lambda state: None))
+    code, out, err = gdexp("-m", "loss=quadratic,booth", "optimizer.lr=0.01,0.1", "stopping.maxiter=20",
+                           "hydra/launcher=ray", *asked)
+    assert code == 0, err
+    (kwargs,) = options  # one remote function, called once a task
+    assert {k: v for k, v in kwargs.items() if k != "runtime_env"} == {"num_cpus": 1, "num_gpus": num_gpus}
+    assert kwargs["runtime_env"]["env_vars"][tracking_env.TRACKING_URI] == store
+    _, parents, children = _sweep(store)
+    assert len(children) == 4 and parents[0].data.metrics["runs"] == 4
+
+
 # --- real services ------------------------------------------------------------------------------
 
 @pytest.mark.scaleout
@@ -337,6 +371,42 @@ def test_ray_sweep_against_a_server_on_postgres(ray_head, server_on_postgres, tm
     assert report.returncode == 0, report.stderr
     assert all(name in (tmp_path / "report" / "report.md").read_text() for name in runs["run_name"])
     assert "report/report.html" in {f.path for f in cl.list_artifacts(parent.info.run_id, "report")}
+
+
+@pytest.mark.scaleout
+def test_a_torch_sweep_on_ray_records_what_it_records_here(ray_head, tmp_path):
+    """loss=torch with loss.device=auto on the Ray head: each task descends its batch on the device
+    Ray gave it (the CPU here), importing the user's net from the start folder, and records exactly
+    what the same sweep records on the default launcher."""
+    pytest.importorskip("hydra_plugins.hydra_ray_launcher") if not os.environ.get("CI") else None
+    pytest.importorskip("torch", reason="loss=torch needs the torch extra (CI installs the CPU wheel)")
+    import hashlib
+    import textwrap
+
+    from test_torch_module import NET
+
+    (tmp_path / "mynet").mkdir()
+    (tmp_path / "mynet" / "__init__.py").write_text("")
+    (tmp_path / "mynet" / "net.py").write_text(textwrap.dedent(NET))
+    sweep = ["-m", "loss=torch", "loss.model=mynet.net.reg_model", "loss.data=mynet.net.regression",
+             "loss.criterion=mse", "loss.dtype=float64", "loss.device=auto",
+             "optimizer.lr=0.003,0.01,0.03,0.1,0.3,1", "stopping.maxiter=50"]
+    uris, said = {}, {}
+    # the sweep's one vectorized batch split into two tasks of 3 runs; here, one batch of 6
+    on_ray = ["hydra/launcher=ray", f"hydra.launcher.ray.init.address={ray_head}", "hydra.launcher.jobs_per_task=3"]
+    for where, launcher in (("ray", on_ray), ("here", [])):
+        uris[where] = f"sqlite:///{tmp_path / where}.db"
+        done = _gdexp(*sweep, *launcher, f"tracking.uri={uris[where]}", f"hydra.sweep.dir={tmp_path / where}",
+                      cwd=tmp_path)
+        said[where] = done.stdout + done.stderr
+        assert done.returncode == 0, said[where]
+    assert "Ray: 6 jobs as 2 task(s)" in said["ray"], said["ray"]
+    on_ray, here = (_without_store(_contents(uris[w])) for w in ("ray", "here"))
+    assert len(on_ray) == 6 and on_ray == here
+    sha = hashlib.sha256((tmp_path / "mynet" / "net.py").read_bytes()).hexdigest()
+    assert {r["tags"]["gdexp.source_sha256"] for r in on_ray.values()} == {sha}
+    assert {r["params"]["loss.device"] for r in on_ray.values()} == {"auto"}
+    assert sorted(r["tags"]["gdexp.status"] for r in on_ray.values()) == ["diverged"] + ["max_iters"] * 5
 
 
 @pytest.mark.scaleout
