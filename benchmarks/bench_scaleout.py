@@ -33,6 +33,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))
+sys.path.insert(0, str(HERE.parent / "tests" / "e2e"))
 from common import median  # noqa: E402
 
 BIN = Path(sys.executable).parent
@@ -74,29 +75,20 @@ def reference(runs: int, steps: int = 10_000) -> list[str]:
             f"optimizer.lr=logspace(1e-5,1e-2,{runs})", f"stopping.maxiter={steps}"]
 
 
-def ray_head(temp: Path) -> str:
-    from test_scaleout import _free_port
-
-    port = _free_port()
-    env = dict(os.environ, RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0", RAY_AUTH_MODE="disabled")
-    subprocess.run([str(BIN / "ray"), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
-                    "--include-dashboard=false", "--num-cpus=2", "--disable-usage-stats",
-                    f"--temp-dir={temp}"], env=env, check=True, capture_output=True)
-    return f"127.0.0.1:{port}"
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", type=int, default=100, help="learning rates of the reference sweep (1000: all)")
     p.add_argument("--per-job-runs", type=int, default=100, help="jobs of the one-task-per-job comparison")
     p.add_argument("--submitit-runs", type=int, default=20, help="jobs of the submitit_local comparison")
     args = p.parse_args()
-    from test_scaleout import MlflowServer, Postgres
+    from pg_server import Postgres
+    from ray_head import RayHead
+    from test_scaleout import MlflowServer
 
     work = Path(tempfile.mkdtemp(prefix="gdexp-bench-"))
     pg = Postgres()
-    server = MlflowServer(pg.database(), work / "server").start()
-    head, ray_temp = None, Path(tempfile.mkdtemp(prefix="gdexp-ray-"))
+    server = MlflowServer(pg.uri(pg.create()), work / "server").start()
+    ray = RayHead()
     try:
         print("log_batch, 1000 points a call, per point (median of 20 runs):")
         for name, uri in (("local SQLite", f"sqlite:///{work / 'points.db'}"),
@@ -104,7 +96,10 @@ def main() -> None:
                           ("MLflow server on PostgreSQL", server.url)):
             print(f"  {name:30s} {per_point(uri) * 1e6:6.1f} us")
 
-        head = ray_head(ray_temp)
+        started = ray.start()
+        if started.returncode:
+            raise SystemExit(f"ray start failed:\n{started.stdout}\n{started.stderr}")
+        head = ray.address
         n = args.runs
         print(f"\nreference sweep slice: {n} runs x 10,000 steps (Rosenbrock, plain GD), end to end:")
         (work / "local").mkdir()
@@ -139,12 +134,10 @@ def main() -> None:
                        "tracking=server", f"tracking.uri={server.url}"], folder)
             print(f"  {how:30s} {t:7.1f} s  ({t / k * 1e3:6.1f} ms/run)")
     finally:
-        if head:
-            subprocess.run([str(BIN / "ray"), "stop", "--force"], capture_output=True)
+        ray.stop()
         server.stop()
         pg.stop()
         shutil.rmtree(work, ignore_errors=True)
-        shutil.rmtree(ray_temp, ignore_errors=True)
 
 
 if __name__ == "__main__":

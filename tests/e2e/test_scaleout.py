@@ -1,7 +1,7 @@
 """Scaling out: an MLflow server on PostgreSQL, sweeps on Ray and submitit, guards, an outage.
 
 The tests marked `scaleout` start real services on 127.0.0.1 only, each in a
-throwaway folder, and stop what they started (by PID; Ray with `ray stop --force`):
+throwaway folder, and stop what they started (by PID; Ray's head by its own processes, never `ray stop`):
 PostgreSQL (initdb + pg_ctl), `mlflow server` on it, a Ray head (`ray start`).
 They need the extras `gdexp[ray,slurm,postgres]` and PostgreSQL's binaries;
 without them they skip on a developer's machine (or deselect them: -m "not scaleout")
@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -32,6 +31,7 @@ from gdexp.tracking import content, guards, record, store
 from gdexp.tracking import env as tracking_env
 from gdexp.core.errors import ConfigError
 from pg_server import Postgres, PostgresMissing, free_port
+from ray_head import RayHead
 
 BIN = Path(sys.executable).parent
 SERVER_START_S = 60
@@ -120,22 +120,17 @@ def server_on_postgres(postgres, tmp_path):
 
 
 @pytest.fixture(scope="session")
-def ray_head(tmp_path_factory):
-    """A Ray head on 127.0.0.1 (`ray start`), auth off on both sides; `ray stop --force` after."""
+def ray_head():
+    """A Ray head on 127.0.0.1 (tests/ray_head.py), auth off on both sides; only its own processes stopped after."""
     if not (BIN / "ray").exists():
         _need("the `ray` extra is missing")
-    port = free_port()
-    temp = Path(tempfile.mkdtemp(prefix="gdexp-ray-"))  # short: Ray's socket paths have a length limit
-    env = dict(os.environ, RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0", RAY_AUTH_MODE="disabled")
-    started = subprocess.run(
-        [str(BIN / "ray"), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
-         "--include-dashboard=false", "--num-cpus=2", "--disable-usage-stats", f"--temp-dir={temp}"],
-        env=env, capture_output=True, text=True, timeout=120)
+    head = RayHead()
+    started = head.start()
     if started.returncode:
+        head.stop()
         pytest.fail(f"ray start failed:\n{started.stdout}\n{started.stderr}")
-    yield f"127.0.0.1:{port}"
-    subprocess.run([str(BIN / "ray"), "stop", "--force"], env=env, capture_output=True, timeout=120)
-    shutil.rmtree(temp, ignore_errors=True)
+    yield head.address
+    head.stop()
 
 
 def _gdexp(*args: str, cwd: Path, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
@@ -496,3 +491,26 @@ def _without_store(runs: dict) -> dict:
     return {name: {**r, "params": {k: v for k, v in r["params"].items() if k != "tracking.uri"},
                    "config.yaml": re.sub(r"(?m)^  uri: .*$", "  uri: null", r["config.yaml"])}
             for name, r in runs.items()}
+
+
+def test_the_ray_head_of_the_tests_stops_only_its_own_processes(tmp_path):
+    """Not `ray stop --force` (it kills every Ray process of the user): the processes naming the
+    head's folder or port, and their children, and nothing else."""
+    from ray_head import RayHead, _cluster_pids
+
+    head = RayHead()
+    shell = f"sleep 300 & wait  # {head.temp}"
+    ours = subprocess.Popen(["bash", "-c", shell])
+    client = subprocess.Popen(["bash", "-c", f"sleep 300 & wait  # --address=127.0.0.1:{head.port}"])
+    other = subprocess.Popen(["bash", "-c", f"sleep 300 & wait  # {head.temp}-other 127.0.0.1:{head.port}0"])
+    try:
+        deadline = time.monotonic() + 10
+        while len(_cluster_pids(str(head.temp), head.port)) < 4 and time.monotonic() < deadline:
+            time.sleep(0.05)  # the shells' sleeps started
+        assert head.stop(grace_s=5) == 4  # two shells and their sleeps
+        ours.wait(timeout=10), client.wait(timeout=10)  # ended (TimeoutExpired if not)
+        assert other.poll() is None
+    finally:
+        for p in (ours, client, other):
+            p.kill()
+            p.wait()
