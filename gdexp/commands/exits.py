@@ -9,6 +9,7 @@ caller's logging set-up (silent unless ``verbose=True``) and raises the errors.
 """
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
 from contextlib import contextmanager
@@ -88,3 +89,13 @@ def exit_for(error: BaseException) -> "NoReturn":  # noqa: F821
         print(str(error), file=sys.stderr)
         raise SystemExit(EXIT_FAILED)
     raise error
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse's parser for gdexp's subcommands, whose refusals are one line as every other
+    (argparse prints its usage block first): ``gdexp compare: error: REASON (gdexp compare --help)``,
+    exit status EXIT_INVALID_INPUT."""
+
+    def error(self, message: str) -> "NoReturn":  # noqa: F821
+        print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)
+        raise SystemExit(EXIT_INVALID_INPUT)

@@ -309,7 +309,8 @@ def _valid_keys(key: str, given: dict[str, str]) -> str:
         keys = [k for k in OmegaConf.load(path) if k not in ("_target_", "defaults")] if option and path.is_file() else None
         if keys is not None and key.rsplit(".", 1)[-1] not in keys:
             return f"valid keys of {section}={option}: {', '.join(keys) or 'none'}"
-    return "see `gdexp --cfg job` for the valid keys"
+    # Hydra's own keys (hydra.sweeper.*, hydra.launcher.*) are in Hydra's config, not the job's.
+    return f"see `gdexp --cfg {'hydra' if key.startswith('hydra.') else 'job'}` for the valid keys"
 
 
 def _literal(text: str):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from gdexp.report import UI_URL
 from gdexp.tracking.record import attach_files
+from gdexp.commands.exits import Parser
 
 _DESCRIPTION = """\
 Read runs back from MLflow and write a report folder:
@@ -55,7 +56,7 @@ def main(argv: list[str]) -> int:
 
 def compare_main(argv: list[str]) -> int:
     """`gdexp compare SWEEP_A SWEEP_B [...]`: one report of several sweeps; returns the exit status."""
-    p = argparse.ArgumentParser(prog="gdexp compare", description=_COMPARE_DESCRIPTION,
+    p = Parser(prog="gdexp compare", description=_COMPARE_DESCRIPTION,
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="example:\n  gdexp compare 7ab3ae1e83b346d3... 91c0d2e4f5a6b7c8...")
     p.add_argument("sweeps", nargs="+", metavar="SWEEP", help="parent run ids of the sweeps (two or more)")
@@ -138,7 +139,7 @@ def check_out(out: str | None) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="gdexp report", description=_DESCRIPTION, epilog=_EPILOG,
+    p = Parser(prog="gdexp report", description=_DESCRIPTION, epilog=_EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     which = p.add_mutually_exclusive_group()
     which.add_argument("--experiment", metavar="NAME",

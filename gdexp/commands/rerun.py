@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from gdexp.commands.exits import Parser
 
 _DESCRIPTION = """\
 Re-execute runs from the config.yaml each one logged (never from today's
@@ -238,7 +239,7 @@ def _logged_run(cl, run_id: str) -> dict:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="gdexp rerun", description=_DESCRIPTION, epilog=_EPILOG,
+    p = Parser(prog="gdexp rerun", description=_DESCRIPTION, epilog=_EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_ids", nargs="*", metavar="RUN_ID", help="runs to re-execute")
     p.add_argument("--sweep", metavar="PARENT_RUN_ID", help="every run of this sweep")

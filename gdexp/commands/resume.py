@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gdexp.commands.exits import say_invalid
+from gdexp.commands.exits import Parser, say_invalid
 from gdexp.core.errors import ConfigError, NotFound
 from gdexp.tracking import env, parent_run, plan
 from gdexp.tracking.guards import check_existing_store, sqlite_path
@@ -216,7 +216,7 @@ def _started_as(sweep_plan: plan.Plan, tracking_uri: str | None):
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="gdexp resume",
         description="Finish a sweep that was interrupted (Ctrl-C, SIGTERM, kill -9, a lost machine) "
                     "or whose store did not answer: record the runs kept on disk, close the runs its "

@@ -128,3 +128,16 @@ def test_help_lists_the_named_sweeps_and_commands(gdexp, store):
     for name in ("lr_grid", "lr_by_optimizer", "conditioning", "lr_find", "lr_optuna"):
         assert f"gdexp +sweep={name}" in out
     assert "gdexp report --help" in out and "gdexp rerun --help" in out
+
+
+@pytest.mark.parametrize("args, line", [
+    (["compare", "abc"], "gdexp compare: error: give two sweeps or more (one sweep: gdexp report --sweep ID) "
+                         "(see gdexp compare --help)"),
+    (["report", "--bogus"], "gdexp report: error: unrecognized arguments: --bogus (see gdexp report --help)"),
+    (["rerun", "--sweep"], "gdexp rerun: error: argument --sweep: expected one argument (see gdexp rerun --help)"),
+    (["resume"], "gdexp resume: error: the following arguments are required: folder (see gdexp resume --help)"),
+], ids=["compare", "report", "rerun", "resume"])
+def test_a_subcommands_wrong_arguments_are_one_line(gdexp, store, args, line):
+    """argparse's usage block is left out: one line, as every refusal, and exit status 2."""
+    code, out, err = gdexp(*args)
+    assert (code, out, err.strip()) == (2, "", line)

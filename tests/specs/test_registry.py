@@ -160,6 +160,10 @@ def test_a_key_added_with_plus_is_refused_listing_the_valid_keys(gdexp, group, o
     (["tracking.curve=5"], "tracking.curve=5: not a config key; valid keys of tracking: "
                            "uri, experiment, curve_points, eval_every, sharpness_every, live_every"),
     (["sed=1"], "sed=1: not a config key; valid keys: loss, optimizer, schedule, stopping, tracking, summary, init, seed"),
-], ids=["value", "loss", "schedule", "no-keys", "sweep", "sweep-plus", "supplied", "stopping", "tracking", "top"])
+    # Hydra's own keys are shown by --cfg hydra, not --cfg job
+    (["-m", "optimizer.lr=0.1,0.2", "hydra.sweeper.bogus=1"],
+     "hydra.sweeper.bogus=1: not a config key; see `gdexp --cfg hydra` for the valid keys"),
+], ids=["value", "loss", "schedule", "no-keys", "sweep", "sweep-plus", "supplied", "stopping", "tracking", "top",
+        "hydra"])
 def test_an_unknown_key_is_refused_in_one_line(gdexp, args, line):
     assert refused(gdexp, *args) == f"gdexp: error: {line}"
