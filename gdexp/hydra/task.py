@@ -11,7 +11,6 @@ from gdexp.hydra.launchers.progress import progress
 from gdexp.hydra.schema import job_spec
 from gdexp.specs.batch import execute
 from gdexp.tracking import env
-from gdexp.tracking.record import write_run
 
 
 def to_config(cfg: DictConfig) -> dict:
@@ -40,6 +39,9 @@ def task(cfg: DictConfig) -> dict:
     swept = env.swept() if in_sweep else {}
     choices = dict(hydra.runtime.choices) if hydra is not None else None
     spec = job_spec(to_config(cfg), tuple(swept.get("name_keys", ())), tuple(swept.get("varied", ())), choices)
+    # Imported once the config is valid: a run's record imports pandas (~0.2 s), which a refusal never needs.
+    from gdexp.tracking.record import write_run
+
     store = sweep_job_store(spec, hydra.sweeper.get("_target_")) if in_sweep else single_store(spec)
     # A single run shows its descent's progress (a job of a sweep: its launcher's bar, if any).
     with progress([spec.config["stopping"]["maxiter"]] if not in_sweep else []) as bar:
