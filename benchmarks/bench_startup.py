@@ -9,6 +9,8 @@ with MLFLOW_TRACKING_URI pointing into it:
     gdexp --help
     refused value              gdexp optimizer.lr=-1
     refused value in a sweep   gdexp -m optimizer.lr=0.1,-1
+    refused by Hydra's path    gdexp optimizer.lr=-1 hydra.job.chdir=false (a key of Hydra's: the
+                               check before Hydra leaves the command line to it)
 
 Each round runs every command once, so load on the machine hits all alike; printed: the
 median of the rounds for each command and its ratio to the baseline's median, and the load
@@ -42,6 +44,8 @@ COMMANDS = [
     ("gdexp optimizer.lr=-1", ["optimizer.lr=-1"], "gdexp: error: optimizer.lr=-1: must be finite and > 0"),
     ("gdexp -m optimizer.lr=0.1,-1", ["-m", "optimizer.lr=0.1,-1"],
      "gdexp: error: optimizer.lr=-1: must be finite and > 0 (job #1: optimizer.lr=-1)"),
+    ("gdexp optimizer.lr=-1 hydra.job.chdir=false", ["optimizer.lr=-1", "hydra.job.chdir=false"],
+     "gdexp: error: optimizer.lr=-1: must be finite and > 0"),
 ]
 
 
@@ -101,7 +105,7 @@ def main() -> None:
             m = statistics.median(times[(tree, label)])
             name = label if tree == "today" else f"{label}  [{tree}]"
             spread = ", ".join(f"{t:.2f}" for t in times[(tree, label)])
-            print(f"  {name:<48} {m:6.3f} s  {m / baseline:5.2f}x   (all: {spread})")
+            print(f"  {name:<56} {m:6.3f} s  {m / baseline:5.2f}x   (all: {spread})")
 
 
 if __name__ == "__main__":
