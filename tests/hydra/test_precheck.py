@@ -72,9 +72,12 @@ def test_a_value_refused_before_hydra_is_the_line_hydras_path_says(gdexp, store,
     with monkeypatch.context() as m:
         m.setattr(command, "hydra_app", _hydra_not_started)
         refused_early = gdexp(*args)
+    hydra_app, started = command.hydra_app, []
     with monkeypatch.context() as m:
         m.setattr(precheck, "check_before_hydra", lambda argv: None)
+        m.setattr(command, "hydra_app", lambda *a: started.append(a) or hydra_app(*a))
         refused_late = gdexp(*args)
+    assert started  # the late line is Hydra's path's
     assert refused_early == refused_late == (2, "", f"gdexp: error: {line}\n")
     assert os.listdir(tmp_path) == []  # no store (so no run), no outputs/ or multirun/ folder
 
@@ -129,7 +132,8 @@ def test_a_refusal_before_hydra_imports_neither_hydra_omegaconf_pandas_nor_mlflo
               "    frameworks = ('hydra', 'omegaconf', 'pandas', 'mlflow')\n"
               "    print(json.dumps([exc.code, [m for m in frameworks if m in sys.modules]]))\n")
     env = {**os.environ, "PYTHONPATH": str(REPO), "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db"}
-    for args, line in (REFUSED[0], REFUSED[22]):
+    for args, line in ((["optimizer.lr=-1"], "optimizer.lr=-1: must be finite and > 0"),
+                       (["-m", "optimizer.lr=0.1,-1"], "optimizer.lr=-1: must be finite and > 0 (job #1: optimizer.lr=-1)")):
         done = subprocess.run([sys.executable, "-c", script, *args], cwd=tmp_path, env=env,
                               capture_output=True, text=True, timeout=120)
         assert json.loads(done.stdout) == [2, []], done.stderr
