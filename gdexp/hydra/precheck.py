@@ -36,6 +36,8 @@ MAX_JOBS = 100
 
 # A key gdexp reads: a top-level one (seed), a group (optimizer) or a key of a section (optimizer.lr).
 _KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z_][A-Za-z0-9_-]*)?")
+# An option of a group: a file conf/GROUP/OPTION.yaml.
+_OPTION = re.compile(r"[A-Za-z0-9_-]+")
 # Values whose characters Hydra's override grammar reads as text as written: no quote, escape,
 # interpolation, bracket, call, colon or space (gdexp.hydra.argv leaves these as typed, too).
 _PLAIN = re.compile(r"[A-Za-z0-9_.+/-]+")
@@ -133,8 +135,8 @@ def _config(job: tuple[tuple[str, Any], ...], multirun: bool) -> dict:
     """The job's config as its task gets it from Hydra (gdexp.hydra.task.to_config), or in a
     sweep from gdexp.hydra.compose.JobComposer."""
     chosen = tuple((key, value) for key, value in job if key in _groups())
-    if any(not isinstance(option, str) for _, option in chosen):
-        raise _Unusual
+    if not all(isinstance(option, str) and _OPTION.fullmatch(option) for _, option in chosen):
+        raise _Unusual  # an option named by a number, or by a path (loss=../x)
     composed, types = _composed(chosen)
     config = copy.deepcopy(composed)
     for key, value in job:
@@ -151,7 +153,7 @@ def _config(job: tuple[tuple[str, Any], ...], multirun: bool) -> dict:
     return config
 
 
-@lru_cache(maxsize=16)
+@lru_cache(maxsize=1)
 def _groups() -> tuple[str, ...]:
     """The config groups of conf/config.yaml's defaults list that build a section of the config."""
     return tuple(group for entry in _defaults() for group in entry if group in _schema_fields())
