@@ -57,7 +57,7 @@ def run(overrides: list[str] | tuple[str, ...] = (), *, verbose: bool = False) -
     """
     from gdexp.core.outcomes import UNRECORDED
     from gdexp.hydra.jobs import run_line, single_store
-    from gdexp.hydra.task import job_spec
+    from gdexp.hydra.schema import job_spec
     from gdexp.specs.batch import execute
     from gdexp.tracking.errors import Unrecorded
     from gdexp.tracking.provenance import set_command

@@ -44,7 +44,7 @@ def prepare(argv: list[str]) -> list[str]:
         ConfigError: a grid that cannot be expanded, a key given twice, or an option whose
             extra is not installed.
     """
-    flags, positional = _split(argv)
+    flags, positional = split_flags(argv)
     positional = [_quoted_formula(renamed(a)) if "=" in a else a for a in positional]
     overrides = [a for a in positional if "=" in a]
     check_extras(overrides)
@@ -130,13 +130,13 @@ def unique_output_dir(argv: list[str], multirun: bool) -> list[str]:
 
 def _overrides(argv: list[str]) -> list[str]:
     """The key=value arguments (not flags, not a flag's value)."""
-    return [a for a in _split(argv)[1] if "=" in a]
+    return [a for a in split_flags(argv)[1] if "=" in a]
 
 
-def _split(argv: list[str]) -> tuple[list[str], list[str]]:
+def split_flags(argv: list[str]) -> tuple[list[str], list[str]]:
     """(Hydra's flags with their values, the overrides), each in the order given.
 
-    >>> _split(["loss=booth", "-m", "optimizer.lr=0.1,0.2", "--config-name", "x", "~init"])
+    >>> split_flags(["loss=booth", "-m", "optimizer.lr=0.1,0.2", "--config-name", "x", "~init"])
     (['-m', '--config-name', 'x'], ['loss=booth', 'optimizer.lr=0.1,0.2', '~init'])
     """
     flags, positional, value_of_flag = [], [], False

@@ -21,7 +21,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from gdexp.core.errors import ConfigError
 from gdexp.specs.run_spec import RunSpec
 from gdexp.hydra.internals import apply_overrides, get_overrides_dirname
-from gdexp.hydra.task import job_spec, to_config
+from gdexp.hydra.schema import job_refusal, job_spec
+from gdexp.hydra.task import to_config
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,7 @@ class JobComposer:
         """The job's config from the template's resolved dict and its values, without OmegaConf
         (a deepcopy and an apply_overrides cost ~5 ms a job: more than its descent); None
         where Hydra must apply them (a new or deleted key, an interpolation, a dict value).
-        The values are checked when the job is planned (gdexp.hydra.task.job_spec), as
+        The values are checked when the job is planned (gdexp.hydra.schema.job_spec), as
         OmegaConf's schema would: tests compare both ways."""
         self._task_template(structural)
         if self._interpolates[structural]:
@@ -114,7 +115,7 @@ class JobComposer:
         return config
 
     def spec(self, overrides: list[str], num: int = 0) -> RunSpec:
-        """The job's planned run (gdexp.hydra.task.job_spec), once per process.
+        """The job's planned run (gdexp.hydra.schema.job_spec), once per process.
 
         Raises:
             ConfigError: naming the key, the value and the job.
@@ -125,7 +126,7 @@ class JobComposer:
                 self._specs[key] = job_spec(self.task_config(overrides, num), self.name_keys, self.varied,
                                             self._choices(overrides))
             except ConfigError as exc:
-                raise ConfigError(exc.key, exc.value, f"{exc.reason} (job #{num}: {' '.join(overrides)})") from None
+                raise job_refusal(exc, num, overrides) from None
         return self._specs[key]
 
     def vary(self, keys: tuple[str, ...]) -> None:

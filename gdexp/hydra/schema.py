@@ -6,6 +6,10 @@ configs made from the dataclasses of the code they configure
 source of truth. The target groups (loss, optimizer) name their implementation
 with ``_target_``; their keys are checked against its signature when a run is
 planned (gdexp.specs.registry), which also catches keys added with ``+``.
+
+A job's composed config is checked section by section by ``job_spec``. Nothing here imports
+Hydra or OmegaConf until ``register_configs``: the schema is read, and a job planned, before
+Hydra starts (gdexp.hydra.precheck).
 """
 from __future__ import annotations
 
@@ -14,13 +18,11 @@ from dataclasses import MISSING as NO_DEFAULT
 from dataclasses import dataclass, field, fields, make_dataclass
 from typing import Any, List, Optional
 
-from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
-
 from gdexp.core.errors import ConfigError
 from gdexp.core.stopping import StoppingConfig
-from gdexp.results.ties import SummaryConfig
-from gdexp.tracking.config import TrackingConfig
+from gdexp.results.ties import SummaryConfig, check_summary
+from gdexp.specs.run_spec import RunSpec, build_spec
+from gdexp.tracking.config import TrackingConfig, check_tracking
 
 
 def structured(cls, name: str):
@@ -38,8 +40,8 @@ def structured(cls, name: str):
             # Hydra would refuse 1e6 for an int ("could not be converted to Integer") where the
             # loss's own keys take it: gdexp.core.params checks every count, 1e6 -> 1000000, 1.5 refused
             kind = Any
-        default = field(default=f.default) if f.default is not NO_DEFAULT else field(default=MISSING)
-        spec.append((f.name, kind, default))
+        # A field without a default is OmegaConf's MISSING (???): a value the config must give.
+        spec.append((f.name, kind) if f.default is NO_DEFAULT else (f.name, kind, field(default=f.default)))
     return make_dataclass(name, spec)
 
 
@@ -50,11 +52,12 @@ SummaryConf = structured(SummaryConfig, "SummaryConf")
 
 @dataclass
 class Config:
-    """A run's whole config; its fields are the only top-level keys."""
+    """A run's whole config; its fields are the only top-level keys. The target groups have
+    no default: OmegaConf's MISSING, which the defaults list's choice of option fills."""
 
-    loss: Any = MISSING
-    optimizer: Any = MISSING
-    schedule: Any = MISSING
+    loss: Any
+    optimizer: Any
+    schedule: Any
     stopping: Any = field(default_factory=StoppingConf)
     tracking: Any = field(default_factory=TrackingConf)
     summary: Any = field(default_factory=SummaryConf)  # how a sweep's answers are read (gdexp.results.ties)
@@ -63,6 +66,10 @@ class Config:
 
 
 TOP_LEVEL = tuple(f.name for f in fields(Config))
+# The structured configs conf/ files build on (``defaults: [/schema/stopping/default@_here_]``), by
+# their name in Hydra's ConfigStore.
+SCHEMAS = {"config_schema": Config, "schema/stopping/default": StoppingConf,
+           "schema/tracking/local": TrackingConf, "schema/tracking/server": TrackingConf}
 
 
 def check_top_level(config: dict) -> None:
@@ -73,8 +80,30 @@ def check_top_level(config: dict) -> None:
             raise ConfigError(key, value, f"not a config key; valid top-level keys: {valid}")
 
 
+def job_spec(config: dict, name_keys: tuple[str, ...] = (), varied: tuple[str, ...] = (),
+             choices: dict[str, str] | None = None) -> RunSpec:
+    """Check every section of a job's config and build its run's spec (ConfigError naming the key).
+
+    name_keys, varied, choices: as gdexp.specs.run_spec.build_spec takes them; a job of a sweep run
+    elsewhere (joblib, Ray, SLURM) gets the first two from its sweep (gdexp.tracking.env.SWEPT)."""
+    check_top_level(config)
+    config = {**config, "tracking": check_tracking(config.get("tracking") or {}),
+              "summary": check_summary(config.get("summary") or {})}
+    return build_spec(config, name_keys, varied=varied, choices=choices)
+
+
+def job_refusal(error: ConfigError, num: int, overrides: list[str]) -> ConfigError:
+    """A job's refusal as its sweep says it: the job's number and overrides after the reason.
+
+    >>> str(job_refusal(ConfigError("optimizer.lr", -1, "must be finite and > 0"), 1, ["optimizer.lr=-1"]))
+    'optimizer.lr=-1: must be finite and > 0 (job #1: optimizer.lr=-1)'
+    """
+    return ConfigError(error.key, error.value, f"{error.reason} (job #{num}: {' '.join(overrides)})")
+
+
 def register_configs() -> None:
     """Put the schema and gdexp's plugins into Hydra's ConfigStore; conf/ files build on them."""
+    from hydra.core.config_store import ConfigStore
     from hydra.core.plugins import Plugins
 
     from gdexp.hydra.plugin_configs import store_plugins
@@ -83,8 +112,7 @@ def register_configs() -> None:
     # launcher configs; scanned first, so that gdexp's presets of those names replace them.
     Plugins.instance()
     cs = ConfigStore.instance()
-    cs.store(name="config_schema", node=Config)
-    cs.store(group="schema/stopping", name="default", node=StoppingConf)
-    cs.store(group="schema/tracking", name="local", node=TrackingConf)
-    cs.store(group="schema/tracking", name="server", node=TrackingConf)
+    for path, node in SCHEMAS.items():
+        group, _, name = path.rpartition("/")
+        cs.store(group=group or None, name=name, node=node)
     store_plugins(cs)

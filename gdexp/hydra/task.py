@@ -8,13 +8,9 @@ from omegaconf import DictConfig, OmegaConf
 from gdexp.hydra.jobs import keep_folder, single_store, sweep_job_store, write_job_log
 from gdexp.hydra.launchers.orphans import stop_with_sweep
 from gdexp.hydra.launchers.progress import progress
-from gdexp.hydra.schema import check_top_level
-from gdexp.results.ties import check_summary
+from gdexp.hydra.schema import job_spec
 from gdexp.specs.batch import execute
-from gdexp.specs.run_spec import RunSpec, build_spec
 from gdexp.tracking import env
-from gdexp.tracking.config import check_tracking
-from gdexp.tracking.record import write_run
 
 
 def to_config(cfg: DictConfig) -> dict:
@@ -22,18 +18,6 @@ def to_config(cfg: DictConfig) -> dict:
     # Section by section, leaving Hydra's own node out (its values need a running job).
     return {key: OmegaConf.to_container(cfg[key], resolve=True) if OmegaConf.is_config(cfg[key]) else cfg[key]
             for key in cfg if key not in ("hydra", "sweep")}  # `sweep`: the named-sweep selector
-
-
-def job_spec(config: dict, name_keys: tuple[str, ...] = (), varied: tuple[str, ...] = (),
-             choices: dict[str, str] | None = None) -> RunSpec:
-    """Check every section of a job's config and build its run's spec (ConfigError naming the key).
-
-    name_keys, varied, choices: as gdexp.specs.run_spec.build_spec takes them; a job of a sweep run
-    elsewhere (joblib, Ray, SLURM) gets the first two from its sweep (gdexp.tracking.env.SWEPT)."""
-    check_top_level(config)
-    config = {**config, "tracking": check_tracking(config.get("tracking") or {}),
-              "summary": check_summary(config.get("summary") or {})}
-    return build_spec(config, name_keys, varied=varied, choices=choices)
 
 
 def task(cfg: DictConfig) -> dict:
@@ -55,6 +39,9 @@ def task(cfg: DictConfig) -> dict:
     swept = env.swept() if in_sweep else {}
     choices = dict(hydra.runtime.choices) if hydra is not None else None
     spec = job_spec(to_config(cfg), tuple(swept.get("name_keys", ())), tuple(swept.get("varied", ())), choices)
+    # Imported once the config is valid: a run's record imports pandas (~0.2 s), which a refusal never needs.
+    from gdexp.tracking.record import write_run
+
     store = sweep_job_store(spec, hydra.sweeper.get("_target_")) if in_sweep else single_store(spec)
     # A single run shows its descent's progress (a job of a sweep: its launcher's bar, if any).
     with progress([spec.config["stopping"]["maxiter"]] if not in_sweep else []) as bar:

@@ -20,9 +20,9 @@ from gdexp.tracking import TAG, env, guards, interrupts, plan, stale_sweeps
 from gdexp.tracking.errors import RunsFailed, SweepInterrupted, Unrecorded
 from gdexp.tracking.pending import keep_parent, kept, short_reason
 from gdexp.tracking.provenance import command, provenance
-from gdexp.tracking.reader import load_runs, search
+from gdexp.tracking.reader import load_runs
 from gdexp.tracking.store import (check_artifacts_writable, client, experiment_id, forget_stores, resolve_uri,
-                                  unreachable, where_to_look)
+                                  search, unreachable, where_to_look)
 
 # On a parent run whose sweep left runs on disk (gdexp resume): how many.
 UNRECORDED_TAG = f"{TAG}unrecorded"

@@ -22,7 +22,7 @@ from gdexp.tracking import TAG as _T
 from gdexp.results.groups import list_text
 from gdexp.tracking.content import STAND_IN, flatten
 from gdexp.tracking.guards import local_dir
-from gdexp.tracking.store import check_not_deleted, find_run, read_client, resolve_uri
+from gdexp.tracking.store import check_not_deleted, find_run, read_client, resolve_uri, search
 
 
 def load_runs(experiment: str | None = None, sweep: str | None = None,
@@ -176,17 +176,6 @@ def artifact_file(run_id: str, name: str, tracking_uri: str | None = None,
         return
     with tempfile.TemporaryDirectory(prefix="gdexp-") as tmp:
         yield Path(read_client(uri).download_artifacts(run_id, name, tmp))
-
-
-def search(cl, experiment_ids: list[str], filter_string: str) -> list:
-    """Every run matching the filter, page after page (MLflow returns at most 50,000 a page)."""
-    runs, token = [], None
-    while True:
-        page = cl.search_runs(experiment_ids, filter_string, max_results=50000, page_token=token)
-        runs.extend(page)
-        token = page.token
-        if not token:
-            return runs
 
 
 def _row(run, experiment_names: dict[str, str]) -> dict:

@@ -14,7 +14,7 @@ import logging
 from pathlib import Path
 
 from gdexp.tracking import TAG, plan
-from gdexp.tracking.reader import search
+from gdexp.tracking.store import search
 
 log = logging.getLogger(__name__)
 

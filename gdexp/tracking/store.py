@@ -108,6 +108,16 @@ def find_run(cl, run_id: str, key: str):
         raise NotFound(key, run_id, f"no such run in {cl.tracking_uri}") from None
 
 
+def search(cl, experiment_ids: list[str], filter_string: str) -> list:
+    """Every run matching the filter, page after page (MLflow returns at most 50,000 a page)."""
+    runs, token = [], None
+    while True:
+        page = cl.search_runs(experiment_ids, filter_string, max_results=50000, page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
 def _open(uri: str):
     from mlflow import MlflowClient
 
