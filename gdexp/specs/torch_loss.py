@@ -333,7 +333,7 @@ class TorchModuleLoss(Loss):
         if rows is not None:
             import torch
 
-            index = torch.as_tensor(np.asarray(rows)[0] if shared else np.asarray(rows), device=self.device)
+            index = torch.tensor(np.asarray(rows)[0] if shared else np.asarray(rows), device=self.device)
             if shared:
                 X, y = X[index], y[index]
         if shared:

@@ -200,6 +200,26 @@ def test_a_row_is_the_same_alone_or_in_a_batch(mynet):
         np.testing.assert_allclose(gi, g[i:i + 1], rtol=1e-12, atol=1e-15)
 
 
+def test_rows_drawing_one_mini_batch_share_it_and_equal_rows_drawing_their_own(mynet):
+    """One seed for a whole sweep: every row draws the same batch, computed once against the stacked
+    weights (a conv's one input, not B groups). The same rows beside a row with its own batch (each
+    row gathered on its own) give the same values and gradients, and a conv net too."""
+    for model in ("mynet.net.model", "mynet.net.conv"):
+        data = dict(data="mynet.net.data") if model.endswith("model") else dict(dataset="digits")
+        loss = torch_module(model=model, **data, dtype="float64", init_seed=0, device=DEVICE, search_dir=str(mynet))
+        x = loss.default_init() + np.random.default_rng(0).normal(scale=0.1, size=(3, loss.dim))
+        rng = np.random.default_rng(1)
+        batch = rng.choice(loss.n_data, 16, replace=False)
+        rows = np.stack([batch, batch, rng.choice(loss.n_data, 16, replace=False)])
+        shared_f, shared_g = loss.value_and_grad(x[:2], rows[:2])
+        own_f, own_g = loss.value_and_grad(x, rows)
+        np.testing.assert_allclose(shared_f, own_f[:2], rtol=1e-13)
+        np.testing.assert_allclose(shared_g, own_g[:2], rtol=1e-11, atol=1e-14)
+        f2, g2 = loss.value_and_grad(x[2:], rows[2:])
+        np.testing.assert_allclose(f2, own_f[2:], rtol=1e-13)
+        assert not np.allclose(own_f[0], own_f[2])  # the third row's batch is another
+
+
 def test_gradient_matches_central_differences(mynet):
     loss = torch_module(model="mynet.net.reg_model", data="mynet.net.regression", criterion="mse", dtype="float64",
                         init_seed=0, search_dir=str(mynet))
