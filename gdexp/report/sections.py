@@ -11,6 +11,7 @@ from gdexp.core.outcomes import DESCENT_STATUSES
 from gdexp.report.select import Selection, sweep_labels, started
 from gdexp.report.render import md_escape
 from gdexp.results.groups import GROUP, REPEAT_KEY, label, swept_keys
+from gdexp.results.summary import unanswered
 
 ORDER = [GROUP, "lr", REPEAT_KEY, "run_name", "run_id"]   # the runs table's row order
 DEFINITIONS = ("best_lr: the learning rate with the {better} {metric} among those where no run diverged{mean}; "
@@ -76,8 +77,8 @@ def answer_line(a, metric: str) -> str:
     ...     "max_stable_lr": 0.001, "min_diverged_lr": 0.00316228, "lr_max": 1.0}), "final_loss")
     '`optimizer=gd`: best_lr=0.001 (final loss 4.47), max_stable_lr=0.001, min_diverged_lr=0.00316228'
     """
-    if pd.isna(a["max_stable_lr"]):
-        return f"`{a[GROUP]}`: every learning rate diverged (the smallest tried: {_num(a['min_diverged_lr'])})"
+    if unanswered(a, _num) is not None:
+        return f"`{a[GROUP]}`: {unanswered(a, _num)}"
     mean = "mean " if a.get("repeats", 1) > 1 else ""
     best = (f"best_lr={_num(a['best_lr'])} ({mean}{metric.replace('_', ' ')} {_num(a['best_value'])})"
             if pd.notna(a["best_lr"]) else "best_lr: none (no result)")

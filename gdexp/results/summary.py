@@ -326,11 +326,27 @@ def value_column(values) -> list[str]:
     return [label({"k": v}).split("=", 1)[1] for v in values]
 
 
+def unanswered(row, num=None) -> str | None:
+    """Why a group has no stable learning rate (None: it has one): its runs were pruned,
+    all diverged, or none finished (every run failed). `num` formats a learning rate.
+
+    >>> unanswered(pd.Series({"max_stable_lr": float("nan"), "min_diverged_lr": float("nan"), "failed": 2}))
+    'no learning rate finished (2 runs failed)'
+    """
+    num = num or _g
+    if pd.notna(row["max_stable_lr"]):
+        return None
+    if row.get("pruned", 0):
+        return f"no learning rate finished stable ({int(row['pruned'])} runs pruned)"
+    if pd.isna(row.get("min_diverged_lr")):
+        failed = row.get("failed", 0)
+        return "no learning rate finished" + (f" ({int(failed)} runs failed)" if failed else "")
+    return f"every learning rate diverged (the smallest: {num(row['min_diverged_lr'])})"
+
+
 def _answer_parts(row) -> list[str]:
-    if pd.isna(row["max_stable_lr"]) and row.get("pruned", 0):
-        return [f"no learning rate finished stable ({int(row['pruned'])} runs pruned)"]
-    if pd.isna(row["max_stable_lr"]):
-        return [f"every learning rate diverged (the smallest: {_g(row['min_diverged_lr'])})"]
+    if unanswered(row) is not None:
+        return [unanswered(row)]
     above = row.get("pruned_above", 0)
     parts = [f"best_lr={_g(row['best_lr'])}" if pd.notna(row["best_lr"]) else "best_lr: none",
              f"max_stable_lr={_g(row['max_stable_lr'])}"

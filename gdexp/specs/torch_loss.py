@@ -278,37 +278,57 @@ class TorchModuleLoss(Loss):
         self._hvp = vmap(lambda w, v, X, y: vjp(lambda u: g(u, X, y), w)[1](v)[0], in_dims=(0, 0, None, None))
 
     def _probe(self, torch) -> None:
-        """One forward pass and one gradient at the start, so each way the parts do not fit is one
-        line here, before any run: data shapes, the criterion's output, vmap's limits."""
-        X, y = self._data["x_train"][:2], self._data["y_train"][:2]
+        """One forward pass on each part of the data and one gradient at the start, so each way the
+        parts do not fit is one line here, before any run: data shapes (training and validation),
+        class indices beyond the model's outputs, the criterion's output, vmap's limits. The
+        warnings torch gives on the way (a broadcast in mse) are left out: the refusal says it."""
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for part in ("train", "val") if self.n_val else ("train",):
+                self._probe_part(torch, part)
+            X, y = self._data["x_train"][:2], self._data["y_train"][:2]
+            try:
+                self._value_and_grad[True](self._init[None], X, y)
+            except Exception as error:
+                raise ConfigError("loss.model", self.config["model"],
+                                  f"cannot be stacked with torch.func.vmap: {describe_exception(error)} "
+                                  "(dropout, batch-norm updates and .item() are not supported)") from None
+
+    def _probe_part(self, torch, part: str) -> None:
+        """The model and the criterion on two points of one part (`train`, `val`), and, for
+        cross_entropy, every target of the part against the model's outputs."""
+        X, y = self._data[f"x_{part}"][:2], self._data[f"y_{part}"][:2]
         key, shown = ("loss.data", self.config["data"] or self.config["dataset"])
         try:
             with torch.no_grad():
                 pred = self._predict_one(self._init, X)
         except Exception as error:
-            raise ConfigError(key, shown, f"model(X_train[:2]) with X_train of shape {tuple(self._data['x_train'].shape)} "
-                                          f"raised {describe_exception(error)}") from None
+            raise ConfigError(key, shown, f"model(X_{part}[:2]) with X_{part} of shape "
+                                          f"{tuple(self._data[f'x_{part}'].shape)} raised {describe_exception(error)}") from None
+        if self.classes and pred.ndim >= 1:
+            targets, classes = self._data[f"y_{part}"], pred.shape[-1]
+            low, high = int(targets.min()), int(targets.max())
+            if low < 0 or high >= classes:
+                raise ConfigError(key, shown, f"y_{part} holds class {low if low < 0 else high}, but the model has "
+                                              f"{classes} outputs (classes 0..{classes - 1})")
         try:
-            out = self._loss_one(self._init, X, y)
+            with torch.no_grad():
+                out = self._loss_one(self._init, X, y)
         except Exception as error:
             raise ConfigError("loss.criterion", self.criterion_name,
                               f"criterion(pred {tuple(pred.shape)}, target {tuple(y.shape)}) raised "
                               f"{describe_exception(error)}") from None
         if self.criterion_name == "mse" and tuple(pred.shape[:1] + y.shape[1:]) != tuple(
                 pred.shape if pred.ndim != y.ndim + 1 or pred.shape[-1] != 1 else pred.shape[:-1]):
-            raise ConfigError(key, shown, f"model(X_train[:2]) has shape {tuple(pred.shape)} but y_train[:2] "
+            raise ConfigError(key, shown, f"model(X_{part}[:2]) has shape {tuple(pred.shape)} but y_{part}[:2] "
                                           f"{tuple(y.shape)}: mse needs one output per target")
         if not isinstance(out, torch.Tensor) or out.ndim != 0 or not out.is_floating_point():
             raise ConfigError("loss.criterion", self.criterion_name,
                               f"criterion(pred, target) returned {_a(out)}"
                               f"{'' if not isinstance(out, torch.Tensor) else f' of shape {tuple(out.shape)}'}; "
                               "needs a float scalar (a mean over the batch)")
-        try:
-            self._value_and_grad[True](self._init[None], X, y)
-        except Exception as error:
-            raise ConfigError("loss.model", self.config["model"],
-                              f"cannot be stacked with torch.func.vmap: {describe_exception(error)} "
-                              "(dropout, batch-norm updates and .item() are not supported)") from None
 
     # -- the Loss interface ---------------------------------------------------------------
 

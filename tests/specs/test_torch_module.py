@@ -58,6 +58,18 @@ NET = """
     def three_parts():
         return np.zeros((4, 30)), np.zeros(4), np.zeros(4)
 
+    def val_features():  # a validation part of 29 features for a model of 30
+        X, y, Xv, yv = data()
+        return X, y, Xv[:, :29], yv
+
+    def val_classes():  # a class the model's 2 outputs do not have, in the validation part only
+        X, y, Xv, yv = data()
+        return X, y, Xv, np.where(np.arange(len(yv)) == 30, 7, yv)
+
+    def train_classes():  # ... and in the training part, far from its first rows
+        X, y, Xv, yv = data()
+        return X, np.where(np.arange(len(y)) == 100, -1, y), Xv, yv
+
     def dropout():
         return torch.nn.Sequential(torch.nn.Linear(30, 4), torch.nn.Dropout(0.5), torch.nn.Linear(4, 2))
 """
@@ -314,11 +326,22 @@ def test_a_diverging_run_stops_alone_with_the_step_and_point_it_diverged_at(myne
     (dict(criterion="hinge"), "loss.criterion='hinge': choose one of: cross_entropy, mse"),
     (dict(data=None), "loss.data=None: give loss.data"),
     (dict(dataset="digits"), "loss.data='mynet.net.data': give loss.data"),
+    (dict(data="mynet.net.val_features"), "loss.data='mynet.net.val_features': model(X_val[:2]) with X_val of "
+                                          "shape (40, 29) raised RuntimeError"),
+    (dict(data="mynet.net.val_classes"), "loss.data='mynet.net.val_classes': y_val holds class 7, but the model "
+                                         "has 2 outputs (classes 0..1)"),
+    (dict(data="mynet.net.train_classes"), "loss.data='mynet.net.train_classes': y_train holds class -1, but the "
+                                           "model has 2 outputs (classes 0..1)"),
 ])
 def test_what_does_not_fit_is_one_line(mynet, kwargs, line):
+    """Refused before any run, in one line, and nothing else said (no warning of torch's on the way)."""
+    import warnings
+
     args = {**dict(model="mynet.net.model", data="mynet.net.data", init_seed=0, search_dir=str(mynet)), **kwargs}
-    with pytest.raises(ConfigError) as error:
+    with pytest.raises(ConfigError) as error, warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
         torch_module(**args)
+    assert not said, [str(w.message) for w in said]
     assert str(error.value).startswith(line), str(error.value)
     assert "\n" not in str(error.value)
 
