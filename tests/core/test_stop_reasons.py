@@ -112,8 +112,8 @@ def test_a_jax_norm_kink_end_to_end(gdexp, store, tmp_path):
 def test_lr_find_and_optuna_count_a_kink_as_stable():
     from gdexp.hydra.sweepers.optuna import DIVERGED_VALUE, ZERO_LOSS_VALUE, objective
 
-    assert objective({"status": "converged", "stop_reason": "grad_undefined", "final_loss": 0.0}) == ZERO_LOSS_VALUE
-    assert objective({"status": "converged", "stop_reason": "grad_undefined", "final_loss": 0.0}) != DIVERGED_VALUE
+    assert objective({"status": "converged", "stop_reason": "grad_undefined", "final_loss": 0.0})[0] == ZERO_LOSS_VALUE
+    assert objective({"status": "converged", "stop_reason": "grad_undefined", "final_loss": 0.0})[0] != DIVERGED_VALUE
 
 
 def test_lr_find_probes_that_land_on_a_kink_are_stable(gdexp, store):

@@ -97,15 +97,36 @@ def test_bad_input_fails_before_any_run(gdexp, store, tmp_path, arg, named):
         assert cl.search_runs([e.experiment_id for e in cl.search_experiments()]) == []
 
 
-@pytest.mark.parametrize("summary, value", [
-    ({"status": "converged", "final_loss": 1e-12}, -12.0),
-    ({"status": "max_iters", "final_loss": 1e300}, 300.0),
-    ({"status": "max_iters", "final_loss": 0.0}, -324.0),
-    ({"status": "diverged", "final_loss": 1e-3}, DIVERGED_VALUE),  # its last finite loss can be small
-    ({"status": "failed"}, None),
+@pytest.mark.parametrize("summary, value, name", [
+    ({"status": "converged", "final_loss": 1e-12}, -12.0, "log10(final_loss)"),
+    ({"status": "max_iters", "final_loss": 1e300}, 300.0, "log10(final_loss)"),
+    ({"status": "max_iters", "final_loss": 0.0}, -324.0, "log10(final_loss)"),
+    ({"status": "diverged", "final_loss": 1e-3}, DIVERGED_VALUE, "log10(final_loss)"),  # its last finite loss can be small
+    ({"status": "failed"}, None, "log10(final_loss)"),
+    # judged as best_lr is (gdexp.results.groups.monitor): a validation metric where there is one
+    ({"status": "max_iters", "final_loss": 1e-6, "val_loss": 0.01}, -2.0, "log10(val_loss)"),
+    ({"status": "max_iters", "final_loss": 1e-6, "val_loss": 0.5, "val_accuracy": 0.875}, 0.125, "1 - val_accuracy"),
+    ({"status": "diverged", "final_loss": 1e-3, "val_loss": 0.5, "val_accuracy": 0.5}, DIVERGED_VALUE,
+     "1 - val_accuracy"),
 ])
-def test_objective(summary, value):
-    if value is None:
-        assert objective(summary) is None
-    else:
-        assert objective(summary) == pytest.approx(value)
+def test_objective(summary, value, name):
+    told, told_name = objective(summary)
+    assert told_name == name
+    assert told is None if value is None else told == pytest.approx(value)
+
+
+def test_a_classifier_is_searched_by_its_validation_accuracy_as_best_lr_is_chosen(gdexp, store):
+    """The objective is the metric the sweep is judged by (1 - val_accuracy here), not the last
+    mini-batch's loss: the search and the summary answer the same question."""
+    code, out, err = gdexp("+sweep=lr_optuna", "loss=mlp", "loss.dataset=iris", "loss.hidden=[8]", "loss.batch_size=16",
+                           "stopping.maxiter=40", "tracking.curve_points=20", "hydra.sweeper.n_trials=4",
+                           "hydra.sweeper.batch_size=4", "hydra.sweeper.n_startup_trials=4")
+    assert code == 0, err
+    parent, children = sweep_of(store)
+    assert parent.data.params["optuna.objective"] == "1 - val_accuracy"
+    for r in children:
+        if r.data.tags["gdexp.status"] != "diverged":
+            assert r.data.metrics["optuna_value"] == pytest.approx(1 - r.data.metrics["val_accuracy"])
+    best = parent.data.metrics["optuna_best_value"]
+    assert best == min(r.data.metrics["optuna_value"] for r in children)
+    assert f"-> 1 - val_accuracy={best:.4g}" in out

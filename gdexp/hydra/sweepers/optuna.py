@@ -21,34 +21,48 @@ from gdexp.hydra.sweepers.search import Outcome, SearchSweeper, fixed_line
 from gdexp.tracking import env
 from gdexp.tracking.store import resolve_uri
 
-# The objective is log10(final loss). log10 of the largest double is 308.25, so
-# no finite final loss (and a run that did not diverge always ends finite)
-# comes near this: a diverged trial ranks below every other.
+# The objective is the metric a sweep is judged by (gdexp.results.groups.monitor, as best_lr is
+# chosen): 1 - val_accuracy for a classifier with a validation part, else log10 of val_loss, else
+# log10 of the final loss. log10 of the largest double is 308.25, so no finite loss (and a run that
+# did not diverge always ends finite) comes near DIVERGED_VALUE: a diverged trial ranks below every other.
 DIVERGED_VALUE = 309.0
 # An exact zero loss ranks above every positive one (log10 of the smallest double is -323.3).
 ZERO_LOSS_VALUE = -324.0
 
 
-def objective(summary: dict) -> float | None:
-    """The value told to Optuna for a run's summary; None for a job without a descent result ('failed').
+def objective(summary: dict) -> tuple[float | None, str]:
+    """The value told to Optuna for a run's summary (None for a job without a descent result,
+    'failed'), and the objective's name.
 
     >>> objective({"status": "converged", "final_loss": 1e-6})
-    -6.0
+    (-6.0, 'log10(final_loss)')
+    >>> objective({"status": "max_iters", "final_loss": 1e-3, "val_loss": 0.1, "val_accuracy": 0.75})
+    (0.25, '1 - val_accuracy')
     >>> objective({"status": "diverged", "final_loss": 3.0})
-    309.0
+    (309.0, 'log10(final_loss)')
     """
+    import pandas as pd
+
+    from gdexp.results.groups import monitor
+
+    column, mode = monitor(pd.DataFrame([{k: summary.get(k) for k in ("final_loss", "val_loss", "val_accuracy")}]))
+    name = f"1 - {column}" if mode == "max" else f"log10({column})"
     if summary["status"] == DIVERGED:
-        return DIVERGED_VALUE
+        return DIVERGED_VALUE, name
     if summary["status"] not in DESCENT_STATUSES:
-        return None
-    loss = summary["final_loss"]
-    return math.log10(loss) if loss > 0 else ZERO_LOSS_VALUE
+        return None, name
+    value = summary[column]
+    if mode == "max":
+        return 1.0 - value, name
+    return (math.log10(value) if value > 0 else ZERO_LOSS_VALUE), name
 
 
 class OptunaSweeper(SearchSweeper):
-    """Bayesian search (Optuna's TPE) minimizing log10 of the final loss.
+    """Bayesian search (Optuna's TPE) minimizing `objective`: the metric best_lr is chosen by,
+    1 - val_accuracy for a classifier with a validation part, else log10 of val_loss or of the
+    final loss.
 
-    Why log10: final losses span many decades (1e-12 converged, 1e1 stalled).
+    Why log10: losses span many decades (1e-12 converged, 1e1 stalled).
     TPE splits trials by rank, so for it any increasing transform is the same;
     on a log scale the values Optuna stores and plots stay readable, and a
     sampler that models values (a GP) sees decades, not the few worst runs.
@@ -77,6 +91,7 @@ class OptunaSweeper(SearchSweeper):
                  search: Optional[Dict[str, Any]] = None, params: Optional[Dict[str, str]] = None) -> None:
         super().__init__(params)
         self.n_trials, self.batch_size, self.seed = n_trials, batch_size, seed
+        self._objective = "log10(final_loss)"  # until a trial tells which metric judges the sweep
         self.n_startup_trials = n_startup_trials
         self.search = OmegaConf.to_container(search) if OmegaConf.is_config(search) else dict(search or {})
         self.space: dict = {}
@@ -142,9 +157,9 @@ class OptunaSweeper(SearchSweeper):
                           f"stopped after {len(study.trials)} of {self.n_trials} trials")
         if best:
             report.append(f"optuna: best trial {metrics['optuna_best_trial']:g}: " + " ".join(_assign(best))
-                          + f" -> log10(final_loss)={metrics['optuna_best_value']:.4g}")
+                          + f" -> {self._objective}={metrics['optuna_best_value']:.4g}")
         settings = {"n_trials": self.n_trials, "batch_size": self.batch_size, "seed": self.seed,
-                    "n_startup_trials": self.n_startup_trials, "objective": "log10(final_loss)",
+                    "n_startup_trials": self.n_startup_trials, "objective": self._objective,
                     "diverged_value": DIVERGED_VALUE}
         return Outcome(metrics, params={f"optuna.{k}": v for k, v in settings.items()},
                        tags={**{f"gdexp.optuna_best.{k}": str(v) for k, v in best.items()},
@@ -156,7 +171,9 @@ class OptunaSweeper(SearchSweeper):
         trial that ran it, not one told its recorded result)."""
         from optuna.trial import TrialState
 
-        value = objective(summary)
+        value, name = objective(summary)
+        if value is not None:
+            self._objective = name  # the runs of one sweep share it: the same loss, the same parts
         state = TrialState.FAIL if value is None else TrialState.COMPLETE
         study.tell(trial, value, state=state)
         if log and summary.get("run_id") and summary["status"] in (*DESCENT_STATUSES, FAILED):  # a run in the store
