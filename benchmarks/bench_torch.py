@@ -1,7 +1,7 @@
 """loss=torch against one process per trial: a sweep's learning rates as one vectorized program, and the
 same trainings in a plain torch loop one after another, in the same run.
 
-    python benchmarks/bench_torch.py [--lrs 32] [--steps 500] [--repeat 3] [--nets mlp,conv] [--device cpu]
+    python benchmarks/bench_torch.py [--lrs 32] [--steps 500] [--repeat 3] [--nets mlp,conv] [--device cpu] [--seeds 1]
 
 Nets (examples/mynet/net.py): `model`, a 30-64-64-2 tanh MLP on breast_cancer, and `conv`, two 3x3
 convolutions and a linear layer on digits' 8x8 images; mini-batches of 64, Adam, `--lrs` rates
@@ -26,7 +26,7 @@ EXAMPLES = REPO / "examples"
 NETS = {"mlp": ("mynet.net.model", "breast_cancer"), "conv": ("mynet.net.conv", "digits")}
 
 
-def gdexp_sweep(model: str, dataset: str, lrs, steps: int, device: str):
+def gdexp_sweep(model: str, dataset: str, lrs, steps: int, device: str, seeds=None):
     from gdexp.core.descent import Options, descend
     from gdexp.specs.torch_loss import torch_module
     from gdexp.core.optimizers import make_optimizer
@@ -39,12 +39,12 @@ def gdexp_sweep(model: str, dataset: str, lrs, steps: int, device: str):
     sync(device)
     t0 = time.perf_counter()
     out = descend(loss, make_optimizer("adam", lr=np.asarray(lrs)), x0, rules,
-                  Options(batch_size=64, seeds=np.zeros(len(lrs), dtype=np.int64)))
+                  Options(batch_size=64, seeds=np.zeros(len(lrs), dtype=np.int64) if seeds is None else seeds))
     sync(device)
     return time.perf_counter() - t0, np.array([r.loss[-1] for r in out])
 
 
-def torch_loop(model: str, dataset: str, lrs, steps: int, device: str):
+def torch_loop(model: str, dataset: str, lrs, steps: int, device: str, seeds=None):
     import torch
 
     from gdexp.core.data import load_dataset
@@ -55,12 +55,16 @@ def torch_loop(model: str, dataset: str, lrs, steps: int, device: str):
     data = load_dataset(dataset)
     X = torch.tensor(data.x_train, dtype=torch.float32, device=device)
     y = torch.tensor(data.y_train, device=device)
-    sampler = MinibatchSampler(len(y), 64, [0])
-    batches = [torch.tensor(sampler.at(t)[0], device=device) for t in range(steps + 1)]
+    seeds = np.zeros(len(lrs), dtype=np.int64) if seeds is None else seeds
+    sampled = {}
+    for s in sorted(set(seeds.tolist())):  # each seed's batches, drawn before the clock starts
+        sampler = MinibatchSampler(len(y), 64, [s])
+        sampled[s] = [torch.tensor(sampler.at(t)[0], device=device) for t in range(steps + 1)]
     finals = []
     sync(device)
     t0 = time.perf_counter()
-    for lr in lrs:
+    for lr, seed in zip(lrs, seeds.tolist()):
+        batches = sampled[seed]
         torch.manual_seed(0)
         m = build().to(device)
         opt = torch.optim.Adam(m.parameters(), lr=float(lr))
@@ -90,22 +94,26 @@ def main() -> None:
     parser.add_argument("--nets", default="mlp,conv")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads, for both (cpu)")
+    parser.add_argument("--seeds", type=int, default=1,
+                        help="mini-batch seeds, cycled over the rates: 1 = one batch all rows share (a sweep of "
+                             "one seed); more = rows drawing their own batches (seed=0,1,2 in one batch)")
     args = parser.parse_args()
     import torch
 
     torch.set_num_threads(args.threads)
     sys.path.insert(0, str(EXAMPLES))
     lrs = np.geomspace(1e-4, 1e-1, args.lrs)
+    seeds = np.arange(args.lrs, dtype=np.int64) % args.seeds
     card = torch.cuda.get_device_name() if args.device == "cuda" else f"cpu, {args.threads} threads"
     print(f"{args.lrs} learning rates x {args.steps} steps, batch 64, Adam, float32, on {card}; "
-          f"medians of {args.repeat}, gdexp and the loop interleaved:", flush=True)
+          f"{args.seeds} mini-batch seed(s); medians of {args.repeat}, gdexp and the loop interleaved:", flush=True)
     for name in args.nets.split(","):
         model, dataset = NETS[name]
         ours, loop = [], []
         for _ in range(args.repeat):
-            t, f_ours = gdexp_sweep(model, dataset, lrs, args.steps, args.device)
+            t, f_ours = gdexp_sweep(model, dataset, lrs, args.steps, args.device, seeds)
             ours.append(t)
-            t, f_loop = torch_loop(model, dataset, lrs, args.steps, args.device)
+            t, f_loop = torch_loop(model, dataset, lrs, args.steps, args.device, seeds)
             loop.append(t)
         a, b = statistics.median(ours), statistics.median(loop)
         finite = np.isfinite(f_loop) & np.isfinite(f_ours)

@@ -313,6 +313,10 @@ class _Batch:
         self.block_x = block_x
         if self.params is not None:
             x = to_host(block_x)
+        elif bool(xp.isfinite(xp.sum(block_x))):
+            # The usual block, in one cheap pass: a nan or inf anywhere makes the sum non-finite
+            # (a finite sum means every entry is finite; an overflowing one takes the exact path).
+            x = np.zeros((*block_x.shape[:2], 1))
         else:
             x = to_host(xp.where(xp.any(xp.isnan(block_x), axis=2), np.nan,
                                  xp.where(xp.any(xp.isinf(block_x), axis=2), np.inf, 0.0)))[..., None]
