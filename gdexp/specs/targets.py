@@ -245,8 +245,8 @@ def check_allowed(path: str, allow_modules: list[str], key: str) -> None:
             raise ConfigError("--allow-module", module, "not a module name like mypkg or mypkg.losses")
     if is_gdexp_target(path):
         return
-    if not isinstance(path, str) or not _is_dotted(path):
-        raise ConfigError(key, path, "not a dotted path like mypkg.losses.saddle")
+    if path == "???" or not isinstance(path, str) or not _is_dotted(path):
+        _dotted_parts(path, key)  # its line: required, or not a dotted path
     if any(_within(path, module) for module in allow_modules):
         return
     top = path.split(".")[0]
@@ -285,6 +285,8 @@ def _where(error: BaseException, prefer_file: str | None) -> str | None:
 
 
 def _dotted_parts(path, key: str) -> list[str]:
+    if path == "???":  # OmegaConf's mark of a value the config leaves to the command line
+        raise ConfigError(key, path, f"is required: give {key}=mypkg.module.name")
     if not isinstance(path, str) or not _is_dotted(path):
         raise ConfigError(key, path, "not a dotted path like mypkg.losses.saddle "
                                      "(a module, dots, then the function or class; no .py, no slashes)")

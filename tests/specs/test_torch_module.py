@@ -312,6 +312,7 @@ def test_a_diverging_run_stops_alone_with_the_step_and_point_it_diverged_at(myne
 
 @pytest.mark.parametrize("kwargs, line", [
     (dict(model="mynet.net.not_a_model"), "loss.model='mynet.net.not_a_model': module mynet.net has no attribute"),
+    (dict(model="???"), "loss.model='???': is required: give loss.model=mypkg.module.name"),
     (dict(model="mynet.net.not_a_module"), "loss.model='mynet.net.not_a_module': model() returned a list, "
                                            "not a torch.nn.Module"),
     (dict(model="mynet.net.wrong_width"), "loss.data='mynet.net.data': model(X_train[:2]) with X_train of shape "
