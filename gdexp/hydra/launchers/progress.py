@@ -10,6 +10,8 @@ recorded:
 """
 from __future__ import annotations
 
+import math
+
 import sys
 import time
 from contextlib import contextmanager
@@ -69,7 +71,7 @@ class _Bar:
             diverged = int(progress.diverged.sum())
             if progress.running:
                 self._running, self._batch_diverged = progress.running, diverged
-                self._bar.n = min(self._closed + done, self._bar.total)
+                self._bar.n = min(self._closed + done, _below_100(self._bar.total))
             else:  # the batch's last block
                 self._closed += done
                 self._diverged += diverged
@@ -87,3 +89,13 @@ class _Bar:
                               failed=self._failed, recorded=f"{self._recorded}/{len(self._budgets)}",
                               refresh=False)
         self._bar.refresh()
+
+
+def _below_100(total: int) -> int:
+    """The most steps a bar still running may show: tqdm rounds its percentage (99.7% reads
+    "100%"), and a sweep with a run descending is not done.
+
+    >>> _below_100(340_000), round(100 * _below_100(340_000) / 340_000)
+    (338299, 99)
+    """
+    return max(0, math.ceil(0.995 * total) - 1)
