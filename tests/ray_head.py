@@ -42,7 +42,7 @@ class RayHead:
         """SIGTERM this cluster's processes, SIGKILL those left after `grace_s`; returns how many."""
         mine = _cluster_pids(str(self.temp), self.port)
         for sig in (signal.SIGTERM, signal.SIGKILL):
-            for pid in mine:
+            for pid in [p for p in mine if _alive(p)]:  # not a PID that ended (and may be reused)
                 try:
                     os.kill(pid, sig)
                 except ProcessLookupError:

@@ -93,7 +93,7 @@ def exit_for(error: BaseException) -> "NoReturn":  # noqa: F821
 
 class Parser(argparse.ArgumentParser):
     """argparse's parser for gdexp's subcommands, whose refusals are one line as every other
-    (argparse prints its usage block first): ``gdexp compare: error: REASON (gdexp compare --help)``,
+    (argparse prints its usage block first): ``gdexp compare: error: REASON (see gdexp compare --help)``,
     exit status EXIT_INVALID_INPUT."""
 
     def error(self, message: str) -> "NoReturn":  # noqa: F821

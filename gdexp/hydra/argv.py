@@ -45,7 +45,7 @@ def prepare(argv: list[str]) -> list[str]:
             extra is not installed.
     """
     flags, positional = split_flags(argv)
-    positional = [_quoted_formula(renamed(a)) if "=" in a else a for a in positional]
+    positional = [rewritten(a) if "=" in a else a for a in positional]
     overrides = [a for a in positional if "=" in a]
     check_extras(overrides)
     out = [expand(a) if "=" in a else a for a in positional]
@@ -147,6 +147,12 @@ def split_flags(argv: list[str]) -> tuple[list[str], list[str]]:
         else:
             positional.append(a)
     return flags, positional
+
+
+def rewritten(override: str) -> str:
+    """An override as gdexp hands it to Hydra: a deprecated key under its new name, a formula
+    quoted (gdexp.hydra.precheck leaves to Hydra what this changes)."""
+    return _quoted_formula(renamed(override))
 
 
 def _quoted_formula(arg: str) -> str:

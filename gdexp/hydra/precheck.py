@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Union
 
 from gdexp.core.errors import ConfigError
-from gdexp.hydra.argv import split_flags
+from gdexp.hydra.argv import rewritten, split_flags
 from gdexp.hydra.paths import conf_dir
 from gdexp.hydra.schema import SCHEMAS, Config, job_refusal, job_spec
 
@@ -94,11 +94,22 @@ def _jobs(overrides: list[str], multirun: bool) -> list[tuple[tuple[str, Any], .
         key, eq, text = arg.partition("=")
         if not eq or not _KEY.fullmatch(key) or key in swept:
             raise _Unusual  # +key, ~key, hydra/launcher=..., hydra.run.dir=...; a key twice (argv refuses it)
+        if _rewritten(arg) != arg:
+            raise _Unusual  # a formula gdexp quotes for Hydra (loss.expr), a deprecated key renamed
         # A comma list is a sweep with -m; without, Hydra says to add -m.
         swept[key] = [_value(t) for t in (text.split(",") if multirun and "[" not in text else [text])]
     if math.prod(len(values) for values in swept.values()) > MAX_JOBS:
         raise _Unusual
     return list(itertools.product(*([(key, v) for v in values] for key, values in swept.items())))
+
+
+def _rewritten(arg: str) -> str | None:
+    """`arg` as gdexp hands it to Hydra (gdexp.hydra.argv.rewritten); None where that refuses it
+    (a `budget.*` key that never existed: gdexp.hydra.argv.prepare says its line)."""
+    try:
+        return rewritten(arg)
+    except ConfigError:
+        return None
 
 
 def _value(text: str):

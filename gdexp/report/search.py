@@ -205,14 +205,16 @@ def optuna_section(parent, out: Path, prefix: str, tag: str) -> list[tuple]:
         return head + [("p", f"The study `{name}` could not be read from `{storage}` "
                              f"({type(exc).__name__}: {exc}).")]
     diverged_value = float(parent.data.params.get("optuna.diverged_value", DIVERGED_VALUE))
+    # What the study minimized (gdexp.hydra.sweepers.optuna.objective); sweeps before it was a param: log10(final_loss).
+    target = parent.data.params.get("optuna.objective", "log10(final_loss)")
     trials = trial_table(study, diverged_value)
     blocks = head + [("p", f"Study `{name}` in `{storage}` ({len(trials)} trials; open it with "
-                           f"`optuna-dashboard {storage}`). The objective is log10(final loss); a run that "
-                           f"diverged is told as {diverged_value:g}, worse than any finite loss, and is drawn "
+                           f"`optuna-dashboard {storage}`). The objective is {target}; a run that "
+                           f"diverged is told as {diverged_value:g}, worse than any other value, and is drawn "
                            "in the band above the history.")]
     png = f"fig-optuna-history-{tag}.png"
-    history_png(trials, out / png)
-    blocks.append(("plot", f"plot-optuna-history-{tag}", history_figure(trials), png,
+    history_png(trials, out / png, target)
+    blocks.append(("plot", f"plot-optuna-history-{tag}", history_figure(trials, target), png,
                    "Optuna optimization history"))
     keys = sorted({k for t in study.trials for k in t.params})
     if len(keys) < 2:
@@ -229,16 +231,16 @@ def optuna_section(parent, out: Path, prefix: str, tag: str) -> list[tuple]:
     evaluator = FanovaImportanceEvaluator(seed=0)  # seeded: the same bars at every rebuild
     importances = get_param_importances(finite, evaluator=evaluator)
     blocks.append(("p", "Trials that did not diverge, each a line through its value of every searched key "
-                        "(colour: log10 final loss), and how much of the objective's variance each key "
+                        f"(colour: {target}), and how much of the objective's variance each key "
                         "explains (fANOVA, seed 0)."))
     png = f"fig-optuna-parallel-{tag}.png"
-    parallel_png(trials[~trials["diverged"]], keys, _log_keys(study), out / png)
+    parallel_png(trials[~trials["diverged"]], keys, _log_keys(study), out / png, target)
     blocks.append(("plot", f"plot-optuna-parallel-{tag}", _figure_dict(plot_parallel_coordinate(
-        finite, target_name="log10(final loss)")), png, "Optuna parallel coordinates"))
+        finite, target_name=target)), png, "Optuna parallel coordinates"))
     png = f"fig-optuna-importance-{tag}.png"
     importance_png(importances, out / png)
     blocks.append(("plot", f"plot-optuna-importance-{tag}", _figure_dict(plot_param_importances(
-        finite, evaluator=FanovaImportanceEvaluator(seed=0), target_name="log10(final loss)")), png,
+        finite, evaluator=FanovaImportanceEvaluator(seed=0), target_name=target)), png,
                    "Optuna parameter importances"))
     return blocks
 
@@ -262,12 +264,12 @@ def trial_table(study, diverged_value: float) -> pd.DataFrame:
     return table
 
 
-def history_figure(trials: pd.DataFrame) -> dict:
+def history_figure(trials: pd.DataFrame, target: str = "log10(final_loss)") -> dict:
     ok, bad = trials[~trials["diverged"]], trials[trials["diverged"]]
     params = [c for c in trials.columns if c not in ("trial", "value", "diverged", "best")]
 
     def hover(t):
-        return "<br>".join([f"trial {int(t['trial'])}", "log10(final loss): "
+        return "<br>".join([f"trial {int(t['trial'])}", f"{target}: "
                             + ("diverged" if t["diverged"] else f"{t['value']:.6g}")]
                            + [f"{k}: {t[k]}" for k in params])
 
@@ -282,7 +284,7 @@ def history_figure(trials: pd.DataFrame) -> dict:
              "hovertext": [hover(t) for _, t in bad.iterrows()], "hoverinfo": "text"}]
     layout = {"title": {"text": "Optuna: optimization history"}, "height": 460, "hovermode": "closest",
               "xaxis": {"title": {"text": "trial"}},
-              "yaxis": {"title": {"text": "log10(final loss)"}, "domain": [0, 0.85]},
+              "yaxis": {"title": {"text": target}, "domain": [0, 0.85]},
               "yaxis2": {"domain": [0.89, 1], "showticklabels": False, "showgrid": False, "zeroline": False,
                          "title": {"text": "diverged"}, "fixedrange": True, "range": [-1, 1]},
               "shapes": [{"type": "rect", "xref": "paper", "yref": "y2 domain", "x0": 0, "x1": 1, "y0": 0,
@@ -290,7 +292,7 @@ def history_figure(trials: pd.DataFrame) -> dict:
     return {"data": data, "layout": layout, "config": interactive.CONFIG}
 
 
-def history_png(trials: pd.DataFrame, path) -> None:
+def history_png(trials: pd.DataFrame, path, target: str = "log10(final_loss)") -> None:
     fig = new_figure((7.0, 4.2))
     band, ax = fig.subplots(2, 1, sharex=True, height_ratios=[0.5, 4])
     ok, bad = trials[~trials["diverged"]], trials[trials["diverged"]]
@@ -303,13 +305,13 @@ def history_png(trials: pd.DataFrame, path) -> None:
     band.set_ylabel("diverged", rotation=0, ha="right", va="center", fontsize=8)
     band.tick_params(axis="x", which="both", bottom=False, labelbottom=False)
     band.set_title("Optuna: optimization history")
-    ax.set(xlabel="trial", ylabel="log10(final loss)")
+    ax.set(xlabel="trial", ylabel=target)
     ax.grid(True, alpha=0.3)
     ax.legend(loc="best", fontsize=8)
     save_png(fig, path)
 
 
-def parallel_png(trials: pd.DataFrame, keys: list[str], log_keys: set[str], path) -> None:
+def parallel_png(trials: pd.DataFrame, keys: list[str], log_keys: set[str], path, target: str = "log10(final_loss)") -> None:
     """Each trial a line across one vertical axis per key (scaled to its range; log where searched so)."""
     fig = new_figure((7.6, 4.2))
     ax = fig.add_subplot()
@@ -339,7 +341,7 @@ def parallel_png(trials: pd.DataFrame, keys: list[str], log_keys: set[str], path
     ax.set_ylim(-0.08, 1.08)
     ax.spines[:].set_visible(False)
     ax.set_title("Optuna: parallel coordinates (trials that did not diverge)")
-    fig.colorbar(mpl.cm.ScalarMappable(norm=Normalize(lo, hi), cmap=cmap), ax=ax, label="log10(final loss)")
+    fig.colorbar(mpl.cm.ScalarMappable(norm=Normalize(lo, hi), cmap=cmap), ax=ax, label=target)
     save_png(fig, path)
 
 

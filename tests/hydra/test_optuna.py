@@ -130,3 +130,28 @@ def test_a_classifier_is_searched_by_its_validation_accuracy_as_best_lr_is_chose
     best = parent.data.metrics["optuna_best_value"]
     assert best == min(r.data.metrics["optuna_value"] for r in children)
     assert f"-> 1 - val_accuracy={best:.4g}" in out
+
+
+def test_a_search_over_losses_judged_differently_keeps_one_objective(gdexp, store):
+    """A classifier (val_accuracy) and a quadratic (final loss) in one study: every trial is told
+    the study's one metric, from its first result; a trial without it is told as failed, not a
+    number of another scale."""
+    code, out, err = gdexp("+sweep=lr_optuna", "loss=mlp,quadratic", "stopping.maxiter=30",
+                           "tracking.curve_points=20", "hydra.sweeper.n_trials=6", "hydra.sweeper.batch_size=3",
+                           "hydra.sweeper.n_startup_trials=3")
+    assert code == 0, err
+    parent, children = sweep_of(store)
+    name = parent.data.params["optuna.objective"]
+    assert {r.data.params["loss.name"] for r in children} == {"mlp", "quadratic"}  # both judged, one metric
+    told = {r.info.run_id: r.data.metrics.get("optuna_value") for r in children}
+    for r in children:
+        if r.data.tags["gdexp.status"] == "diverged":
+            continue
+        if name == "1 - val_accuracy":
+            expected = 1 - r.data.metrics["val_accuracy"] if "val_accuracy" in r.data.metrics else None
+        else:
+            expected = math.log10(r.data.metrics["final_loss"])
+        assert told[r.info.run_id] == (None if expected is None else pytest.approx(expected)), r.data.params
+        if expected is None:
+            assert r.data.tags["gdexp.optuna.state"] == "FAIL"
+    assert f"-> {name}=" in out

@@ -105,6 +105,9 @@ LEFT_TO_HYDRA = [
     (["seed=1.5"], "a value the schema refuses for an int"),
     (["tracking.experiment=5"], "a value the schema converts (to '5')"),
     (["budget.max_iter=5"], "a deprecated key"),
+    (["loss=expression", "loss.expr=true"], "a formula: gdexp quotes it for Hydra (true is text there)"),
+    (["loss=expression", "loss.expr=null"], "a formula read as null before quoting"),
+    (["-m", "loss=expression", "loss.expr=x,y", "optimizer.lr=-1"], "a formula with a comma: one formula"),
     (["-m", "optimizer.lr=" + ",".join(["-1"] * (MAX_JOBS + 1))], "more jobs than MAX_JOBS"),
 ]
 

@@ -87,7 +87,9 @@ def test_optuna_report_draws_history_parallel_coordinates_and_importances(store)
     assert sorted(band["x"]) == sorted(set(trials) - set(finite)) and band["yaxis"] == "y2"
     assert min(v for v in best["y"] if v is not None) == pytest.approx(min(finite.values()))
     parallel = figs[f"plot-optuna-parallel-{tag}"]
-    assert parallel["layout"]["xaxis"]["ticktext"] == ["log10(final loss)", "optimizer.lr", "optimizer.momentum"]
+    # named by what the study minimized (the parent's optuna.objective param)
+    assert parallel["layout"]["xaxis"]["ticktext"] == ["log10(final_loss)", "optimizer.lr", "optimizer.momentum"]
+    assert history["layout"]["yaxis"]["title"]["text"] == "log10(final_loss)"
     assert sum(t["mode"] == "lines" for t in parallel["data"]) == len(finite)  # a line per finite trial
     importance = figs[f"plot-optuna-importance-{tag}"]
     assert sorted(importance["data"][0]["y"]) == ["optimizer.lr", "optimizer.momentum"]

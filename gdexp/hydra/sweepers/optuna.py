@@ -7,6 +7,7 @@ result the sampler learns from, not a failed trial it ignores.
 """
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -21,6 +22,8 @@ from gdexp.hydra.sweepers.search import Outcome, SearchSweeper, fixed_line
 from gdexp.tracking import env
 from gdexp.tracking.store import resolve_uri
 
+_log = logging.getLogger(__name__)  # (`log` is _tell's flag)
+
 # The objective is the metric a sweep is judged by (gdexp.results.groups.monitor, as best_lr is
 # chosen): 1 - val_accuracy for a classifier with a validation part, else log10 of val_loss, else
 # log10 of the final loss. log10 of the largest double is 308.25, so no finite loss (and a run that
@@ -30,9 +33,19 @@ DIVERGED_VALUE = 309.0
 ZERO_LOSS_VALUE = -324.0
 
 
-def objective(summary: dict) -> tuple[float | None, str]:
-    """The value told to Optuna for a run's summary (None for a job without a descent result,
-    'failed'), and the objective's name.
+def judged_by(summary: dict) -> tuple[str, str]:
+    """The metric a run's sweep is judged by, as gdexp.results.groups.monitor picks it: (column, mode)."""
+    import pandas as pd
+
+    from gdexp.results.groups import monitor
+
+    return monitor(pd.DataFrame([{k: summary.get(k) for k in ("final_loss", "val_loss", "val_accuracy")}]))
+
+
+def objective(summary: dict, metric: tuple[str, str] | None = None) -> tuple[float | None, str]:
+    """The value told to Optuna for a run's summary, and the objective's name. The value is None
+    for a job without a descent result ('failed'), or without `metric` (the study's: one metric
+    for every trial of a study; None = the summary's own, `judged_by`).
 
     >>> objective({"status": "converged", "final_loss": 1e-6})
     (-6.0, 'log10(final_loss)')
@@ -40,18 +53,16 @@ def objective(summary: dict) -> tuple[float | None, str]:
     (0.25, '1 - val_accuracy')
     >>> objective({"status": "diverged", "final_loss": 3.0})
     (309.0, 'log10(final_loss)')
+    >>> objective({"status": "converged", "final_loss": 1e-6}, ("val_accuracy", "max"))
+    (None, '1 - val_accuracy')
     """
-    import pandas as pd
-
-    from gdexp.results.groups import monitor
-
-    column, mode = monitor(pd.DataFrame([{k: summary.get(k) for k in ("final_loss", "val_loss", "val_accuracy")}]))
+    column, mode = metric or judged_by(summary)
     name = f"1 - {column}" if mode == "max" else f"log10({column})"
     if summary["status"] == DIVERGED:
         return DIVERGED_VALUE, name
-    if summary["status"] not in DESCENT_STATUSES:
+    value = summary.get(column)
+    if summary["status"] not in DESCENT_STATUSES or value is None or not math.isfinite(value):
         return None, name
-    value = summary[column]
     if mode == "max":
         return 1.0 - value, name
     return (math.log10(value) if value > 0 else ZERO_LOSS_VALUE), name
@@ -91,7 +102,8 @@ class OptunaSweeper(SearchSweeper):
                  search: Optional[Dict[str, Any]] = None, params: Optional[Dict[str, str]] = None) -> None:
         super().__init__(params)
         self.n_trials, self.batch_size, self.seed = n_trials, batch_size, seed
-        self._objective = "log10(final_loss)"  # until a trial tells which metric judges the sweep
+        self._objective = "log10(final_loss)"  # until a trial's result tells which metric judges the sweep
+        self._metric: tuple[str, str] | None = None
         self.n_startup_trials = n_startup_trials
         self.search = OmegaConf.to_container(search) if OmegaConf.is_config(search) else dict(search or {})
         self.space: dict = {}
@@ -171,9 +183,16 @@ class OptunaSweeper(SearchSweeper):
         trial that ran it, not one told its recorded result)."""
         from optuna.trial import TrialState
 
-        value, name = objective(summary)
-        if value is not None:
-            self._objective = name  # the runs of one sweep share it: the same loss, the same parts
+        if self._metric is None and summary["status"] in DESCENT_STATUSES and summary["status"] != DIVERGED:
+            # The study's one metric, from its first run with a result: a search over losses whose
+            # runs are judged by different metrics (val_accuracy, final_loss) must not mix them.
+            self._metric = judged_by(summary)
+        value, name = objective(summary, self._metric)
+        if value is None and summary["status"] in DESCENT_STATUSES:
+            _log.warning(f"optuna: trial {trial.number} has no {self._metric[0]} (the study's objective, "
+                        f"{name}): told as failed")
+        if self._metric is not None:
+            self._objective = name
         state = TrialState.FAIL if value is None else TrialState.COMPLETE
         study.tell(trial, value, state=state)
         if log and summary.get("run_id") and summary["status"] in (*DESCENT_STATUSES, FAILED):  # a run in the store
