@@ -196,7 +196,9 @@ def multistep(milestones: list[int] = (100,), gamma: float = 0.1, *, maxiter=Non
         return {"lr": p["base_lr"] * p["gamma"] ** passed}
 
     # One list for the batch is a (1, k) row; one per row, (B, k).
-    where = {"shared" if ms.ndim == 1 else "per_row": {"milestones": ms.reshape(-1, ms.shape[-1])}}
+    # No milestones (torch's MultiStepLR takes []): the rate stays the base rate.
+    where = {"shared" if ms.ndim == 1 else "per_row": {"milestones": ms.reshape(ms.shape[0] if ms.ndim == 2 else 1,
+                                                                              ms.shape[-1])}}
     return _built("multistep", formula, {"gamma": _positive("gamma", gamma)}, **where)
 
 
