@@ -118,6 +118,7 @@ def search(cl, experiment_ids: list[str], filter_string: str) -> list:
         if not token:
             return runs
 
+
 def _open(uri: str):
     from mlflow import MlflowClient
 

@@ -42,6 +42,13 @@ def judged_by(summary: dict) -> tuple[str, str]:
     return monitor(pd.DataFrame([{k: summary.get(k) for k in ("final_loss", "val_loss", "val_accuracy")}]))
 
 
+def objective_name(metric: tuple[str, str]) -> str:
+    """What Optuna is told of a run judged by `metric` (column, mode): 1 - a metric to maximize,
+    log10 of one to minimize."""
+    column, mode = metric
+    return f"1 - {column}" if mode == "max" else f"log10({column})"
+
+
 def objective(summary: dict, metric: tuple[str, str] | None = None) -> tuple[float | None, str]:
     """The value told to Optuna for a run's summary, and the objective's name. The value is None
     for a job without a descent result ('failed'), or without `metric` (the study's: one metric
@@ -57,7 +64,7 @@ def objective(summary: dict, metric: tuple[str, str] | None = None) -> tuple[flo
     (None, '1 - val_accuracy')
     """
     column, mode = metric or judged_by(summary)
-    name = f"1 - {column}" if mode == "max" else f"log10({column})"
+    name = objective_name((column, mode))
     if summary["status"] == DIVERGED:
         return DIVERGED_VALUE, name
     value = summary.get(column)
@@ -102,8 +109,7 @@ class OptunaSweeper(SearchSweeper):
                  search: Optional[Dict[str, Any]] = None, params: Optional[Dict[str, str]] = None) -> None:
         super().__init__(params)
         self.n_trials, self.batch_size, self.seed = n_trials, batch_size, seed
-        self._objective = "log10(final_loss)"  # until a trial's result tells which metric judges the sweep
-        self._metric: tuple[str, str] | None = None
+        self._metric: tuple[str, str] | None = None  # the study's, from its first result (_tell)
         self.n_startup_trials = n_startup_trials
         self.search = OmegaConf.to_container(search) if OmegaConf.is_config(search) else dict(search or {})
         self.space: dict = {}
@@ -169,14 +175,19 @@ class OptunaSweeper(SearchSweeper):
                           f"stopped after {len(study.trials)} of {self.n_trials} trials")
         if best:
             report.append(f"optuna: best trial {metrics['optuna_best_trial']:g}: " + " ".join(_assign(best))
-                          + f" -> {self._objective}={metrics['optuna_best_value']:.4g}")
+                          + f" -> {self._objective_name}={metrics['optuna_best_value']:.4g}")
         settings = {"n_trials": self.n_trials, "batch_size": self.batch_size, "seed": self.seed,
-                    "n_startup_trials": self.n_startup_trials, "objective": self._objective,
+                    "n_startup_trials": self.n_startup_trials, "objective": self._objective_name,
                     "diverged_value": DIVERGED_VALUE}
         return Outcome(metrics, params={f"optuna.{k}": v for k, v in settings.items()},
                        tags={**{f"gdexp.optuna_best.{k}": str(v) for k, v in best.items()},
                              "gdexp.optuna.storage": storage, "gdexp.optuna.study": name}, report=report,
                        error=None if best else "every trial diverged or failed: no best value")
+
+    @property
+    def _objective_name(self) -> str:
+        """The study's objective; log10(final_loss) until a result tells its metric (or none does)."""
+        return objective_name(self._metric or ("final_loss", "min"))
 
     def _tell(self, study, trial, summary: dict, log: bool = True) -> None:
         """Tell Optuna the result, and mark the run with its trial for the MLflow UI (`log`: the
@@ -191,8 +202,6 @@ class OptunaSweeper(SearchSweeper):
         if value is None and summary["status"] in DESCENT_STATUSES:
             _log.warning(f"optuna: trial {trial.number} has no {self._metric[0]} (the study's objective, "
                         f"{name}): told as failed")
-        if self._metric is not None:
-            self._objective = name
         state = TrialState.FAIL if value is None else TrialState.COMPLETE
         study.tell(trial, value, state=state)
         if log and summary.get("run_id") and summary["status"] in (*DESCENT_STATUSES, FAILED):  # a run in the store
