@@ -1,4 +1,5 @@
-"""Issue 21 (c): how long the `gdexp` command takes to start and to refuse, against `import numpy`.
+"""Issue 21 (b, c): how long the `gdexp` command takes to start, to refuse and to run one run, against
+`import numpy`.
 
     python benchmarks/bench_startup.py [--quick] [--repeat 5] [--base COMMIT]
 
@@ -11,6 +12,9 @@ with MLFLOW_TRACKING_URI pointing into it:
     refused value in a sweep   gdexp -m optimizer.lr=0.1,-1
     refused by Hydra's path    gdexp optimizer.lr=-1 hydra.job.chdir=false (a key of Hydra's: the
                                check before Hydra leaves the command line to it)
+    a single run, new store    gdexp (the defaults: 1,000 steps on rosenbrock) in an empty folder
+    a single run               gdexp, into a store that holds the earlier rounds' runs (one folder
+                               per code tree, kept across the rounds)
 
 Each round runs every command once, so load on the machine hits all alike; printed: the
 median of the rounds for each command and its ratio to the baseline's median, and the load
@@ -46,12 +50,18 @@ COMMANDS = [
      "gdexp: error: optimizer.lr=-1: must be finite and > 0 (job #1: optimizer.lr=-1)"),
     ("gdexp optimizer.lr=-1 hydra.job.chdir=false", ["optimizer.lr=-1", "hydra.job.chdir=false"],
      "gdexp: error: optimizer.lr=-1: must be finite and > 0"),
+    ("gdexp  (a single run, new store)", [], None),
+    ("gdexp  (a single run, store kept)", [], None),
 ]
+KEPT = "store kept"
 
 
-def run_once(code_path: Path, args: list[str] | None, refusal: str | None, threads: int) -> float:
-    """Seconds of one fresh process; exits the benchmark if a refusal is not the expected one."""
+def run_once(code_path: Path, args: list[str] | None, refusal: str | None, threads: int,
+             folder: Path | None = None) -> float:
+    """Seconds of one fresh process (in `folder`, else an empty one); exits the benchmark if a
+    refusal is not the expected one, or a run did not say where it is recorded."""
     with tempfile.TemporaryDirectory(prefix="gdexp-startup-") as tmp:
+        tmp = str(folder or tmp)
         env = {**os.environ, "PYTHONPATH": str(code_path), "MLFLOW_TRACKING_URI": f"sqlite:///{tmp}/mlflow.db",
                "MLFLOW_DISABLE_TELEMETRY": "true", "OPENBLAS_NUM_THREADS": str(threads),
                "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
@@ -60,7 +70,7 @@ def run_once(code_path: Path, args: list[str] | None, refusal: str | None, threa
         done = subprocess.run(argv, cwd=tmp, env=env, capture_output=True, text=True)
         seconds = time.perf_counter() - t0
         left = sorted(p.name for p in Path(tmp).iterdir())
-    if refusal is None and done.returncode == 0:
+    if refusal is None and done.returncode == 0 and (args != [] or "Runs are in sqlite:" in done.stdout):
         return seconds
     if refusal is not None and (done.returncode, done.stderr.strip(), left) == (2, refusal, []):
         return seconds
@@ -88,12 +98,14 @@ def main() -> None:
             trees[args.base] = base_tree(args.base, Path(tmp))
         times: dict[tuple[str, str], list[float]] = {}
         load_before = os.getloadavg()[0]
+        kept = {tree: Path(tempfile.mkdtemp(prefix="kept-", dir=tmp)) for tree in trees}
         for _ in range(rounds):
             for tree, path in trees.items():
                 for label, cmd, refusal in COMMANDS:
                     if cmd is None and tree != "today":
                         continue  # one baseline: it does not import gdexp
-                    times.setdefault((tree, label), []).append(run_once(path, cmd, refusal, args.threads))
+                    folder = kept[tree] if KEPT in label else None
+                    times.setdefault((tree, label), []).append(run_once(path, cmd, refusal, args.threads, folder))
         load_after = os.getloadavg()[0]
     baseline = statistics.median(times[("today", COMMANDS[0][0])])
     print(f"start-up, medians of {rounds} fresh processes; load average {load_before:.1f} before, "

@@ -8,7 +8,7 @@ from pathlib import Path
 from gdexp.core.outcomes import DIVERGED
 from gdexp.specs.run_spec import RunSpec
 from gdexp.tracking import env, guards
-from gdexp.tracking.stale_sweeps import close_dead
+from gdexp.tracking.stale_sweeps import close_dead_in
 from gdexp.tracking.store import Store, forget_stores, open_store, resolve_uri
 
 
@@ -25,7 +25,7 @@ def single_store(spec: RunSpec) -> Store:
     guards.check_reachable(resolve_uri(spec.config["tracking"]["uri"]))
     forget_stores()  # a new command asks the store again (its experiment may be deleted since), as a sweep does
     store = job_store(spec)
-    close_dead(store.client, store.experiment_id)  # sweeps a dead process left RUNNING
+    close_dead_in(store)  # sweeps a dead process left RUNNING
     return store
 
 

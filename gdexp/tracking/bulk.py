@@ -24,7 +24,7 @@ from gdexp.core.outcomes import FAILED, UNRECORDED
 from gdexp.tracking import content, interrupts
 from gdexp.tracking.guards import local_dir
 from gdexp.tracking.pending import SPOOL, keep_run, short_reason
-from gdexp.tracking.record import log_dataset, write_run
+from gdexp.tracking.record import upload_files, log_dataset, write_run
 from gdexp.tracking.store import Store, unreachable
 from gdexp.tracking.writes import wait_unlocked
 
@@ -100,7 +100,7 @@ def write_chunk(store: Store, specs: list, outcomes: list, *, parent_id: str | N
             raise
         return _keep_all(store, specs, outcomes, parent_id, exc, keep_dir, now)
     for record, spec, outcome in remote:
-        _upload(store, record.run_id, spec, outcome)
+        upload_files(store.client, record.run_id, spec, outcome)
     for record, spec in zip(records, specs):  # through the client: one request a run with data
         log_dataset(store.client, record.run_id, spec)
     rows = []
@@ -137,15 +137,6 @@ def _fast(store: Store) -> bool:
             log.warning(f"gdexp: writing runs through MLflow's client, one at a time: {why}")
         store.fast = ok
     return store.fast
-
-
-def _upload(store: Store, run_id: str, spec, result) -> None:
-    """A run's files to a store whose artifacts are not local (s3://, ...)."""
-    import tempfile
-
-    with tempfile.TemporaryDirectory(prefix="gdexp-") as tmp:
-        content.write_artifacts(Path(tmp), spec, result)
-        store.client.log_artifacts(run_id, tmp)
 
 
 def _keep_all(store: Store, specs: list, outcomes: list, parent_id, exc, keep_dir: Path, now: int) -> list[dict]:

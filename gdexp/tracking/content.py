@@ -17,14 +17,12 @@ import numpy as np
 from gdexp.core import stability
 from gdexp.core.outcomes import FAILED, UNRECORDED
 from gdexp.core.result import Result
-from gdexp.results.groups import list_text
 from gdexp.results.ties import rtol_of
 from gdexp.tracking.sampling import sample_steps
 from gdexp.tracking import TAG
-
 # MLflow's limits (mlflow.utils.validation): a longer param value is cut with only a warning.
-MAX_PARAM_LENGTH = 6000
-MAX_TAG_LENGTH = 8000
+from gdexp.tracking.fast.fence import MAX_PARAM_LENGTH, MAX_TAG_LENGTH
+
 # A param value too long for MLflow is logged as this stand-in; load_runs reads the full
 # value from the run's config.yaml.
 STAND_IN = "gdexp:too-long"
@@ -80,7 +78,12 @@ def param_text(value) -> str:
     >>> param_text(list(range(2000)))[:40]
     'gdexp:too-long len=8891 sha256=494b15107'
     """
-    text = list_text(value) if isinstance(value, (list, tuple)) else "null" if value is None else str(value)
+    if isinstance(value, (list, tuple)):
+        from gdexp.results.groups import list_text  # pandas (~0.3 s): only for a config with lists
+
+        text = list_text(value)
+    else:
+        text = "null" if value is None else str(value)
     if len(text) <= MAX_PARAM_LENGTH:
         return text
     digest = hashlib.sha256(text.encode()).hexdigest()
@@ -268,8 +271,25 @@ def write_artifacts(folder: Path, spec, result: Result) -> None:
     (folder / "result.json").write_text(json.dumps(result_dict(spec, result), indent=2) + "\n")
     # No dictionary encoding (float curves never repeat: numpy-random floats cost it 3x the
     # write) and no column statistics (nothing filters on them): the same file, read back alike.
-    pq.write_table(pa.table(curve_table(spec, result)), folder / "curve.parquet", use_dictionary=False,
-                   write_statistics=False)
+    columns = curve_table(spec, result)
+    table = pa.Table.from_arrays([arrow_column(pa, c) for c in columns.values()], names=list(columns))
+    pq.write_table(table, folder / "curve.parquet", use_dictionary=False, write_statistics=False)
+
+
+def arrow_column(pa, values: np.ndarray):
+    """A numpy column as the Arrow array `pa.array` makes of it (NaN kept as NaN, not null), built
+    on its buffer: pa.array looks for pandas types first and so imports pandas (~0.2 s of a
+    single run). Other than numbers: pa.array.
+
+    >>> import pyarrow as pa
+    >>> arrow_column(pa, np.array([1.0, np.nan])).equals(pa.array(np.array([1.0, np.nan])))
+    True
+    """
+    values = np.asarray(values)
+    if values.ndim != 1 or values.dtype.kind not in "iuf" or not values.dtype.isnative:
+        return pa.array(values)
+    values = np.ascontiguousarray(values)
+    return pa.Array.from_buffers(pa.from_numpy_dtype(values.dtype), len(values), [None, pa.py_buffer(values)])
 
 
 def run_row(spec, run_id: str | None, result: Result | None, status: str | None = None,

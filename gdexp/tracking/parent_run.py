@@ -97,7 +97,7 @@ def sweep_run(sweep: Sweep, rows: Callable[[], list[dict]], jobs: list[dict] | N
     forget_stores()  # a store found down in an earlier sweep of this process is asked again
     cl = client(uri)
     exp = experiment_id(cl, sweep.experiment)
-    check_artifacts_writable(cl, exp, curves)
+    check_artifacts_writable(cl.get_experiment(exp).artifact_location, uri, curves)
     folder = Path(sweep.folder).resolve()
     again = plan.resumed()
     if again is None:

@@ -42,6 +42,8 @@ def write_run(store: Store, spec, descent: Callable[[], Result], *, parent_id: s
     failure of the run: it is descended anyway and kept on disk (pending.py),
     and this process stops asking that store.
     """
+    if store.fast and not done and store.down is None:
+        return _write_run_fast(store, spec, descent, parent_id=parent_id, keep_dir=keep_dir, swallow=swallow)
     info = result = None
     now = int(time.time() * 1000)  # the metrics' timestamp, kept if the run is kept on disk
     curve_points = spec.config["tracking"]["curve_points"]
@@ -65,6 +67,106 @@ def write_run(store: Store, spec, descent: Callable[[], Result], *, parent_id: s
         log.error(f"gdexp: run {spec.run_name} ({info.run_id}) FAILED: {error}")
         return content.run_row(spec, info.run_id, None, FAILED, error, parent_id)
     return content.run_row(spec, info.run_id, result, parent_id=parent_id)
+
+
+def _write_run_fast(store: Store, spec, descent: Callable[[], Result], *, parent_id: str | None,
+                    keep_dir: Path, swallow: bool) -> dict:
+    """`write_run` below MLflow's API (gdexp.tracking.fast), for a store whose experiment was
+    found by SQL: the same records as the client's calls, and no MLflow import for a run
+    without a data set (a single run's ~2 s).
+
+    The run is written RUNNING with its identity tags and params before it descends (each
+    write one transaction, waited for while another process holds the store locked), then
+    written over with its curves, status tags and end time (its files first, as a sweep's
+    chunk), or FAILED with its error, or KILLED on Ctrl-C; a store that stops answering keeps
+    it on disk, as the client's path does. A kill -9 mid-descent leaves it RUNNING, as the
+    client's path does.
+    """
+    from gdexp.tracking.fast.records import LIVE, RunRecord, artifact_uri
+    from gdexp.tracking.writes import forget_open, note_open
+
+    now = int(time.time() * 1000)
+    record = RunRecord(store.experiment_id, spec.run_name, tags=content.identity_tags(spec, parent_id),
+                       params=content.params(spec.config), status=LIVE, start_time=now)
+    result = None
+    try:
+        _write_fast(store, record)
+    except Exception as exc:
+        if not unreachable(exc):
+            raise
+        store.down = exc
+        return _keep(store, spec, None, descent, None, parent_id, exc, keep_dir, now)
+    closer = _FastCloser(store, record)
+    note_open(record.run_id, closer)
+    try:
+        try:
+            result = descent()
+            folder = local_dir(artifact_uri(store.artifact_location, record.run_id))
+            if folder is None:  # not a local folder: the files go through MLflow's client
+                upload_files(store.client, record.run_id, spec, result)
+            else:
+                folder.mkdir(parents=True, exist_ok=True)
+                content.write_artifacts(folder, spec, result)
+            record.tags.update(content.status_tags(result))
+            record.metrics = content.run_metrics(spec, result, spec.config["tracking"]["curve_points"], now)
+            record.status, record.end_time = "FINISHED", int(time.time() * 1000)
+            _write_fast(store, record)
+            forget_open(record.run_id)
+        except KeyboardInterrupt:
+            closer.set_terminated(record.run_id, status="KILLED")
+            raise
+        except Exception as exc:
+            if unreachable(exc):
+                raise
+            error = f"{type(exc).__name__}: {exc}"
+            closer.fail(error)
+            if not swallow:
+                raise
+            log.error(f"gdexp: run {spec.run_name} ({record.run_id}) FAILED: {error}")
+            return content.run_row(spec, record.run_id, None, FAILED, error, parent_id)
+    except Exception as exc:
+        if not unreachable(exc):
+            raise
+        store.down = exc
+        return _keep(store, spec, result, descent, record.run_id, parent_id, exc, keep_dir, now)
+    if content.dataset(spec) is not None:  # through MLflow's client (its import: only for a run with data)
+        log_dataset(store.client, record.run_id, spec)
+    return content.run_row(spec, record.run_id, result, parent_id=parent_id)
+
+
+def _write_fast(store: Store, record) -> None:
+    """The record in one transaction, over whatever was written of it before (`write_runs`'
+    replace: a RUNNING record allowed), whole (interrupts held), a locked store waited for."""
+    from gdexp.tracking import interrupts
+    from gdexp.tracking.fast.write import write_runs
+    from gdexp.tracking.writes import wait_unlocked
+
+    def write():
+        with interrupts.deferred():
+            write_runs(store.uri, [record], replace=True)
+
+    wait_unlocked(write, store.uri)
+
+
+class _FastCloser:
+    """Closes a run written by `_write_run_fast`, as gdexp.tracking.writes.close_open_runs asks a
+    client to: its record written over with the new status and end time (params and tags kept)."""
+
+    def __init__(self, store: Store, record):
+        self.store, self.record = store, record
+
+    def set_terminated(self, run_id: str, status: str = "FINISHED") -> None:
+        from gdexp.tracking.writes import forget_open
+
+        self.record.status, self.record.end_time = status, int(time.time() * 1000)
+        _write_fast(self.store, self.record)
+        forget_open(run_id)
+
+    def fail(self, error: str) -> None:
+        """FAILED, with its error tag (and its params, as a FAILED run always has them)."""
+        self.record.tags.update(content.error_tag(error))
+        self.record.metrics = []
+        self.set_terminated(self.record.run_id, status="FAILED")
 
 
 def start_run(cl, exp_id: str, spec, parent_id: str | None = None, log_params: bool = True,
@@ -129,9 +231,14 @@ def log_result(cl, info, spec, result: Result, curve_points: int, log_params: bo
         local.mkdir(parents=True, exist_ok=True)
         content.write_artifacts(local, spec, result)
     else:
-        with tempfile.TemporaryDirectory(prefix="gdexp-") as tmp:
-            content.write_artifacts(Path(tmp), spec, result)
-            cl.log_artifacts(info.run_id, tmp)
+        upload_files(cl, info.run_id, spec, result)
+
+
+def upload_files(cl, run_id: str, spec, result: Result) -> None:
+    """A run's files to a store whose artifacts are not local (s3://, ...)."""
+    with tempfile.TemporaryDirectory(prefix="gdexp-") as tmp:
+        content.write_artifacts(Path(tmp), spec, result)
+        cl.log_artifacts(run_id, tmp)
 
 
 def log_dataset(cl, run_id: str, spec) -> None:

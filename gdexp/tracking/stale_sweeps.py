@@ -21,18 +21,49 @@ log = logging.getLogger(__name__)
 _OPEN_SWEEPS = f"tags.{TAG}sweep = 'true' and attributes.status != 'FINISHED'"
 
 
+def close_dead_in(store) -> list[str]:
+    """`close_dead` for a Store (gdexp.tracking.store): where its experiment was found by SQL
+    (store.fast), the open sweep parents are first looked for in the tables, and MLflow's client
+    is opened only when one of them was left by a process that is gone."""
+    if store.fast:
+        from gdexp.tracking.fast.fence import connect
+
+        with connect(store.uri) as conn:
+            rows = conn.execute(_OPEN_PARENTS_SQL, (int(store.experiment_id),)).fetchall()
+        parents: dict[str, dict] = {}
+        for run_id, key, value in rows:
+            parents.setdefault(run_id, {})[key] = value
+        if not any(_gone(tags) for tags in parents.values()):
+            return []
+    return close_dead(store.client, store.experiment_id)
+
+
+# The tags of the experiment's RUNNING sweep parents that say which process runs them.
+_OPEN_PARENTS_SQL = (
+    "SELECT t.run_uuid, t.key, t.value FROM tags t JOIN runs r ON r.run_uuid = t.run_uuid "
+    "WHERE r.experiment_id = ? AND r.status = 'RUNNING' AND r.lifecycle_stage = 'active' "
+    f"AND t.key IN ('{plan.PID_TAG}', '{plan.HOST_TAG}', '{plan.STARTED_TAG}') AND t.run_uuid IN "
+    f"(SELECT s.run_uuid FROM tags s WHERE s.key = '{TAG}sweep' AND s.value = 'true')")
+
+
+def _gone(tags: dict) -> bool:
+    """Whether the process a sweep parent's tags name is gone from this host (False: alive, of
+    another host, or not named)."""
+    if plan.PID_TAG not in tags or plan.HOST_TAG not in tags:
+        return False
+    started = tags.get(plan.STARTED_TAG)
+    process = {"pid": tags[plan.PID_TAG], "host": tags[plan.HOST_TAG],
+               "started": int(started) if started and started.isdigit() else None}
+    return plan.process_state(process) == "gone"
+
+
 def close_dead(cl, experiment_id: str) -> list[str]:
     """Close KILLED the sweep parents of `experiment_id` left RUNNING by a process that is gone
     (and their runs still RUNNING); returns their ids, saying one line for each."""
     closed = []
     for parent in search(cl, [experiment_id], _OPEN_SWEEPS):
         tags = parent.data.tags
-        if parent.info.status != "RUNNING" or plan.PID_TAG not in tags or plan.HOST_TAG not in tags:
-            continue
-        started = tags.get(plan.STARTED_TAG)
-        process = {"pid": tags[plan.PID_TAG], "host": tags[plan.HOST_TAG],
-                   "started": int(started) if started and started.isdigit() else None}
-        if plan.process_state(process) != "gone":
+        if parent.info.status != "RUNNING" or not _gone(tags):
             continue
         parent_id = parent.info.run_id
         for run in search(cl, [experiment_id], f"tags.mlflow.parentRunId = '{parent_id}' "
@@ -40,7 +71,7 @@ def close_dead(cl, experiment_id: str) -> list[str]:
             cl.set_terminated(run.info.run_id, status="KILLED")
         cl.set_terminated(parent_id, status="KILLED")
         closed.append(parent_id)
-        log.warning(f"gdexp: sweep {parent_id} was left RUNNING by process {process['pid']}, which is gone: "
+        log.warning(f"gdexp: sweep {parent_id} was left RUNNING by process {tags[plan.PID_TAG]}, which is gone: "
               "closed KILLED")
     return closed
 

@@ -214,13 +214,15 @@ def unreachable(exc: BaseException) -> bool:
     MlflowException "API request to ... failed ..."; the requests error is its context.
     A SQL store says so in its OperationalError (full disk, I/O error, locked).
     """
-    import requests
+    import sys
 
+    requests = sys.modules.get("requests")  # not imported: none of its errors can have been raised
+    network = (ConnectionError, TimeoutError) + ((requests.ConnectionError, requests.Timeout) if requests else ())
     seen = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
         # TimeoutError: StoreLocked too, a store locked past LOCK_WAIT_S
-        if isinstance(exc, (requests.ConnectionError, requests.Timeout, ConnectionError, TimeoutError)):
+        if isinstance(exc, network):
             return True
         message = getattr(exc, "message", None) or str(exc)
         if type(exc).__name__ == "MlflowException" and message.startswith("API request to ") and " failed " in message:
@@ -273,11 +275,8 @@ def experiment_id(cl, name: str) -> str:
     if found is not None:
         check_not_deleted(found, cl.tracking_uri)
         return found.experiment_id
-    location = None
     path = sqlite_path(cl.tracking_uri)
-    if path is not None:
-        slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
-        location = (path.parent / "mlartifacts" / slug).as_uri()
+    location = None if path is None else sqlite_artifact_location(path, name)
     try:
         return cl.create_experiment(name, artifact_location=location)
     except Exception:
@@ -288,25 +287,47 @@ def experiment_id(cl, name: str) -> str:
         return found.experiment_id
 
 
+def sqlite_artifact_location(path: Path, name: str) -> str:
+    """Where a SQLite store's experiment `name` keeps its runs' files: beside the database file.
+
+    >>> sqlite_artifact_location(Path("/data/mlflow.db"), "my sweep")
+    'file:///data/mlartifacts/my_sweep'
+    """
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+    return (path.parent / "mlartifacts" / slug).as_uri()
+
+
 class Store:
     """An MLflow store and the experiment runs are written to; one per (uri, experiment) and process.
 
     Attributes:
         uri: the resolved tracking URI.
         experiment: the experiment's name.
-        client: its MlflowClient.
+        client: its MlflowClient, opened on first use (the store created and migrated if new).
         down: the error that showed the store not answering, once it has (then
             this process stops asking it: runs are kept on disk instead).
         fast: whether gdexp.tracking.bulk may write below MLflow's API here (None: not asked yet).
+
+    On a store the fast path may write (an existing SQLite file or a PostgreSQL database at
+    the tested schema revision, gdexp.tracking.fast.fence) whose experiment exists, the
+    experiment is found by SQL and the client is never opened unless asked for: a single run
+    written there does not import MLflow (~2 s of a ~3 s run).
     """
 
     def __init__(self, uri: str, experiment: str):
         self.uri, self.experiment = uri, experiment
-        self.client = client(uri)
+        self._client = None
         self._experiment_id: str | None = None
         self._artifact_location: str | None = None
         self.down: BaseException | None = None
         self.fast: bool | None = None
+        self._find_by_sql()
+
+    @property
+    def client(self) -> "GuardedClient":
+        if self._client is None:
+            self._client = client(self.uri)
+        return self._client
 
     @property
     def experiment_id(self) -> str:
@@ -321,20 +342,83 @@ class Store:
             self._artifact_location = self.client.get_experiment(self.experiment_id).artifact_location
         return self._artifact_location
 
+    def _find_by_sql(self) -> None:
+        """The experiment's id and artifact root read from the store's tables, where the fence
+        allows it and the experiment is active; on a SQLite store, a new store copied from a
+        migrated empty one (fresh_sqlite_store) and a new experiment inserted as MLflow's
+        create_experiment inserts it. Otherwise (no migrated copy yet, a deleted experiment, a
+        server) left to the client, which creates, migrates and says why not."""
+        from gdexp.tracking.fast.fence import connect, fast_path_available
 
-def check_artifacts_writable(cl, exp_id: str, curves: tuple[int, int, int] | None = None) -> None:
+        path = sqlite_path(self.uri)
+        if path is not None and not path.exists() and not _copy_fresh(path):
+            return
+
+        def find():
+            if not fast_path_available(self.uri)[0]:
+                return None
+            with connect(self.uri) as conn:
+                found = _active_experiment(conn, self.experiment)
+                name = self.experiment
+                if found is None and path is not None and isinstance(name, str) and 0 < len(name) <= 500:
+                    found = _insert_experiment(conn, name, sqlite_artifact_location(path, name))
+                return found
+
+        try:
+            found = wait_unlocked(find, self.uri)
+        except StoreLocked as exc:
+            raise ConfigError("tracking.uri", self.uri, str(exc)) from None
+        if found is not None:
+            self.fast = True
+            self._experiment_id, self._artifact_location = str(found[0]), found[1]
+
+
+def _active_experiment(conn, name: str) -> tuple | None:
+    """(id, artifact location) of the active experiment `name`, or None."""
+    return conn.execute("SELECT experiment_id, artifact_location FROM experiments "
+                        "WHERE name = ? AND lifecycle_stage = 'active'", (name,)).fetchone()
+
+
+def _insert_experiment(conn, name: str, location: str) -> tuple | None:
+    """A new experiment, the row MLflow 3.17's SqlAlchemyStore.create_experiment writes (no tags,
+    the default workspace); None when `name` exists, deleted (the client says so)."""
+    import sqlite3
+    import time
+
+    now = int(time.time() * 1000)
+    conn.begin()
+    try:
+        conn.execute("INSERT INTO experiments (name, artifact_location, lifecycle_stage, creation_time, "
+                     "last_update_time) VALUES (?, ?, 'active', ?, ?)", (name, location, now, now))
+        conn.commit()
+    except sqlite3.IntegrityError:  # another process made it first, or it exists deleted
+        conn.rollback()
+    return _active_experiment(conn, name)
+
+
+def _copy_fresh(path: Path) -> bool:
+    """A new SQLite store at `path` copied from a migrated empty one, under the lock MLflow's
+    first opening takes (client); False when none is kept yet (the client then migrates)."""
+    from filelock import FileLock
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(f"{path}.lock"), interrupts.deferred():
+        return path.exists() or fresh_sqlite_store(path)
+
+
+def check_artifacts_writable(location: str, uri: str, curves: tuple[int, int, int] | None = None) -> None:
     """Refuse an experiment whose artifact folder (a local one) cannot be written, or has no room
     for the sweep's curve files: else every run would descend first and then fail on its files.
 
     Args:
+        location: the experiment's artifact location; uri: its store (named in the error).
         curves: (bytes of the runs' curve.parquet files, an upper bound; runs; largest
             stopping.maxiter), for gdexp.core.resources.check_disk; None = not checked.
     """
-    location = cl.get_experiment(exp_id).artifact_location
     folder = local_dir(location)
     reason = None if folder is None else check_writable(folder)
     if reason:
-        raise ConfigError("tracking.uri", cl.tracking_uri, f"the artifact folder {folder} is not writable "
+        raise ConfigError("tracking.uri", uri, f"the artifact folder {folder} is not writable "
                           f"({reason}); fix its permissions or use another store")
     if folder is not None and curves is not None:
         check_disk(curves[0], folder, curves[1], curves[2])
@@ -357,7 +441,7 @@ def open_store(uri: str, experiment: str) -> Store:
         check_store_uri(uri)
         check_store_filesystem(uri)
         store = Store(uri, experiment)
-        check_artifacts_writable(store.client, store.experiment_id)
+        check_artifacts_writable(store.artifact_location, uri)
         _OPEN[key] = store
     return _OPEN[key]
 

@@ -62,7 +62,7 @@ class GuardedClient:
 
 # The runs this process opened and has not closed: an interrupt that lands between two writes
 # (after a run's creation, before the code that closes it) still leaves none RUNNING.
-_open_runs: dict[str, GuardedClient] = {}
+_open_runs: dict[str, "GuardedClient"] = {}  # or another object with set_terminated (note_open)
 _created = [0]  # runs this process created, ever: whether an interrupt found one in flight
 
 
@@ -79,6 +79,18 @@ def _follow(cl: GuardedClient, name: str, args, kwargs, out) -> None:
         _open_runs[kwargs.get("run_id", args[0] if args else None)] = cl
     elif name == "set_terminated":
         _open_runs.pop(kwargs.get("run_id", args[0] if args else None), None)
+
+
+def note_open(run_id: str, closer) -> None:
+    """A run this process created by other means than the guarded client (gdexp.tracking.record's
+    fast path): `closer.set_terminated(run_id, status=...)` closes it if an interrupt comes first."""
+    _open_runs[run_id] = closer
+    _created[0] += 1
+
+
+def forget_open(run_id: str) -> None:
+    """The run was closed."""
+    _open_runs.pop(run_id, None)
 
 
 def close_open_runs(status: str = "KILLED") -> int:

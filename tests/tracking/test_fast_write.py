@@ -355,9 +355,7 @@ def test_one_bad_record_writes_nothing(sqlite_pair):
             write_runs(uri, [*good, bad])
     dup = RunRecord(exp, run_name="dup")
     write_runs(uri, [dup])
-    import sqlalchemy.exc
-
-    with pytest.raises(sqlalchemy.exc.IntegrityError):
+    with pytest.raises(sqlite3.IntegrityError):
         write_runs(uri, [*good, RunRecord(exp, run_id=dup.run_id)])
     assert [r.info.run_name for r in MlflowClient(tracking_uri=uri).search_runs([exp])] == ["dup"]
 

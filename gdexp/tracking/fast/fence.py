@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import re
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
@@ -21,7 +22,7 @@ def fast_path_available(uri: str) -> tuple[bool, str]:
     """Whether `write_runs` may write to the store at `uri`, and a one-line reason.
 
     Raises:
-        sqlalchemy.exc.OperationalError: the store is locked by another process ("database is
+        OperationalError (sqlite3's): the store is locked by another process ("database is
             locked", after busy_timeout_ms()): not a reason to write another way; wait
             (gdexp.tracking.writes.wait_unlocked) and ask again.
 
@@ -101,12 +102,81 @@ def mlflow_migration_head() -> str:
 
 def store_revision(uri: str) -> str | None:
     """The alembic revision recorded in the store's `alembic_version` table."""
-    import sqlalchemy as sa
+    with connect(uri) as conn:
+        row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+    return None if row is None else row[0]
 
-    with _engine(uri).connect() as conn:
-        if conn.dialect.name == "sqlite":
-            conn.exec_driver_sql(f"PRAGMA busy_timeout = {busy_timeout_ms()}")
-        return conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+
+class Connection:
+    """A DB-API connection to a fenced store (sqlite3, or psycopg2 through SQLAlchemy's pool) with
+    SQL written once for both: `?` placeholders (turned into psycopg2's `%s`).
+
+    Attributes:
+        dbapi: the driver's connection; sqlite: which driver.
+    """
+
+    def __init__(self, dbapi, sqlite: bool):
+        self.dbapi, self.sqlite = dbapi, sqlite
+
+    def _sql(self, text: str) -> str:
+        return text if self.sqlite else text.replace("?", "%s")
+
+    def execute(self, text: str, params=()):
+        """One statement; returns the cursor (fetchone, fetchall)."""
+        cursor = self.dbapi.cursor()
+        cursor.execute(self._sql(text), params)
+        return cursor
+
+    def executemany(self, text: str, rows) -> None:
+        self.dbapi.cursor().executemany(self._sql(text), rows)
+
+    def begin(self) -> None:
+        """Start the write transaction: on SQLite, the file's write lock taken now (waiting up
+        to busy_timeout_ms() for another writer), not at the first INSERT."""
+        if self.sqlite:
+            self.dbapi.execute("BEGIN IMMEDIATE")
+
+    def commit(self) -> None:
+        self.dbapi.commit()
+
+    def rollback(self) -> None:
+        self.dbapi.rollback()
+
+
+@contextmanager
+def connect(uri: str):
+    """A Connection to the store at `uri` (SQLite or PostgreSQL through psycopg2), closed (its
+    open transaction rolled back) on the way out.
+
+    SQLite through the standard library's sqlite3, with what MLflow's sessions set
+    (foreign keys enforced, busy_timeout_ms() waiting for another writer) and no implicit
+    transactions (`Connection.begin` starts one): SQLAlchemy's import (~0.15 s) is not paid by
+    a single run. PostgreSQL through SQLAlchemy's engine (its pool, pre-ping), as MLflow connects.
+
+    Raises:
+        sqlite3.OperationalError: "database is locked" past the busy timeout (and the driver's
+            other errors, as they are).
+    """
+    if _scheme(uri) == "sqlite":
+        import sqlite3
+
+        path = _sqlite_path(uri)
+        raw = sqlite3.connect(path, timeout=busy_timeout_ms() / 1000, isolation_level=None,
+                              check_same_thread=False)
+        try:
+            raw.execute("PRAGMA foreign_keys = ON")
+            yield Connection(raw, sqlite=True)
+        finally:
+            if raw.in_transaction:
+                raw.rollback()
+            raw.close()
+        return
+    raw = _engine(uri).raw_connection()
+    try:
+        yield Connection(raw, sqlite=False)
+    finally:
+        raw.rollback()
+        raw.close()
 
 
 def busy_timeout_ms() -> int:
@@ -168,9 +238,17 @@ def random_run_name() -> str:
 
 def validate_run_id(run_id: str) -> None:
     """MLflow's check of a run id (MlflowException if malformed)."""
+    if isinstance(run_id, str) and _RUN_ID.match(run_id):
+        return
     from mlflow.utils.validation import _validate_run_id
 
     _validate_run_id(run_id)
+
+
+def validate_metric_name(key: str) -> None:
+    """MLflow's check of a metric's name (and its length)."""
+    if not plain_name(key):
+        validate_metric(key, 0.0, 0, 0)
 
 
 def validate_metric(key: str, value, timestamp, step) -> None:
@@ -180,15 +258,49 @@ def validate_metric(key: str, value, timestamp, step) -> None:
     _validate_metric(key, value, timestamp, step)
 
 
-def validate_tag(key: str, value, path: str):
-    """MLflow's tag validator: the tag as MLflow would store it (value cut to 8,000 characters)."""
+def validate_tag(key: str, value, path: str) -> tuple[str, str]:
+    """MLflow's tag validator: (key, value) as MLflow would store them (value cut to 8,000 characters)."""
+    if plain_name(key) and type(value) is str and len(value) <= MAX_TAG_LENGTH:
+        return key, value
     from mlflow.utils.validation import _validate_tag
 
-    return _validate_tag(key, value, path=path)
+    tag = _validate_tag(key, value, path=path)
+    return tag.key, tag.value
 
 
-def validate_param(key: str, value: str, path: str):
-    """MLflow's param validator: the param as MLflow would store it (value cut to 6,000 characters)."""
+def validate_param(key: str, value: str, path: str) -> tuple[str, str]:
+    """MLflow's param validator: (key, value) as MLflow would store them (value cut to 6,000 characters)."""
+    if plain_name(key) and type(value) is str and len(value) <= MAX_PARAM_LENGTH:
+        return key, value
     from mlflow.utils.validation import _validate_param
 
-    return _validate_param(key, value, path=path)
+    param = _validate_param(key, value, path=path)
+    return param.key, param.value
+
+
+# --- MLflow's name rules restated (mlflow.utils.validation, MLflow 3.17), for names they pass -----
+# A name these accept, MLflow's validators accept unchanged (tests/tracking/test_fast_write.py
+# asks MLflow about every name these pass): the common case then needs no MLflow import, and
+# every other name still goes to MLflow's own validator, for its error or its truncation.
+_NAME = re.compile(r"^[/\w.\- :]*$")   # validate_param_and_metric_name, not on Windows
+_RUN_ID = re.compile(r"^[a-zA-Z0-9][\w\-]{0,255}$")  # _RUN_ID_REGEX
+MAX_KEY_LENGTH = 250       # MAX_ENTITY_KEY_LENGTH
+MAX_PARAM_LENGTH = 6000    # MAX_PARAM_VAL_LENGTH
+MAX_TAG_LENGTH = 8000      # MAX_TAG_VAL_LENGTH
+
+
+def plain_name(name) -> bool:
+    """Whether MLflow takes `name` as a param, tag or metric name as it is: its characters, its
+    length, and a path that does not resolve to another name (path_not_unique).
+
+    >>> plain_name("optimizer.lr"), plain_name("a/../b"), plain_name("."), plain_name("x" * 251)
+    (True, False, False, False)
+    """
+    import posixpath
+
+    if type(name) is not str or not 0 < len(name) <= MAX_KEY_LENGTH or os.name == "nt":
+        return False
+    if not _NAME.match(name):
+        return False
+    norm = posixpath.normpath(name)
+    return norm == name and norm != "." and not norm.startswith(("..", "/"))

@@ -3,6 +3,8 @@ MLflow's SqlAlchemyStore prepares and checks them."""
 from __future__ import annotations
 
 import math
+import re
+import time
 import uuid
 from dataclasses import dataclass, field
 from gdexp.tracking.fast import fence
@@ -16,6 +18,11 @@ USER_TAG = "mlflow.user"
 TERMINAL = ("FINISHED", "FAILED", "KILLED")
 
 LIVE = "RUNNING"  # a run written while it descends (gdexp.tracking.live), over which its final record is written
+
+# A local folder as gdexp's experiments have it (file:///..., no query, no trailing slash).
+_PLAIN_LOCATION = re.compile(r"^(file://)?/[\w./\-]*[\w\-]$")
+
+_RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 
 _INF = 1.7976931348623157e308  # what MLflow stores for +/-inf (SQL has no infinity)
 
@@ -54,6 +61,9 @@ def artifact_uri(artifact_location: str, run_id: str) -> str:
     >>> artifact_uri("file:///data/mlartifacts/gdexp", "abc")
     'file:///data/mlartifacts/gdexp/abc/artifacts'
     """
+    if _PLAIN_LOCATION.match(artifact_location) and _RUN_ID.match(run_id):
+        # What append_to_uri_path gives for a local folder's URI or path (the test compares).
+        return f"{artifact_location}/{run_id}/artifacts"
     from mlflow.utils.uri import append_to_uri_path
 
     return append_to_uri_path(artifact_location, run_id, "artifacts")
@@ -61,19 +71,20 @@ def artifact_uri(artifact_location: str, run_id: str) -> str:
 def _prepare(record: RunRecord, location: str, live: bool = False):
     """The rows of one run: (runs row, tag rows, param rows, latest rows, metric rows);
     live: a RUNNING record is allowed."""
-    from mlflow.entities import RunStatus
-    from mlflow.exceptions import INVALID_PARAMETER_VALUE, MlflowException
-    from mlflow.utils.time import get_current_time_millis
-
     run_id = record.run_id
     fence.validate_run_id(run_id)
     if record.status not in TERMINAL and not (live and record.status == LIVE):
+        from mlflow.entities import RunStatus
+        from mlflow.exceptions import INVALID_PARAMETER_VALUE, MlflowException
+
         RunStatus.from_string(record.status)  # MLflow's error for a name it does not know
         raise MlflowException(f"status must be one of {TERMINAL}, got {record.status!r}",
                               INVALID_PARAMETER_VALUE)
     tags = checked_tags(record.tags)
     name_tag = tags.get(RUN_NAME_TAG)
     if record.run_name and name_tag and record.run_name != name_tag:
+        from mlflow.exceptions import INVALID_PARAMETER_VALUE, MlflowException
+
         raise MlflowException(
             "Both 'run_name' argument and 'mlflow.runName' tag are specified, but with "
             f"different values (run_name='{record.run_name}', mlflow.runName='{name_tag}').",
@@ -81,7 +92,7 @@ def _prepare(record: RunRecord, location: str, live: bool = False):
     name = record.run_name or name_tag or fence.random_run_name()
     if not name_tag:
         tags[RUN_NAME_TAG] = name
-    now = get_current_time_millis()
+    now = int(time.time() * 1000)  # MLflow's get_current_time_millis
     run = {"run_uuid": run_id, "name": name, "source_type": "UNKNOWN", "source_name": "",
            "entry_point_name": "", "user_id": record.tags.get(USER_TAG, "unknown"),
            "status": record.status, "start_time": record.start_time or now,
@@ -107,12 +118,12 @@ def _metric_rows(run_id: str, metrics) -> tuple[list[tuple], dict]:
     (`_checked_rows`). MLflow's own validators run on each new key and on any point
     that fails a cheap check, so the errors are MLflow's.
     """
-    from mlflow.exceptions import INVALID_PARAMETER_VALUE, MlflowException
-
     metrics = list(metrics)
     if not metrics:
         return [], {}
     if set(map(len, metrics)) != {4}:
+        from mlflow.exceptions import INVALID_PARAMETER_VALUE, MlflowException
+
         raise MlflowException("a metric point is (key, value, timestamp, step)", INVALID_PARAMETER_VALUE)
     keys, values, stamps, steps = zip(*metrics)
     for key in set(keys) - _GOOD_KEYS:
@@ -179,8 +190,7 @@ def _as_float(value, point) -> float:
     return converted
 
 def _check_key(key) -> None:
-
-    fence.validate_metric(key, 0.0, 0, 0)  # the name and its length; the rest is checked per point
+    fence.validate_metric_name(key)  # the name and its length; the rest is checked per point
 
 def _as_ints(point, value) -> tuple[int, int]:
     """Timestamp and step as Python ints (numpy integers accepted), MLflow's error otherwise."""
@@ -200,14 +210,14 @@ def checked_tags(tags: dict) -> dict[str, str]:
     """Tags through MLflow's tag validator (name rules, values cut to 8,000 characters)."""
     out = {}
     for idx, (key, value) in enumerate(tags.items()):
-        tag = fence.validate_tag(key, value, path=f"tags[{idx}]")
-        out[tag.key] = tag.value
+        key, value = fence.validate_tag(key, value, path=f"tags[{idx}]")
+        out[key] = value
     return out
 
 def checked_params(params: dict) -> dict[str, str]:
     """Params stringified (MlflowClient.log_batch: str(value)) and validated (cut to 6,000)."""
     out = {}
     for idx, (key, value) in enumerate(params.items()):
-        param = fence.validate_param(key, str(value), path=f"params[{idx}]")
-        out[param.key] = param.value
+        key, value = fence.validate_param(key, str(value), path=f"params[{idx}]")
+        out[key] = value
     return out

@@ -2,9 +2,7 @@
 fence says no)."""
 from __future__ import annotations
 
-from functools import lru_cache
-
-from gdexp.tracking.fast.fence import FastPathUnavailable, _engine, busy_timeout_ms, fast_path_available
+from gdexp.tracking.fast.fence import FastPathUnavailable, connect, fast_path_available
 from gdexp.tracking.fast.records import PARENT_TAG, RunRecord, _as_ints, _prepare, checked_params, checked_tags
 
 _CHUNK_POINTS = 200_000  # metric rows prepared and sent per executemany / COPY (bounds memory)
@@ -50,50 +48,37 @@ def write_runs(uri: str, records: list[RunRecord], replace: bool = False) -> lis
 
     Raises:
         FastPathUnavailable: the fence said no (its reason is the message).
-        sqlalchemy.exc.OperationalError: "database is locked": another process held the SQLite
+        sqlite3.OperationalError: "database is locked": another process held the SQLite
             file past busy_timeout_ms(); nothing was written (gdexp.tracking.bulk waits and retries).
         mlflow.exceptions.MlflowException: an invalid name, value, status, run id,
             or a missing / deleted experiment (MLflow's own messages).
-        sqlalchemy.exc.IntegrityError: a run id that exists already.
+        IntegrityError (the driver's: sqlite3, psycopg2): a run id that exists already.
     """
     ok, reason = fast_path_available(uri)
     if not ok:
         raise FastPathUnavailable(reason)
     if not records:
         return []
-    engine = _engine(uri)
-    with engine.connect() as conn:
+    with connect(uri) as conn:
         locations = _experiment_locations(conn, {r.experiment_id for r in records})
-        conn.commit()  # end the read: SQLite's write lock is then taken by the first INSERT
-        sqlite = engine.dialect.name == "sqlite"
-        if sqlite:
-            # What MLflow's sessions set (foreign keys enforced, 20 s waiting for another
-            # writer), and a page cache that holds the three metrics indexes being updated.
-            cache = conn.exec_driver_sql("PRAGMA cache_size").scalar()
-            conn.exec_driver_sql("PRAGMA foreign_keys = ON")
-            conn.exec_driver_sql(f"PRAGMA busy_timeout = {busy_timeout_ms()}")
-            conn.exec_driver_sql(f"PRAGMA cache_size = {-_SQLITE_CACHE_KIB}")
-            conn.commit()
-        try:
-            with conn.begin():
-                if replace:
-                    _delete(conn, [r.run_id for r in records])
-                _insert(conn, records, locations, live=replace)
-        finally:
-            if sqlite:
-                conn.exec_driver_sql(f"PRAGMA cache_size = {int(cache)}")
-                conn.commit()
+        conn.commit()  # end the read: the write lock is then taken by begin()
+        if conn.sqlite:
+            # A page cache that holds the three metrics indexes being updated (this connection's own).
+            conn.execute(f"PRAGMA cache_size = {-_SQLITE_CACHE_KIB}")
+        conn.begin()
+        if replace:
+            _delete(conn, [r.run_id for r in records])
+        _insert(conn, records, locations, live=replace)
+        conn.commit()  # connect() rolls back whatever an error left open
     return [r.run_id for r in records]
 
 def _delete(conn, run_ids: list[str]) -> None:
     """Every row of these runs (none for a run not in the store), children before the runs row."""
-    import sqlalchemy as sa
-
     for start in range(0, len(run_ids), 500):  # SQLite's limit on bound parameters
-        ids = {"ids": run_ids[start:start + 500]}
+        ids = run_ids[start:start + 500]
+        marks = ", ".join("?" * len(ids))
         for table in ("metrics", "latest_metrics", "tags", "params", "runs"):
-            conn.execute(sa.text(f"DELETE FROM {table} WHERE run_uuid IN :ids")
-                         .bindparams(sa.bindparam("ids", expanding=True)), ids)
+            conn.execute(f"DELETE FROM {table} WHERE run_uuid IN ({marks})", ids)
 
 
 def _insert(conn, records: list[RunRecord], locations: dict[str, str], live: bool = False) -> None:
@@ -114,20 +99,19 @@ def _insert(conn, records: list[RunRecord], locations: dict[str, str], live: boo
 
 def _experiment_locations(conn, experiment_ids) -> dict[str, str]:
     """experiment_id -> artifact_location; MLflow's errors for a missing or deleted experiment."""
-    import sqlalchemy as sa
-    from mlflow.exceptions import INVALID_PARAMETER_VALUE, RESOURCE_DOES_NOT_EXIST, MlflowException
-
     wanted = {str(e): int(e) for e in experiment_ids}
-    rows = conn.execute(sa.text("SELECT experiment_id, artifact_location, lifecycle_stage FROM experiments "
-                                "WHERE experiment_id IN :ids").bindparams(sa.bindparam("ids", expanding=True)),
-                        {"ids": sorted(set(wanted.values()))}).all()
+    ids = sorted(set(wanted.values()))
+    rows = conn.execute("SELECT experiment_id, artifact_location, lifecycle_stage FROM experiments "
+                        f"WHERE experiment_id IN ({', '.join('?' * len(ids))})", ids).fetchall()
     found = {row[0]: row for row in rows}
     out = {}
     for key, exp_id in wanted.items():
         row = found.get(exp_id)
-        if row is None:
-            raise MlflowException(f"No Experiment with id={exp_id} exists", RESOURCE_DOES_NOT_EXIST)
-        if row[2] != "active":
+        if row is None or row[2] != "active":
+            from mlflow.exceptions import INVALID_PARAMETER_VALUE, RESOURCE_DOES_NOT_EXIST, MlflowException
+
+            if row is None:
+                raise MlflowException(f"No Experiment with id={exp_id} exists", RESOURCE_DOES_NOT_EXIST)
             raise MlflowException(f"The experiment {exp_id} must be in the 'active' state. "
                                   f"Current state is {row[2]}.", INVALID_PARAMETER_VALUE)
         out[key] = row[1]
@@ -135,23 +119,33 @@ def _experiment_locations(conn, experiment_ids) -> dict[str, str]:
 
 def _flush(conn, runs, tags, params, latest, points) -> None:
     """Insert one chunk: runs first (the other tables' foreign keys point at them)."""
-    import sqlalchemy as sa
-
-    t = _tables()
-    for table, rows in ((t["runs"], runs), (t["tags"], tags), (t["params"], params),
-                        (t["latest_metrics"], latest)):
+    for table, rows in (("runs", runs), ("tags", tags), ("params", params), ("latest_metrics", latest)):
         if rows:
-            conn.execute(sa.insert(table), rows)
+            conn.executemany(_INSERTS[table], [tuple(row[c] for c in _COLUMNS[table]) for row in rows])
     if not points:
         return
-    if conn.dialect.name == "postgresql":  # psycopg2: the fence lets no other driver through
+    if conn.sqlite:  # sqlite3's executemany straight from the tuples
+        conn.executemany(_POINTS, points)
+    else:  # psycopg2 (the fence lets no other driver through)
         _copy_points(conn, points)
-    else:  # sqlite3's executemany straight from the tuples: no per-row SQLAlchemy work
-        conn.exec_driver_sql(_SQLITE_POINTS, points)
+
+# The columns written, by table (MLflow 3.17's models), quoted in the SQL: `key` and `timestamp` are SQL words.
+_COLUMNS = {
+    "runs": ("run_uuid", "name", "source_type", "source_name", "entry_point_name", "user_id", "status",
+             "start_time", "end_time", "deleted_time", "source_version", "lifecycle_stage", "artifact_uri",
+             "experiment_id"),
+    "tags": ("key", "value", "run_uuid"),
+    "params": ("key", "value", "run_uuid"),
+    "latest_metrics": ("key", "value", "timestamp", "step", "is_nan", "run_uuid"),
+}
+
+_INSERTS = {table: "INSERT INTO {} ({}) VALUES ({})".format(table, ", ".join(f'"{c}"' for c in columns),
+                                                           ", ".join("?" * len(columns)))
+            for table, columns in _COLUMNS.items()}
 
 _POINT_COLUMNS = ", ".join(f'"{c}"' for c in ("key", "value", "timestamp", "run_uuid", "step", "is_nan"))
 
-_SQLITE_POINTS = f"INSERT INTO metrics ({_POINT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)"
+_POINTS = f"INSERT INTO metrics ({_POINT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)"
 
 def _copy_points(conn, points) -> None:
     """COPY the metric rows in text format, in the connection's open transaction.
@@ -170,7 +164,7 @@ def _copy_points(conn, points) -> None:
     buf.writelines(f"{keys[k]}\t{repr(v) if v else '0.0'}\t{ts}\t{runs[run]}\t{step}\t{'t' if nan else 'f'}\n"
                    for k, v, ts, run, step, nan in points)
     buf.seek(0)
-    cursor = conn.connection.dbapi_connection.cursor()
+    cursor = conn.dbapi.cursor()
     try:
         cursor.copy_expert(f"COPY metrics ({_POINT_COLUMNS}) FROM STDIN", buf)
     finally:
@@ -183,23 +177,6 @@ def _copy_escape(text: str) -> str:
     tab\there, newline\n, backslash\\
     """
     return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
-
-@lru_cache(maxsize=None)
-def _tables() -> dict:
-    """Lightweight Core tables naming the columns written (MLflow's ORM models are not needed)."""
-    import sqlalchemy as sa
-
-    def table(name, *columns):
-        return sa.table(name, *(sa.column(c) for c in columns))
-
-    return {
-        "runs": table("runs", "run_uuid", "name", "source_type", "source_name", "entry_point_name",
-                      "user_id", "status", "start_time", "end_time", "deleted_time", "source_version",
-                      "lifecycle_stage", "artifact_uri", "experiment_id"),
-        "tags": table("tags", "key", "value", "run_uuid"),
-        "params": table("params", "key", "value", "run_uuid"),
-        "latest_metrics": table("latest_metrics", "key", "value", "timestamp", "step", "is_nan", "run_uuid"),
-    }
 
 def write_runs_via_client(uri: str, records: list[RunRecord], client=None) -> list[str]:
     """The same runs through MlflowClient: create_run, log_batch, set_terminated each.
