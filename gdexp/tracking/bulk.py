@@ -24,7 +24,7 @@ from gdexp.core.outcomes import FAILED, UNRECORDED
 from gdexp.tracking import content, interrupts
 from gdexp.tracking.guards import local_dir
 from gdexp.tracking.pending import SPOOL, keep_run, short_reason
-from gdexp.tracking.record import upload_files, log_dataset, write_run
+from gdexp.tracking.record import log_datasets, upload_files, write_run
 from gdexp.tracking.store import Store, unreachable
 from gdexp.tracking.writes import wait_unlocked
 
@@ -101,8 +101,7 @@ def write_chunk(store: Store, specs: list, outcomes: list, *, parent_id: str | N
         return _keep_all(store, specs, outcomes, parent_id, exc, keep_dir, now)
     for record, spec, outcome in remote:
         upload_files(store.client, record.run_id, spec, outcome)
-    for record, spec in zip(records, specs):  # through the client: one request a run with data
-        log_dataset(store.client, record.run_id, spec)
+    log_datasets(store, [(record.run_id, spec) for record, spec in zip(records, specs)])
     rows = []
     for i, (record, spec, outcome) in enumerate(zip(records, specs, outcomes)):
         if isinstance(outcome, BaseException) or i in failed:

@@ -128,6 +128,10 @@ def identity_tags(spec, parent_id: str | None = None) -> dict[str, str]:
     return tags
 
 
+# The tags of a run's dataset input: the data trains the run (MLflow's `mlflow.data.context`).
+DATASET_INPUT_TAGS = {"mlflow.data.context": "training"}
+
+
 def dataset(spec) -> dict | None:
     """The run's data set as MLflow records it (`mlflow.log_input`: the UI's Dataset column):
     name, digest (the first 12 hex digits of its SHA-256) and source; None without data."""

@@ -129,8 +129,7 @@ def _write_run_fast(store: Store, spec, descent: Callable[[], Result], *, parent
             raise
         store.down = exc
         return _keep(store, spec, result, descent, record.run_id, parent_id, exc, keep_dir, now)
-    if content.dataset(spec) is not None:  # through MLflow's client (its import: only for a run with data)
-        log_dataset(store.client, record.run_id, spec)
+    log_datasets(store, [(record.run_id, spec)])
     return content.run_row(spec, record.run_id, result, parent_id=parent_id)
 
 
@@ -248,7 +247,30 @@ def log_dataset(cl, run_id: str, spec) -> None:
         return
     from mlflow.entities import Dataset, DatasetInput, InputTag
 
-    cl.log_inputs(run_id, datasets=[DatasetInput(Dataset(**found), tags=[InputTag("mlflow.data.context", "training")])])
+    tags = [InputTag(k, v) for k, v in content.DATASET_INPUT_TAGS.items()]
+    cl.log_inputs(run_id, datasets=[DatasetInput(Dataset(**found), tags=tags)])
+
+
+def log_datasets(store: Store, runs: list[tuple[str, object]]) -> None:
+    """`log_dataset` for (run id, spec) pairs of `store`: below MLflow's API in one transaction
+    where the fence allows (gdexp.tracking.fast.write.write_dataset_inputs), else one request a run."""
+    found = [(run_id, spec, content.dataset(spec)) for run_id, spec in runs]
+    found = [(run_id, spec, dataset) for run_id, spec, dataset in found if dataset is not None]
+    if not found:
+        return
+    if store.fast:
+        from gdexp.tracking.fast.fence import FastPathUnavailable
+        from gdexp.tracking.fast.write import write_dataset_inputs
+        from gdexp.tracking.writes import wait_unlocked
+
+        inputs = [(run_id, store.experiment_id, dataset) for run_id, _, dataset in found]
+        try:
+            wait_unlocked(lambda: write_dataset_inputs(store.uri, inputs, content.DATASET_INPUT_TAGS), store.uri)
+            return
+        except FastPathUnavailable:
+            pass
+    for run_id, spec, _ in found:
+        log_dataset(store.client, run_id, spec)
 
 
 def attach_files(uri: str, run_id: str, files: list[Path], folder: str) -> None:

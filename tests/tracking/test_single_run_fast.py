@@ -20,6 +20,9 @@ from gdexp.tracking.fast.records import artifact_uri
 
 ARGS = ("loss=quadratic", "loss.eigenvalues=[1,10]", "optimizer=momentum", "optimizer.lr=0.02",
         "stopping.maxiter=300", "tracking.curve_points=50")
+# A run with a data set: its dataset input (the UI's Dataset column) is written too.
+DATA_ARGS = ("loss=linear_regression", "loss.dataset=diabetes", "optimizer.lr=0.05", "stopping.maxiter=200",
+             "tracking.curve_points=50")
 
 
 @pytest.fixture
@@ -32,8 +35,12 @@ def template(tmp_path_factory):
 
 
 def _client_path(monkeypatch):
-    """Force MLflow's client for every store (the path before issue 21, still the one for servers)."""
+    """Force MLflow's client for every store and run (a single run's path before issue 21, still
+    the one for servers; for a sweep's runs, the path where the fence says no)."""
+    import gdexp.tracking.bulk as bulk
+
     monkeypatch.setattr(store_module.Store, "_find_by_sql", lambda self: None)
+    monkeypatch.setattr(bulk, "_fast", lambda store: False)
 
 
 def _run(uri: str):
@@ -50,7 +57,19 @@ def _files(cl, run) -> dict:
             "result": json.loads((folder / "result.json").read_text()), "curve": curve}
 
 
-def test_a_single_run_below_the_api_is_the_run_mlflows_client_writes(gdexp, tmp_path, monkeypatch, template):
+def _inputs(cl, run) -> list:
+    """The run's dataset inputs as MLflow's client reads them (ids left out)."""
+    return [(d.dataset.name, d.dataset.digest, d.dataset.source_type, d.dataset.source, d.dataset.schema,
+             d.dataset.profile, [(t.key, t.value) for t in d.tags]) for d in run.inputs.dataset_inputs]
+
+
+SWEEP_ARGS = ("-m", "loss=linear_regression", "loss.dataset=diabetes", "optimizer.lr=0.01,0.02",
+              "stopping.maxiter=200")
+
+
+@pytest.mark.parametrize("args", [ARGS, DATA_ARGS, SWEEP_ARGS],
+                         ids=["single", "single with data", "sweep with data"])
+def test_a_run_below_the_api_is_the_run_mlflows_client_writes(gdexp, tmp_path, monkeypatch, template, args):
     written = {}
     for way in ("client", "fast"):
         folder = tmp_path / way
@@ -62,17 +81,31 @@ def test_a_single_run_below_the_api_is_the_run_mlflows_client_writes(gdexp, tmp_
             if way == "client":
                 _client_path(m)
             store_module.forget_stores()
-            code, out, err = gdexp(*ARGS)
+            code, out, err = gdexp(*args)
         assert code == 0, err
+        if "-m" in args:  # the sweep's runs, compared one by one (parents are MLflow's client's either way)
+            cl = MlflowClient(uri)
+            runs = sorted(cl.search_runs([e.experiment_id for e in cl.search_experiments()],
+                                         "tags.mlflow.parentRunId != ''"), key=lambda r: r.info.run_name)
+            assert len(runs) == 2
+            # Left out: the tags that name the sweep (its parent run), which differ by design.
+            written[way] = [(r.data.params, {k: v for k, v in r.data.tags.items() if k != "mlflow.parentRunId"},
+                             r.data.metrics, _inputs(cl, cl.get_run(r.info.run_id)), r.info.status) for r in runs]
+            continue
         cl, run = _run(uri)
         history = {k: [(p.step, p.value) for p in sorted(cl.get_metric_history(run.info.run_id, k),
                                                          key=lambda p: p.step)]
                    for k in run.data.metrics}
         experiment = cl.get_experiment(run.info.experiment_id)
         written[way] = {"run": run, "history": history, "files": _files(cl, run), "out": out,
+                        "inputs": _inputs(cl, cl.get_run(run.info.run_id)),
                         "experiment": (experiment.name, experiment.artifact_location.replace(way, "WAY"),
                                        experiment.lifecycle_stage, experiment.tags, experiment.experiment_id)}
     client, fast = written["client"], written["fast"]
+    if "-m" in args:
+        assert fast == client and fast[0][3] and fast[0][3][0][0] == "diabetes"
+        return
+    assert fast["inputs"] == client["inputs"] and bool(fast["inputs"]) == ("loss.dataset=diabetes" in args)
     a, b = client["run"], fast["run"]
     assert b.info.status == a.info.status == "FINISHED"
     assert b.info.run_name == a.info.run_name and b.info.user_id == a.info.user_id
@@ -81,7 +114,7 @@ def test_a_single_run_below_the_api_is_the_run_mlflows_client_writes(gdexp, tmp_
     assert b.data.params == a.data.params and len(a.data.params) > 10
     assert b.data.tags == a.data.tags
     assert b.data.metrics == a.data.metrics
-    assert fast["history"] == client["history"] and len(client["history"]["loss"]) == 50
+    assert fast["history"] == client["history"] and len(client["history"]["loss"]) >= 50
     assert fast["experiment"] == client["experiment"]
     assert fast["files"]["names"] == client["files"]["names"] == ["config.yaml", "curve.parquet", "result.json"]
     assert fast["files"]["config"] == client["files"]["config"] and fast["files"]["result"] == client["files"]["result"]

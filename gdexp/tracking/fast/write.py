@@ -72,6 +72,61 @@ def write_runs(uri: str, records: list[RunRecord], replace: bool = False) -> lis
         conn.commit()  # connect() rolls back whatever an error left open
     return [r.run_id for r in records]
 
+def write_dataset_inputs(uri: str, inputs: list[tuple[str, str, dict]], tags: dict[str, str]) -> None:
+    """Each run's data set as MLflow's `log_inputs` records one DatasetInput, in one transaction.
+
+    inputs: (run_id, experiment_id, dataset) with dataset's keys name, digest, source_type and
+    source (gdexp.tracking.content.dataset); tags: the input's tags (mlflow.data.context). As
+    MLflow 3.17's SqlAlchemyStore._log_inputs_impl: a data set already in the experiment under
+    the same name and digest is reused; a run that has it as an input already gets no second
+    one; new rows get uuid4 hex ids.
+
+    Raises:
+        FastPathUnavailable: the fence said no, or a value is past MLflow's limits
+            (dataset_inputs_fit); the caller logs through MLflow's client.
+    """
+    ok, reason = fast_path_available(uri)
+    if not ok:
+        raise FastPathUnavailable(reason)
+    if not all(dataset_inputs_fit(dataset, tags) for _, _, dataset in inputs):
+        raise FastPathUnavailable("a data set's name, digest or source is past MLflow's limits")
+    if not inputs:
+        return
+    import uuid
+
+    with connect(uri) as conn:
+        conn.begin()
+        for run_id, experiment_id, dataset in inputs:
+            found = conn.execute("SELECT dataset_uuid FROM datasets WHERE experiment_id = ? AND name = ? "
+                                 "AND digest = ?", (int(experiment_id), dataset["name"], dataset["digest"])).fetchone()
+            if found is None:
+                found = (uuid.uuid4().hex,)
+                conn.execute("INSERT INTO datasets (dataset_uuid, experiment_id, name, digest, dataset_source_type, "
+                             "dataset_source, dataset_schema, dataset_profile) VALUES (?, ?, ?, ?, ?, ?, NULL, NULL)",
+                             (found[0], int(experiment_id), dataset["name"], dataset["digest"],
+                              dataset["source_type"], dataset["source"]))
+            edge = (found[0], run_id)
+            if conn.execute("SELECT 1 FROM inputs WHERE source_type = 'DATASET' AND source_id = ? AND "
+                            "destination_type = 'RUN' AND destination_id = ?", edge).fetchone():
+                continue
+            input_id = uuid.uuid4().hex
+            conn.execute("INSERT INTO inputs (input_uuid, source_type, source_id, destination_type, destination_id) "
+                         "VALUES (?, 'DATASET', ?, 'RUN', ?)", (input_id, *edge))
+            conn.executemany("INSERT INTO input_tags (input_uuid, name, value) VALUES (?, ?, ?)",
+                             [(input_id, k, v) for k, v in tags.items()])
+        conn.commit()
+
+
+def dataset_inputs_fit(dataset: dict, tags: dict[str, str]) -> bool:
+    """Whether MLflow's validators (mlflow.utils.validation._validate_dataset_inputs) take the data
+    set and its input tags as they are: every value a string within MLflow's limits."""
+    limits = {"name": 500, "digest": 36, "source_type": None, "source": 65535}
+    fields_fit = all(isinstance(dataset.get(k), str) and (n is None or len(dataset[k]) <= n)
+                     for k, n in limits.items())
+    return fields_fit and all(isinstance(k, str) and isinstance(v, str) and len(k) <= 255 and len(v) <= 500
+                              for k, v in tags.items())
+
+
 def _delete(conn, run_ids: list[str]) -> None:
     """Every row of these runs (none for a run not in the store), children before the runs row."""
     for start in range(0, len(run_ids), 500):  # SQLite's limit on bound parameters
