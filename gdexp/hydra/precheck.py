@@ -267,7 +267,10 @@ def _typed(value, kind):
         item = (typing.get_args(kind) or (Any,))[0]
         return [_typed(v, item) for v in value]
     if kind is float and type(value) is int:
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # past a double's range: OmegaConf's refusal says so
+            raise _Unusual from None
     if kind in (int, float, bool, str) and type(value) is kind:
         return value
     raise _Unusual

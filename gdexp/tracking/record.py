@@ -83,21 +83,20 @@ def _write_run_fast(store: Store, spec, descent: Callable[[], Result], *, parent
     client's path does.
     """
     from gdexp.tracking.fast.records import LIVE, RunRecord, artifact_uri
-    from gdexp.tracking.writes import forget_open, note_open
+    from gdexp.tracking.writes import note_open
 
     now = int(time.time() * 1000)
     record = RunRecord(store.experiment_id, spec.run_name, tags=content.identity_tags(spec, parent_id),
                        params=content.params(spec.config), status=LIVE, start_time=now)
     result = None
-    try:
-        _write_fast(store, record)
+    closer = _FastCloser(store, record)
+    try:  # known open before an interrupt held during the write lands: closed KILLED then
+        _write_fast(store, record, then=lambda: note_open(record.run_id, closer))
     except Exception as exc:
         if not unreachable(exc):
             raise
         store.down = exc
         return _keep(store, spec, None, descent, None, parent_id, exc, keep_dir, now)
-    closer = _FastCloser(store, record)
-    note_open(record.run_id, closer)
     try:
         try:
             result = descent()
@@ -110,10 +109,10 @@ def _write_run_fast(store: Store, spec, descent: Callable[[], Result], *, parent
             record.tags.update(content.status_tags(result))
             record.metrics = content.run_metrics(spec, result, spec.config["tracking"]["curve_points"], now)
             record.status, record.end_time = "FINISHED", int(time.time() * 1000)
-            _write_fast(store, record)
-            forget_open(record.run_id)
+            _write_fast(store, record, then=closer.closed)  # an interrupt held meanwhile: it stays FINISHED
         except KeyboardInterrupt:
-            closer.set_terminated(record.run_id, status="KILLED")
+            if not closer.done:
+                closer.set_terminated(record.run_id, status="KILLED")
             raise
         except Exception as exc:
             if unreachable(exc):
@@ -133,9 +132,10 @@ def _write_run_fast(store: Store, spec, descent: Callable[[], Result], *, parent
     return content.run_row(spec, record.run_id, result, parent_id=parent_id)
 
 
-def _write_fast(store: Store, record) -> None:
+def _write_fast(store: Store, record, then: Callable[[], None] | None = None) -> None:
     """The record in one transaction, over whatever was written of it before (`write_runs`'
-    replace: a RUNNING record allowed), whole (interrupts held), a locked store waited for."""
+    replace: a RUNNING record allowed), whole (interrupts held until `then()` has run too), a
+    locked store waited for."""
     from gdexp.tracking import interrupts
     from gdexp.tracking.fast.write import write_runs
     from gdexp.tracking.writes import wait_unlocked
@@ -143,6 +143,8 @@ def _write_fast(store: Store, record) -> None:
     def write():
         with interrupts.deferred():
             write_runs(store.uri, [record], replace=True)
+            if then is not None:
+                then()
 
     wait_unlocked(write, store.uri)
 
@@ -153,13 +155,18 @@ class _FastCloser:
 
     def __init__(self, store: Store, record):
         self.store, self.record = store, record
+        self.done = False
 
-    def set_terminated(self, run_id: str, status: str = "FINISHED") -> None:
+    def closed(self) -> None:
+        """The run's final record is written: nothing left to close."""
         from gdexp.tracking.writes import forget_open
 
+        self.done = True
+        forget_open(self.record.run_id)
+
+    def set_terminated(self, run_id: str, status: str = "FINISHED") -> None:
         self.record.status, self.record.end_time = status, int(time.time() * 1000)
-        _write_fast(self.store, self.record)
-        forget_open(run_id)
+        _write_fast(self.store, self.record, then=self.closed)
 
     def fail(self, error: str) -> None:
         """FAILED, with its error tag (and its params, as a FAILED run always has them)."""

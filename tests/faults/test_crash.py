@@ -147,10 +147,14 @@ def test_ctrl_c_inside_a_store_write_lands_after_it(gdexp, store, tmp_path, monk
 def test_ctrl_c_as_a_run_is_created_leaves_it_killed(gdexp, store, tmp_path, monkeypatch, sweep):
     """The interrupt, held during the write that creates the run, lands right after it: before the
     code that would close the run. The run is closed KILLED all the same. (MLflow's client path, a
-    single run's and a tracking server's: the fast path creates a sweep's runs whole, FINISHED.)"""
+    tracking server's, forced here: the fast path creates a sweep's runs whole, FINISHED; a single
+    run's fast path is the next test.)"""
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
+    from gdexp.tracking.store import Store
+
     monkeypatch.setattr("gdexp.tracking.bulk._fast", lambda store: False)
+    monkeypatch.setattr(Store, "_find_by_sql", lambda self: None)
 
     real, created = SqlAlchemyStore.create_run, []
 
@@ -166,6 +170,30 @@ def test_ctrl_c_as_a_run_is_created_leaves_it_killed(gdexp, store, tmp_path, mon
     monkeypatch.setattr(SqlAlchemyStore, "create_run", real)
     assert code == 130 and "Traceback" not in err, err
     assert sorted(r.info.status for r in all_runs(store)) == (["KILLED", "KILLED"] if sweep else ["KILLED"])
+
+
+@pytest.mark.parametrize("write", [1, 2], ids=["creating", "recording"])
+def test_ctrl_c_inside_a_single_runs_write_below_the_api_leaves_it_killed(gdexp, store, monkeypatch, write):
+    """A single run written below MLflow's API (gdexp.tracking.record): Ctrl-C inside the write
+    that creates it RUNNING lands after that write and leaves the run KILLED, its params kept;
+    inside the write that records it whole, the run stays FINISHED (as on MLflow's client path,
+    where the interrupt lands after set_terminated). Exit 130 either way."""
+    from gdexp.tracking.fast import write as fast_write
+
+    real, writes = fast_write.write_runs, []
+
+    def write_runs(*args, **kwargs):
+        writes.append(1)
+        if len(writes) == write:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(fast_write, "write_runs", write_runs)
+    code, out, err = gdexp("loss=booth", "optimizer.lr=0.01", "stopping.maxiter=20")
+    assert code == 130 and "Traceback" not in err and "the run in flight is marked KILLED" in err, err
+    (run,) = all_runs(store)
+    assert run.info.status == ("KILLED", "FINISHED")[write - 1] and run.data.params["optimizer.lr"] == "0.01"
+    assert ("gdexp.status" in run.data.tags) == (write == 2)
 
 
 def test_resume_refuses_a_sweep_whose_process_still_runs(gdexp, store, tmp_path, blocking_loss):
