@@ -47,6 +47,7 @@ import numpy as np
 import pandas as pd
 
 from gdexp.core.outcomes import DESCENT_STATUSES, PRUNED
+from gdexp.results.text import list_text, number_text
 from gdexp.results.ties import ALPHA, MIN_SEEDS, tied, worse_p_value
 
 GROUP = "group"                      # the column with_groups adds: each run's group label
@@ -402,34 +403,11 @@ def _value_text(value) -> str:
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, (int, float)):
-        return _number(value)
+        return number_text(value)
     items = _list(value)
     if items is not None:
         return list_text(items)
     return str(value)
-
-
-def list_text(items) -> str:
-    """A list in the form a user types it on the command line and gdexp writes it everywhere
-    (params, run names, group labels): JSON without spaces, whole numbers without ``.0``.
-
-    >>> list_text([1.0, 100.0]), list_text([0.25, [1, 2.0]]), list_text(["a", True, None])
-    ('[1,100]', '[0.25,[1,2]]', '["a",true,null]')
-    """
-    def one(v) -> str:
-        if isinstance(v, (list, tuple)):
-            return list_text(v)
-        if isinstance(v, (int, float, np.number)) and not isinstance(v, (bool, np.bool_)) and np.isfinite(v):
-            return _number(v)
-        return json.dumps(_norm(v))
-
-    return "[" + ",".join(one(v) for v in items) + "]"
-
-
-def _number(value: float) -> str:
-    """Integers as integers; else the shortest repr that reads back exactly."""
-    value = float(value)
-    return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
 
 
 def _list(value) -> list | None:

@@ -17,6 +17,7 @@ import numpy as np
 from gdexp.core import stability
 from gdexp.core.outcomes import FAILED, UNRECORDED
 from gdexp.core.result import Result
+from gdexp.results.text import list_text
 from gdexp.results.ties import rtol_of
 from gdexp.tracking.sampling import sample_steps
 from gdexp.tracking import TAG
@@ -66,7 +67,7 @@ def flatten(config: dict, prefix: str = "") -> dict[str, object]:
 
 def param_text(value) -> str:
     """A config value as an MLflow param, in the form a user types it: a list as ``[1,100]``
-    (JSON without spaces, whole numbers without ``.0``: gdexp.results.groups.list_text,
+    (JSON without spaces, whole numbers without ``.0``: gdexp.results.text.list_text,
     the form of run names and group labels, so ``params.`loss.eigenvalues` = '[1,100]'``
     finds the runs), null as ``null``, the rest as str().
 
@@ -78,12 +79,7 @@ def param_text(value) -> str:
     >>> param_text(list(range(2000)))[:40]
     'gdexp:too-long len=8891 sha256=494b15107'
     """
-    if isinstance(value, (list, tuple)):
-        from gdexp.results.groups import list_text  # pandas (~0.3 s): only for a config with lists
-
-        text = list_text(value)
-    else:
-        text = "null" if value is None else str(value)
+    text = list_text(value) if isinstance(value, (list, tuple)) else "null" if value is None else str(value)
     if len(text) <= MAX_PARAM_LENGTH:
         return text
     digest = hashlib.sha256(text.encode()).hexdigest()
@@ -286,8 +282,11 @@ def arrow_column(pa, values: np.ndarray):
     single run). Other than numbers: pa.array.
 
     >>> import pyarrow as pa
-    >>> arrow_column(pa, np.array([1.0, np.nan])).equals(pa.array(np.array([1.0, np.nan])))
+    >>> arrow_column(pa, np.arange(3)).equals(pa.array(np.arange(3)))
     True
+    >>> column = arrow_column(pa, np.array([1.0, np.nan]))
+    >>> column.type, column.null_count, column.to_pylist()
+    (DataType(double), 0, [1.0, nan])
     """
     values = np.asarray(values)
     if values.ndim != 1 or values.dtype.kind not in "iuf" or not values.dtype.isnative:

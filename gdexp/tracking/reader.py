@@ -19,7 +19,7 @@ from gdexp.specs.targets import check_allowed
 from gdexp.results.summary import aggregate_runs
 from gdexp.results.table import COLUMNS, MEASURED, SUMMARY_METRICS, typed_frame
 from gdexp.tracking import TAG as _T
-from gdexp.results.groups import list_text
+from gdexp.results.text import list_text
 from gdexp.tracking.content import STAND_IN, flatten
 from gdexp.tracking.guards import local_dir
 from gdexp.tracking.store import check_not_deleted, find_run, read_client, resolve_uri, search
@@ -312,6 +312,6 @@ def _full_params(frame: pd.DataFrame, uri: str) -> pd.DataFrame:
         with artifact_file(frame.at[i, "run_id"], "config.yaml", uri, frame.at[i, "artifact_uri"]) as path:
             config = flatten(parse_config(path.read_text(), path))
         for c, mask in long.items():
-            if mask[i] and c in config:  # the form a user types (gdexp.results.groups.list_text)
+            if mask[i] and c in config:  # the form a user types (gdexp.results.text.list_text)
                 frame.at[i, c] = list_text(config[c]) if isinstance(config[c], list) else str(config[c])
     return frame

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gdexp.results.groups import list_text
+from gdexp.results.text import list_text
 from cli_runner import runs_of
 from mlflow import MlflowClient
 

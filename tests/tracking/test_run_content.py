@@ -20,7 +20,7 @@ from mlflow import MlflowClient
 # --- 14: params longer than MLflow keeps ----------------------------------------------------------
 def test_params_too_long_for_mlflow_are_stand_ins_and_read_back_whole(gdexp, store):
     import gdexp as api
-    from gdexp.results.groups import list_text
+    from gdexp.results.text import list_text
 
     n = 1500
     eigenvalues = [1.0 + i / 100 for i in range(n)]
