@@ -80,7 +80,8 @@ def check_store_uri(uri: str) -> None:
     Accepted: ``sqlite:///FILE`` (an SQLite database, or a new file in an existing folder
     gdexp can write), ``http(s)://HOST:PORT`` (a tracking server), a database URL
     (``postgresql+psycopg2://...``, ``mysql+pymysql://...``, ``mssql+...://``) that answers,
-    ``databricks`` and ``file:`` (MLflow's own). A missing folder is not created.
+    ``databricks`` and ``file:`` (MLflow's own, where MLFLOW_ALLOW_FILE_STORE=true lets MLflow
+    use it). A missing folder is not created.
 
     >>> check_store_uri("ftp://x")
     Traceback (most recent call last):
@@ -92,6 +93,11 @@ def check_store_uri(uri: str) -> None:
         _check_sqlite(uri)
     elif scheme.split("+")[0] in _DATABASES:
         _check_database(uri)
+    elif scheme == "file" and os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").strip().lower() not in ("true", "1"):
+        # MLflow's own refusal, but after its import and with its traceback: said here in one line.
+        raise ConfigError("tracking.uri", uri, "MLflow's file store (file:) is in maintenance mode and refuses "
+                          "new runs; use sqlite:///PATH.db (`mlflow migrate-filestore` moves old runs there), "
+                          "or set MLFLOW_ALLOW_FILE_STORE=true to use it anyway")
     elif scheme not in ("http", "https", "file", "databricks") and uri != "databricks":
         raise ConfigError("tracking.uri", uri, "not a store gdexp can record runs in; use sqlite:///PATH.db, "
                           "http(s)://HOST:PORT (a tracking server) or a database URL "

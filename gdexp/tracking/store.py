@@ -22,6 +22,8 @@ from gdexp.tracking.guards import (check_readable_store, check_store_filesystem,
                                    local_dir, sqlite_path)
 from gdexp.tracking.writes import GuardedClient, StoreLocked, wait_unlocked
 
+log = logging.getLogger(__name__)
+
 
 def resolve_uri(configured: str | None, cwd: str | os.PathLike | None = None) -> str:
     """The tracking URI a run uses: MLFLOW_TRACKING_URI, then the config, then ./mlflow.db.
@@ -57,11 +59,18 @@ def client(uri: str) -> "GuardedClient":
     which saves the seconds the migrations take.
 
     Raises:
-        ConfigError: the store stayed locked by another process for LOCK_WAIT_S.
+        ConfigError: the store stayed locked by another process for LOCK_WAIT_S, or is at a
+            schema the installed MLflow cannot open (fence.schema_mismatch), before MLflow's
+            client refuses it with a page of traceback.
     """
+    from gdexp.tracking.fast.fence import schema_mismatch
+
     env.http_client_defaults(uri)
     quiet_store_errors()
     try:
+        mismatch = wait_unlocked(lambda: schema_mismatch(uri), uri)
+        if mismatch is not None:
+            raise ConfigError("tracking.uri", uri, mismatch)
         return GuardedClient(wait_unlocked(functools.partial(_open, uri), uri))
     except StoreLocked as exc:
         raise ConfigError("tracking.uri", uri, str(exc)) from None
@@ -355,7 +364,10 @@ class Store:
             return
 
         def find():
-            if not fast_path_available(self.uri)[0]:
+            ok, why = fast_path_available(self.uri)
+            if not ok:
+                _say_not_fast(self.uri, why)
+                self.fast = False
                 return None
             with connect(self.uri) as conn:
                 found = _active_experiment(conn, self.experiment)
@@ -371,6 +383,20 @@ class Store:
         if found is not None:
             self.fast = True
             self._experiment_id, self._artifact_location = str(found[0]), found[1]
+
+
+def _say_not_fast(uri: str, why: str) -> None:
+    """One line where a SQL store is written through MLflow's client (slower) and why; a store at
+    a schema the installed MLflow cannot open (its client would refuse it with a page of
+    traceback) is refused here in one line."""
+    from gdexp.tracking.fast.fence import schema_mismatch
+
+    if uri.startswith(("http://", "https://")) or "://" not in uri:
+        return
+    mismatch = schema_mismatch(uri)
+    if mismatch is not None:
+        raise ConfigError("tracking.uri", uri, mismatch)
+    log.warning(f"gdexp: writing runs through MLflow's client, one at a time: {why}")
 
 
 def _active_experiment(conn, name: str) -> tuple | None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import socket
+import sqlite3
 
 import pytest
+from mlflow import MlflowClient
 
 from fault_tools import all_runs
 
@@ -32,7 +34,9 @@ def _one_line(code: int, err: str) -> str:
     ("sqlite:///{tmp}", "is a folder; name a database file in it"),
     ("sqlite:////nonexistent/dir/x.db", "the folder /nonexistent/dir does not exist; gdexp does not create"),
     ("http://127.0.0.1:{port}", "the tracking server does not answer"),  # a single run too (was 17 s of retries)
-], ids=["garbage", "mysql", "ftp", "dev-null", "a-csv-file", "empty-path", "a-folder", "missing-folder", "server-down"])
+    ("file://{tmp}/mlruns", "MLflow's file store (file:) is in maintenance mode"),  # was MLflow's 89-line traceback
+], ids=["garbage", "mysql", "ftp", "dev-null", "a-csv-file", "empty-path", "a-folder", "missing-folder", "server-down",
+             "file-store"])
 def test_a_store_gdexp_cannot_use_is_one_line(gdexp, store, tmp_path, monkeypatch, uri, reason):
     monkeypatch.delenv("MLFLOW_TRACKING_URI")
     (tmp_path / "data.csv").write_text("x,y\n1,2\n3,4\n")
@@ -45,6 +49,44 @@ def test_a_store_gdexp_cannot_use_is_one_line(gdexp, store, tmp_path, monkeypatc
         assert line.startswith("gdexp: error: tracking.uri=") and reason in line, line
     assert not (tmp_path / "mlflow.db").exists() and not os.path.exists("/nonexistent")
     assert (tmp_path / "data.csv").read_text() == "x,y\n1,2\n3,4\n"  # a file that is no store is left alone
+
+
+@pytest.mark.parametrize("revision, reason", [
+    ("f4a9b2c7d1e6", "is from a newer MLflow than the installed"),       # MLflow 3.18's head
+    ("0584bdc529eb", "back the store up, then migrate it: mlflow db upgrade sqlite:///"),  # an older one of 3.17's
+])
+def test_a_store_of_another_mlflow_schema_is_one_line(gdexp, store, tmp_path, revision, reason):
+    """MLflow's client refuses any store whose schema is not its own head, with a page of
+    traceback: a single run, a sweep and a reader say why in one line, and leave the store alone."""
+    assert gdexp("stopping.maxiter=5")[0] == 0
+    path = tmp_path / "mlflow.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE alembic_version SET version_num = ?", (revision,))
+    conn.close()
+    before = path.read_bytes()
+    for args in (RUN, SWEEP):
+        line = _one_line(*gdexp(*args)[::2])
+        assert line.startswith(f"gdexp: error: tracking.uri='{store}': the store's schema ({revision})"), line
+        assert reason in line, line
+    assert path.read_bytes() == before
+
+
+def test_a_store_the_fast_path_was_not_tested_on_is_written_through_mlflows_client_saying_so(
+        gdexp, store, monkeypatch):
+    """A single run where the fence says no (here: an installed MLflow whose schema the fast path
+    was not tested on, as MLflow 3.18 would be) goes through MLflow's client, saying so once."""
+    from gdexp.tracking.fast import fence
+
+    assert gdexp("stopping.maxiter=5")[0] == 0
+    monkeypatch.setattr(fence, "TESTED_REVISION", "ffffffffffff")
+    code, out, err = gdexp("stopping.maxiter=7")
+    assert code == 0, err
+    lines = [line for line in err.splitlines() if "through MLflow's client" in line]
+    assert len(lines) == 1 and "ffffffffffff" in lines[0], err
+    cl = MlflowClient(store)
+    runs = cl.search_runs([e.experiment_id for e in cl.search_experiments()], order_by=["attributes.start_time"])
+    assert [r.data.params["stopping.maxiter"] for r in runs] == ["5", "7"]
+    assert {r.info.status for r in runs} == {"FINISHED"}
 
 
 @pytest.fixture

@@ -100,6 +100,48 @@ def mlflow_migration_head() -> str:
         raise ValueError(f"{len(heads)} heads in {versions}: {sorted(heads)}")
     return heads.pop()
 
+def schema_mismatch(uri: str) -> str | None:
+    """Why the installed MLflow cannot open the store (its SqlAlchemyStore refuses any schema
+    revision but its own head, with a page of traceback): a newer MLflow's store, or an older
+    one that `mlflow db upgrade` migrates; None when the revisions agree or cannot be read.
+
+    Raises:
+        OperationalError: the store is locked ("database is locked"): the caller waits.
+    """
+    from gdexp.tracking.writes import locked
+
+    scheme = _scheme(uri)
+    if scheme not in _DRIVERS or (scheme == "sqlite" and not Path(_sqlite_path(uri) or "").is_file()):
+        return None  # not a store read here (a new SQLite file is MLflow's to create)
+    try:
+        found, head = store_revision(uri), mlflow_migration_head()
+    except Exception as exc:  # noqa: BLE001 - not a store we can read: MLflow's client says why
+        if locked(exc):
+            raise
+        return None
+    if not found or found == head:
+        return None
+    from importlib.metadata import version
+
+    if found not in _known_revisions():
+        return (f"the store's schema ({found}) is from a newer MLflow than the installed {version('mlflow')}; "
+                "upgrade gdexp's MLflow or use another store")
+    return (f"the store's schema ({found}) is older than the installed MLflow {version('mlflow')}'s ({head}); "
+            f"back the store up, then migrate it: mlflow db upgrade {uri}")
+
+
+@lru_cache(maxsize=None)
+def _known_revisions() -> frozenset:
+    """Every revision of the installed MLflow's migration scripts."""
+    from importlib.util import find_spec
+
+    spec = find_spec("mlflow")
+    versions = Path(list(spec.submodule_search_locations)[0]) / "store" / "db_migrations" / "versions"
+    found = (re.search(r'^revision\s*(?::[^=]*)?=\s*["\']([0-9a-zA-Z_]+)["\']', p.read_text(encoding="utf-8"), re.M)
+             for p in versions.glob("*.py"))
+    return frozenset(m.group(1) for m in found if m)
+
+
 def store_revision(uri: str) -> str | None:
     """The alembic revision recorded in the store's `alembic_version` table."""
     with connect(uri) as conn:
