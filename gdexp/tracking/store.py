@@ -357,16 +357,20 @@ class Store:
         migrated empty one (fresh_sqlite_store) and a new experiment inserted as MLflow's
         create_experiment inserts it. Otherwise (no migrated copy yet, a deleted experiment, a
         server) left to the client, which creates, migrates and says why not."""
-        from gdexp.tracking.fast.fence import connect, fast_path_available
+        from gdexp.tracking.fast.fence import connect, fast_path_available, schema_mismatch
 
         path = sqlite_path(self.uri)
         if path is not None and not path.exists() and not _copy_fresh(path):
             return
 
         def find():
+            mismatch = schema_mismatch(self.uri)  # another process's migration of a new store waited out
+            if mismatch is not None:
+                raise ConfigError("tracking.uri", self.uri, mismatch)
             ok, why = fast_path_available(self.uri)
             if not ok:
-                _say_not_fast(self.uri, why)
+                if self.uri.startswith(("sqlite:", "postgresql")):  # a server's way is the client
+                    log.warning(f"gdexp: writing runs through MLflow's client, one at a time: {why}")
                 self.fast = False
                 return None
             with connect(self.uri) as conn:
@@ -383,20 +387,6 @@ class Store:
         if found is not None:
             self.fast = True
             self._experiment_id, self._artifact_location = str(found[0]), found[1]
-
-
-def _say_not_fast(uri: str, why: str) -> None:
-    """One line where a SQL store is written through MLflow's client (slower) and why; a store at
-    a schema the installed MLflow cannot open (its client would refuse it with a page of
-    traceback) is refused here in one line."""
-    from gdexp.tracking.fast.fence import schema_mismatch
-
-    if uri.startswith(("http://", "https://")) or "://" not in uri:
-        return
-    mismatch = schema_mismatch(uri)
-    if mismatch is not None:
-        raise ConfigError("tracking.uri", uri, mismatch)
-    log.warning(f"gdexp: writing runs through MLflow's client, one at a time: {why}")
 
 
 def _active_experiment(conn, name: str) -> tuple | None:

@@ -155,3 +155,33 @@ def test_every_registered_loss_has_a_far_start_here():
     # mlp, torch: their parameters are thousands of weights (their start is drawn, not given),
     # custom: tests/specs/test_user_loss.py
     assert sorted(FAR) == sorted(p.stem for p in conf.glob("*.yaml") if p.stem not in ("mlp", "torch", "custom"))
+
+
+def test_a_store_another_process_is_migrating_is_waited_for_not_refused(gdexp, store, tmp_path):
+    """While another process's MLflow creates a store, its migrations step through every older
+    revision: that is not a store of an older schema (the refusal above), and the run waits."""
+    import threading
+    import time
+
+    from gdexp.tracking.fast import fence
+
+    assert gdexp("stopping.maxiter=5")[0] == 0
+    path = tmp_path / "mlflow.db"
+    steps = ["0584bdc529eb", "7ac759974ad8", "bf29a5ff90ea", fence.mlflow_migration_head()]
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE alembic_version SET version_num = ?", (steps[0],))
+    conn.close()
+
+    def migrate():
+        for revision in steps[1:]:
+            time.sleep(0.4)
+            with sqlite3.connect(path) as step:
+                step.execute("UPDATE alembic_version SET version_num = ?", (revision,))
+            step.close()
+
+    migrating = threading.Thread(target=migrate)
+    migrating.start()
+    code, out, err = gdexp("stopping.maxiter=7")
+    migrating.join()
+    assert code == 0 and "schema" not in err, err
+    assert sorted(r.data.params["stopping.maxiter"] for r in all_runs(store)) == ["5", "7"]

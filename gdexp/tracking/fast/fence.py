@@ -105,6 +105,9 @@ def schema_mismatch(uri: str) -> str | None:
     revision but its own head, with a page of traceback): a newer MLflow's store, or an older
     one that `mlflow db upgrade` migrates; None when the revisions agree or cannot be read.
 
+    An older revision is also what another process's MLflow shows while it creates the store
+    (its migrations step through every revision): that is waited out (_settled_revision).
+
     Raises:
         OperationalError: the store is locked ("database is locked"): the caller waits.
     """
@@ -119,6 +122,8 @@ def schema_mismatch(uri: str) -> str | None:
         if locked(exc):
             raise
         return None
+    if found and found != head and found in _known_revisions():
+        found = _settled_revision(uri, found, head)
     if not found or found == head:
         return None
     from importlib.metadata import version
@@ -128,6 +133,24 @@ def schema_mismatch(uri: str) -> str | None:
                 "upgrade gdexp's MLflow or use another store")
     return (f"the store's schema ({found}) is older than the installed MLflow {version('mlflow')}'s ({head}); "
             f"back the store up, then migrate it: mlflow db upgrade {uri}")
+
+
+_MIGRATION_WAIT_S = 20.0  # the longest another process's migrations of a new store are waited for
+_SETTLED_S = 1.0          # a revision unchanged this long is where the store is, not a step
+
+
+def _settled_revision(uri: str, found: str, head: str) -> str:
+    """The store's revision once it stops changing (another process migrating it) or reaches the
+    head, read every 0.1 s for at most _MIGRATION_WAIT_S."""
+    import time
+
+    start = changed = time.monotonic()
+    while found != head and time.monotonic() - changed < _SETTLED_S and time.monotonic() - start < _MIGRATION_WAIT_S:
+        time.sleep(0.1)
+        now = store_revision(uri)
+        if now != found:
+            found, changed = now, time.monotonic()
+    return found
 
 
 @lru_cache(maxsize=None)
