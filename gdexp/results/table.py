@@ -53,13 +53,35 @@ def _typed(column: pd.Series) -> pd.Series:
     present = column.dropna()
     if present.empty:
         return column
+    if pd.api.types.infer_dtype(present, skipna=False) == "string":
+        # Decided on the distinct strings, each parsed once: a sweep's column of 100,000
+        # runs holds a few (the same answers as asking every value, each alone).
+        present = present.drop_duplicates()
     if present.isin(["True", "False", "true", "false"]).all():
         return column.map({"True": True, "true": True, "False": False, "false": False})
     numbers = pd.to_numeric(present, errors="coerce")
     if numbers.isna().any():
         return column  # a name, a list: the logged string (JSON for a list) is its value
-    out = pd.to_numeric(column, errors="coerce")
+    out = _numeric(column)
     integral = np.isfinite(out).all() and (out == out.round()).all()
     if integral and not present.astype(str).str.contains(r"[.eE]").any():
         return out.astype("int64")
     return out.astype(float)
+
+
+def _numeric(column: pd.Series) -> pd.Series:
+    """pd.to_numeric(column, errors="coerce") of a column of strings and missing values, each
+    distinct string parsed once.
+
+    to_numeric parses each value alone; what it returns them in (int64, float64, ...) it
+    chooses by what it met, so the distinct strings are parsed with a missing value among them
+    where the column has one: the same array type, the same value at each place.
+    """
+    if pd.api.types.infer_dtype(column, skipna=True) != "string":
+        return pd.to_numeric(column, errors="coerce")
+    codes, distinct = pd.factorize(column)  # a missing value: -1
+    distinct = np.asarray(distinct, dtype=object)
+    if (codes < 0).any():
+        distinct = np.append(distinct, None)  # the last: codes -1 take it
+    numbers = pd.to_numeric(pd.Series(distinct, dtype=object), errors="coerce").to_numpy()
+    return pd.Series(numbers[codes], index=column.index, name=column.name)

@@ -303,8 +303,8 @@ def check_allow_list(allow_modules: Sequence[str]) -> None:
 def _full_params(frame: pd.DataFrame, uri: str) -> pd.DataFrame:
     """Replace params logged as a stand-in (too long for MLflow) by their value in config.yaml."""
     params = [c for c in frame.columns if c not in COLUMNS and frame[c].dtype.kind not in "biufcmM"]  # text
-    long = {c: m for c in params
-            if (m := frame[c].astype(object).str.startswith(STAND_IN, na=False).to_numpy(bool)).any()}
+    long = {c: frame[c].astype(object).str.startswith(STAND_IN, na=False).to_numpy(bool) for c in params
+            if any(isinstance(v, str) and v.startswith(STAND_IN) for v in frame[c].unique())}  # few distinct
     if not long:
         return frame
     frame = frame.copy()

@@ -113,6 +113,48 @@ def test_fast_reader_reads_odd_runs_like_the_client(tmp_path, monkeypatch):
     _odd_runs(f"sqlite:///{tmp_path / 'mlflow.db'}")
 
 
+def _unjoinable_runs(uri: str, monkeypatch) -> None:
+    """The fast reader joins a run's keys and values into one string (fast.read._joined): a run
+    with the separator inside a value or a key, or with a NULL tag value, is read row by row."""
+    import sqlalchemy as sa
+
+    from gdexp.tracking.fast import read
+    from gdexp.tracking.fast.fence import _engine
+
+    _odd_runs(uri)
+    sep = read._SEP
+    with _engine(uri).begin() as db:
+        runs = db.execute(sa.text("SELECT run_uuid FROM params WHERE key = 'loss.name' ORDER BY run_uuid")).scalars().all()
+        db.execute(sa.text("UPDATE params SET value = :v WHERE key = 'loss.name' AND run_uuid = :r"), {"v": f"a{sep}b", "r": runs[0]})
+        db.execute(sa.text("INSERT INTO params (key, value, run_uuid) VALUES (:k, '1', :r)"), {"k": f"odd{sep}key", "r": runs[1]})
+        db.execute(sa.text("UPDATE tags SET value = NULL WHERE key = 'gdexp.status' AND run_uuid = :r"), {"r": runs[2]})
+        db.execute(sa.text("UPDATE tags SET value = :v WHERE key = 'gdexp.config_hash' AND run_uuid = :r"), {"v": sep, "r": runs[3]})
+    asked = {"params": set(), "tags": set()}
+    unclear = read._unclear
+
+    def spy(sql, table, ids):
+        asked[table].update(ids)
+        return unclear(sql, table, ids)
+
+    monkeypatch.setattr(read, "_unclear", spy)
+    table = pd.concat([both_ways(uri, experiment=name) for name in ("a", "b")])
+    assert asked == {"params": set(runs[:2]), "tags": set(runs[2:4])}  # only those, row by row
+    rows = table.set_index("run_id")
+    assert rows.at[runs[0], "loss"] == f"a{sep}b" and rows.at[runs[1], f"odd{sep}key"] == 1
+    assert rows.at[runs[3], "config_hash"] == sep
+
+
+def test_runs_whose_rows_cannot_be_joined_are_read_row_by_row_like_the_client(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _unjoinable_runs(f"sqlite:///{tmp_path / 'mlflow.db'}", monkeypatch)
+
+
+def test_postgresql_runs_whose_rows_cannot_be_joined_are_read_row_by_row(postgres_template, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    pg, template = postgres_template
+    _unjoinable_runs(pg.uri(pg.create(template)), monkeypatch)
+
+
 def test_fast_reader_reads_postgresql_like_the_client(postgres_template, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     pg, template = postgres_template

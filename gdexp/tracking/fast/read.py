@@ -1,15 +1,21 @@
 """Runs read straight from MLflow's SQL tables into pandas, under the fast write path's fence.
 
 `MlflowClient.search_runs` builds one entity per run, param, tag and metric
-(100,000 runs of a sweep: 167 s and ~4.8 GB). `read_runs` asks the same tables
-one key at a time (`SELECT run_uuid, value FROM params WHERE key = ...`, the
-primary key's order) and hands back the same raw rows as
+(100,000 runs of a sweep: 167 s and ~4.8 GB). `read_runs` asks MLflow's tables
+in one read transaction and hands back the same raw rows as
 gdexp.tracking.reader builds from MLflow's entities, as a pandas frame: the
 runs search_runs would return (active runs of the experiment, or the children
 of a sweep's parent), each param under its key, the tags and summary metrics
 gdexp reads. Fenced like the write path (fence.fast_path_available): a tracking
 server or a store of another schema revision is read through MLflow's client.
 Neither mlflow nor its run entities are imported here.
+
+What costs time at 100,000 runs is SQL's work and Python objects, one or more
+per SQL row (2.8 million param rows). One query over the runs, in run id order,
+reads everything (the runs are found once): a run's params, and its tags, come
+back as one string each, its keys and values joined (group_concat /
+string_agg), split in Arrow (no Python string per value); each metric
+load_runs reads is a column, its float as stored (text would round it).
 """
 from __future__ import annotations
 
@@ -17,6 +23,8 @@ import re
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from gdexp.core.errors import NotFound
 from gdexp.results.table import MEASURED, SUMMARY_METRICS
@@ -32,18 +40,18 @@ RUN_TAGS = {"sweep_id": "mlflow.parentRunId", "status": f"{_T}status", "diverged
             "data_sha256": f"{_T}data_sha256", "source_sha256": f"{_T}source_sha256",
             "version": f"{_T}version"}
 
-# The runs search_runs returns: active ones of the experiment; for a sweep, its parent's children.
-_EXPERIMENT_RUNS = ("SELECT r.run_uuid FROM runs r WHERE r.experiment_id = :exp AND r.lifecycle_stage = 'active' "
+# The runs search_runs returns (conditions on `runs r`): active ones of the experiment; for a
+# sweep, its parent's children.
+_EXPERIMENT_RUNS = ("r.experiment_id = :exp AND r.lifecycle_stage = 'active' "
                     f"AND r.run_uuid NOT IN (SELECT s.run_uuid FROM tags s WHERE s.key = '{_T}sweep' "
                     "AND s.value = 'true')")
-_SWEEP_RUNS = ("SELECT r.run_uuid FROM runs r WHERE r.experiment_id = :exp AND r.lifecycle_stage = 'active' "
+_SWEEP_RUNS = ("r.experiment_id = :exp AND r.lifecycle_stage = 'active' "
                "AND r.run_uuid IN (SELECT s.run_uuid FROM tags s WHERE s.key = 'mlflow.parentRunId' "
                "AND s.value = :parent)")
 
-# Every distinct param key, one index probe each (a loose index scan: works on SQLite and PostgreSQL).
-_PARAM_KEYS = ("WITH RECURSIVE k(key) AS (SELECT MIN(key) FROM params UNION ALL "
-               "SELECT (SELECT MIN(p.key) FROM params p WHERE p.key > k.key) FROM k WHERE k.key IS NOT NULL) "
-               "SELECT key FROM k WHERE key IS NOT NULL")
+# Between the counts, keys and values of a run in the one string SQL joins them into (_joined).
+# A key or value holding it splits into one part too many, told by the counts (_spread).
+_SEP = "\x1f"
 
 
 def read_runs(uri: str, experiment: str | None = None, sweep: str | None = None) -> pd.DataFrame:
@@ -53,10 +61,7 @@ def read_runs(uri: str, experiment: str | None = None, sweep: str | None = None)
     loss, optimizer, lr (their params), status, diverged, the other tags of RUN_TAGS under
     their column names (raw strings; None where absent), SUMMARY_METRICS and MEASURED (float,
     NaN where absent or NaN), then every param the runs have under its key (NaN where a run
-    has none). Rows in no particular order.
-
-    Each table is read in one pass over the runs' rows (the `run_uuid` index), a chunk of
-    rows at a time, straight into a runs x keys grid; equal strings are kept once.
+    has none). Rows in run id order (SQL's).
 
     Args:
         uri: a store for which fence.fast_path_available(uri) is True.
@@ -86,16 +91,26 @@ def read_runs(uri: str, experiment: str | None = None, sweep: str | None = None)
         else:
             parent, exp = _parent(sql, uri, sweep)
             where, binds = _SWEEP_RUNS, {"exp": exp, "parent": parent}
-        runs = sql.all("SELECT run_uuid, name, experiment_id, status, start_time, artifact_uri FROM runs "
-                       f"WHERE run_uuid IN ({where}) ORDER BY run_uuid", **binds)  # _grid's order
-        frame = pd.DataFrame(runs, columns=["run_id", "run_name", "experiment", "mlflow_status", "start_time",
-                                            "artifact_uri"])
-        frame["experiment"] = frame["experiment"].map(names)
-        tags = _grid(sql, "tags", "t.value", [*RUN_TAGS.values(), "mlflow.runName"], where, binds, len(runs), object)
-        metrics = _grid(sql, "latest_metrics", "CASE WHEN t.is_nan THEN NULL ELSE t.value END",  # MLflow: NaN
-                        [*SUMMARY_METRICS, *MEASURED], where, binds, len(runs), float)
-        keys = [k for (k,) in sql.all(_PARAM_KEYS)]
-        params = _grid(sql, "params", "t.value", keys, where, binds, len(runs), object)
+        wanted = [*SUMMARY_METRICS, *MEASURED]
+        stored = _stored_metrics(sql, wanted)
+        # One column per metric some run has: one probe of the (key, run_uuid) primary key per run.
+        metric = {f"m{j}": key for j, key in enumerate(stored)}
+        probes = "".join(f", (SELECT CASE WHEN t.is_nan THEN NULL ELSE t.value END FROM latest_metrics t "  # MLflow: NaN
+                         f"WHERE t.key = :{name} AND t.run_uuid = r.run_uuid)" for name in metric)
+        tagged = {f"t{j}": key for j, key in enumerate([*RUN_TAGS.values(), "mlflow.runName"])}  # the tags read
+        runs = sql.all(f"SELECT r.run_uuid, r.name, r.experiment_id, r.status, r.start_time, r.artifact_uri, "
+                       f"{_joined(sql, 'params')}, {_joined(sql, 'tags', tagged)}{probes} FROM runs r WHERE {where} "
+                       "ORDER BY r.run_uuid", sep=_SEP, **binds, **metric, **tagged)
+        frame = pd.DataFrame([run[:6] for run in runs], columns=["run_id", "run_name", "experiment",
+                                                                   "mlflow_status", "start_time", "artifact_uri"])
+        columns = list(zip(*runs)) if runs else [()] * (8 + len(stored))
+        del runs  # the joined strings go as soon as Arrow holds them (columns.pop)
+        ids = columns[0]
+        params = _spread(sql, "params", ids, columns.pop(6))
+        tags = _spread(sql, "tags", ids, columns.pop(6), keep=list(tagged.values()))
+    metrics = {key: pd.Series(np.array(columns[6 + stored.index(key)], dtype=float)) if key in stored  # NULL: NaN
+               else pd.Series(np.nan, index=frame.index, dtype=float) for key in wanted}
+    frame["experiment"] = frame["experiment"].map(names)
     unnamed = frame["run_name"].isin(["", None])  # MLflow's run entity falls back on the tag
     frame["run_name"] = frame["run_name"].where(~unnamed, tags.pop("mlflow.runName"))
     tags = {column: tags[key] for column, key in RUN_TAGS.items()}
@@ -129,6 +144,107 @@ class _Sql:
         return self.execute(text, **binds).fetchall()
 
 
+def _stored_metrics(sql: _Sql, keys: list[str]) -> list[str]:
+    """The metrics of `keys` that latest_metrics holds for any run (one index probe each)."""
+    binds = {f"k{j}": key for j, key in enumerate(keys)}
+    found = sql.all(" UNION ALL ".join(f"SELECT {j} WHERE EXISTS (SELECT 1 FROM latest_metrics t WHERE t.key = :{name})"
+                                       for j, name in enumerate(binds)), **binds)
+    return [keys[j] for j in sorted(j for (j,) in found)]
+
+
+def _joined(sql: _Sql, table: str, keys: dict[str, str] | None = None) -> str:
+    """A run's rows of `table` (the run `r`) as one string: how many rows, how many values not
+    NULL, then each row's key and value, all joined by :sep (``2 2 key value key value``).
+    Only the rows of the keys bound to the names of `keys` where given.
+
+    Each key goes with its value (one aggregate of both), whatever order SQL joins the rows in."""
+    pairs = "t.key || :sep || t.value"  # NULL where the value is: left out (told by the counts)
+    joined = f"string_agg({pairs}, :sep)" if sql.postgres else f"group_concat({pairs}, :sep)"
+    # `t.key || ''`: a plain `t.key IN (...)` makes SQLite probe the (key, run_uuid) primary key
+    # once per key, several times slower than reading the run's few rows by the run_uuid index.
+    only = f" AND t.key || '' IN ({', '.join(':' + name for name in keys)})" if keys else ""
+    return (f"(SELECT count(*) || :sep || count(t.value) || coalesce(:sep || {joined}, '') FROM {table} t "
+            f"WHERE t.run_uuid = r.run_uuid{only})")
+
+
+def _spread(sql: _Sql, table: str, ids, joined, keep: list[str] | None = None) -> dict[str, pd.Series]:
+    """key -> the values of `table` under that key, one per run (`ids`, in that order), NaN where
+    a run has none; from each run's string of _joined. Only the keys in `keep` where given.
+
+    The strings are split in Arrow (no Python string per value); runs with the same keys are
+    placed together (a sweep's runs mostly have the same keys). A run whose string does not
+    split into its count of keys and values (_SEP inside a key or value), or with a NULL value,
+    is read row by row (_unclear).
+    """
+    runs = len(ids)
+    parts = pc.split_pattern(pa.array(joined, type=pa.large_string()), _SEP)
+    del joined
+    offsets = parts.offsets.to_numpy()
+    count, values = (pc.cast(pc.list_element(parts, i), pa.int64()).to_numpy() for i in (0, 1))
+    clear = (values == count) & (np.diff(offsets) == 2 + 2 * count)
+    patterns = pc.dictionary_encode(pc.binary_join(pc.list_slice(parts, 2, None, 2),
+                                                   pa.scalar(_SEP, pa.large_string())))
+    codes = np.where(clear & (count > 0), patterns.indices.to_numpy(zero_copy_only=False), -1)
+    blocks = [(at, patterns.dictionary[j].as_py().split(_SEP))  # runs with the same keys
+              for j, at in _groups(codes, len(patterns.dictionary))]
+    unclear = np.flatnonzero(~clear)
+    rows = _unclear(sql, table, [ids[i] for i in unclear]) if len(unclear) else []
+    if keep is None:  # every key, in the order met
+        keep = list(dict.fromkeys([*(k for _, names in blocks for k in names), *(k for _, k, _ in rows)]))
+    columns = pd.Index(keep, dtype=object)
+    where = np.full((len(keep), runs), -1, dtype=np.int64)  # each run's value: its place in parts.values
+    for at, names in blocks:
+        for i, c in enumerate(columns.get_indexer(names)):
+            if c >= 0:
+                where[c, at] = offsets[at] + 3 + 2 * i
+    late: dict[int, list] = {}  # the values read row by row, by column
+    if rows:
+        position = {run: i for i, run in enumerate(ids)}
+        for (run, key, value), c in zip(rows, columns.get_indexer([k for _, k, _ in rows])):
+            if c >= 0:
+                late.setdefault(c, []).append((position[run], value))
+    text = _text_dtype()
+    return {key: _column(parts.values, where[c], late.get(c), text) for c, key in enumerate(keep)}
+
+
+def _groups(codes: np.ndarray, count: int) -> list[tuple[int, np.ndarray]]:
+    """(code, the positions holding it) for each code 0 .. count-1 that `codes` holds."""
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(count + 1))
+    return [(j, order[bounds[j]:bounds[j + 1]]) for j in range(count) if bounds[j] < bounds[j + 1]]
+
+
+def _text_dtype():
+    """The dtype pandas gives a column of strings (str, Arrow's strings, from pandas 3 on);
+    None where that is not Arrow's (pandas 2: object)."""
+    dtype = pd.Series(np.array([""], dtype=object)).dtype
+    return dtype if isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow" else None
+
+
+def _column(values: pa.Array, where: np.ndarray, late: list | None, text) -> pd.Series:
+    """The column of the values at `where` (-1: none, NaN), then the (position, value) pairs of
+    `late`: what pandas makes of the same values as Python objects, without making them where
+    it keeps them in Arrow (`text`)."""
+    present = where >= 0
+    if late is None and text is not None and present.any():
+        return pd.Series(pd.array(values.take(pa.array(where, mask=~present)), dtype=text))
+    column = np.full(len(where), np.nan, dtype=object)
+    column[present] = values.take(pa.array(where[present])).to_numpy(zero_copy_only=False)
+    for i, value in late or ():
+        column[i] = value
+    return pd.Series(column)
+
+
+def _unclear(sql: _Sql, table: str, ids: list[str]) -> list[tuple]:
+    """(run id, key, value) of every row of `table` of these runs."""
+    rows = []
+    for i in range(0, len(ids), 500):  # under SQLite's bound on parameters
+        part = {f"r{j}": run for j, run in enumerate(ids[i:i + 500])}
+        rows += sql.all(f"SELECT t.run_uuid, t.key, t.value FROM {table} t WHERE t.run_uuid IN "
+                        f"({', '.join(':' + name for name in part)})", **part)
+    return rows
+
+
 def _parent(sql: _Sql, uri: str, sweep: str | None) -> tuple[str, int]:
     """(run id, experiment id) of the sweep's parent: `sweep`, else the sweep started last."""
     if sweep is not None:
@@ -144,37 +260,3 @@ def _parent(sql: _Sql, uri: str, sweep: str | None) -> tuple[str, int]:
     if not found:
         raise NotFound("tracking.uri", uri, "no sweep in this store; run one with `gdexp -m ...`")
     return found[0][0], found[0][1]
-
-
-_CHUNK_ROWS = 100_000  # rows fetched and placed at a time (bounds the memory of the raw rows)
-
-
-def _grid(sql: _Sql, table: str, value: str, keys: list[str], where: str, binds: dict, runs: int,
-          dtype) -> dict[str, pd.Series]:
-    """key -> the values of `table` under that key, one per run (the `runs` runs `where` selects,
-    in run id order), NaN where a run has none.
-
-    One pass over the runs' rows of `table`, placed into a
-    runs x keys array; equal strings share one object (a column of 100,000 runs
-    holds its few distinct values once).
-    """
-    if not keys or not runs:
-        return {key: pd.Series(np.nan, index=range(runs), dtype=dtype) for key in keys}
-    columns = pd.Index(keys, dtype=object)
-    grid = np.full((runs, len(columns)), np.nan, dtype=dtype)
-    # The rows of the runs by the run_uuid index, each with its run's position (the runs
-    # in run id order): no run id string per row. The keys are picked here: a key filter in SQL
-    # makes SQLite probe the (key, run_uuid) primary key once per key and run, several times slower.
-    cursor = sql.execute(
-        f"SELECT w.n, t.key, {value} FROM (SELECT run_uuid, ROW_NUMBER() OVER (ORDER BY run_uuid) - 1 AS n "
-        f"FROM runs WHERE run_uuid IN ({where})) w JOIN {table} t ON t.run_uuid = w.run_uuid", **binds)
-    while chunk := cursor.fetchmany(_CHUNK_ROWS):
-        part = pd.DataFrame(chunk, columns=["n", "key", "value"], dtype=object)
-        at = columns.get_indexer(part["key"])
-        wanted = at >= 0
-        values = part["value"].to_numpy()[wanted]
-        if dtype is object:  # equal strings kept once
-            codes, uniques = pd.factorize(values, use_na_sentinel=False)
-            values = np.asarray(uniques, dtype=object)[codes]
-        grid[part["n"].to_numpy(np.int64)[wanted], at[wanted]] = values  # NULL: None, or NaN in a float grid
-    return {key: pd.Series(grid[:, j]) for j, key in enumerate(keys)}
