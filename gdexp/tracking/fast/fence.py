@@ -74,11 +74,25 @@ def fast_path_available(uri: str) -> tuple[bool, str]:
 def mlflow_migration_head() -> str:
     """The head revision of the installed MLflow's alembic migrations, read from the scripts.
 
-    Parses `revision = "..."` / `down_revision = ...` in mlflow/store/db_migrations/versions
-    (the same files alembic reads) so that mlflow itself is not imported.
+    Raises:
+        ValueError: mlflow is not installed, or the scripts do not form a single head.
+    """
+    revisions, parents, versions = _migrations()
+    heads = revisions - parents
+    if len(heads) != 1:
+        raise ValueError(f"{len(heads)} heads in {versions}: {sorted(heads)}")
+    return next(iter(heads))
+
+
+@lru_cache(maxsize=None)
+def _migrations() -> tuple[frozenset, frozenset, Path]:
+    """(every revision, every revision some script follows, the scripts' folder) of the installed
+    MLflow's alembic migrations: `revision = "..."` / `down_revision = ...` parsed in
+    mlflow/store/db_migrations/versions (the files alembic reads), so that mlflow itself is not
+    imported.
 
     Raises:
-        ValueError: the scripts do not form a single head.
+        ValueError: mlflow is not installed.
     """
     from importlib.util import find_spec
 
@@ -95,10 +109,7 @@ def mlflow_migration_head() -> str:
             continue
         revisions.add(rev.group(1))
         parents.update(re.findall(r'["\']([0-9a-zA-Z_]+)["\']', down.group(1)))
-    heads = revisions - parents
-    if len(heads) != 1:
-        raise ValueError(f"{len(heads)} heads in {versions}: {sorted(heads)}")
-    return heads.pop()
+    return frozenset(revisions), frozenset(parents), versions
 
 def schema_mismatch(uri: str) -> str | None:
     """Why the installed MLflow cannot open the store (its SqlAlchemyStore refuses any schema
@@ -122,13 +133,13 @@ def schema_mismatch(uri: str) -> str | None:
         if locked(exc):
             raise
         return None
-    if found and found != head and found in _known_revisions():
+    if found and found != head and found in _migrations()[0]:
         found = _settled_revision(uri, found, head)
     if not found or found == head:
         return None
     from importlib.metadata import version
 
-    if found not in _known_revisions():
+    if found not in _migrations()[0]:
         return (f"the store's schema ({found}) is from a newer MLflow than the installed {version('mlflow')}; "
                 "upgrade gdexp's MLflow or use another store")
     return (f"the store's schema ({found}) is older than the installed MLflow {version('mlflow')}'s ({head}); "
@@ -153,16 +164,6 @@ def _settled_revision(uri: str, found: str, head: str) -> str:
     return found
 
 
-@lru_cache(maxsize=None)
-def _known_revisions() -> frozenset:
-    """Every revision of the installed MLflow's migration scripts."""
-    from importlib.util import find_spec
-
-    spec = find_spec("mlflow")
-    versions = Path(list(spec.submodule_search_locations)[0]) / "store" / "db_migrations" / "versions"
-    found = (re.search(r'^revision\s*(?::[^=]*)?=\s*["\']([0-9a-zA-Z_]+)["\']', p.read_text(encoding="utf-8"), re.M)
-             for p in versions.glob("*.py"))
-    return frozenset(m.group(1) for m in found if m)
 
 
 def store_revision(uri: str) -> str | None:

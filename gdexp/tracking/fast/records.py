@@ -127,7 +127,7 @@ def _metric_rows(run_id: str, metrics) -> tuple[list[tuple], dict]:
         raise MlflowException("a metric point is (key, value, timestamp, step)", INVALID_PARAMETER_VALUE)
     keys, values, stamps, steps = zip(*metrics)
     for key in set(keys) - _GOOD_KEYS:
-        _check_key(key)
+        fence.validate_metric_name(key)  # the name and its length; the rest is checked per point
         _GOOD_KEYS.add(key)
     return _plain_rows(run_id, keys, values, stamps, steps) or _checked_rows(run_id, metrics)
 
@@ -188,9 +188,6 @@ def _as_float(value, point) -> float:
         fence.validate_metric(point[0], converted, point[2], point[3])  # raises MLflow's error
         converted = float(converted)
     return converted
-
-def _check_key(key) -> None:
-    fence.validate_metric_name(key)  # the name and its length; the rest is checked per point
 
 def _as_ints(point, value) -> tuple[int, int]:
     """Timestamp and step as Python ints (numpy integers accepted), MLflow's error otherwise."""
