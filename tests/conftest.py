@@ -11,6 +11,22 @@ import pytest
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
+# One thread per BLAS, OpenMP (torch's intra-op pool) and XLA pool in the test processes and every
+# process they start (the environment is inherited), unless the developer set them. pytest-xdist
+# runs a worker per core: libraries starting a spinning thread per core then fight each other,
+# and a test's own reference code (torch's training loop of tests/specs/test_torch_module.py)
+# runs outside gdexp's own limit (gdexp/core/threads.py). Measured on the 2-core machine:
+# test_torch_module's 68 tests took 172 s of the suite's time with two workers, its
+# equality tests 51 s of CPU for 31 s alone, against 29 s of CPU with one thread, the same wall time.
+# Results do not depend on it: the equality tests hold to 1e-10 either way.
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false")
+if "numpy" in sys.modules:  # a plugin imported it before this file: its pool started already
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1)
+
 # Tests mirror the layers in folders (tests/core, tests/tracking, ...) without __init__.py, and a
 # few share a table with a test of another layer (test_schedules' optimizer and schedule pairs
 # drive the torch equality tests; test_lr_find's checks serve the stability tests): every folder

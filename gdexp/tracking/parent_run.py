@@ -6,7 +6,9 @@ import json
 import logging
 import os
 import shlex
+import shutil
 import tempfile
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -21,7 +23,8 @@ from gdexp.tracking.errors import RunsFailed, SweepInterrupted, Unrecorded
 from gdexp.tracking.pending import keep_parent, kept, short_reason
 from gdexp.tracking.provenance import command, provenance
 from gdexp.tracking.reader import load_runs
-from gdexp.tracking.store import (check_artifacts_writable, client, experiment_id, forget_stores, resolve_uri,
+from gdexp.tracking.writes import wait_writable
+from gdexp.tracking.store import (Store, check_artifacts_writable, client, forget_stores, resolve_uri,
                                   search, unreachable, where_to_look)
 
 # On a parent run whose sweep left runs on disk (gdexp resume): how many.
@@ -95,22 +98,23 @@ def sweep_run(sweep: Sweep, rows: Callable[[], list[dict]], jobs: list[dict] | N
     guards.check_store_for_launcher(uri, sweep.launcher)
     guards.check_reachable(uri)
     forget_stores()  # a store found down in an earlier sweep of this process is asked again
-    cl = client(uri)
-    exp = experiment_id(cl, sweep.experiment)
-    check_artifacts_writable(cl.get_experiment(exp).artifact_location, uri, curves)
+    store = Store(uri, sweep.experiment)  # found by SQL where the fence allows: MLflow's client opened only if asked
+    check_artifacts_writable(store.artifact_location, uri, curves)
     folder = Path(sweep.folder).resolve()
     again = plan.resumed()
     if again is None:
-        stale_sweeps.close_dead(cl, exp)
+        stale_sweeps.close_dead_in(store)
         if jobs:
-            stale_sweeps.say_unfinished(cl, exp, [job["config_hash"] for job in jobs])
+            stale_sweeps.say_unfinished_in(store, [job["config_hash"] for job in jobs])
         sweep_plan = plan.Plan(parent_id="", uri=uri, experiment=sweep.experiment, sweep_name=sweep.name,
                                argv=command(), start_dir=os.getcwd(), process=plan.this_process(),
                                jobs=jobs or [], planned=None if jobs is None else len(jobs), data=sorted(set(data)))
-        sweep_plan = open_parent(cl, exp, sweep, folder, sweep_plan)
+        sweep_plan = open_parent(store, sweep, folder, sweep_plan)
+        fast = store.fast
     else:
-        sweep_plan = reopen(cl, again[0])
+        sweep_plan, fast = reopen(store.client, again[0]), False
     parent_id = sweep_plan.parent_id
+    parent = ParentWriter(store, fast)
     plan.write_plan(folder, sweep_plan)
     values = {env.PARENT_RUN: parent_id, env.TRACKING_URI: uri, env.SWEEP_DIR: str(folder),
               env.START_DIR: os.getcwd(), env.SWEEP_PID: str(os.getpid()),
@@ -120,25 +124,26 @@ def sweep_run(sweep: Sweep, rows: Callable[[], list[dict]], jobs: list[dict] | N
             yield parent_id
             left = len(kept(folder))
             if left:  # KILLED, tagged, until `gdexp resume` has recorded them (then it is closed with its summary)
-                cl.set_tag(parent_id, UNRECORDED_TAG, str(left))
-                close_running(cl, parent_id)  # a kept run created before the store stopped: resume completes it
-                cl.set_terminated(parent_id, status="KILLED")
+                wait_writable(uri)
+                store.client.set_tag(parent_id, UNRECORDED_TAG, str(left))
+                close_running(store.client, parent_id)  # a kept run created before the store stopped: resume completes it
+                parent.set_terminated(parent_id, status="KILLED")
             else:
                 not_run(rows())
                 if again is None:
                     table = typed_table(rows())
                 else:  # the runs of both the sweep and its resumption
                     table = one_per_config(load_runs(sweep=parent_id, tracking_uri=uri))
-                counts = close(cl, parent_id, uri, table, sweep.searched, table_shown=again is None)
+                counts = close(parent, parent_id, uri, table, sweep.searched, table_shown=again is None)
         except SweepInterrupted:
             raise
         except KeyboardInterrupt as exc:
-            raise interrupted(cl, sweep_plan, folder, exc) from None
+            raise interrupted(parent, sweep_plan, folder, exc) from None
         except BaseException as exc:
             if unreachable(exc):
                 keep_parent(folder, uri, parent_id)
                 raise Unrecorded(len(kept(folder)), uri, short_reason(exc), folder) from None
-            cl.set_terminated(parent_id, status="FAILED")
+            parent.set_terminated(parent_id, status="FAILED")
             raise
     if left:
         raise Unrecorded(left, uri, "it did not answer during the sweep", folder)
@@ -166,8 +171,12 @@ def failed_line(failed: int, runs: int, rows: list[dict]) -> str:
     return f"gdexp: {failed} of {runs} runs failed ({where})"
 
 
-def open_parent(cl, exp: str, sweep: Sweep, folder: Path, sweep_plan: plan.Plan) -> plan.Plan:
-    """Create the sweep's parent run, tagged with its command, provenance and plan; the plan with its id."""
+def open_parent(store: Store, sweep: Sweep, folder: Path, sweep_plan: plan.Plan) -> plan.Plan:
+    """Create the sweep's parent run, tagged with its command, provenance and plan; the plan with its id.
+
+    Where the store's experiment was found by SQL (store.fast), the run is written below MLflow's
+    API (gdexp.tracking.fast), as MLflow's create_run writes it, and known open to the interrupt
+    handler (gdexp.tracking.writes.note_open); otherwise created through MLflow's client."""
     tags = {
         f"{TAG}sweep": "true",
         f"{TAG}sweep_name": sweep.named or sweep.name,
@@ -176,7 +185,78 @@ def open_parent(cl, exp: str, sweep: Sweep, folder: Path, sweep_plan: plan.Plan)
         **{f"{TAG}{k}": v for k, v in provenance().items()},
         **sweep_plan.tags(),
     }
-    return replace(sweep_plan, parent_id=cl.create_run(exp, run_name=sweep.name, tags=tags).info.run_id)
+    if not store.fast:
+        run = store.client.create_run(store.experiment_id, run_name=sweep.name, tags=tags)
+        return replace(sweep_plan, parent_id=run.info.run_id)
+    from gdexp.tracking.fast.records import LIVE, RunRecord
+    from gdexp.tracking.record import write_fast
+    from gdexp.tracking.writes import note_open
+
+    record = RunRecord(store.experiment_id, sweep.name, tags=tags, status=LIVE, start_time=int(time.time() * 1000))
+    write_fast(store, record, then=lambda: note_open(record.run_id, ParentWriter(store, True)))
+    return replace(sweep_plan, parent_id=record.run_id)
+
+
+class ParentWriter:
+    """Closes a sweep's parent run: below MLflow's API where it was written so (`fast`), its
+    record read back from the store (tags, metrics others logged on it since: a search's
+    results) and written over with the new status, end time and summary metrics in one
+    transaction; otherwise through MLflow's client (a resumed sweep, a server, another schema).
+
+    Also the closer gdexp.tracking.writes.close_open_runs calls after an interrupt.
+    """
+
+    def __init__(self, store: Store, fast: bool | None):
+        self.store, self.fast = store, bool(fast)
+
+    @property
+    def client(self):
+        return self.store.client
+
+    @property
+    def experiment_id(self) -> str:
+        return self.store.experiment_id
+
+    def set_terminated(self, run_id: str, status: str = "FINISHED", metrics: dict[str, float] | None = None) -> None:
+        """Close the run with `status`, logging `metrics` (key -> value, at step 0, timestamp 0) first."""
+        if not self.fast:
+            if metrics:
+                from mlflow.entities import Metric
+
+                self.client.log_batch(run_id, metrics=[Metric(k, v, 0, 0) for k, v in metrics.items()])
+            self.client.set_terminated(run_id, status=status)
+            return
+        from gdexp.tracking.fast.fence import connect
+        from gdexp.tracking.fast.records import read_record
+        from gdexp.tracking.fast.write import write_runs
+        from gdexp.tracking.writes import forget_open, wait_unlocked
+
+        def write():
+            with interrupts.deferred():
+                with connect(self.store.uri) as conn:
+                    record = read_record(conn, run_id)
+                if record is None:  # deleted meanwhile: MLflow's own error for it
+                    self.fast = False
+                    forget_open(run_id)
+                    return self.set_terminated(run_id, status, metrics)
+                record.metrics += [(k, float(v), 0, 0) for k, v in (metrics or {}).items()]
+                record.status, record.end_time = status, int(time.time() * 1000)
+                write_runs(self.store.uri, [record], replace=True)
+                forget_open(run_id)
+
+        wait_unlocked(write, self.store.uri)
+
+    def log_files(self, run_id: str, folder: Path) -> None:
+        """The files of `folder` as the run's artifacts (a local artifact folder: copied there)."""
+        from gdexp.tracking.fast.records import artifact_uri
+
+        target = guards.local_dir(artifact_uri(self.store.artifact_location, run_id)) if self.fast else None
+        if target is None:
+            self.client.log_artifacts(run_id, str(folder))
+            return
+        target.mkdir(parents=True, exist_ok=True)
+        for path in folder.iterdir():
+            shutil.copyfile(path, target / path.name)
 
 
 def reopen(cl, sweep_plan: plan.Plan) -> plan.Plan:
@@ -191,12 +271,28 @@ def reopen(cl, sweep_plan: plan.Plan) -> plan.Plan:
     return now
 
 
-def interrupted(cl, sweep_plan: plan.Plan, folder: Path, exc: KeyboardInterrupt) -> SweepInterrupted:
+class ClientParent(ParentWriter):
+    """A ParentWriter on an open MLflow client (`gdexp resume` closing a parent it found)."""
+
+    def __init__(self, cl, experiment_id: str):
+        self._client, self._experiment_id, self.fast = cl, experiment_id, False
+
+    @property
+    def client(self):
+        return self._client
+
+    @property
+    def experiment_id(self) -> str:
+        return self._experiment_id
+
+
+def interrupted(parent: ParentWriter, sweep_plan: plan.Plan, folder: Path, exc: KeyboardInterrupt) -> SweepInterrupted:
     """Close a sweep stopped by Ctrl-C or SIGTERM: its open runs and parent KILLED; returns the error
     to raise (its line, and the exit status 128 + the signal)."""
+    cl = parent.client
     with interrupts.deferred():  # a second Ctrl-C waits until the store is consistent
         close_running(cl, sweep_plan.parent_id)
-        cl.set_terminated(sweep_plan.parent_id, status="KILLED")
+        parent.set_terminated(sweep_plan.parent_id, status="KILLED")
         done = len(children(cl, sweep_plan.parent_id, "FINISHED"))
     of = f" of {sweep_plan.planned}" if sweep_plan.planned is not None else ""
     finish = (f"to finish: gdexp resume {folder}" if sweep_plan.planned is not None
@@ -239,37 +335,35 @@ def not_run(rows: list[dict]) -> None:
             log.error(f"gdexp: job not run: {row['run_name']}: {row['error']}")
 
 
-def close(cl, parent_id: str, uri: str, table: pd.DataFrame, searched: tuple[str, ...] = (),
+def close(parent: ParentWriter, parent_id: str, uri: str, table: pd.DataFrame, searched: tuple[str, ...] = (),
           table_shown: bool = True) -> dict:
     """Log the summary of the sweep's runs (gdexp.results.summary) on the parent, say it, close the parent.
 
     table_shown: print the table of runs; False (a sweep `gdexp resume` finished) prints the
     counts and answers only: the table was printed by the sweep (`gdexp report` shows it again).
     """
-    from mlflow.entities import Metric
-
     summary = summarize(table, searched)
     counts = summary.metrics()
-    cl.log_batch(parent_id, metrics=[Metric(k, v, 0, 0) for k, v in counts.items()])
     with tempfile.TemporaryDirectory(prefix="gdexp-") as tmp:
         for name, part in summary.tables().items():
             part.to_csv(Path(tmp) / name, index=False)
-        cl.log_artifacts(parent_id, tmp)
-    cl.set_terminated(parent_id, status="FAILED" if counts["failed"] else "FINISHED")
+        parent.log_files(parent_id, Path(tmp))
+    parent.set_terminated(parent_id, status="FAILED" if counts["failed"] else "FINISHED", metrics=counts)
     log.info(summary.text() if table_shown else "\n".join(summary.answer_lines()))
-    log.info(where_to_look(uri, cl.get_run(parent_id).info.experiment_id, parent_id))
+    log.info(where_to_look(uri, parent.experiment_id, parent_id))
     return counts
 
 
 def close_if_open(cl, parent_id: str, uri: str) -> bool:
     """Close a parent left open (runs kept on disk, now recorded) or KILLED (every planned run
-    recorded since), from its runs in the store (one per config)."""
+    recorded since), from its runs in the store (one per config), through MLflow's client."""
     parent = cl.get_run(parent_id)
     if parent.info.status not in ("RUNNING", "KILLED") and UNRECORDED_TAG not in parent.data.tags:
         return False
     if UNRECORDED_TAG in parent.data.tags:
         cl.delete_tag(parent_id, UNRECORDED_TAG)
-    close(cl, parent_id, uri, one_per_config(load_runs(sweep=parent_id, tracking_uri=uri)), table_shown=False)
+    table = one_per_config(load_runs(sweep=parent_id, tracking_uri=uri))
+    close(ClientParent(cl, parent.info.experiment_id), parent_id, uri, table, table_shown=False)
     return True
 
 

@@ -91,7 +91,7 @@ def _write_run_fast(store: Store, spec, descent: Callable[[], Result], *, parent
     result = None
     closer = _FastCloser(store, record)
     try:  # known open before an interrupt held during the write lands: closed KILLED then
-        _write_fast(store, record, then=lambda: note_open(record.run_id, closer))
+        write_fast(store, record, then=lambda: note_open(record.run_id, closer))
     except Exception as exc:
         if not unreachable(exc):
             raise
@@ -109,7 +109,7 @@ def _write_run_fast(store: Store, spec, descent: Callable[[], Result], *, parent
             record.tags.update(content.status_tags(result))
             record.metrics = content.run_metrics(spec, result, spec.config["tracking"]["curve_points"], now)
             record.status, record.end_time = "FINISHED", int(time.time() * 1000)
-            _write_fast(store, record, then=closer.closed)  # an interrupt held meanwhile: it stays FINISHED
+            write_fast(store, record, then=closer.closed)  # an interrupt held meanwhile: it stays FINISHED
         except KeyboardInterrupt:
             if not closer.done:
                 closer.set_terminated(record.run_id, status="KILLED")
@@ -132,7 +132,7 @@ def _write_run_fast(store: Store, spec, descent: Callable[[], Result], *, parent
     return content.run_row(spec, record.run_id, result, parent_id=parent_id)
 
 
-def _write_fast(store: Store, record, then: Callable[[], None] | None = None) -> None:
+def write_fast(store: Store, record, then: Callable[[], None] | None = None) -> None:
     """The record in one transaction, over whatever was written of it before (`write_runs`'
     replace: a RUNNING record allowed), whole (interrupts held until `then()` has run too), a
     locked store waited for."""
@@ -166,7 +166,7 @@ class _FastCloser:
 
     def set_terminated(self, run_id: str, status: str = "FINISHED") -> None:
         self.record.status, self.record.end_time = status, int(time.time() * 1000)
-        _write_fast(self.store, self.record, then=self.closed)
+        write_fast(self.store, self.record, then=self.closed)
 
     def fail(self, error: str) -> None:
         """FAILED, with its error tag (and its params, as a FAILED run always has them)."""

@@ -76,6 +76,39 @@ def close_dead(cl, experiment_id: str) -> list[str]:
     return closed
 
 
+def say_unfinished_in(store, hashes: list[str]) -> list[str]:
+    """`say_unfinished` for a Store: where its experiment was found by SQL (store.fast), MLflow's
+    client is opened only when a KILLED sweep's plan holds the same configs."""
+    if store.fast:
+        from gdexp.tracking.fast.fence import connect
+
+        with connect(store.uri) as conn:
+            rows = conn.execute(_KILLED_PARENTS_SQL, (int(store.experiment_id),)).fetchall()
+        wanted = frozenset(hashes)
+        if not any(_plans_the_same(run_id, folder, wanted) for run_id, folder in rows):
+            return []
+    return say_unfinished(store.client, store.experiment_id, hashes)
+
+
+# The sweep folders of the experiment's KILLED sweep parents.
+_KILLED_PARENTS_SQL = (
+    "SELECT t.run_uuid, t.value FROM tags t JOIN runs r ON r.run_uuid = t.run_uuid "
+    "WHERE r.experiment_id = ? AND r.status = 'KILLED' AND r.lifecycle_stage = 'active' "
+    f"AND t.key = '{TAG}sweep_dir' AND t.run_uuid IN "
+    f"(SELECT s.run_uuid FROM tags s WHERE s.key = '{TAG}sweep' AND s.value = 'true')")
+
+
+def _plans_the_same(parent_id: str, folder: str | None, wanted: frozenset) -> bool:
+    """Whether the plan in a sweep's folder is that parent's and holds exactly the configs `wanted`."""
+    if not folder:
+        return False
+    try:
+        old = plan.read_plan(Path(folder))
+    except (OSError, ValueError, TypeError):
+        return False  # a folder moved, a plan of another version: nothing to point at
+    return old is not None and old.parent_id == parent_id and frozenset(old.hashes()) == wanted
+
+
 def say_unfinished(cl, experiment_id: str, hashes: list[str]) -> list[str]:
     """One line for each unfinished (KILLED) sweep of `experiment_id` whose plan holds the same
     configs as `hashes` (a sweep about to run): how many of them it finished, and the command
@@ -84,18 +117,13 @@ def say_unfinished(cl, experiment_id: str, hashes: list[str]) -> list[str]:
     named = []
     for parent in search(cl, [experiment_id], _OPEN_SWEEPS):
         folder = parent.data.tags.get(f"{TAG}sweep_dir")
-        if parent.info.status != "KILLED" or not folder:
+        if parent.info.status != "KILLED" or not _plans_the_same(parent.info.run_id, folder, wanted):
             continue
-        try:
-            old = plan.read_plan(Path(folder))
-        except (OSError, ValueError, TypeError):
-            continue  # a folder moved, a plan of another version: nothing to point at
-        if old is None or old.parent_id != parent.info.run_id or frozenset(old.hashes()) != wanted:
-            continue
-        done = search(cl, [experiment_id], f"tags.mlflow.parentRunId = '{old.parent_id}' "
+        parent_id = parent.info.run_id
+        done = search(cl, [experiment_id], f"tags.mlflow.parentRunId = '{parent_id}' "
                                            "and attributes.status = 'FINISHED'")
         finished = len({r.data.tags.get(f"{TAG}config_hash") for r in done} & wanted)
-        log.warning(f"gdexp: an unfinished sweep of the same {len(wanted)} configs exists ({old.parent_id}, KILLED, "
+        log.warning(f"gdexp: an unfinished sweep of the same {len(wanted)} configs exists ({parent_id}, KILLED, "
                     f"{finished} FINISHED); this starts a new one; to finish that one instead: gdexp resume {folder}")
         named.append(folder)
     return named

@@ -159,6 +159,34 @@ def wait_unlocked(attempt, uri: str):
             tries += 1
 
 
+def wait_writable(uri: str, seconds: float = 20.0) -> None:
+    """Wait, up to `seconds` (MLflow's own SQLite sessions wait 20 s), until no other process
+    holds the SQLite store at `uri` locked; at once for any other store.
+
+    For the writes that close a sweep whose store did not take its runs within lock_wait_s():
+    its parent is still closed (KILLED, tagged) when the lock ends soon after, as MLflow's
+    client closed it.
+
+    Raises:
+        StoreLocked: still locked after `seconds`.
+    """
+    import sqlite3
+
+    path = sqlite_path(uri)
+    if path is None or not path.exists():
+        return
+    conn = sqlite3.connect(str(path), timeout=seconds, isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")  # the write lock taken (and given back) once free
+        conn.execute("ROLLBACK")
+    except sqlite3.OperationalError as exc:
+        if not locked(exc):
+            raise
+        raise StoreLocked(f"the store stayed locked by another process for {seconds:g} s") from None
+    finally:
+        conn.close()
+
+
 def locked(exc: BaseException) -> bool:
     """Whether `exc` (or what caused it) is SQLite's "database is locked" (or "busy")."""
     seen = set()

@@ -167,8 +167,8 @@ def make_store(uri: str) -> None:
 
 
 def on_each_write(monkeypatch, path: str, client_method: str, fault) -> list[str]:
-    """Call fault(k) before the k-th write of a run's records (k = 1, 2, ...): on the fast path
-    each chunk's insert (gdexp.tracking.fast.write._flush), on MLflow's client path (forced) each
+    """Call fault(k) before the k-th write of a sweep's runs' records (k = 1, 2, ...): on the fast path
+    each chunk's insert of runs with a parent (gdexp.tracking.fast.write._flush), on MLflow's client path (forced) each
     call of SqlAlchemyStore.<client_method>. fault may raise or signal. Returns the run ids
     written, in order (the fast path: every run of each chunk)."""
     import gdexp.tracking.bulk as bulk
@@ -179,10 +179,12 @@ def on_each_write(monkeypatch, path: str, client_method: str, fault) -> list[str
     if path == "fast":
         real = fast_write._flush
 
-        def flush(conn, runs, *rows):
-            writes.extend(run["run_uuid"] for run in runs)
-            fault(len(writes))
-            return real(conn, runs, *rows)
+        def flush(conn, runs, tags, *rows):
+            children = {t["run_uuid"] for t in tags if t["key"] == "mlflow.parentRunId"}
+            if children:  # not the sweep's parent run, also written on this path
+                writes.extend(run["run_uuid"] for run in runs if run["run_uuid"] in children)
+                fault(len(writes))
+            return real(conn, runs, tags, *rows)
 
         monkeypatch.setattr(fast_write, "_flush", flush)
     else:

@@ -102,7 +102,7 @@ def test_a_lock_longer_than_the_wait_keeps_the_runs_for_resume(gdexp, store, tmp
     assert len(list(sweep_dir.glob("gdexp-unrecorded/*/run.json"))) == 6
     assert orphaned_artifact_folders(tmp_path, store) == []  # the chunk's files went with its rows
     found = census(store, sweep_dir)
-    assert found["finished"] == 2 and found["running"] == 0 and found["parent"] == "KILLED", found
+    assert found["finished"] == 2 and found["running"] == 0 and found["parent"] == "KILLED", (found, err)
     code, out, err = gdexp("resume", str(sweep_dir))
     assert code == 0 and "recorded 6 runs" in out, err
     assert {k: v for k, v in census(store, sweep_dir).items() if k != "planned"} == {

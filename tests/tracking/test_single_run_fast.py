@@ -1,10 +1,11 @@
-"""A single run written below MLflow's API (gdexp.tracking.record._write_run_fast): the same run as
-MLflow's client writes, RUNNING while it descends, FAILED or KILLED with its params, and no MLflow,
+"""A single run written below MLflow's API (gdexp.tracking.record._write_run_fast), and a sweep's
+runs and parent run (gdexp.tracking.parent_run): the same runs as MLflow's client writes, RUNNING while it descends, FAILED or KILLED with its params, and no MLflow,
 SQLAlchemy or pandas imported on the way (issue 21: a single run in at most 1.5 s)."""
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -83,7 +84,7 @@ def test_a_run_below_the_api_is_the_run_mlflows_client_writes(gdexp, tmp_path, m
             store_module.forget_stores()
             code, out, err = gdexp(*args)
         assert code == 0, err
-        if "-m" in args:  # the sweep's runs, compared one by one (parents are MLflow's client's either way)
+        if "-m" in args:  # the sweep's runs, compared one by one, and its parent run
             cl = MlflowClient(uri)
             runs = sorted(cl.search_runs([e.experiment_id for e in cl.search_experiments()],
                                          "tags.mlflow.parentRunId != ''"), key=lambda r: r.info.run_name)
@@ -91,6 +92,21 @@ def test_a_run_below_the_api_is_the_run_mlflows_client_writes(gdexp, tmp_path, m
             # Left out: the tags that name the sweep (its parent run), which differ by design.
             written[way] = [(r.data.params, {k: v for k, v in r.data.tags.items() if k != "mlflow.parentRunId"},
                              r.data.metrics, _inputs(cl, cl.get_run(r.info.run_id)), r.info.status) for r in runs]
+            (parent,) = cl.search_runs([runs[0].info.experiment_id], "tags.`gdexp.sweep` = 'true'")
+            folder = Path(cl.download_artifacts(parent.info.run_id, ""))
+            info = parent.info
+
+            def same(text, way=way, ids={r.info.run_id: f"RUN{i}" for i, r in enumerate(runs)}):
+                """The folders (way, the sweep's time-stamped one) and the runs' ids named alike."""
+                for run_id, name in {**ids, parent.info.run_id: "PARENT"}.items():
+                    text = text.replace(run_id, name)
+                return re.sub(r"multirun/[\w/-]+", "multirun/DIR", text.replace(way, "WAY"))
+
+            written[way].append(({k: same(v) for k, v in parent.data.tags.items()}, parent.data.params,
+                                 parent.data.metrics, info.status, info.run_name, info.user_id, info.lifecycle_stage,
+                                 same(info.artifact_uri),
+                                 info.start_time <= info.end_time,
+                                 {p.name: same(p.read_text()) for p in sorted(folder.iterdir())}, same(out)))
             continue
         cl, run = _run(uri)
         history = {k: [(p.step, p.value) for p in sorted(cl.get_metric_history(run.info.run_id, k),
@@ -103,6 +119,9 @@ def test_a_run_below_the_api_is_the_run_mlflows_client_writes(gdexp, tmp_path, m
                                        experiment.lifecycle_stage, experiment.tags, experiment.experiment_id)}
     client, fast = written["client"], written["fast"]
     if "-m" in args:
+        assert fast[-1] == client[-1]  # the parent: tags, metrics, status, times, files, what the sweep said
+        assert {k: fast[-1][2][k] for k in ("runs", "diverged", "failed")} == {"runs": 2, "diverged": 0, "failed": 0}
+        assert sorted(fast[-1][-2]) == ["answers.csv", "summary.csv"]
         assert fast == client and fast[0][3] and fast[0][3][0][0] == "diabetes"
         return
     assert fast["inputs"] == client["inputs"] and bool(fast["inputs"]) == ("loss.dataset=diabetes" in args)
