@@ -74,9 +74,12 @@ def describe() -> list[tuple[str, str]]:
 def is_multirun(name: str) -> bool:
     """Whether the named sweep runs as a multirun (every shipped one does)."""
     path = available().get(name)
-    if path is None:
-        return False
+    return path is not None and mode_in(path) == "MULTIRUN"
+
+
+def mode_in(path) -> str | None:
+    """The hydra.mode a sweep file sets (``RUN``, ``MULTIRUN``), or None."""
     from omegaconf import OmegaConf
 
     mode = OmegaConf.select(OmegaConf.load(path), "hydra.mode")
-    return str(mode) in ("MULTIRUN", "RunMode.MULTIRUN")
+    return None if mode is None else str(mode).removeprefix("RunMode.")

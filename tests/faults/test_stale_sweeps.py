@@ -14,12 +14,17 @@ from fault_tools import all_runs, census, finished_children, start_gdexp, stop, 
 pytestmark = pytest.mark.faults
 
 GRID = 12
-SWEEP = ["-m", "loss=booth", f"optimizer.lr=logspace(1e-4,1e-2,{GRID})", "stopping.maxiter=100000",
-         "stopping.gtol=0", "hydra.sweeper.max_batch_size=2"]
+# On the blocking loss of fault_tools (its module in the start folder: the blocking_loss fixture):
+# the first sweep, one job at a time, stops at its fifth config for as long as the test needs
+# (GDEXP_TEST_BLOCK, in that process only), half-way whatever the machine's speed; the same
+# sweep run again in the test's process (the launcher is no part of a config) does not block.
+SWEEP = ["-m", "loss=custom", "loss._target_=blockloss.Bowl", f"+loss.scale=range(1,{GRID + 1})",
+         "stopping.maxiter=50"]
 
 
 def _killed_half_way(store, tmp_path, sweep_dir):
-    process = start_gdexp(*SWEEP, f"hydra.sweep.dir={sweep_dir}", cwd=tmp_path)
+    process = start_gdexp(*SWEEP, "hydra/launcher=basic", f"hydra.sweep.dir={sweep_dir}", cwd=tmp_path,
+                          GDEXP_TEST_BLOCK="5")
     wait_for(lambda: (sweep_dir / "gdexp-plan.json").exists(), 120, "the sweep's plan")
     wait_for(lambda: finished_children(store) >= 2, 300, "a first batch FINISHED")
     assert stop(process, signal.SIGKILL)[0] == -signal.SIGKILL
@@ -32,7 +37,7 @@ def _unfinished_lines(err: str) -> list[str]:
     return [line for line in err.splitlines() if "an unfinished sweep of the same" in line]
 
 
-def test_the_same_sweep_again_closes_the_dead_parent_and_names_it(gdexp, store, tmp_path):
+def test_the_same_sweep_again_closes_the_dead_parent_and_names_it(gdexp, store, tmp_path, blocking_loss):
     old_dir, new_dir = tmp_path / "old", tmp_path / "new"
     pid, finished = _killed_half_way(store, tmp_path, old_dir)
     code, out, err = gdexp(*SWEEP, f"hydra.sweep.dir={new_dir}")
@@ -64,7 +69,7 @@ def _parent(sweep_dir) -> str:
 @pytest.mark.parametrize("then", [["loss=booth", "stopping.maxiter=5"],
                                   ["-m", "loss=booth", "optimizer.lr=0.1,0.2", "stopping.maxiter=5"]],
                          ids=["a-single-run", "another-sweep"])
-def test_any_command_that_opens_the_store_closes_a_dead_parent(gdexp, store, tmp_path, then):
+def test_any_command_that_opens_the_store_closes_a_dead_parent(gdexp, store, tmp_path, blocking_loss, then):
     old_dir = tmp_path / "old"
     _killed_half_way(store, tmp_path, old_dir)
     code, out, err = gdexp(*then, f"hydra.sweep.dir={tmp_path / 'other'}")

@@ -237,3 +237,34 @@ def test_the_grid_sweeper_gets_basic_sweeper_from_the_fence():
     """The one subclass of a private class: it must come through internals (lazily, see there)."""
     path, is_package = MODULES["gdexp.hydra.sweepers.grid"]
     assert "gdexp.hydra.internals.BasicSweeper" in {t for t, _ in imported("gdexp.hydra.sweepers.grid", path, is_package)}
+
+
+@pytest.mark.parametrize("overrides", [
+    [], ["optimizer.lr=0.1,0.2", "stopping.maxiter=5"], ["hydra.mode=MULTIRUN"], ["hydra.mode=RUN", "seed=1"],
+    ["+hydra.mode=MULTIRUN"], ["hydra.mode=multirun"], ["~hydra.mode"], ["+sweep=nope"], ["+sweep=lr_grid,mlp_lr"],
+    ["+sweep=lr_grid", "hydra.mode=RUN"], ["optimizer=adam", "+sweep=lr_find", "stopping.maxiter=5"],
+    *[[f"+sweep={name}"] for name in ("lr_grid", "mlp_lr", "lr_optuna", "lr_range_test", "batch_lr")],
+], ids=repr)
+def test_the_mode_from_the_overrides_is_the_one_hydras_get_mode_composes(overrides):
+    """gdexp answers Hydra's get_mode from the overrides (internals.mode_of), or leaves it to Hydra
+    (None); where it answers, the answer is Hydra's own, from its whole composition."""
+    from hydra._internal.hydra import Hydra
+    from hydra._internal.utils import create_automatic_config_search_path
+
+    from gdexp.hydra.named_sweeps import register_sweeps
+    from gdexp.hydra.paths import conf_dir
+    from gdexp.hydra.schema import register_configs
+
+    register_configs()
+    register_sweeps()
+    hydra = Hydra.create_main_hydra2("gdexp", create_automatic_config_search_path(None, None, str(conf_dir())))
+    try:
+        known = internals.mode_of(overrides)
+        if known is not None:
+            assert known[0] == hydra.get_mode("config", list(overrides))
+        assert (known is None) == (overrides in (["hydra.mode=multirun"], ["~hydra.mode"], ["+sweep=nope"],
+                                                 ["+sweep=lr_grid,mlp_lr"], ["+sweep=lr_grid", "hydra.mode=RUN"]))
+    finally:
+        from hydra.core.global_hydra import GlobalHydra
+
+        GlobalHydra.instance().clear()
