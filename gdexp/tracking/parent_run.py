@@ -198,10 +198,9 @@ def open_parent(store: Store, sweep: Sweep, folder: Path, sweep_plan: plan.Plan)
 
 
 class ParentWriter:
-    """Closes a sweep's parent run: below MLflow's API where it was written so (`fast`), its
-    record read back from the store (tags, metrics others logged on it since: a search's
-    results) and written over with the new status, end time and summary metrics in one
-    transaction; otherwise through MLflow's client (a resumed sweep, a server, another schema).
+    """Closes a sweep's parent run: below MLflow's API where it was written so (`fast`: its
+    summary metrics, status and end time in one transaction, gdexp.tracking.fast.write.update_run),
+    otherwise through MLflow's client (a resumed sweep, a server, another schema).
 
     Also the closer gdexp.tracking.writes.close_open_runs calls after an interrupt.
     """
@@ -219,32 +218,15 @@ class ParentWriter:
 
     def set_terminated(self, run_id: str, status: str = "FINISHED", metrics: dict[str, float] | None = None) -> None:
         """Close the run with `status`, logging `metrics` (key -> value, at step 0, timestamp 0) first."""
-        if not self.fast:
+        from gdexp.tracking.writes import forget_open
+
+        if not (self.fast and log_fast(self.store.uri, run_id, metrics=metrics, status=status)):
             if metrics:
                 from mlflow.entities import Metric
 
                 self.client.log_batch(run_id, metrics=[Metric(k, v, 0, 0) for k, v in metrics.items()])
             self.client.set_terminated(run_id, status=status)
-            return
-        from gdexp.tracking.fast.fence import connect
-        from gdexp.tracking.fast.records import read_record
-        from gdexp.tracking.fast.write import write_runs
-        from gdexp.tracking.writes import forget_open, wait_unlocked
-
-        def write():
-            with interrupts.deferred():
-                with connect(self.store.uri) as conn:
-                    record = read_record(conn, run_id)
-                if record is None:  # deleted meanwhile: MLflow's own error for it
-                    self.fast = False
-                    forget_open(run_id)
-                    return self.set_terminated(run_id, status, metrics)
-                record.metrics += [(k, float(v), 0, 0) for k, v in (metrics or {}).items()]
-                record.status, record.end_time = status, int(time.time() * 1000)
-                write_runs(self.store.uri, [record], replace=True)
-                forget_open(run_id)
-
-        wait_unlocked(write, self.store.uri)
+        forget_open(run_id)
 
     def log_files(self, run_id: str, folder: Path) -> None:
         """The files of `folder` as the run's artifacts (a local artifact folder: copied there)."""
@@ -367,9 +349,32 @@ def close_if_open(cl, parent_id: str, uri: str) -> bool:
     return True
 
 
+def log_fast(uri: str, run_id: str, **changes) -> bool:
+    """gdexp.tracking.fast.write.update_run(uri, run_id, **changes) where the fence allows it, whole
+    (interrupts held until it ends), a locked store waited for; metrics given as {key: value}
+    (at step 0, timestamp 0). False where it wrote nothing (no fast path, or MLflow's client must
+    answer: a run not there, a param logged with another value)."""
+    from gdexp.tracking.fast.fence import fast_path_available
+    from gdexp.tracking.fast.write import update_run
+    from gdexp.tracking.writes import wait_unlocked
+
+    if not wait_unlocked(lambda: fast_path_available(uri), uri)[0]:
+        return False
+    changes["metrics"] = [(k, float(v), 0, 0) for k, v in (changes.get("metrics") or {}).items()]
+
+    def write():
+        with interrupts.deferred():
+            return update_run(uri, run_id, **changes)
+
+    return wait_unlocked(write, uri)
+
+
 def annotate(uri: str, run_id: str, metrics: dict[str, float] | None = None, params: dict | None = None,
              tags: dict[str, str] | None = None) -> None:
-    """Results on a run of a sweep (its parent, or a child already closed), in one request."""
+    """Results on a run of a sweep (its parent, or a child already closed), in one request (one
+    transaction below MLflow's API where the fence allows it)."""
+    if log_fast(uri, run_id, metrics=metrics, params=params, tags=tags):
+        return
     from mlflow.entities import Metric, Param, RunTag
 
     client(uri).log_batch(run_id, metrics=[Metric(k, float(v), 0, 0) for k, v in (metrics or {}).items()],
@@ -379,4 +384,5 @@ def annotate(uri: str, run_id: str, metrics: dict[str, float] | None = None, par
 
 def mark_failed(uri: str, run_id: str) -> None:
     """Close a sweep's parent run FAILED (its search found no answer)."""
-    client(uri).set_terminated(run_id, status="FAILED")
+    if not log_fast(uri, run_id, status="FAILED"):
+        client(uri).set_terminated(run_id, status="FAILED")

@@ -280,6 +280,66 @@ def test_postgres_fast_path_reads_back_like_the_client_path(postgres_pair, tmp_p
     _check_known_values(fast)
 
 
+def _updates(uri: str, run_id: str) -> dict:
+    """What a sweep logs on a run after it exists (its parent's summary, a search's results): new and
+    existing metric keys, points newer and older than the latest, a repeated point, NaN and inf,
+    new params and a param logged again with its value, new and replaced tags, then KILLED."""
+    from mlflow import MlflowClient
+
+    run = MlflowClient(tracking_uri=uri).get_run(run_id)
+    metrics = [("summary", 3.0, 0, 0), ("summary_nan", math.nan, 0, 0), ("summary_inf", -math.inf, 5, 1)]
+    for key in sorted(run.data.metrics)[:2]:
+        (last,) = [m for m in MlflowClient(tracking_uri=uri).get_metric_history(run_id, key)][-1:]
+        metrics += [(key, last.value, last.timestamp, last.step),      # the same point again: not stored twice
+                    (key, 1.5, last.timestamp + 1, last.step + 10),  # newer: the latest value
+                    (key, -7.0, 0, 0)]                               # older: stored, not the latest
+    params = {"summary_param": 1, **dict(list(run.data.params.items())[:1])}
+    tags = {"gdexp.summary": "yes", **{k: "replaced" for k in list(run.data.tags)[:1] if not k.startswith("mlflow.")}}
+    return {"metrics": metrics, "params": params, "tags": tags, "status": "KILLED", "end_time": T0 + 99}
+
+
+def _update_both(fast_uri, client_uri, fast_ids, client_ids) -> None:
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric, Param, RunTag
+
+    from gdexp.tracking.fast.write import update_run
+
+    cl = MlflowClient(tracking_uri=client_uri)
+    changes = [_updates(fast_uri, fast_id) for fast_id in fast_ids[:8]]
+    assert sum(len(c["metrics"]) > 3 for c in changes) >= 3  # runs with curves: latest values moved, kept
+    for fast_id, client_id, change in zip(fast_ids, client_ids, changes):
+        assert change == _updates(client_uri, client_id)
+        assert update_run(fast_uri, fast_id, **change)
+        cl.log_batch(client_id, metrics=[Metric(*m) for m in change["metrics"]],
+                     params=[Param(k, str(v)) for k, v in change["params"].items()],
+                     tags=[RunTag(k, v) for k, v in change["tags"].items()])
+        cl.set_terminated(client_id, status=change["status"], end_time=change["end_time"])
+
+
+def test_sqlite_update_run_logs_and_closes_like_the_client(sqlite_pair, tmp_path):
+    """update_run (a sweep's parent closed, a search's results logged, below MLflow's API) leaves
+    the store as log_batch + set_terminated through MLflow's client leave it; where MLflow would
+    refuse (a param logged again with another value, a run not there), it writes nothing."""
+    from gdexp.tracking.fast.write import update_run
+
+    fast_uri, client_uri = sqlite_pair
+    exp_ids, fast_ids, client_ids = _write_both(fast_uri, client_uri, (tmp_path / "art").as_uri())
+    _update_both(fast_uri, client_uri, fast_ids, client_ids)
+    _assert_same(fast_uri, client_uri, exp_ids, fast_ids, client_ids)
+    before = table_rows(fast_uri, fast_ids)
+    assert not update_run(fast_uri, fast_ids[0], params={"summary_param": 2}, status="FAILED")
+    assert not update_run(fast_uri, "0" * 32, metrics=[("x", 1.0, 0, 0)])
+    assert table_rows(fast_uri, fast_ids) == before
+
+
+@pytest.mark.scaleout
+def test_postgres_update_run_logs_and_closes_like_the_client(postgres_pair, tmp_path):
+    fast_uri, client_uri = postgres_pair
+    exp_ids, fast_ids, client_ids = _write_both(fast_uri, client_uri, (tmp_path / "art").as_uri())
+    _update_both(fast_uri, client_uri, fast_ids, client_ids)
+    _assert_same(fast_uri, client_uri, exp_ids, fast_ids, client_ids)
+
+
 def _check_known_values(snap: dict) -> None:
     """Equal to the client is the test; these pin what that means, so a shared mistake shows."""
     runs = snap["runs"]

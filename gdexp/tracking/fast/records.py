@@ -55,28 +55,6 @@ class RunRecord:
     end_time: int | None = None
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
-def read_record(conn, run_id: str) -> RunRecord | None:
-    """The run `run_id` as a RunRecord that `write_runs(..., replace=True)` writes back as it is
-    (its tags, params, metric points with their timestamps and steps, status and times); None
-    when the store has no active run of that id.
-
-    conn: a fence.Connection. Points are read in (key, step, timestamp) order: the order matters
-    only on exact ties of (step, timestamp, value), which MLflow's latest-value rule breaks by
-    logging order. A stored NaN (value 0, is_nan) reads back as NaN; +/-inf stays the
-    +/-1.797e308 MLflow stores for it.
-    """
-    row = conn.execute("SELECT experiment_id, name, status, start_time, end_time FROM runs "
-                       "WHERE run_uuid = ? AND lifecycle_stage = 'active'", (run_id,)).fetchone()
-    if row is None:
-        return None
-    tags = dict(conn.execute('SELECT "key", value FROM tags WHERE run_uuid = ?', (run_id,)).fetchall())
-    params = dict(conn.execute('SELECT "key", value FROM params WHERE run_uuid = ?', (run_id,)).fetchall())
-    points = conn.execute('SELECT "key", value, "timestamp", step, is_nan FROM metrics WHERE run_uuid = ? '
-                          'ORDER BY "key", step, "timestamp"', (run_id,)).fetchall()
-    metrics = [(key, math.nan if nan else float(value), int(ts), int(step)) for key, value, ts, step, nan in points]
-    return RunRecord(str(row[0]), None if RUN_NAME_TAG in tags else row[1], tags=tags, params=params,
-                     metrics=metrics, status=row[2], start_time=row[3], end_time=row[4], run_id=run_id)
-
 def artifact_uri(artifact_location: str, run_id: str) -> str:
     """The run's artifact URI, computed as MLflow's create_run does.
 

@@ -3,7 +3,8 @@ fence says no)."""
 from __future__ import annotations
 
 from gdexp.tracking.fast.fence import FastPathUnavailable, connect, fast_path_available
-from gdexp.tracking.fast.records import PARENT_TAG, RunRecord, _as_ints, _prepare, checked_params, checked_tags
+from gdexp.tracking.fast.records import (PARENT_TAG, TERMINAL, RunRecord, _as_ints, _metric_rows, _prepare,
+                                         checked_params, checked_tags)
 
 _CHUNK_POINTS = 200_000  # metric rows prepared and sent per executemany / COPY (bounds memory)
 
@@ -71,6 +72,65 @@ def write_runs(uri: str, records: list[RunRecord], replace: bool = False) -> lis
         _insert(conn, records, locations, live=replace)
         conn.commit()  # connect() rolls back whatever an error left open
     return [r.run_id for r in records]
+
+def update_run(uri: str, run_id: str, *, metrics=(), params: dict | None = None, tags: dict | None = None,
+               status: str | None = None, end_time: int | None = None) -> bool:
+    """Log to an existing run and (optionally) close it, in one transaction, as MLflow 3.17's
+    SqlAlchemyStore.log_batch and set_terminated write: the run's other rows (and the rows of
+    other tables that point at it) are left as they are.
+
+    metrics: (key, value, timestamp_ms, step) points, added (a point already stored is not
+    added twice) and `latest_metrics` moved where a point is newer (step, timestamp, value);
+    params: added, an existing key only with its value unchanged; tags: set (replacing a
+    value); status, end_time: the run's new status (FINISHED, FAILED, KILLED) and end time
+    (None: now).
+
+    Returns:
+        False, writing nothing, where MLflow would refuse or decide otherwise: no active run of
+        that id, or a param already logged with another value (the caller then asks MLflow's
+        client, for its error); True once written.
+
+    Raises:
+        FastPathUnavailable: the fence said no. MlflowException: an invalid name or value
+        (MLflow's validators); sqlite3.OperationalError "database is locked" past busy_timeout_ms().
+    """
+    import time
+
+    ok, reason = fast_path_available(uri)
+    if not ok:
+        raise FastPathUnavailable(reason)
+    if status is not None and status not in TERMINAL:
+        raise ValueError(f"status must be one of {TERMINAL}, got {status!r}")
+    new_tags, new_params = checked_tags(tags or {}), checked_params(params or {})
+    points, latest = _metric_rows(run_id, metrics)
+    with connect(uri) as conn:
+        conn.begin()
+        if conn.execute("SELECT 1 FROM runs WHERE run_uuid = ? AND lifecycle_stage = 'active'",
+                        (run_id,)).fetchone() is None:
+            return False
+        old = dict(conn.execute('SELECT "key", value FROM params WHERE run_uuid = ?', (run_id,)).fetchall())
+        if any(old.get(k, v) != v for k, v in new_params.items()):
+            return False
+        conn.executemany(_INSERTS["params"], [(k, v, run_id) for k, v in new_params.items() if k not in old])
+        conn.executemany('DELETE FROM tags WHERE run_uuid = ? AND "key" = ?', [(run_id, k) for k in new_tags])
+        conn.executemany(_INSERTS["tags"], [(k, v, run_id) for k, v in new_tags.items()])
+        stored = set(conn.execute('SELECT "key", value, "timestamp", run_uuid, step, is_nan FROM metrics '
+                                  'WHERE run_uuid = ?', (run_id,)).fetchall()) if points else set()
+        conn.executemany(_POINTS, [p for p in points if p not in stored])
+        for key, (step, ts, value, nan) in latest.items():
+            best = conn.execute('SELECT step, "timestamp", value FROM latest_metrics WHERE run_uuid = ? AND '
+                                '"key" = ?', (run_id, key)).fetchone()
+            if best is None:
+                conn.execute(_INSERTS["latest_metrics"], (key, value, ts, step, nan, run_id))
+            elif (step, ts, value) > tuple(best):
+                conn.execute('UPDATE latest_metrics SET value = ?, "timestamp" = ?, step = ?, is_nan = ? '
+                             'WHERE run_uuid = ? AND "key" = ?', (value, ts, step, nan, run_id, key))
+        if status is not None:
+            conn.execute("UPDATE runs SET status = ?, end_time = ? WHERE run_uuid = ?",
+                         (status, end_time or int(time.time() * 1000), run_id))
+        conn.commit()
+    return True
+
 
 def write_dataset_inputs(uri: str, inputs: list[tuple[str, str, dict]], tags: dict[str, str]) -> None:
     """Each run's data set as MLflow's `log_inputs` records one DatasetInput, in one transaction.
