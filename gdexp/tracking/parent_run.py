@@ -24,8 +24,8 @@ from gdexp.tracking.pending import keep_parent, kept, short_reason
 from gdexp.tracking.provenance import command, provenance
 from gdexp.tracking.reader import load_runs
 from gdexp.tracking.writes import wait_writable
-from gdexp.tracking.store import (Store, check_artifacts_writable, client, forget_stores, resolve_uri,
-                                  search, unreachable, where_to_look)
+from gdexp.tracking.store import (Store, check_artifacts_writable, client, forget_stores, open_store,
+                                  resolve_uri, search, unreachable, where_to_look)
 
 # On a parent run whose sweep left runs on disk (gdexp resume): how many.
 UNRECORDED_TAG = f"{TAG}unrecorded"
@@ -98,7 +98,8 @@ def sweep_run(sweep: Sweep, rows: Callable[[], list[dict]], jobs: list[dict] | N
     guards.check_store_for_launcher(uri, sweep.launcher)
     guards.check_reachable(uri)
     forget_stores()  # a store found down in an earlier sweep of this process is asked again
-    store = Store(uri, sweep.experiment)  # found by SQL where the fence allows: MLflow's client opened only if asked
+    # Found by SQL where the fence allows (MLflow's client opened only if asked), shared with the jobs of this process.
+    store = open_store(uri, sweep.experiment)
     check_artifacts_writable(store.artifact_location, uri, curves)
     folder = Path(sweep.folder).resolve()
     again = plan.resumed()
@@ -354,19 +355,20 @@ def log_fast(uri: str, run_id: str, **changes) -> bool:
     (interrupts held until it ends), a locked store waited for; metrics given as {key: value}
     (at step 0, timestamp 0). False where it wrote nothing (no fast path, or MLflow's client must
     answer: a run not there, a param logged with another value)."""
-    from gdexp.tracking.fast.fence import fast_path_available
+    from gdexp.tracking.fast.fence import FastPathUnavailable
     from gdexp.tracking.fast.write import update_run
     from gdexp.tracking.writes import wait_unlocked
 
-    if not wait_unlocked(lambda: fast_path_available(uri), uri)[0]:
-        return False
     changes["metrics"] = [(k, float(v), 0, 0) for k, v in (changes.get("metrics") or {}).items()]
 
     def write():
         with interrupts.deferred():
             return update_run(uri, run_id, **changes)
 
-    return wait_unlocked(write, uri)
+    try:
+        return wait_unlocked(write, uri)
+    except FastPathUnavailable:  # update_run asks the fence first, and writes nothing then
+        return False
 
 
 def annotate(uri: str, run_id: str, metrics: dict[str, float] | None = None, params: dict | None = None,

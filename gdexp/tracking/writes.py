@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 # `gdexp resume`, as when a tracking server stops answering (README, Faults).
 # GDEXP_LOCK_WAIT_S (env.LOCK_WAIT) sets another bound: lock_wait_s().
 LOCK_WAIT_S = 120.0
+MLFLOW_BUSY_S = 20.0  # SQLite's busy timeout in MLflow's own sessions: its client waits that long per statement
 _BACKOFF_S = (0.25, 0.5, 1.0, 2.0, 4.0)  # between tries; then the last one, until LOCK_WAIT_S
 
 # The client's methods that write: run under interrupts.deferred(), never cut in half.
@@ -159,8 +160,8 @@ def wait_unlocked(attempt, uri: str):
             tries += 1
 
 
-def wait_writable(uri: str, seconds: float = 20.0) -> None:
-    """Wait, up to `seconds` (MLflow's own SQLite sessions wait 20 s), until no other process
+def wait_writable(uri: str, seconds: float = MLFLOW_BUSY_S) -> None:
+    """Wait, up to `seconds` (MLflow's own SQLite sessions wait MLFLOW_BUSY_S), until no other process
     holds the SQLite store at `uri` locked; at once for any other store.
 
     For the writes that close a sweep whose store did not take its runs within lock_wait_s():

@@ -248,9 +248,9 @@ def connect(uri: str):
 def busy_timeout_ms() -> int:
     """SQLite's own wait for another writer, per statement: MLflow's 20 s, or less where
     GDEXP_LOCK_WAIT_S bounds gdexp's whole wait lower (a test's short locks)."""
-    from gdexp.tracking.writes import lock_wait_s
+    from gdexp.tracking.writes import MLFLOW_BUSY_S, lock_wait_s
 
-    return int(min(20.0, lock_wait_s()) * 1000)
+    return int(min(MLFLOW_BUSY_S, lock_wait_s()) * 1000)
 
 def _scheme(uri: str) -> str:
     """'sqlite', 'postgresql+psycopg2', 'http', 'databricks' ('databricks://profile' or bare);
