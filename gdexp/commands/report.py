@@ -114,11 +114,12 @@ def _rename_alike(sel) -> None:
 
     names = [p.info.run_name for p in sel.parents]
     labels = sweep_labels(sel.parents, sel.runs)
-    cl = client(sel.uri)
     for parent, name in zip(sel.parents, names):
         if names.count(name) > 1 and labels[parent.info.run_id] != name:
             new = f"{name} [{labels[parent.info.run_id]}]"[:250]
-            cl.set_tag(parent.info.run_id, "mlflow.runName", new)
+            # MLflow's set_tag of mlflow.runName also renames the run (runs.name): its client's
+            # work, opened only here (the sweeps' names repeat)
+            client(sel.uri).set_tag(parent.info.run_id, "mlflow.runName", new)
             print(f"Parent run {parent.info.run_id} renamed {new!r} (its name was another compared sweep's).")
 
 
@@ -179,7 +180,7 @@ def _attach(sel, files: list[Path]) -> str:
                else "they compare several sweeps" if sel.by == "sweeps"
                else "they do not all belong to one sweep")
         return f"Not attached to any MLflow run: {why}."
-    attach_files(sel.uri, sel.parent_id, files, "report")
+    attach_files(sel.uri, sel.parent_id, files, "report", sel.parents[0].info.artifact_uri)
     return (f"Attached to parent run {sel.parent_id} as artifacts report/ "
             "(MLflow UI: open that run, Artifacts, report/report.html).")
 

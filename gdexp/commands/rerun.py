@@ -47,20 +47,20 @@ def main(argv: list[str]) -> int:
         return 2
     from gdexp.commands.exits import say_invalid
     from gdexp.core.errors import ConfigError
-    from gdexp.tracking.reader import check_allow_list, check_experiment, load_runs
-    from gdexp.tracking.store import find_run, read_client, resolve_uri, store_error
+    from gdexp.tracking.reader import StoreReader, check_allow_list, load_runs
+    from gdexp.tracking.store import resolve_uri, store_error
 
     try:
         check_allow_list(args.allow_module)
-        cl = read_client(resolve_uri(args.tracking_uri))  # never creates the store it reads
+        store = StoreReader(resolve_uri(args.tracking_uri))  # never creates the store it reads
         if args.run_ids:
-            runs = [_logged_run(cl, run_id) for run_id in args.run_ids]
+            runs = [_logged_run(store, run_id) for run_id in args.run_ids]
         else:
             # Checked here to name them as typed (--sweep, --experiment); load_runs says sweep, experiment.
             if args.sweep:
-                find_run(cl, args.sweep, "--sweep")
+                store.run(args.sweep, "--sweep")
             else:
-                check_experiment(cl, args.experiment, "--experiment")
+                store.check_experiment(args.experiment, "--experiment")
             table = load_runs(experiment=args.experiment, sweep=args.sweep, tracking_uri=args.tracking_uri)
             runs = table.to_dict("records")
     except ConfigError as exc:
@@ -226,11 +226,10 @@ def _loss_section(config: dict) -> dict:
     return loss
 
 
-def _logged_run(cl, run_id: str) -> dict:
+def _logged_run(store, run_id: str) -> dict:
     from gdexp.tracking import TAG
-    from gdexp.tracking.store import find_run
 
-    run = find_run(cl, run_id, "RUN_ID")
+    run = store.run(run_id, "RUN_ID")
     return {"run_id": run_id, "run_name": run.info.run_name, "artifact_uri": run.info.artifact_uri,
             "data_sha256": run.data.tags.get(f"{TAG}data_sha256"),
             "source_sha256": run.data.tags.get(f"{TAG}source_sha256"),

@@ -17,7 +17,7 @@ from gdexp.specs.legacy import upgrade
 from gdexp.specs.run_spec import build_spec
 from gdexp.tracking import TAG
 from gdexp.tracking import store as tracking
-from gdexp.tracking.reader import check_experiment, latest_sweep, load_curve, load_runs, stored_config
+from gdexp.tracking.reader import StoreReader, load_curve, load_runs, stored_config
 from gdexp.results.groups import GROUP, _norm, _sort_key, group_keys, label, with_groups
 from gdexp.results.table import MEASURED  # val_loss, train_loss, sharpness, ...: curves, not coordinates
 
@@ -86,17 +86,17 @@ def select(experiment: str | None, sweeps: list[str] | None, tracking_uri: str |
             that is not a sweep's parent.
     """
     uri = tracking.resolve_uri(tracking_uri)
-    cl = tracking.read_client(uri)
-    ids = {e.name: e.experiment_id for e in cl.search_experiments()}
+    store = StoreReader(uri)
+    ids = store.experiment_ids()
     if experiment is not None:
-        check_experiment(cl, experiment, "--experiment")
+        store.check_experiment(experiment, "--experiment")
         runs = load_runs(experiment=experiment, tracking_uri=uri)
         found = sorted(set(runs["sweep_id"].dropna()))
-        parents = sorted((cl.get_run(i) for i in found), key=lambda r: (r.info.start_time, r.info.run_id))
+        parents = sorted((store.run(i, "sweep_id") for i in found), key=lambda r: (r.info.start_time, r.info.run_id))
         runs, tests = _range_tests(_typed(runs, ids, parents), parents)
         return Selection(uri, "experiment", experiment, experiment, runs, parents,
                          allow_modules=tuple(allow_modules), range_tests=tests)
-    parents = [tracking.find_run(cl, s, sweep_key) for s in sweeps] if sweeps else [latest_sweep(cl)]
+    parents = [store.run(s, sweep_key) for s in sweeps] if sweeps else [store.latest_sweep()]
     for parent in parents:
         if parent.data.tags.get(f"{TAG}sweep") != "true":
             raise ConfigError(sweep_key, parent.info.run_id, f"this run is not a sweep's parent run (no tag "
@@ -268,10 +268,6 @@ def run_url(ui: str, experiment_id: str, run_id: str) -> str:
     'http://127.0.0.1:5000/#/experiments/1/runs/ab12'
     """
     return f"{ui.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
-
-
-def client(uri: str):
-    return tracking.read_client(uri)
 
 
 def _typed(runs: pd.DataFrame, experiment_ids: dict[str, str], parents: list) -> pd.DataFrame:

@@ -6,7 +6,6 @@ import json
 import logging
 import os
 import shlex
-import shutil
 import tempfile
 import time
 from contextlib import contextmanager
@@ -232,14 +231,13 @@ class ParentWriter:
     def log_files(self, run_id: str, folder: Path) -> None:
         """The files of `folder` as the run's artifacts (a local artifact folder: copied there)."""
         from gdexp.tracking.fast.records import artifact_uri
+        from gdexp.tracking.record import copy_files
 
         target = guards.local_dir(artifact_uri(self.store.artifact_location, run_id)) if self.fast else None
         if target is None:
             self.client.log_artifacts(run_id, str(folder))
             return
-        target.mkdir(parents=True, exist_ok=True)
-        for path in folder.iterdir():
-            shutil.copyfile(path, target / path.name)
+        copy_files(sorted(folder.iterdir()), target)
 
 
 def reopen(cl, sweep_plan: plan.Plan) -> plan.Plan:

@@ -136,6 +136,83 @@ def load_curve(run_id: str, tracking_uri: str | None = None,
         return pd.read_parquet(path)
 
 
+class StoreReader:
+    """A store opened to read, never created: its experiments and runs, for the commands that
+    read back (gdexp report, compare, rerun).
+
+    Read from MLflow's SQL tables where the fast path's fence allows (gdexp.tracking.fast.read:
+    no mlflow import, ~2 s less a command), else through MLflow's client (a tracking server,
+    another schema revision). Runs come back as MlflowClient.get_run returns them, or as
+    fast.read.StoredRun, which has the same `info` and `data` fields gdexp reads.
+
+    Raises (the constructor):
+        ConfigError: one line, nothing created: no store at `uri`
+            (guards.check_readable_store); a store locked past LOCK_WAIT_S (client path).
+    """
+
+    def __init__(self, uri: str, fast: bool | None = None):
+        """`fast`: None, as the fence says; False, through MLflow's client (what the SQL reads are
+        tested against)."""
+        from gdexp.tracking.fast.fence import fast_path_available
+        from gdexp.tracking.guards import check_readable_store
+
+        check_readable_store(uri)
+        self.uri = uri
+        self.fast = fast is not False and self._read(fast_path_available)[0]
+        self._client = None if self.fast else read_client(uri)
+
+    def _read(self, query, *args):
+        """query(uri, *args), waited out while another process holds the store locked (as
+        read_client waits): a ConfigError line past LOCK_WAIT_S."""
+        from gdexp.tracking.writes import StoreLocked, wait_unlocked
+
+        try:
+            return wait_unlocked(lambda: query(self.uri, *args), self.uri)
+        except StoreLocked as exc:
+            raise ConfigError("tracking.uri", self.uri, str(exc)) from None
+
+    def experiment_ids(self) -> dict[str, str]:
+        """name -> id of the store's active experiments (MlflowClient.search_experiments)."""
+        if not self.fast:
+            return {e.name: e.experiment_id for e in self._client.search_experiments()}
+        from gdexp.tracking.fast.read import read_experiments
+
+        return {name: i for i, name, stage in self._read(read_experiments) if stage == "active"}
+
+    def check_experiment(self, name: str, key: str) -> None:
+        """NotFound (one line, under `key`): no experiment `name`, or only a deleted one."""
+        if not self.fast:
+            return check_experiment(self._client, name, key)
+        from types import SimpleNamespace
+
+        from gdexp.tracking.fast.read import read_experiments
+
+        found = [SimpleNamespace(experiment_id=i, name=n, lifecycle_stage=stage)
+                 for i, n, stage in self._read(read_experiments) if n == name]
+        if not found:
+            raise NotFound(key, name, f"no experiment named {name!r} in {self.uri}")
+        check_not_deleted(found[0], self.uri, key)
+
+    def run(self, run_id: str, key: str):
+        """The run `run_id`; NotFound (one line, under the name `key` the user gave the id by)."""
+        if not self.fast:
+            return find_run(self._client, run_id, key)
+        from gdexp.tracking.fast.read import read_run
+
+        run = self._read(read_run, run_id)
+        if run is None:
+            raise NotFound(key, run_id, f"no such run in {self.uri}")
+        return run
+
+    def latest_sweep(self):
+        """The sweep parent run started last, over every active experiment (NotFound: none)."""
+        if not self.fast:
+            return latest_sweep(self._client)
+        from gdexp.tracking.fast.read import latest_sweep_id
+
+        return self.run(self._read(latest_sweep_id), "sweep")
+
+
 def check_experiment(cl, name: str, key: str) -> None:
     """NotFound (one line, under the name `key` the user gave it by) if the store has no experiment
     `name`, or only a deleted one (saying how to restore it)."""

@@ -161,6 +161,7 @@ def test_fast_reader_reads_postgresql_like_the_client(postgres_template, tmp_pat
     uri = pg.uri(pg.create(template))
     assert fence.fast_path_available(uri)[0]
     _odd_runs(uri)
+    assert readers_agree(uri) == 27  # StoreReader's SQL on PostgreSQL
 
 
 def test_load_runs_takes_the_fast_reader_where_the_fence_allows(varied_store, monkeypatch):
@@ -189,3 +190,69 @@ def test_both_readers_refuse_alike(gdexp, store, query, line):
         with pytest.raises(NotFound) as exc:
             runs_table(store, fast=fast, **query)
         assert str(exc.value) == line.format(uri=store)
+
+
+def same_run(fast, slow) -> None:
+    """A StoredRun read by SQL and MLflow's Run: every field gdexp reads, NaN metrics included."""
+    from dataclasses import fields
+
+    for f in fields(fast.info):
+        assert getattr(fast.info, f.name) == getattr(slow.info, f.name), f.name
+    for part in ("params", "tags", "metrics"):
+        assert repr(sorted(getattr(fast.data, part).items())) == repr(sorted(getattr(slow.data, part).items())), part
+
+
+def readers_agree(uri: str) -> int:
+    """StoreReader's SQL reads and its client reads of every run and experiment of the store."""
+    from mlflow import MlflowClient
+    from mlflow.entities import ViewType
+
+    fast, slow = reader.StoreReader(uri), reader.StoreReader(uri, fast=False)
+    assert fast.fast and not slow.fast
+    assert fast.experiment_ids() == slow.experiment_ids()
+    cl = MlflowClient(uri)
+    experiments = cl.search_experiments(view_type=ViewType.ALL)
+    runs = cl.search_runs([e.experiment_id for e in experiments], run_view_type=ViewType.ALL, max_results=50000)
+    for run in runs:
+        same_run(fast.run(run.info.run_id, "RUN_ID"), slow.run(run.info.run_id, "RUN_ID"))
+    try:
+        same_run(fast.latest_sweep(), slow.latest_sweep())
+    except NotFound as exc:  # no sweep in the store: both say so alike
+        with pytest.raises(NotFound) as other:
+            slow.latest_sweep()
+        assert str(other.value) == str(exc)
+    for experiment in experiments:
+        if experiment.lifecycle_stage == "active":
+            fast.check_experiment(experiment.name, "--experiment")  # passes
+    for bad in ("0" * 32, "not-an-id"):
+        lines = set()
+        for store in (fast, slow):
+            with pytest.raises(NotFound) as exc:
+                store.run(bad, "--sweep")
+            lines.add(str(exc.value))
+        assert lines == {f"--sweep='{bad}': no such run in {uri}"}
+    return len(runs)
+
+
+def test_store_reader_reads_runs_as_mlflows_client_does(varied_store):
+    assert readers_agree(varied_store) >= 25  # parents, children, killed, running, deleted
+
+
+def test_store_reader_reads_odd_runs_as_mlflows_client_does(tmp_path, monkeypatch):
+    from mlflow import MlflowClient
+
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    _odd_runs(uri)
+    cl = MlflowClient(uri)
+    cl.create_run(cl.create_experiment("gone"), run_name="in a deleted experiment")
+    cl.delete_experiment(cl.get_experiment_by_name("gone").experiment_id)
+    assert readers_agree(uri) == 28
+    lines = set()
+    for store in (reader.StoreReader(uri), reader.StoreReader(uri, fast=False)):
+        for name in ("gone", "nope"):
+            with pytest.raises(NotFound) as exc:
+                store.check_experiment(name, "--experiment")
+            lines.add(str(exc.value))
+        assert "gone" not in store.experiment_ids()
+    assert len(lines) == 2 and any("is deleted; restore it" in line for line in lines)

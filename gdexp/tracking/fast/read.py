@@ -20,6 +20,7 @@ load_runs reads is a column, its float as stored (text would round it).
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -125,6 +126,80 @@ def read_runs(uri: str, experiment: str | None = None, sweep: str | None = None)
               if key not in frame and key not in fixed and column.notna().any()}
     return pd.concat([frame, pd.DataFrame(fixed, index=frame.index), pd.DataFrame(params, index=frame.index)],
                      axis=1)
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """The fields of MLflow's RunInfo (mlflow.entities.RunInfo) that gdexp reads, same names and
+    types: ids as strings, times in ms since the epoch (end_time None while running)."""
+
+    run_id: str
+    run_name: str
+    experiment_id: str
+    user_id: str
+    status: str
+    start_time: int
+    end_time: int | None
+    artifact_uri: str
+    lifecycle_stage: str
+
+
+@dataclass(frozen=True)
+class RunData:
+    """MLflow's RunData: params and tags as stored (strings), metrics at their latest value
+    (latest_metrics: the value of the highest step, then timestamp; NaN where MLflow stored NaN)."""
+
+    params: dict[str, str]
+    tags: dict[str, str]
+    metrics: dict[str, float]
+
+
+@dataclass(frozen=True)
+class StoredRun:
+    """A run as MlflowClient.get_run returns it (`run.info`, `run.data`), read by SQL:
+    tests/tracking/test_fast_read.py compares both field by field."""
+
+    info: RunInfo
+    data: RunData
+
+
+def read_run(uri: str, run_id: str) -> StoredRun | None:
+    """The run `run_id` (deleted ones too, as get_run), or None where the store has none.
+
+    Args:
+        uri: a store for which fence.fast_path_available(uri) is True.
+    """
+    engine = _engine(uri)
+    with engine.connect() as conn, conn.begin():  # one snapshot: the run with its rows
+        sql = _Sql(conn.connection.dbapi_connection.cursor(), engine.dialect.name)
+        found = sql.all("SELECT run_uuid, name, experiment_id, user_id, status, start_time, end_time, "
+                        "artifact_uri, lifecycle_stage FROM runs WHERE run_uuid = :id", id=run_id)
+        if not found:
+            return None
+        params = dict(sql.all("SELECT key, value FROM params WHERE run_uuid = :id", id=run_id))
+        tags = dict(sql.all("SELECT key, value FROM tags WHERE run_uuid = :id", id=run_id))
+        metrics = {key: float("nan") if is_nan else float(value) for key, value, is_nan in
+                   sql.all("SELECT key, value, is_nan FROM latest_metrics WHERE run_uuid = :id", id=run_id)}
+    uuid, name, experiment, user, status, start, end, artifacts, stage = found[0]
+    info = RunInfo(uuid, name or tags.get("mlflow.runName"), str(experiment), user, status, start, end,
+                   artifacts, stage)
+    return StoredRun(info, RunData(params, tags, metrics))
+
+
+def read_experiments(uri: str) -> list[tuple[str, str, str]]:
+    """(experiment id, name, lifecycle stage) of every experiment of the store, deleted ones too."""
+    engine = _engine(uri)
+    with engine.connect() as conn:
+        sql = _Sql(conn.connection.dbapi_connection.cursor(), engine.dialect.name)
+        return [(str(i), name, stage) for i, name, stage in
+                sql.all("SELECT experiment_id, name, lifecycle_stage FROM experiments ORDER BY experiment_id")]
+
+
+def latest_sweep_id(uri: str) -> str:
+    """The run id of the sweep parent started last, over the active experiments (NotFound: none)."""
+    engine = _engine(uri)
+    with engine.connect() as conn:
+        return _parent(_Sql(conn.connection.dbapi_connection.cursor(), engine.dialect.name), uri, None)[0]
 
 
 class _Sql:
