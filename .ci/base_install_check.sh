@@ -13,6 +13,7 @@ export MLFLOW_DISABLE_TELEMETRY=true
 # pip's byte-compiling of every installed module (mlflow's thousands) is most of an install's time;
 # Python compiles what it imports anyway.
 export PIP_NO_COMPILE=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+unset PYTHONDONTWRITEBYTECODE  # ... where it may write bytecode (.ci/run says why)
 unset MLFLOW_TRACKING_URI GDEXP_PARENT_RUN_ID
 failures=0
 

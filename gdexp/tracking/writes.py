@@ -142,6 +142,9 @@ def wait_unlocked(attempt, uri: str):
     """attempt(), tried again with backoff while the store is locked by another process, up to
     lock_wait_s(); then StoreLocked."""
     deadline, tries, bound = None, 0, lock_wait_s()
+    if held_at_first_look(uri):  # said now, not after SQLite's busy timeout inside attempt()
+        deadline = time.monotonic() + bound
+        log.warning(_waiting(bound, uri))
     while True:
         try:
             return attempt()
@@ -151,13 +154,56 @@ def wait_unlocked(attempt, uri: str):
             now = time.monotonic()
             if deadline is None:
                 deadline = now + bound
-                log.warning(f"gdexp: store locked by another process; waiting (up to {bound:g} s): {uri}")
+                log.warning(_waiting(bound, uri))
             if now >= deadline:
                 raise StoreLocked(f"the store stayed locked by another process for {bound:g} s "
                                   f"(GDEXP_LOCK_WAIT_S sets the bound); find the process holding "
                                   f"{sqlite_path(uri) or uri} and run again") from None
             time.sleep(min(_BACKOFF_S[min(tries, len(_BACKOFF_S) - 1)], max(deadline - now, 0.0)))
             tries += 1
+
+
+def _waiting(bound: float, uri: str) -> str:
+    return f"gdexp: store locked by another process; waiting (up to {bound:g} s): {uri}"
+
+
+def held_at_first_look(uri: str) -> bool:
+    """Whether another process holds the SQLite store at `uri` locked for SAY_AFTER_S as this
+    process first asks it something (once per store and process; False for other stores).
+
+    The first statement would wait SQLite's busy timeout (MLflow's 20 s) before failing, and only
+    then could gdexp say why nothing happens; looked at first, the wait is said after a second.
+    A lock shorter than that (another process's write) goes unsaid.
+    """
+    if uri in _LOOKED:
+        return False
+    _LOOKED.add(uri)
+    path = sqlite_path(uri)
+    return path is not None and path.is_file() and not _write_lock_free(path, SAY_AFTER_S)
+
+
+_LOOKED: set[str] = set()
+SAY_AFTER_S = 1.0
+
+
+def _write_lock_free(path, seconds: float) -> bool:
+    """Whether SQLite's write lock on the database file `path` could be taken (and was given back at
+    once) within `seconds`; True for what is not a lock (a read-only file: nothing to wait for)."""
+    import sqlite3
+
+    try:  # mode=rw: a file removed meanwhile is not created
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=rw", uri=True, timeout=seconds,
+                               isolation_level=None)
+    except sqlite3.Error:
+        return True
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("ROLLBACK")
+        return True
+    except sqlite3.OperationalError as exc:
+        return not locked(exc)
+    finally:
+        conn.close()
 
 
 def wait_writable(uri: str, seconds: float = MLFLOW_BUSY_S) -> None:
@@ -171,21 +217,9 @@ def wait_writable(uri: str, seconds: float = MLFLOW_BUSY_S) -> None:
     Raises:
         StoreLocked: still locked after `seconds`.
     """
-    import sqlite3
-
     path = sqlite_path(uri)
-    if path is None or not path.exists():
-        return
-    conn = sqlite3.connect(str(path), timeout=seconds, isolation_level=None)
-    try:
-        conn.execute("BEGIN IMMEDIATE")  # the write lock taken (and given back) once free
-        conn.execute("ROLLBACK")
-    except sqlite3.OperationalError as exc:
-        if not locked(exc):
-            raise
-        raise StoreLocked(f"the store stayed locked by another process for {seconds:g} s") from None
-    finally:
-        conn.close()
+    if path is not None and path.exists() and not _write_lock_free(path, seconds):
+        raise StoreLocked(f"the store stayed locked by another process for {seconds:g} s")
 
 
 def locked(exc: BaseException) -> bool:

@@ -115,3 +115,25 @@ def test_a_bad_lock_wait_is_one_line(gdexp, store, monkeypatch):
     code, out, err = gdexp("loss=booth", "stopping.maxiter=5")
     assert code == 2 and err.strip() == "gdexp: error: GDEXP_LOCK_WAIT_S='soon': must be a number of seconds >= 0"
     assert all_runs(store) == []
+
+
+def test_a_lock_held_as_a_process_first_looks_is_seen_at_once_and_once(tmp_path):
+    """held_at_first_look: a store another process holds locked is seen after SAY_AFTER_S, not after
+    SQLite's busy timeout, on this process's first look only; a free store, a missing file and a
+    server are not locked. (The lock is SQLite's: any database file shows it.)"""
+    import sqlite3
+
+    from fault_tools import locked_store
+
+    from gdexp.tracking import writes
+
+    for name in ("held.db", "free.db"):
+        with sqlite3.connect(tmp_path / name) as db:
+            db.execute("CREATE TABLE t (x)")
+    held = f"sqlite:///{tmp_path / 'held.db'}"
+    with locked_store(tmp_path / "held.db", 600):
+        assert writes.held_at_first_look(held)
+        assert not writes.held_at_first_look(held)  # said once a process
+    for uri in (f"sqlite:///{tmp_path / 'free.db'}", f"sqlite:///{tmp_path / 'none.db'}", "http://127.0.0.1:1"):
+        assert not writes.held_at_first_look(uri)
+    assert not (tmp_path / "none.db").exists()  # looked at, never created
