@@ -130,7 +130,9 @@ def ray_head():
         head.stop()
         pytest.fail(f"ray start failed:\n{started.stdout}\n{started.stderr}")
     yield head.address
-    head.stop()
+    # Ray's GCS server and autoscaler monitor outlast SIGTERM by 15 s and more: a throwaway cluster
+    # is not waited for (the full default grace was 10 s of every run's end), as `ray stop --force`
+    head.stop(grace_s=1.0)
 
 
 def _gdexp(*args: str, cwd: Path, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
