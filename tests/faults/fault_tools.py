@@ -161,7 +161,14 @@ db.execute("COMMIT")
 
 
 def make_store(uri: str) -> None:
-    """Create (migrate) a SQLite store in another process, so this one has not opened it yet."""
+    """Create (migrate) a SQLite store that this process has not opened yet: a copy of the migrated
+    empty store kept for the session (gdexp's fresh_sqlite_store), else made by MLflow in another
+    process."""
+    from gdexp.tracking.guards import sqlite_path
+    from gdexp.tracking.store import fresh_sqlite_store
+
+    if fresh_sqlite_store(sqlite_path(uri)):
+        return
     subprocess.run([sys.executable, "-c", f"from mlflow import MlflowClient; MlflowClient({uri!r}).search_experiments()"],
                    check=True, capture_output=True, env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"})
 
