@@ -266,7 +266,13 @@ def check_existing_store(uri: str) -> None:
                           "name the file a sweep recorded into (its last lines say which)")
     if not path.is_file():
         raise ConfigError("tracking.uri", uri, f"no MLflow store there ({path} is not a regular file)")
-    if not _is_mlflow_sqlite(path):
+    from gdexp.tracking.writes import StoreLocked, wait_unlocked  # here: writes imports this module
+
+    try:  # a store another process holds locked is waited for (and said), not called no store
+        is_store = wait_unlocked(lambda: _is_mlflow_sqlite(path), uri)
+    except StoreLocked as exc:
+        raise ConfigError("tracking.uri", uri, str(exc)) from None
+    if not is_store:
         raise ConfigError("tracking.uri", uri, f"no MLflow store there ({path} is not an MLflow "
                           "SQLite database)")
 
@@ -291,18 +297,30 @@ _ANSWERED: set[str] = set()
 
 
 def _is_mlflow_sqlite(path: Path) -> bool:
-    """Whether `path` is an SQLite database holding MLflow's tables (opened read-only)."""
+    """Whether `path` is an SQLite database holding MLflow's tables (opened read-only).
+
+    Raises:
+        sqlite3.OperationalError: "database is locked": another process holds it (after SQLite's
+            busy timeout); no answer either way (writes.wait_unlocked waits it out).
+    """
     import sqlite3
+
+    from gdexp.tracking.writes import MLFLOW_BUSY_S, lock_wait_s, locked
 
     try:
         with open(path, "rb") as file:
             if file.read(len(_SQLITE_HEADER)) != _SQLITE_HEADER:
                 return False
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        # SQLite's own wait as MLflow's, never past gdexp's bound (fence.busy_timeout_ms)
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=min(MLFLOW_BUSY_S, lock_wait_s()))
         try:
             names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         finally:
             conn.close()
+    except sqlite3.OperationalError as exc:
+        if locked(exc):
+            raise
+        return False
     except (OSError, sqlite3.Error):
         return False
     return {"runs", "experiments"} <= names

@@ -200,7 +200,7 @@ def _write_lock_free(path, seconds: float) -> bool:
         conn.execute("BEGIN IMMEDIATE")
         conn.execute("ROLLBACK")
         return True
-    except sqlite3.OperationalError as exc:
+    except sqlite3.Error as exc:  # a file that is no database is not locked: its reader says what it is
         return not locked(exc)
     finally:
         conn.close()

@@ -137,3 +137,31 @@ def test_a_lock_held_as_a_process_first_looks_is_seen_at_once_and_once(tmp_path)
     for uri in (f"sqlite:///{tmp_path / 'free.db'}", f"sqlite:///{tmp_path / 'none.db'}", "http://127.0.0.1:1"):
         assert not writes.held_at_first_look(uri)
     assert not (tmp_path / "none.db").exists()  # looked at, never created
+
+
+def test_a_reader_waits_for_a_locked_store_and_says_so(gdexp, store, tmp_path):
+    """gdexp report and rerun on a store another process holds locked: the wait is said, and the
+    command goes on when the lock ends; past GDEXP_LOCK_WAIT_S, one line. (The store check first
+    took "database is locked" for "not an MLflow SQLite database".)"""
+    from fault_tools import locked_store, start_gdexp
+
+    def command(*args: str, **env: str):  # a process of its own: its lines reach stderr as a user's do
+        done = start_gdexp(*args, cwd=tmp_path, **env)
+        out, err = done.communicate(timeout=120)
+        return done.returncode, out, err
+
+    code, out, err = gdexp("-m", "loss=booth", "optimizer.lr=0.01,0.02", "stopping.maxiter=20")
+    assert code == 0, err
+    run_id = next(r.info.run_id for r in all_runs(store) if "mlflow.parentRunId" in r.data.tags)
+    with locked_store(tmp_path / "mlflow.db", 3) as holder:
+        code, out, err = command("report")
+        holder.wait(timeout=30)
+    assert code == 0 and "Report of sweep" in out, err
+    assert err.startswith(f"gdexp: store locked by another process; waiting (up to 120 s): {store}"), err
+    with locked_store(tmp_path / "mlflow.db", 600):
+        code, out, err = command("rerun", run_id, GDEXP_LOCK_WAIT_S="1")
+    assert code == 2 and out == "", out
+    lines = err.strip().splitlines()
+    assert len(lines) == 2 and lines[0].startswith("gdexp: store locked by another process; waiting (up to 1 s)"), err
+    assert lines[1].startswith(f"gdexp: error: tracking.uri='{store}': the store stayed locked by another process "
+                               "for 1 s"), err
