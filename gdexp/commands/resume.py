@@ -23,7 +23,8 @@ from pathlib import Path
 from gdexp.commands.exits import Parser, say_invalid
 from gdexp.core.errors import ConfigError, NotFound
 from gdexp.tracking import env, parent_run, plan
-from gdexp.tracking.guards import check_existing_store, sqlite_path
+from gdexp.tracking.guards import check_existing_store
+from gdexp.tracking.uris import sqlite_path
 from gdexp.tracking.pending import DONE, SPOOL, kept, replay, short_reason
 from gdexp.tracking.store import client, find_run, read_client, unreachable
 

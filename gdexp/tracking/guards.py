@@ -17,6 +17,7 @@ from pathlib import Path
 
 from gdexp.core.errors import ConfigError
 from gdexp.tracking import env
+from gdexp.tracking.uris import sqlite_path
 
 # Filesystem types on which SQLite's locking cannot be trusted (sqlite.org/faq.html#q5).
 NETWORK_FS = {"nfs", "nfs4", "cifs", "smb3", "smbfs", "afs", "lustre", "gpfs", "beegfs",
@@ -39,17 +40,6 @@ def local_dir(artifact_uri: str) -> Path | None:
     if parsed.scheme == "" and artifact_uri.startswith("/"):
         return Path(artifact_uri)
     return None
-
-
-def sqlite_path(uri: str) -> Path | None:
-    """The database file of a sqlite: URI, else None.
-
-    >>> sqlite_path("sqlite:////data/mlflow.db"), sqlite_path("http://h:5000")
-    (PosixPath('/data/mlflow.db'), None)
-    """
-    if not uri.startswith("sqlite:///"):
-        return None
-    return Path(uri[len("sqlite:///"):])
 
 
 def filesystem_type(path: Path, mounts: str = "/proc/mounts") -> str | None:

@@ -19,7 +19,8 @@ from gdexp.core.errors import ConfigError, NotFound
 from gdexp.core.resources import check_disk
 from gdexp.tracking import env, interrupts
 from gdexp.tracking.guards import (check_readable_store, check_store_filesystem, check_store_uri, check_writable,
-                                   local_dir, sqlite_path)
+                                   local_dir)
+from gdexp.tracking.uris import sqlite_path
 from gdexp.tracking.writes import GuardedClient, StoreLocked, wait_unlocked
 
 log = logging.getLogger(__name__)

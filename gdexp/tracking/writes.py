@@ -16,7 +16,7 @@ import logging
 import time
 
 from gdexp.tracking import interrupts
-from gdexp.tracking.guards import sqlite_path
+from gdexp.tracking.uris import sqlite_path
 
 log = logging.getLogger(__name__)
 

@@ -164,7 +164,7 @@ def make_store(uri: str) -> None:
     """Create (migrate) a SQLite store that this process has not opened yet: a copy of the migrated
     empty store kept for the session (gdexp's fresh_sqlite_store), else made by MLflow in another
     process."""
-    from gdexp.tracking.guards import sqlite_path
+    from gdexp.tracking.uris import sqlite_path
     from gdexp.tracking.store import fresh_sqlite_store
 
     if fresh_sqlite_store(sqlite_path(uri)):
