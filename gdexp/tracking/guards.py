@@ -295,14 +295,14 @@ def _is_mlflow_sqlite(path: Path) -> bool:
     """
     import sqlite3
 
-    from gdexp.tracking.writes import MLFLOW_BUSY_S, lock_wait_s, locked
+    from gdexp.tracking.fast.fence import busy_timeout_ms
+    from gdexp.tracking.writes import locked
 
     try:
         with open(path, "rb") as file:
             if file.read(len(_SQLITE_HEADER)) != _SQLITE_HEADER:
                 return False
-        # SQLite's own wait as MLflow's, never past gdexp's bound (fence.busy_timeout_ms)
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=min(MLFLOW_BUSY_S, lock_wait_s()))
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=busy_timeout_ms() / 1000)
         try:
             names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         finally:

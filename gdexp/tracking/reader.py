@@ -22,7 +22,7 @@ from gdexp.tracking import TAG as _T
 from gdexp.results.text import list_text
 from gdexp.tracking.content import STAND_IN, flatten
 from gdexp.tracking.guards import local_dir
-from gdexp.tracking.store import check_not_deleted, find_run, read_client, resolve_uri, search
+from gdexp.tracking.store import check_experiment_found, find_run, read_client, resolve_uri, search
 
 
 def load_runs(experiment: str | None = None, sweep: str | None = None,
@@ -183,15 +183,10 @@ class StoreReader:
         """NotFound (one line, under `key`): no experiment `name`, or only a deleted one."""
         if not self.fast:
             return check_experiment(self._client, name, key)
-        from types import SimpleNamespace
-
         from gdexp.tracking.fast.read import read_experiments
 
-        found = [SimpleNamespace(experiment_id=i, name=n, lifecycle_stage=stage)
-                 for i, n, stage in self._read(read_experiments) if n == name]
-        if not found:
-            raise NotFound(key, name, f"no experiment named {name!r} in {self.uri}")
-        check_not_deleted(found[0], self.uri, key)
+        found = next((e for e in self._read(read_experiments) if e.name == name), None)
+        check_experiment_found(found, name, self.uri, key)
 
     def run(self, run_id: str, key: str):
         """The run `run_id`; NotFound (one line, under the name `key` the user gave the id by)."""
@@ -216,10 +211,7 @@ class StoreReader:
 def check_experiment(cl, name: str, key: str) -> None:
     """NotFound (one line, under the name `key` the user gave it by) if the store has no experiment
     `name`, or only a deleted one (saying how to restore it)."""
-    found = cl.get_experiment_by_name(name)
-    if found is None:
-        raise NotFound(key, name, f"no experiment named {name!r} in {cl.tracking_uri}")
-    check_not_deleted(found, cl.tracking_uri, key)
+    check_experiment_found(cl.get_experiment_by_name(name), name, cl.tracking_uri, key)
 
 
 def latest_sweep(cl):

@@ -243,6 +243,15 @@ def unreachable(exc: BaseException) -> bool:
     return False
 
 
+def check_experiment_found(found, name: str, uri: str, key: str) -> None:
+    """NotFound (one line, under the name `key` the user gave it by) where the store at `uri` has no
+    experiment `name` (`found` None) or only a deleted one (check_not_deleted). `found`: MLflow's
+    Experiment, or fast.read.ExperimentRow (the same fields)."""
+    if found is None:
+        raise NotFound(key, name, f"no experiment named {name!r} in {uri}")
+    check_not_deleted(found, uri, key)
+
+
 def check_not_deleted(experiment, uri: str, key: str = "tracking.experiment") -> None:
     """NotFound (one line, before anything runs) for an experiment that was deleted (MLflow keeps it,
     under its name, until `mlflow gc`): naming it, its store, and how to restore it or choose another."""

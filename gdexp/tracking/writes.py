@@ -167,6 +167,12 @@ def _waiting(bound: float, uri: str) -> str:
     return f"gdexp: store locked by another process; waiting (up to {bound:g} s): {uri}"
 
 
+# The stores this process has looked at once (held_at_first_look), and how long a lock found then
+# must last to be said at once.
+_LOOKED: set[str] = set()
+SAY_AFTER_S = 1.0
+
+
 def held_at_first_look(uri: str) -> bool:
     """Whether another process holds the SQLite store at `uri` locked for SAY_AFTER_S as this
     process first asks it something (once per store and process; False for other stores).
@@ -180,10 +186,6 @@ def held_at_first_look(uri: str) -> bool:
     _LOOKED.add(uri)
     path = sqlite_path(uri)
     return path is not None and path.is_file() and not _write_lock_free(path, SAY_AFTER_S)
-
-
-_LOOKED: set[str] = set()
-SAY_AFTER_S = 1.0
 
 
 def _write_lock_free(path, seconds: float) -> bool:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -78,16 +79,12 @@ def read_runs(uri: str, experiment: str | None = None, sweep: str | None = None)
         sql = _Sql(conn.connection.dbapi_connection.cursor(), engine.dialect.name)
         names = dict(sql.all("SELECT experiment_id, name FROM experiments"))
         if experiment is not None:
-            found = sql.all("SELECT experiment_id, lifecycle_stage FROM experiments WHERE name = :name",
+            found = sql.all("SELECT experiment_id, name, lifecycle_stage FROM experiments WHERE name = :name",
                             name=experiment)
-            if not found:
-                raise NotFound("experiment", experiment, f"no experiment named {experiment!r} in {uri}")
-            from types import SimpleNamespace
+            from gdexp.tracking.store import check_experiment_found  # the client path's lines, word for word
 
-            from gdexp.tracking.store import check_not_deleted  # the client path's line, word for word
-
-            check_not_deleted(SimpleNamespace(name=experiment, experiment_id=found[0][0], lifecycle_stage=found[0][1]),
-                              uri, "experiment")
+            check_experiment_found(ExperimentRow(str(found[0][0]), *found[0][1:]) if found else None, experiment, uri,
+                                   "experiment")
             where, binds = _EXPERIMENT_RUNS, {"exp": found[0][0]}
         else:
             parent, exp = _parent(sql, uri, sweep)
@@ -186,12 +183,20 @@ def read_run(uri: str, run_id: str) -> StoredRun | None:
     return StoredRun(info, RunData(params, tags, metrics))
 
 
-def read_experiments(uri: str) -> list[tuple[str, str, str]]:
-    """(experiment id, name, lifecycle stage) of every experiment of the store, deleted ones too."""
+class ExperimentRow(NamedTuple):
+    """The fields of MLflow's Experiment that gdexp reads (id as a string, as MLflow's)."""
+
+    experiment_id: str
+    name: str
+    lifecycle_stage: str
+
+
+def read_experiments(uri: str) -> list[ExperimentRow]:
+    """Every experiment of the store, deleted ones too."""
     engine = _engine(uri)
     with engine.connect() as conn:
         sql = _Sql(conn.connection.dbapi_connection.cursor(), engine.dialect.name)
-        return [(str(i), name, stage) for i, name, stage in
+        return [ExperimentRow(str(i), name, stage) for i, name, stage in
                 sql.all("SELECT experiment_id, name, lifecycle_stage FROM experiments ORDER BY experiment_id")]
 
 
