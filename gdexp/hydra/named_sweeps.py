@@ -30,13 +30,34 @@ def register_sweeps() -> None:
     with Hydra's list of the sweeps that exist instead of quietly becoming a
     string value, and a file's `# @package` line may stand anywhere in its
     header comment (every sweep is global).
+
+    Stored again only when the files changed (another folder's ./sweeps/, a file edited): each
+    `gdexp.run`, `gdexp.sweep` or in-process command calls this, and parsing every sweep file
+    was a quarter of an in-process run's time. A sweep no longer available is dropped from the
+    group, not left selectable from a folder the process has left.
     """
+    global _stored
     from hydra.core.config_store import ConfigStore
     from omegaconf import OmegaConf
 
     cs = ConfigStore.instance()
-    for name, path in available().items():
+    found = available()
+    key = (cs, tuple((name, str(path), _stamp(path)) for name, path in found.items()))
+    if key == _stored:
+        return
+    cs.repo.pop("sweep", None)
+    for name, path in found.items():
         cs.store(group="sweep", name=name, node=_renamed(OmegaConf.load(path)), package="_global_")
+    _stored = key
+
+
+_stored: tuple | None = None  # what register_sweeps last stored: the ConfigStore and each file's stamp
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    """A file's modification time (ns) and size: whether it may have changed since it was read."""
+    stat = path.stat()
+    return stat.st_mtime_ns, stat.st_size
 
 
 def _renamed(node):

@@ -102,12 +102,19 @@ def job_refusal(error: ConfigError, num: int, overrides: list[str]) -> ConfigErr
 
 
 def register_configs() -> None:
-    """Put the schema and gdexp's plugins into Hydra's ConfigStore; conf/ files build on them."""
+    """Put the schema and gdexp's plugins into Hydra's ConfigStore; conf/ files build on them.
+
+    Once per ConfigStore (per process, unless Hydra's singletons are reset): the nodes never
+    change, and Hydra deep-copies a stored node on each load, so a composition cannot alter them.
+    """
+    global _stored_in
     from hydra.core.config_store import ConfigStore
     from hydra.core.plugins import Plugins
 
     from gdexp.hydra.plugin_configs import store_plugins
 
+    if ConfigStore.instance() is _stored_in:
+        return
     # Hydra's plugin scan stores hydra-ray-launcher's and hydra-submitit-launcher's own
     # launcher configs; scanned first, so that gdexp's presets of those names replace them.
     Plugins.instance()
@@ -116,3 +123,7 @@ def register_configs() -> None:
         group, _, name = path.rpartition("/")
         cs.store(group=group or None, name=name, node=node)
     store_plugins(cs)
+    _stored_in = cs
+
+
+_stored_in = None  # the ConfigStore register_configs stored into
