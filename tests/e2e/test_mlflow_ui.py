@@ -270,10 +270,31 @@ def test_a_run_whose_loss_overflowed_shows_its_loss_and_grad_norm_charts(page, r
     page.screenshot(path=tmp_path / "charts.png")
 
 
-# A sweep still descending: lr=0.2 diverges at once, lr=0.01 descends for as long as the test
-# lasts (stopped with SIGTERM at the end), written live every second (gdexp.tracking.live).
-LIVE_SWEEP = ("-m", "loss=booth", "optimizer.lr=0.01,0.2", "stopping.maxiter=100000000", "stopping.gtol=0",
-              "tracking.live_every=1")
+# A sweep still descending: both runs descend for as long as the test lasts (stopped with SIGTERM
+# at the end), written live every second (gdexp.tracking.live). Its loss, a user's (loss=custom),
+# sleeps 2 ms a step: a descent this long on a built-in loss kept a core busy for the whole test
+# (~20 s of CPU taken from the tests beside it).
+SLOW_LOSS = """
+import time
+import numpy as np
+from gdexp.core.losses.base import Loss
+
+
+class Bowl(Loss):
+    name = "slow_bowl"
+
+    def __init__(self, dim=2):
+        self.dim = dim
+
+    def value_and_grad(self, x, rows=None):
+        time.sleep(0.002)
+        return 0.5 * np.einsum("bi,bi->b", x, x), x
+
+    def default_init(self):
+        return np.full(self.dim, 2.0)
+"""
+LIVE_SWEEP = ("-m", "loss=custom", "loss._target_=slowloss.Bowl", "optimizer.lr=0.01,0.2",
+              "stopping.maxiter=100000000", "stopping.gtol=0", "tracking.live_every=1")
 LIVE_WAIT_S = 300  # for the store to show the run's curve grown (a loaded 2-core machine)
 
 
@@ -288,6 +309,7 @@ def live_sweep(tmp_path):
 
     folder = tmp_path / "live"
     folder.mkdir()
+    (folder / "slowloss.py").write_text(SLOW_LOSS)
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
     env.pop("GDEXP_PARENT_RUN_ID", None)

@@ -12,9 +12,9 @@ from fault_tools import all_runs, census, finished_children, on_each_write, star
 
 pytestmark = pytest.mark.faults
 
-GRID = 24
-# 12 batches of 2 runs, each batch ~0.5 s of descent (gtol=0: every step taken), so that a kill
-# half-way lands between batches and not after the last one
+GRID = 16
+# 8 batches of 2 runs, each batch ~0.5 s of descent (gtol=0: every step taken), so that a kill
+# half-way lands between batches and not after the last one (4 batches, ~2 s, of margin)
 SWEEP = ["-m", "loss=booth", f"optimizer.lr=logspace(1e-4,1e-2,{GRID})", "stopping.maxiter=100000",
          "stopping.gtol=0", "hydra.sweeper.max_batch_size=2"]
 BLOCKED = ["-m", "+loss.scale=1,2,3,4,5,6", "hydra/launcher=basic", "stopping.maxiter=50"]
