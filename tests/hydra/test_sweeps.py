@@ -70,6 +70,35 @@ def test_unknown_sweep_is_an_error_listing_the_sweeps(gdexp, store, tmp_path):
     assert not (tmp_path / "mlflow.db").exists() or runs_of(store)[1] == []
 
 
+def test_a_users_sweep_is_read_again_when_edited_and_gone_in_a_folder_without_it(gdexp, store, tmp_path,
+                                                                                   monkeypatch):
+    """In one process (a notebook's gdexp.sweep, the in-process command): ./sweeps/ is read once
+    and again only when a file changed; another folder's sweeps are not selectable from here."""
+    mine = tmp_path / "sweeps" / "mine.yaml"
+    mine.parent.mkdir()
+
+    def write(lrs: str):
+        mine.write_text(f"# @package _global_\nhydra:\n  mode: MULTIRUN\n  sweeper:\n    params:\n"
+                        f"      optimizer.lr: {lrs}\nstopping:\n  maxiter: 5\n")
+
+    def lrs_of_last_sweep() -> list[str]:
+        _, children, parents = runs_of(store)
+        last = max(parents, key=lambda p: p.info.start_time).info.run_id
+        return sorted(r.data.params["optimizer.lr"] for r in children if r.data.tags["mlflow.parentRunId"] == last)
+
+    write("0.01,0.02")
+    assert gdexp("+sweep=mine", "loss=booth")[0] == 0
+    assert lrs_of_last_sweep() == ["0.01", "0.02"]
+    write("0.01,0.02,0.03")  # edited: the same name, a new grid
+    assert gdexp("+sweep=mine", "loss=booth")[0] == 0
+    assert lrs_of_last_sweep() == ["0.01", "0.02", "0.03"]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    code, _, err = gdexp("+sweep=mine", "loss=booth")
+    assert code == 2 and err.count("\n") == 1 and "mine" in err and "lr_grid" in err, err
+
+
 def test_a_bad_value_anywhere_in_the_grid_fails_before_any_run(gdexp, store, tmp_path):
     code, out, err = gdexp("-m", "loss=booth", "optimizer.lr=0.01,-0.1,0.1")
     assert code != 0 and "optimizer.lr=-0.1" in err and "job #1" in err
