@@ -145,7 +145,8 @@ def _need_postgres(what: str):
 def postgres_template():
     """(server, name of a database MLflow has migrated): each test's databases are copies of it.
 
-    Used by tests/tracking/test_fast_write.py and tests/tracking/test_fast_read.py: one server per session (per worker)."""
+    Used by tests/tracking/test_fast_write.py, tests/tracking/test_fast_read.py and the MLflow servers
+    of tests/e2e/test_scaleout.py: one PostgreSQL server per session (per worker)."""
     from pg_server import Postgres, PostgresMissing, mlflow_template
 
     try:
