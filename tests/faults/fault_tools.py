@@ -63,8 +63,16 @@ def client(uri: str):
 
 
 def all_runs(uri: str) -> list:
-    """Every run of every experiment, deleted ones too (a duplicate must not hide there)."""
+    """Every run of every experiment, deleted ones too (a duplicate must not hide there); none in
+    a SQLite store whose file does not exist, which MLflow's client would create and migrate (~1 s)
+    to find nothing in, hiding whether gdexp made it."""
     from mlflow.entities import ViewType
+
+    from gdexp.tracking.uris import sqlite_path
+
+    path = sqlite_path(uri)
+    if path is not None and not os.path.exists(path):
+        return []
 
     cl = client(uri)
     ids = [e.experiment_id for e in cl.search_experiments(view_type=ViewType.ALL)]
