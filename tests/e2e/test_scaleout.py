@@ -112,9 +112,12 @@ def server_on_postgres(postgres_template, tmp_path):
     server.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ray_head():
-    """A Ray head on 127.0.0.1 (tests/ray_head.py), auth off on both sides; only its own processes stopped after."""
+    """A Ray head on 127.0.0.1 (tests/ray_head.py), auth off on both sides; only its own processes stopped after.
+
+    For this module only: an idle Ray head's eight processes take ~7% of a core, which a session's
+    fixture spent until the last test of the worker (~25 s of CPU taken from the suite)."""
     if not (BIN / "ray").exists():
         _need("the `ray` extra is missing")
     head = RayHead()
