@@ -11,6 +11,7 @@ from pathlib import Path
 from gdexp.hydra.paths import sweeps_dir
 
 USER_FOLDER = "sweeps"  # relative to the folder gdexp runs in
+_stored: tuple | None = None  # what register_sweeps last stored: the ConfigStore and each file's stamp
 
 
 def available() -> dict[str, Path]:
@@ -49,9 +50,6 @@ def register_sweeps() -> None:
     for name, path in found.items():
         cs.store(group="sweep", name=name, node=_renamed(OmegaConf.load(path)), package="_global_")
     _stored = key
-
-
-_stored: tuple | None = None  # what register_sweeps last stored: the ConfigStore and each file's stamp
 
 
 def _stamp(path: Path) -> tuple[int, int]:

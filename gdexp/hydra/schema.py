@@ -101,6 +101,9 @@ def job_refusal(error: ConfigError, num: int, overrides: list[str]) -> ConfigErr
     return ConfigError(error.key, error.value, f"{error.reason} (job #{num}: {' '.join(overrides)})")
 
 
+_stored_in = None  # the ConfigStore register_configs stored into
+
+
 def register_configs() -> None:
     """Put the schema and gdexp's plugins into Hydra's ConfigStore; conf/ files build on them.
 
@@ -124,6 +127,3 @@ def register_configs() -> None:
         cs.store(group=group or None, name=name, node=node)
     store_plugins(cs)
     _stored_in = cs
-
-
-_stored_in = None  # the ConfigStore register_configs stored into
