@@ -11,7 +11,7 @@ from pathlib import Path
 from gdexp.hydra.paths import sweeps_dir
 
 USER_FOLDER = "sweeps"  # relative to the folder gdexp runs in
-_stored: tuple | None = None  # what register_sweeps last stored: the ConfigStore and each file's stamp
+_stored: tuple | None = None  # what register_sweeps last stored: the ConfigStore and each file's text
 
 
 def available() -> dict[str, Path]:
@@ -32,30 +32,45 @@ def register_sweeps() -> None:
     string value, and a file's `# @package` line may stand anywhere in its
     header comment (every sweep is global).
 
-    Stored again only when the files changed (another folder's ./sweeps/, a file edited): each
+    Stored again only when the files changed (another folder's ./sweeps/, a file edited: their
+    texts are compared, reading is cheap and parsing is not): each
     `gdexp.run`, `gdexp.sweep` or in-process command calls this, and parsing every sweep file
     was a quarter of an in-process run's time. A sweep no longer available is dropped from the
     group, not left selectable from a folder the process has left.
     """
     global _stored
     from hydra.core.config_store import ConfigStore
-    from omegaconf import OmegaConf
 
     cs = ConfigStore.instance()
     found = available()
-    key = (cs, tuple((name, str(path), _stamp(path)) for name, path in found.items()))
+    texts = {name: path.read_text() for name, path in found.items()}
+    key = (cs, tuple((name, str(path), texts[name]) for name, path in found.items()))
     if key == _stored:
         return
+    # Every file parsed before the group is replaced: a file that fails to parse leaves the group
+    # and the record of what it holds as they were, and is read again on the next call.
+    nodes = {name: _renamed(_parsed(name, found[name], text)) for name, text in texts.items()}
     cs.repo.pop("sweep", None)
-    for name, path in found.items():
-        cs.store(group="sweep", name=name, node=_renamed(OmegaConf.load(path)), package="_global_")
+    for name, node in nodes.items():
+        cs.store(group="sweep", name=name, node=node, package="_global_")
     _stored = key
 
 
-def _stamp(path: Path) -> tuple[int, int]:
-    """A file's modification time (ns) and size: whether it may have changed since it was read."""
-    stat = path.stat()
-    return stat.st_mtime_ns, stat.st_size
+def _parsed(name: str, path: Path, text: str):
+    """A sweep file's text as an OmegaConf node.
+
+    Raises:
+        ConfigError: the file is not YAML OmegaConf reads, named with the parser's first line.
+    """
+    from omegaconf import OmegaConf
+
+    from gdexp.core.errors import ConfigError
+
+    try:
+        return OmegaConf.create(text)
+    except Exception as exc:  # noqa: BLE001 - yaml's and OmegaConf's errors alike: the file is the user's
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError("sweep", name, f"{path} is not a sweep file gdexp can read: {first}") from None
 
 
 def _renamed(node):

@@ -92,6 +92,17 @@ def test_a_users_sweep_is_read_again_when_edited_and_gone_in_a_folder_without_it
     write("0.01,0.02,0.03")  # edited: the same name, a new grid
     assert gdexp("+sweep=mine", "loss=booth")[0] == 0
     assert lrs_of_last_sweep() == ["0.01", "0.02", "0.03"]
+    stat = mine.stat()
+    write("0.01,0.02,0.04")  # the same size, its old modification time put back (cp -p, rsync -t)
+    os.utime(mine, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert gdexp("+sweep=mine", "loss=booth")[0] == 0
+    assert lrs_of_last_sweep() == ["0.01", "0.02", "0.04"]
+    broken = mine.with_name("broken.yaml")
+    broken.write_text("hydra: [unclosed\n")  # a file that does not parse, then removed
+    code, _, err = gdexp("+sweep=mine", "loss=booth")
+    assert code == 2 and err.count("\n") == 1 and "broken.yaml" in err and "Traceback" not in err, err
+    broken.unlink()
+    assert gdexp("+sweep=lr_grid", "stopping.maxiter=5")[0] == 0  # every sweep selectable again
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
