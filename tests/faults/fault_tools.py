@@ -54,9 +54,12 @@ def client(uri: str):
     from filelock import FileLock
     from mlflow import MlflowClient
 
-    if not uri.startswith("sqlite:///"):
+    from gdexp.tracking.uris import sqlite_path
+
+    path = sqlite_path(uri)
+    if path is None:
         return MlflowClient(tracking_uri=uri)
-    with FileLock(f"{uri[len('sqlite:///'):]}.lock"):
+    with FileLock(f"{path}.lock"):
         cl = MlflowClient(tracking_uri=uri)
         cl._tracking_client.store  # noqa: B018 - opened (created, migrated) under the lock
     return cl
@@ -71,7 +74,7 @@ def all_runs(uri: str) -> list:
     from gdexp.tracking.uris import sqlite_path
 
     path = sqlite_path(uri)
-    if path is not None and not os.path.exists(path):
+    if path is not None and not path.exists():
         return []
 
     cl = client(uri)
